@@ -1,0 +1,138 @@
+"""Job settings: embedded defaults, TOML profiles from ``conf/`` and ``--set key=value`` overrides.
+
+Settings are a nested dict addressed by dotted keys (``fetch.allowed_hosts``). The ``spark``
+table holds Spark settings passed to the session builder; every other table is a job setting.
+
+>>> cfg = load_config(overrides=["fetch.max_attempts=5", "fetch.allowed_hosts=127.0.0.1,localhost"])
+>>> cfg["fetch"]["max_attempts"], cfg["fetch"]["allowed_hosts"]
+(5, ['127.0.0.1', 'localhost'])
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "spark": {
+        "spark.master": "local[*]",
+        "spark.app.name": "dedup",
+        "spark.sql.shuffle.partitions": "8",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "2000",
+        "spark.ui.showConsoleProgress": "false",
+    },
+    "ingest": {
+        "format": "csv",  # csv or jsonl
+        "multiline": False,  # true: quoted newlines parse, but each file is read by one task
+        "image_size": "200x200",  # which of the four URLs in imageUrlStr to fetch
+        "product_id_pattern": r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
+        "category_prefix": "",  # keep only rows whose categories start with this path
+        "title_regex": "",  # keep only rows whose title matches this regex
+    },
+    "fetch": {
+        "allowed_hosts": [],  # hosts always allowed, even on loopback/private addresses
+        "block_private_networks": True,  # refuse loopback, link-local and private targets
+        "partitions": 0,  # 0: 4 x default parallelism
+        "threads_per_task": 16,
+        "connect_timeout_s": 5.0,
+        "read_timeout_s": 10.0,
+        "total_timeout_s": 30.0,  # whole download of one image, slow drips included
+        "max_attempts": 4,
+        "backoff_base_s": 0.5,
+        "backoff_max_s": 8.0,
+        "max_retry_after_s": 30.0,
+        "max_bytes": 10_000_000,
+        "max_redirects": 5,
+        "user_agent": "dedup/0.1 (+catalog duplicate finder)",
+    },
+    "features": {
+        "max_image_pixels": 50_000_000,  # Pillow's decompression-bomb limit
+    },
+    "hash": {
+        "max_distance": 3,  # dHash Hamming distance at or below which a pair is a near duplicate
+        "match_flips": True,  # also compare with the mirrored image's dHash
+        "bands": 0,  # 0: chosen by the planner in dedup.candidates
+        "max_bucket_size": 2000,  # LSH buckets with more members are skipped and logged
+    },
+    "exact": {
+        "max_pairs_group_size": 100,  # larger byte-identical groups emit star edges, not all pairs
+    },
+    "verify": {
+        "exclude_same_family": True,
+        "max_thumb_distance": 0.06,  # dHash pairs also need thumbnails this close (2 disables)
+    },
+    "groups": {
+        "max_size": 50,  # larger components are re-split with the strict rule, then flagged
+        "strict_max_distance": 2,  # the strict rule: exact or dHash distance at or below this
+        "max_iterations": 40,
+    },
+    "output": {
+        "write_json": True,
+    },
+}
+
+
+def _parse_value(raw: str, current: Any) -> Any:
+    """Parse a ``--set`` value to the type of the setting it replaces."""
+    if isinstance(current, bool):
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"expected true or false, got {raw!r}")
+    if isinstance(current, int):
+        return int(raw)
+    if isinstance(current, float):
+        return float(raw)
+    if isinstance(current, list):
+        raw = raw.strip()
+        if raw.startswith("["):
+            return list(json.loads(raw))
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    return raw
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> None:
+    for key, value in update.items():
+        path = f"{where}{key}"
+        if isinstance(value, dict):
+            if key not in base or not isinstance(base[key], dict):
+                raise KeyError(f"unknown settings table: {path}")
+            if key == "spark":  # Spark settings are free-form
+                base[key].update({k: str(v) for k, v in value.items()})
+            else:
+                _merge(base[key], value, f"{path}.")
+        else:
+            if key not in base:
+                raise KeyError(f"unknown setting: {path}")
+            base[key] = value
+
+
+def set_value(cfg: dict[str, Any], assignment: str) -> None:
+    """Apply one ``key=value`` override in place; ``spark.*`` keys go to the Spark table."""
+    key, sep, raw = assignment.partition("=")
+    if not sep:
+        raise ValueError(f"--set expects key=value, got {assignment!r}")
+    key = key.strip()
+    if key.startswith("spark."):
+        cfg["spark"][key] = raw
+        return
+    section, _, name = key.partition(".")
+    if section not in cfg or not isinstance(cfg[section], dict) or name not in cfg[section]:
+        raise KeyError(f"unknown setting: {key}")
+    cfg[section][name] = _parse_value(raw, cfg[section][name])
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Defaults, then the TOML profile at ``path``, then each ``key=value`` override."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path:
+        with open(path, "rb") as handle:
+            _merge(cfg, tomllib.load(handle))
+    for assignment in overrides or []:
+        set_value(cfg, assignment)
+    return cfg

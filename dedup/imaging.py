@@ -1,0 +1,146 @@
+"""Image helpers with no Spark in them: format sniffing, safe decoding and dHash.
+
+>>> import io
+>>> from PIL import Image
+>>> buf = io.BytesIO()
+>>> Image.linear_gradient("L").rotate(90).convert("RGB").save(buf, "PNG")
+>>> sniff_format(buf.getvalue())
+'png'
+>>> h, h_flip = dhash_pair(decode_image(buf.getvalue()))
+>>> hamming(h, h), hamming(h, h_flip) > 0
+(0, True)
+>>> t = thumbnail(decode_image(buf.getvalue()))
+>>> len(t), thumb_distance(t, t) < 1e-6
+(432, True)
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+HASH_SIZE = 8  # 8 x 8 = 64-bit hashes
+THUMB_SIZE = 12  # 12 x 12 RGB thumbnails for the colour check
+
+_MAGIC: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", 0, "png"),
+    (b"GIF87a", 0, "gif"),
+    (b"GIF89a", 0, "gif"),
+    (b"WEBP", 8, "webp"),
+    (b"BM", 0, "bmp"),
+    (b"II*\x00", 0, "tiff"),
+    (b"MM\x00*", 0, "tiff"),
+)
+
+
+class DecodeError(ValueError):
+    """The bytes are not an image this job can read; the message is the reason."""
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format named by the leading bytes, or None: the name and headers are not trusted."""
+    for magic, offset, name in _MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            if name == "webp" and data[:4] != b"RIFF":
+                continue
+            return name
+    return None
+
+
+def decode_image(data: bytes, max_pixels: int = 50_000_000, draft_size: int | None = None) -> Image.Image:
+    """Decode to an RGB image, EXIF orientation applied, refusing decompression bombs.
+
+    ``draft_size`` lets JPEG decode at a reduced scale (DCT scaling) when only a small picture
+    is needed, which is several times faster than a full decode.
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.width * image.height > max_pixels:
+                raise DecodeError("decompression_bomb")
+            if draft_size and image.format == "JPEG":
+                image.draft("RGB", (draft_size, draft_size))
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+            if image.mode != "RGB":
+                image = _to_rgb(image)
+            return image
+    except DecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError("decompression_bomb") from exc
+    except Exception as exc:  # Pillow raises many types on bad input; all mean "undecodable"
+        raise DecodeError(f"undecodable_image:{type(exc).__name__}") from exc
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode to RGB; transparent pixels become white, as on a product page."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = array.max() or 1.0
+        image = Image.fromarray((array * (255.0 / top)).astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def _bits_to_int64(bits: np.ndarray) -> int:
+    value = 0
+    for bit in bits.ravel():
+        value = (value << 1) | int(bit)
+    return value - (1 << 64) if value >= 1 << 63 else value  # Spark's long is signed
+
+
+def dhash_pair(image: Image.Image) -> tuple[int, int]:
+    """64-bit dHash of the image and of its mirror image, as signed 64-bit integers.
+
+    The picture is shrunk to 9x8 grey pixels; each bit says whether a pixel is brighter than its
+    right neighbour. Mirroring commutes with the resize, so the mirrored hash costs no decode.
+    """
+    small = np.asarray(
+        image.convert("L").resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.BILINEAR),
+        dtype=np.int16,
+    )
+    mirrored = small[:, ::-1]
+    return (
+        _bits_to_int64(small[:, 1:] > small[:, :-1]),
+        _bits_to_int64(mirrored[:, 1:] > mirrored[:, :-1]),
+    )
+
+
+def hamming(a: int, b: int) -> int:
+    """Number of differing bits between two 64-bit hashes."""
+    return ((a ^ b) & 0xFFFFFFFFFFFFFFFF).bit_count()
+
+
+def thumbnail(image: Image.Image) -> bytes:
+    """A 12x12 RGB thumbnail (432 bytes): the colour layout a pair is checked against."""
+    small = image.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.uint8).tobytes()
+
+
+def _centred(thumb: bytes) -> np.ndarray:
+    array = np.frombuffer(thumb, dtype=np.uint8).astype(np.float32)
+    array -= array.mean()
+    return array / (np.linalg.norm(array) + 1e-6)
+
+
+def thumb_distance(a: bytes, b: bytes) -> float:
+    """1 - correlation of two thumbnails, the smaller of direct and mirrored (0: same layout).
+
+    Centring makes it blind to uniform brightness shifts; the colours themselves still count,
+    so the same cut in another colourway stays apart.
+    """
+    ca, cb = _centred(a), _centred(b)
+    mirrored = _centred(np.frombuffer(b, dtype=np.uint8).reshape(THUMB_SIZE, THUMB_SIZE, 3)[:, ::-1].tobytes())
+    return float(1.0 - max(ca @ cb, ca @ mirrored))

@@ -1,0 +1,231 @@
+"""Synthetic catalogs: product-like pictures, near-duplicate variants and dump-shaped CSV rows.
+
+Used by ``dedup demo``, the tests and the benchmarks, so none of them downloads anything. A
+"product" is a garment, shoe or bag silhouette with its own colour and print on a white
+background; a duplicate listing is the same photo after an edit of the kinds users count as
+duplicates and that the hash path is meant to catch: re-encoding, resizing, brightness or
+contrast shifts, a small text overlay, light noise, a mirror image.
+
+>>> catalog = make_catalog(n_products=6, duplicate_share=0.5, seed=1)
+>>> len(catalog.rows) >= 6, all(len(g) >= 2 for g in catalog.truth_groups)
+(True, True)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import string
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+
+from dedup.schema import CATALOG_COLUMNS
+
+SIZE = 224
+SIZES = ("200x200", "400x400", "800x800")
+
+
+def _colour(rng: random.Random) -> tuple[int, int, int]:
+    return tuple(rng.randrange(20, 236) for _ in range(3))  # type: ignore[return-value]
+
+
+def _silhouette(
+    draw: ImageDraw.ImageDraw, kind: str, box: tuple[int, int, int, int], fill: int, rng: random.Random
+) -> None:
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+
+    def polygon(points: list[tuple[float, float]]) -> None:  # every cut a little different
+        draw.polygon(
+            [(x + rng.uniform(-0.12, 0.12) * w, y + rng.uniform(-0.12, 0.12) * h) for x, y in points], fill=fill
+        )
+
+    if kind == "tshirt":
+        polygon(
+            [(x0 + w * 0.3, y0), (x0 + w * 0.7, y0), (x1, y0 + h * 0.25), (x0 + w * 0.85, y0 + h * 0.4),
+             (x0 + w * 0.8, y1), (x0 + w * 0.2, y1), (x0 + w * 0.15, y0 + h * 0.4), (x0, y0 + h * 0.25)],
+        )  # fmt: skip
+    elif kind == "dress":
+        polygon([(x0 + w * 0.35, y0), (x0 + w * 0.65, y0), (x0 + w * 0.8, y0 + h * 0.5), (x1, y1), (x0, y1),
+                 (x0 + w * 0.2, y0 + h * 0.5)])  # fmt: skip
+    elif kind == "shoe":
+        draw.ellipse([x0, y0 + h * 0.45, x1, y1], fill=fill)
+        draw.rectangle([x0 + w * 0.05, y0 + h * 0.2, x0 + w * 0.45, y0 + h * 0.75], fill=fill)
+    else:  # bag
+        draw.rectangle([x0, y0 + h * 0.3, x1, y1], fill=fill)
+        draw.arc([x0 + w * 0.25, y0, x1 - w * 0.25, y0 + h * 0.6], 180, 360, fill=fill, width=max(3, w // 20))
+
+
+def product_image(seed: int, colour: tuple[int, int, int] | None = None) -> Image.Image:
+    """A product-like picture: a silhouette with a colour, a print and shading, on white.
+
+    The same ``seed`` with another ``colour`` gives a colour variant of the same product.
+    """
+    rng = random.Random(seed)
+    kind = rng.choice(["tshirt", "dress", "shoe", "bag"])
+    base = _colour(rng)
+    second = _colour(rng)
+    half_w, half_h = rng.randrange(50, 105), rng.randrange(50, 105)
+    cx, cy = rng.randrange(half_w + 4, SIZE - half_w - 4), rng.randrange(half_h + 4, SIZE - half_h - 4)
+    box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    _silhouette(ImageDraw.Draw(mask), kind, box, 255, rng)
+
+    pattern = Image.new("RGB", (SIZE, SIZE), colour or base)
+    draw = ImageDraw.Draw(pattern)
+    style = rng.choice(["stripes", "checks", "dots", "blocks", "plain"])
+    period = rng.randrange(10, 40)
+    if style == "stripes":
+        for x in range(-SIZE, 2 * SIZE, period):
+            draw.line([(x, 0), (x + rng.randrange(-SIZE, SIZE), SIZE)], fill=second, width=period // 3 + 1)
+    elif style == "checks":
+        for x in range(0, SIZE, period):
+            for y in range(0, SIZE, period):
+                if (x // period + y // period) % 2:
+                    draw.rectangle([x, y, x + period, y + period], fill=second)
+    elif style == "dots":
+        for _ in range(rng.randrange(10, 60)):
+            cx, cy, r = rng.randrange(SIZE), rng.randrange(SIZE), rng.randrange(3, 14)
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=second)
+    elif style == "blocks":
+        for _ in range(rng.randrange(2, 6)):
+            x, y = rng.randrange(SIZE), rng.randrange(SIZE)
+            draw.rectangle([x, y, x + rng.randrange(20, 120), y + rng.randrange(20, 120)], fill=_colour(rng))
+    # Folds and studio light: a smooth random brightness field, different for every product.
+    field = np.random.default_rng(seed).uniform(0.55, 1.35, (5, 5)).astype(np.float32)
+    shade = np.asarray(Image.fromarray(field, "F").resize((SIZE, SIZE), Image.Resampling.BICUBIC))
+    shaded = np.clip(np.asarray(pattern, dtype=np.float32) * shade[..., None], 0, 255).astype(np.uint8)
+    canvas = Image.new("RGB", (SIZE, SIZE), (255, 255, 255))
+    canvas.paste(Image.fromarray(shaded, "RGB"), mask=mask)
+    return canvas
+
+
+def _jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _noise(image: Image.Image, rng: random.Random) -> Image.Image:
+    array = np.asarray(image, dtype=np.float32)
+    noisy = array + np.random.default_rng(rng.randrange(1 << 30)).normal(0, 6, array.shape)
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
+
+
+def _overlay(image: Image.Image, rng: random.Random) -> Image.Image:
+    edited = image.copy()
+    draw = ImageDraw.Draw(edited)
+    x, y = rng.choice([(6, 6), (SIZE - 60, 6), (6, SIZE - 20), (SIZE - 60, SIZE - 20)])
+    draw.rectangle([x, y, x + 52, y + 14], fill=(200, 30, 30))
+    draw.text((x + 4, y + 2), rng.choice(["SALE", "NEW", "-20%", "HOT"]), fill=(255, 255, 255))
+    return edited
+
+
+VARIANTS: dict[str, Callable[[Image.Image, random.Random], bytes]] = {
+    "reencode": lambda im, rng: _jpeg(im, rng.randrange(55, 80)),
+    "resize": lambda im, rng: _jpeg(im.resize((rng.choice([160, 180, 300, 400]),) * 2, Image.Resampling.LANCZOS)),
+    "brightness": lambda im, rng: _jpeg(ImageEnhance.Brightness(im).enhance(rng.choice([0.85, 0.9, 1.1, 1.15]))),
+    "contrast": lambda im, rng: _jpeg(ImageEnhance.Contrast(im).enhance(rng.choice([0.85, 1.15]))),
+    "overlay": lambda im, rng: _jpeg(_overlay(im, rng)),
+    "noise": lambda im, rng: _jpeg(_noise(im, rng)),
+    "mirror": lambda im, rng: _jpeg(ImageOps.mirror(im)),
+    "exact": lambda im, rng: b"",  # placeholder: the original bytes, re-listed
+}
+
+
+@dataclass
+class SyntheticCatalog:
+    """Rows in the dump's layout, the image bytes they point to, and the truth."""
+
+    rows: list[dict[str, str]] = field(default_factory=list)
+    images: dict[str, bytes] = field(default_factory=dict)
+    truth_groups: list[list[str]] = field(default_factory=list)
+    transforms: dict[str, str] = field(default_factory=dict)  # productId -> variant name
+
+
+def _product_id(rng: random.Random) -> str:
+    return "".join(rng.choices(string.ascii_uppercase + string.digits, k=16))
+
+
+def image_url_str(base_url: str, name: str) -> str:
+    """The four ``;``-separated URLs of one image: original, 200x200, 400x400, 800x800."""
+    stem, token = name.rsplit("-", 1)
+    return ";".join([f"{base_url}/img/{stem}-{token}"] + [f"{base_url}/img/{stem}-{size}-{token}" for size in SIZES])
+
+
+def image_names(name: str) -> list[str]:
+    """The served names behind :func:`image_url_str` (all sizes serve the same bytes here)."""
+    stem, token = name.rsplit("-", 1)
+    return [f"{stem}-{token}"] + [f"{stem}-{size}-{token}" for size in SIZES]
+
+
+def make_catalog(
+    n_products: int,
+    duplicate_share: float = 0.2,
+    family_share: float = 0.05,
+    seed: int = 0,
+    base_url: str = "http://127.0.0.1:0",
+) -> SyntheticCatalog:
+    """``n_products`` originals; a ``duplicate_share`` of them re-listed as 1-2 edited copies,
+    a ``family_share`` given a colour variant in the same productFamily (not a duplicate)."""
+    rng = random.Random(seed)
+    catalog = SyntheticCatalog()
+    categories = ["Apparels>Women>Western Wear>Tops", "Apparels>Men>T-Shirts", "Footwear>Women>Heels",
+                  "Bags>Handbags", "Apparels>Women>Dresses"]  # fmt: skip
+
+    def add(pid: str, data: bytes, family: list[str], transform: str) -> None:
+        name = f"{pid.lower()}-{rng.choice(['cloe', 'ruby', 'zara', 'mio'])}-{pid[-6:].lower()}"
+        for served in image_names(name):
+            catalog.images[served] = data
+        catalog.rows.append(
+            {
+                "productId": pid,
+                "title": f"Product {pid[:6]} {transform}",
+                "imageUrlStr": image_url_str(base_url, name),
+                "categories": rng.choice(categories),
+                "productFamily": ",".join(family),
+                "productBrand": rng.choice(["Acme", "Zed", "Mio"]),
+                "sellingPrice": str(rng.randrange(199, 4999)),
+                "sellerName": rng.choice(["SellerA", "SellerB", "SellerC"]),
+            }
+        )
+        catalog.transforms[pid] = transform
+
+    for index in range(n_products):
+        image_seed = seed * 1_000_003 + index
+        original = product_image(image_seed)
+        original_bytes = _jpeg(original)
+        pid = _product_id(rng)
+        group = [pid]
+        family = []
+        if rng.random() < family_share:
+            family = [pid, _product_id(rng)]
+            add(family[1], _jpeg(product_image(image_seed, colour=_colour(rng))), family, "family_variant")
+        add(pid, original_bytes, family, "original")
+        if rng.random() < duplicate_share:
+            for _ in range(rng.choice([1, 1, 2])):
+                variant = rng.choice(list(VARIANTS))
+                data = original_bytes if variant == "exact" else VARIANTS[variant](original, rng)
+                copy_id = _product_id(rng)
+                add(copy_id, data, [], variant)
+                group.append(copy_id)
+        if len(group) > 1:
+            catalog.truth_groups.append(sorted(group))
+    return catalog
+
+
+def write_catalog_csv(rows: Iterable[dict[str, str]], path: str | Path, extra_lines: Iterable[str] = ()) -> None:
+    """Write rows in the dump's 32-column layout (missing columns empty), then ``extra_lines``
+    verbatim (dirty lines for tests and demos)."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(CATALOG_COLUMNS), restval="", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+        for line in extra_lines:
+            handle.write(line.rstrip("\n") + "\n")

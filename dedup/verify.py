@@ -1,0 +1,89 @@
+"""Verify: decide each candidate pair from both products' features, and name the signal.
+
+A pair is a duplicate when its images are byte-identical (method ``exact``), or when its dHashes
+(or one image's and the other's mirrored dHash) differ in at most ``hash.max_distance`` bits and
+their 12x12 colour thumbnails agree: ``thumb_distance`` (1 - correlation) at most
+``verify.max_thumb_distance`` (method ``dhash``). The thumbnail check is where the precision
+comes from: on white-background product photos, different products of one cut share dHashes
+(measured: docs/BENCHMARKS.md). Pairs of products in the same productFamily (size or colour variants of one
+product) are not duplicates when ``verify.exclude_same_family`` is on: they are counted, not
+kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from dedup.imaging import thumb_distance
+
+
+@F.pandas_udf(T.DoubleType())
+def thumb_distance_udf(a: pd.Series, b: pd.Series) -> pd.Series:
+    """Vectorised :func:`dedup.imaging.thumb_distance` over pairs of thumbnails."""
+    return pd.Series([thumb_distance(x, y) for x, y in zip(a, b, strict=True)], dtype="float64")
+
+
+@dataclass
+class Verified:
+    """Duplicate pairs (``id_a``, ``id_b``, ``a``, ``b``, ``method``, ``distance``, ``flipped``,
+    ``thumb_distance``) and the pairs dropped as same-family variants."""
+
+    pairs: DataFrame
+    family_excluded: DataFrame
+
+
+def same_family(a: str, b: str) -> Column:
+    """True when products ``a`` and ``b`` (aliases of item rows) are variants of one product:
+    one lists the other in productFamily, or both list a common member."""
+    fam_a = F.array_union(F.col(f"{a}.family"), F.array(F.col(f"{a}.productId")))
+    fam_b = F.array_union(F.col(f"{b}.family"), F.array(F.col(f"{b}.productId")))
+    return F.coalesce(F.arrays_overlap(fam_a, fam_b), F.lit(False))
+
+
+def verify_pairs(
+    candidates: DataFrame, items: DataFrame, hash_settings: dict[str, Any], verify_settings: dict[str, Any]
+) -> Verified:
+    """Candidates (id_a, id_b) and items (id, productId, family, sha256, dhash, dhash_flip, thumb) in."""
+    a, b = items.alias("a"), items.alias("b")
+    joined = candidates.distinct().join(a, F.col("id_a") == F.col("a.id")).join(b, F.col("id_b") == F.col("b.id"))
+    direct = F.bit_count(F.col("a.dhash").bitwiseXOR(F.col("b.dhash")))
+    mirrored = F.least(
+        F.bit_count(F.col("a.dhash_flip").bitwiseXOR(F.col("b.dhash"))),
+        F.bit_count(F.col("a.dhash").bitwiseXOR(F.col("b.dhash_flip"))),
+    )
+    if not hash_settings["match_flips"]:
+        mirrored = F.lit(64)
+    exact = F.col("a.sha256") == F.col("b.sha256")
+    scored = joined.select(
+        "id_a", "id_b",
+        F.col("a.productId").alias("a"), F.col("b.productId").alias("b"),
+        F.when(exact, "exact").otherwise("dhash").alias("method"),
+        F.when(exact, 0).otherwise(F.least(direct, mirrored)).alias("distance"),
+        (~exact & (mirrored < direct)).alias("flipped"),
+        F.col("a.thumb").alias("thumb_a"), F.col("b.thumb").alias("thumb_b"),
+        same_family("a", "b").alias("same_family"),
+    )  # fmt: skip
+    near = (F.col("method") == "dhash") & (F.col("distance") <= int(hash_settings["max_distance"]))
+    scored = (
+        scored.where((F.col("method") == "exact") | near)
+        .withColumn(
+            "thumb_distance",
+            F.when(F.col("method") == "exact", F.lit(0.0)).otherwise(thumb_distance_udf("thumb_a", "thumb_b")),
+        )
+        .drop("thumb_a", "thumb_b")
+    )
+    kept = scored.where(
+        (F.col("method") == "exact") | (F.col("thumb_distance") <= float(verify_settings["max_thumb_distance"]))
+    )
+    if verify_settings["exclude_same_family"]:
+        return Verified(
+            pairs=kept.where(~F.col("same_family")).drop("same_family"),
+            family_excluded=kept.where(F.col("same_family")).drop("same_family"),
+        )
+    return Verified(pairs=kept.drop("same_family"), family_excluded=kept.where(F.lit(False)).drop("same_family"))

@@ -1,0 +1,1 @@
+"""Entry points: they wire dedup's stages and settings, nothing more."""

@@ -1,0 +1,30 @@
+"""The ``dedup`` command: ``dedup run`` and ``dedup demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jobs import dedup_job, demo
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="dedup", description="Find duplicate product listings by their images.")
+    parser.add_argument(
+        "command", choices=["run", "demo"], help="run: the job in local mode; demo: a self-made catalog"
+    )
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "run":
+        return dedup_job.main(rest)
+    if command == "demo":
+        return demo.main(rest)
+    parser.error(f"unknown command {command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The dedup job: catalog dump in, duplicate groups out. Wires the stages of ``dedup``.
+
+Run it with ``dedup run --catalog PATH --out DIR`` (local mode) or through ``spark-submit.sh``
+(this file is the application spark-submit runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+import PIL
+import pyarrow
+import pyspark
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+import dedup
+from dedup import candidates, features, fetch, groups, ingest, outputs, verify
+from dedup.config import load_config
+from dedup.progress import StageClock
+from dedup.session import build_session
+
+
+def run_job(spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, echo: bool = True) -> dict[str, Any]:
+    """Run every stage; write the outputs under ``out``; return the manifest."""
+    clock = StageClock(echo=echo)
+    started = time.time()
+    work = f"{out}/_work"
+    spark.sparkContext.setCheckpointDir(f"{work}/checkpoints")
+
+    with clock.stage("ingest") as note:
+        rows = ingest.validate(ingest.read_catalog(spark, catalog, cfg["ingest"]), cfg["ingest"])
+        rows.write.mode("overwrite").parquet(f"{work}/rows")
+        ingested = ingest.split(spark.read.parquet(f"{work}/rows"))
+        ingested.rejects.write.mode("overwrite").parquet(f"{out}/rejects")
+        rejects = spark.read.parquet(f"{out}/rejects")
+        rejected_by_reason = outputs.counts_by(rejects, "reason")
+        n_rejected = sum(rejected_by_reason.values())
+        n_valid = ingested.products.count()
+        note(rows=n_valid + n_rejected, valid=n_valid, rejected=n_rejected)
+
+    with clock.stage("fetch") as note:
+        images_path = f"{out}/images"
+        already = spark.read.parquet(images_path) if outputs.path_exists(spark, images_path) else None
+        new = fetch.fetch_images(ingested.products, cfg["fetch"], already)
+        new.write.mode("append").parquet(images_path)
+        fetched = fetch.latest_results(spark.read.parquet(images_path)).join(
+            ingested.products.select("productId", "image_url"), ["productId", "image_url"], "left_semi"
+        )
+        n_downloaded = spark.read.parquet(images_path).where(F.col("fetched_at") >= int(started * 1000)).count()
+        by_status = outputs.counts_by(fetched, "fetch_status")
+        note(
+            rows=n_downloaded,
+            reused=n_valid - n_downloaded,
+            ok=by_status.get("ok", 0),
+            failed=by_status.get("failed", 0),
+        )
+
+    with clock.stage("features") as note:
+        ok_images = fetched.where(F.col("fetch_status") == "ok")
+        features.compute_features(ok_images, cfg["features"]).write.mode("overwrite").parquet(f"{out}/features")
+        feats = spark.read.parquet(f"{out}/features")
+        by_status = outputs.counts_by(feats, "feature_status")
+        note(rows=sum(by_status.values()), ok=by_status.get("ok", 0), failed=by_status.get("failed", 0))
+
+    with clock.stage("candidates") as note:
+        items = (
+            ingested.products.select(F.col("row_id").alias("id"), "productId", "family")
+            .join(feats.where(F.col("feature_status") == "ok"), "productId")
+            .select("id", "productId", "family", "sha256", "dhash", "dhash_flip", "thumb")
+        )
+        items.write.mode("overwrite").parquet(f"{work}/items")
+        items = spark.read.parquet(f"{work}/items")
+        n_items = items.count()
+        near = candidates.near_pairs(items, cfg["hash"], n_items)
+        skipped = near.skipped_buckets.agg(F.count("*").alias("n"), F.sum("count").alias("rows")).first()
+        candidates.exact_pairs(items, cfg["exact"]).unionByName(near.pairs).write.mode("overwrite").parquet(
+            f"{work}/candidates"
+        )
+        n_candidates = spark.read.parquet(f"{work}/candidates").count()
+        note(rows=n_items, candidates=n_candidates, bands=list(near.plan.widths), radius=near.plan.radius,
+             skipped_buckets=int(skipped["n"]))  # fmt: skip
+
+    with clock.stage("verify") as note:
+        verified = verify.verify_pairs(spark.read.parquet(f"{work}/candidates"), items, cfg["hash"], cfg["verify"])
+        verified.pairs.write.mode("overwrite").parquet(f"{work}/edges")
+        edges = spark.read.parquet(f"{work}/edges")
+        edges.select("a", "b", "method", "distance", "flipped", "thumb_distance").write.mode("overwrite").parquet(
+            f"{out}/pairs"
+        )
+        pairs_by_method = outputs.counts_by(edges, "method")
+        n_family = verified.family_excluded.count()
+        note(rows=n_candidates, pairs=sum(pairs_by_method.values()), family_excluded=n_family)
+
+    with clock.stage("groups") as note:
+        built = groups.build_groups(edges, items, cfg["groups"])
+        built.members.drop("id").write.mode("overwrite").parquet(f"{out}/groups")
+        members = spark.read.parquet(f"{out}/groups")
+        histogram = outputs.size_histogram(members)
+        largest = members.agg(F.max("group_size")).first()[0] or 0
+        n_oversized = members.where("oversized").select("group_id").distinct().count()
+        note(rows=members.count(), groups=sum(histogram.values()), largest=largest, oversized=n_oversized)
+
+    with clock.stage("outputs") as note:
+        status = outputs.row_status(rejects, ingested.products, fetched, feats)
+        status.write.mode("overwrite").parquet(f"{out}/status")
+        status = spark.read.parquet(f"{out}/status")
+        by_status = outputs.counts_by(status, "status")
+        failures = outputs.counts_by(status.where("status = 'failed'"), "reason")
+        if cfg["output"]["write_json"]:
+            outputs.write_text(spark, f"{out}/duplicates.json", outputs.duplicates_json_pieces(members))
+        note(rows=sum(by_status.values()), **by_status)
+
+    manifest = {
+        "catalog": catalog,
+        "out": out,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rows_read": n_valid + n_rejected,
+        "rows_ok": by_status.get("ok", 0),
+        "rows_rejected": by_status.get("rejected", 0),
+        "rows_failed": by_status.get("failed", 0),
+        "rejected_by_reason": rejected_by_reason,
+        "failures_by_reason": failures,
+        "images_downloaded": n_downloaded,
+        "images_reused": n_valid - n_downloaded,
+        "products_hashed": n_items,
+        "candidates": n_candidates,
+        "pairs": sum(pairs_by_method.values()),
+        "pairs_by_method": pairs_by_method,
+        "pairs_excluded_same_family": n_family,
+        "lsh": {"band_widths": list(near.plan.widths), "probe_radius": near.plan.radius,
+                "skipped_buckets": int(skipped["n"]), "rows_in_skipped_buckets": int(skipped["rows"] or 0)},
+        "groups": sum(histogram.values()),
+        "products_in_groups": clock.notes["groups"]["rows"],
+        "group_sizes": histogram,
+        "largest_group": largest,
+        "groups_resplit": built.resplit_components,
+        "groups_oversized": n_oversized,
+        "stage_seconds": clock.seconds,
+        "config": cfg,
+        "versions": {
+            "dedup": dedup.__version__, "python": platform.python_version(), "spark": spark.version,
+            "pyspark": pyspark.__version__, "pyarrow": pyarrow.__version__, "pillow": PIL.__version__,
+        },
+    }  # fmt: skip
+    reconciles = manifest["rows_read"] == manifest["rows_ok"] + manifest["rows_rejected"] + manifest["rows_failed"]
+    manifest["reconciles"] = reconciles
+    outputs.write_text(spark, f"{out}/manifest.json", [outputs.manifest_json(manifest)])
+    clock.say(
+        f"done: {manifest['rows_read']} rows, {manifest['rows_ok']} ok, {manifest['rows_rejected']} rejected, "
+        f"{manifest['rows_failed']} failed; {manifest['pairs']} pairs in {manifest['groups']} groups -> {out}"
+    )
+    if not reconciles:
+        raise RuntimeError(f"row counts do not reconcile; see {out}/manifest.json")
+    outputs.remove_tree(spark, work)  # intermediate tables; images/ stays for the next run
+    return manifest
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--catalog", required=True, help="catalog dump: CSV (or JSON lines), file or folder")
+    parser.add_argument("--out", required=True, help="output folder (local, HDFS or object store)")
+    parser.add_argument("--config", help="TOML profile, e.g. conf/local.toml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting, e.g. fetch.allowed_hosts=127.0.0.1 (repeatable)")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dedup run", description=__doc__.splitlines()[0])
+    add_run_arguments(parser)
+    args = parser.parse_args(argv)
+    return run_from_args(args)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    config = args.config
+    if config and not os.path.exists(config) and os.path.exists(os.path.basename(config)):
+        config = os.path.basename(config)  # shipped with --files to a driver in cluster deploy mode
+    try:
+        cfg = load_config(config, args.overrides)
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"dedup: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    spark = build_session(cfg["spark"])
+    try:
+        if not outputs.path_exists(spark, args.catalog):
+            print(f"dedup: catalog not found: {args.catalog}", file=sys.stderr)
+            return 2
+        run_job(spark, cfg, args.catalog, args.out)
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

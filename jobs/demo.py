@@ -1,0 +1,84 @@
+"""``dedup demo``: a small catalog with known duplicates, served on loopback, run in local mode.
+
+It generates its own product pictures and duplicate variants (no downloads), adds dirty lines and
+broken links the way real dumps have them, runs the whole job and prints pairwise precision and
+recall of the groups against the truth it planted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from dedup.config import load_config
+from dedup.evaluate import pair_scores
+from dedup.imageserver import ImageServer
+from dedup.session import build_session
+from dedup.synth import make_catalog, write_catalog_csv
+from jobs.dedup_job import run_job
+
+
+def dirty_lines(base_url: str, some_row: dict[str, str]) -> list[str]:
+    """Lines a real dump has: stray commas, text as productId, a repeat, missing and broken URLs."""
+    pid = some_row["productId"]
+    blank = "," * 27  # the 28 columns after imageUrlStr, empty
+    return [
+        "BADLINE01,title with, stray, commas," + ",".join(["x"] * 40),
+        f'"Great product, buy now",a title,desc,{base_url}/img/nothing.jpeg,{blank}',
+        f"{pid},repeated listing,desc,{some_row['imageUrlStr']},{blank}",
+        f"NOIMAGE000000001,no image,desc,,{blank}",
+        f"FTPIMAGE00000001,ftp image,desc,ftp://example.com/a-200x200-x.jpeg,{blank}",
+        f"DEADLINK00000001,dead link,desc,{base_url}/fault/status/404/a-200x200-x.jpeg,{blank}",
+        f"SOFT404000000001,soft 404,desc,{base_url}/fault/html/a-200x200-x.jpeg,{blank}",
+        f"SERVERERR0000001,server error,desc,{base_url}/fault/status/500/a-200x200-x.jpeg,{blank}",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dedup demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
+    parser.add_argument("--products", type=int, default=300, help="original products (default: 300)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+
+    os.makedirs(args.out, exist_ok=True)
+    with ImageServer({}) as server:
+        catalog = make_catalog(args.products, duplicate_share=0.25, family_share=0.05, seed=args.seed,
+                               base_url=server.base_url)  # fmt: skip
+        server.images.update(catalog.images)
+        catalog_path = os.path.join(args.out, "catalog.csv")
+        write_catalog_csv(catalog.rows, catalog_path, dirty_lines(server.base_url, catalog.rows[0]))
+        print(f"demo: {len(catalog.rows)} listings, {len(catalog.truth_groups)} planted duplicate groups, "
+              f"served at {server.base_url}", file=sys.stderr)  # fmt: skip
+        cfg = load_config(
+            None,
+            ["fetch.allowed_hosts=127.0.0.1", "fetch.max_attempts=2", "fetch.backoff_base_s=0.05", *args.overrides],
+        )
+        spark = build_session(cfg["spark"])
+        try:
+            manifest = run_job(spark, cfg, catalog_path, args.out)
+            members = spark.read.parquet(f"{args.out}/groups").select("productId", "group_id").collect()
+        finally:
+            spark.stop()
+
+    predicted = {row["productId"]: row["group_id"] for row in members}
+    truth = {pid: index for index, group in enumerate(catalog.truth_groups) for pid in group}
+    scores = pair_scores(predicted, truth)
+    with open(os.path.join(args.out, "demo_eval.json"), "w") as handle:
+        json.dump(scores, handle, indent=2)
+    print(
+        f"demo: rows {manifest['rows_read']} = {manifest['rows_ok']} ok + {manifest['rows_rejected']} rejected "
+        f"+ {manifest['rows_failed']} failed; {manifest['groups']} groups found\n"
+        f"demo: pairwise precision {scores['precision']:.3f}, recall {scores['recall']:.3f}, F1 {scores['f1']:.3f} "
+        f"({scores['true_positive_pairs']} of {scores['true_pairs']} planted pairs, "
+        f"{scores['predicted_pairs']} predicted)\n"
+        f"demo: outputs in {args.out}/ (pairs/, groups/, duplicates.json, status/, rejects/, manifest.json)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
