@@ -26,6 +26,7 @@ from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
 HASH_BITS = 64
+MAX_PROBES = 5000  # bucket keys one hash may probe
 log = logging.getLogger(__name__)
 
 
@@ -61,9 +62,12 @@ def plan_bands(max_distance: int, n_items: int, bands: int = 0) -> BandPlan:
         return BandPlan(tuple(base + 1 if i < extra else base for i in range(m)), max_distance // m)
 
     if bands:
-        return plan(bands)
+        chosen = plan(bands)
+        if chosen.probes_per_hash > MAX_PROBES:
+            raise ValueError(f"hash.bands={bands} probes {chosen.probes_per_hash} keys per hash; use more bands")
+        return chosen
     options = [plan(m) for m in range(1, max_distance + 2)]
-    options = [p for p in options if p.probes_per_hash <= 5000] or options[-1:]
+    options = [p for p in options if p.probes_per_hash <= MAX_PROBES] or options[-1:]
     return min(options, key=lambda p: p.probes_per_hash * (1 + n_items / 2 ** min(p.widths)))
 
 
@@ -71,7 +75,8 @@ def _band_values(hash_col: Column, plan: BandPlan) -> list[Column]:
     """Each band of the hash as a non-negative long (bits taken from the low end)."""
     values, shift = [], 0
     for width in plan.widths:
-        values.append(F.shiftrightunsigned(hash_col, shift).bitwiseAND(F.lit((1 << width) - 1)))
+        mask = (1 << width) - 1 if width < 64 else -1  # all 64 bits: -1 as a signed long
+        values.append(F.shiftrightunsigned(hash_col, shift).bitwiseAND(F.lit(mask)))
         shift += width
     return values
 

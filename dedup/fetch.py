@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -197,14 +198,18 @@ class Fetcher:
             raise _Permanent("too_large", response.status_code)
         chunks, size = [], 0
         try:
-            for chunk in response.iter_content(chunk_size=65536):
+            while True:
+                # read1 returns whatever one socket read brings, so a slow drip meets the deadline
+                chunk = response.raw.read1(65536, decode_content=True)
+                if not chunk:
+                    break
                 size += len(chunk)
                 if size > max_bytes:
                     raise _Permanent("too_large", response.status_code)
                 if time.monotonic() > deadline:
                     raise _Permanent("too_slow", response.status_code)
                 chunks.append(chunk)
-        except requests.exceptions.RequestException as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise _Transient("read_error", response.status_code) from exc
         return b"".join(chunks)
 

@@ -13,6 +13,7 @@ Images are served at ``/img/<name>``. Paths under ``/fault/`` misbehave:
 ``/fault/slow/<name>``         drips the image one byte every 50 ms
 ``/fault/redirect/<name>``     302 to the image
 ``/fault/loop/<n>``            302 to itself, forever
+``/fault/metadata/<n>``        302 to a link-local address (a cloud metadata endpoint)
 ``/fault/huge/<n>``            claims a 10 GB Content-Length
 =============================  ==============================================================
 
@@ -122,6 +123,8 @@ class ImageServer:
                     return self._slow(server.image("/".join(rest)) or b"x" * 1000)
                 if kind == "redirect":
                     return self._send(302, b"", "text/plain", {"Location": "/img/" + "/".join(rest)})
+                if kind == "metadata":
+                    return self._send(302, b"", "text/plain", {"Location": "http://169.254.169.254/latest/meta-data"})
                 if kind == "loop":
                     return self._send(302, b"", "text/plain", {"Location": self.path})
                 if kind == "huge":

@@ -13,6 +13,7 @@ failing that, the next larger sizes, then the original (no size token), then sma
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,14 +56,15 @@ def pick_image_url(image_url_str: Column, image_size: str) -> Column:
         F.transform(F.split(F.coalesce(image_url_str, F.lit("")), ";"), lambda u: F.trim(u)),
         lambda u: u.rlike(r"(?i)^https?://[^/\s?#]+"),
     )
-    choices = []
-    for size in size_preference(image_size):
-        if size:
-            matching = F.filter(urls, lambda u, s=size: F.instr(u, f"-{s}-") > 0)
-        else:
-            matching = F.filter(urls, lambda u: ~u.rlike(_SIZE_TOKEN))
-        choices.append(F.get(matching, 0))
+    choices = [F.get(F.filter(urls, _has_size(size)), 0) for size in size_preference(image_size)]
     return F.coalesce(*choices, F.get(urls, 0))
+
+
+def _has_size(size: str) -> Callable[[Column], Column]:
+    """A predicate on a URL: it names ``size`` (``-200x200-``), or no size at all for ""."""
+    if size:
+        return lambda url: F.instr(url, f"-{size}-") > 0
+    return lambda url: ~url.rlike(_SIZE_TOKEN)
 
 
 def read_catalog(spark: SparkSession, path: str, settings: dict[str, Any]) -> DataFrame:

@@ -1,0 +1,55 @@
+"""Shared fixtures: one local SparkSession per test run, a loopback image server, image bytes."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image
+
+from dedup.imageserver import ImageServer
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from dedup.session import build_session
+
+    session = build_session(
+        {
+            "spark.master": "local[2]",
+            "spark.app.name": "dedup-tests",
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.shuffle.partitions": "4",
+            "spark.default.parallelism": "2",
+            "spark.sql.execution.arrow.pyspark.enabled": "true",
+        }
+    )
+    yield session
+    session.stop()
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def sample_jpeg() -> bytes:
+    from dedup.synth import product_image
+
+    return jpeg_bytes(product_image(1))
+
+
+@pytest.fixture
+def image_server(sample_jpeg: bytes) -> Iterator[ImageServer]:
+    with ImageServer({"a-200x200-x.jpeg": sample_jpeg}) as server:
+        yield server

@@ -1,0 +1,112 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dedup.features import compute_features, hash_features
+from dedup.imaging import decode_image, dhash_pair, hamming, sniff_format, thumb_distance, thumbnail
+from dedup.synth import product_image
+from tests.conftest import jpeg_bytes
+
+
+def encoded(image: Image.Image, fmt: str, **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    return product_image(3)
+
+
+def test_sniffing_trusts_bytes_not_names(photo):
+    assert sniff_format(jpeg_bytes(photo)) == "jpeg"
+    assert sniff_format(encoded(photo, "PNG")) == "png"
+    assert sniff_format(encoded(photo, "WEBP")) == "webp"
+    assert sniff_format(encoded(photo, "GIF")) == "gif"
+    assert sniff_format(b"<html>soft 404</html>") is None
+    assert sniff_format(b"RIFF\x00\x00\x00\x00WAVEfmt ") is None
+
+
+def test_odd_but_valid_images_decode_to_rgb(photo):
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(128)
+    cases = {
+        "cmyk": encoded(photo.convert("CMYK"), "JPEG"),
+        "palette": encoded(photo.convert("P"), "PNG"),
+        "palette_transparent": encoded(photo.convert("P"), "PNG", transparency=0),
+        "rgba": encoded(rgba, "PNG"),
+        "grey16": encoded(Image.fromarray((np.asarray(photo.convert("L"), dtype=np.uint16) * 257)), "PNG"),
+        "gif_animated": encoded(photo.convert("P"), "GIF", save_all=True, append_images=[photo.convert("P")]),
+        "webp": encoded(photo, "WEBP"),
+        "bmp": encoded(photo, "BMP"),
+        "tiff": encoded(photo, "TIFF"),
+    }
+    for name, data in cases.items():
+        record = hash_features(data, 50_000_000)
+        assert record.get("decode_error") is None, name
+        assert isinstance(record["dhash"], int) and len(record["thumb"]) == 432, name
+
+
+def test_exif_orientation_is_applied(photo):
+    rotated = photo.rotate(90, expand=True)  # stored sideways, EXIF says "rotate 270 to view"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encoded(rotated, "JPEG", exif=exif.tobytes(), quality=95)
+    upright = decode_image(data)
+    assert upright.size == (photo.width, photo.height)
+    assert hamming(dhash_pair(upright)[0], dhash_pair(photo)[0]) <= 4
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "no_bytes"),
+        (b"<html>nope</html>", "undecodable_image:UnidentifiedImageError"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 100, "undecodable_image"),
+    ],
+)
+def test_bad_bytes_get_a_reason(data, reason):
+    assert hash_features(data, 50_000_000)["decode_error"].startswith(reason)
+
+
+def test_truncated_jpeg_is_a_decode_error(photo):
+    data = jpeg_bytes(photo)
+    assert hash_features(data[: len(data) // 2], 50_000_000)["decode_error"].startswith("undecodable_image")
+
+
+def test_decompression_bomb_is_refused():
+    bomb = encoded(Image.new("L", (12_000, 12_000), 255), "PNG")  # small file, 144 M pixels
+    assert len(bomb) < 1_000_000
+    assert hash_features(bomb, 50_000_000)["decode_error"] == "decompression_bomb"
+
+
+def test_hashes_survive_light_edits_and_mirroring(photo):
+    base = hash_features(jpeg_bytes(photo), 50_000_000)
+    recompressed = hash_features(jpeg_bytes(photo, quality=60), 50_000_000)
+    mirrored = hash_features(jpeg_bytes(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), 50_000_000)
+    other = hash_features(jpeg_bytes(product_image(4)), 50_000_000)
+    assert hamming(base["dhash"], recompressed["dhash"]) <= 2
+    assert hamming(base["dhash"], mirrored["dhash_flip"]) <= 2
+    assert hamming(base["dhash"], other["dhash"]) > 8
+    assert thumb_distance(base["thumb"], mirrored["thumb"]) < 0.01
+    assert thumb_distance(thumbnail(photo), thumbnail(product_image(4))) > 0.1
+
+
+def test_udf_matches_python_exactly(spark, photo):
+    images = [jpeg_bytes(product_image(seed)) for seed in range(20)] + [b"junk", None]
+    frame = spark.createDataFrame([(f"P{i}", data) for i, data in enumerate(images)], "productId string, image_bytes binary")
+    rows = {r["productId"]: r for r in compute_features(frame, {"max_image_pixels": 50_000_000}).collect()}
+    for i, data in enumerate(images[:20]):
+        expected = hash_features(data, 50_000_000)
+        row = rows[f"P{i}"]
+        assert (row["dhash"], row["dhash_flip"], row["sha256"]) == (
+            expected["dhash"],
+            expected["dhash_flip"],
+            expected["sha256"],
+        )
+        assert bytes(row["thumb"]) == expected["thumb"]
+        assert row["feature_status"] == "ok"
+    assert (rows["P20"]["feature_status"], rows["P21"]["feature_reason"]) == ("failed", "no_bytes")

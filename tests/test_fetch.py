@@ -1,0 +1,104 @@
+import pytest
+
+from dedup import fetch
+from dedup.config import load_config
+
+
+def settings(**changes):
+    cfg = load_config(overrides=["fetch.allowed_hosts=127.0.0.1"])["fetch"]
+    cfg.update({"backoff_base_s": 0.01, "backoff_max_s": 0.05, "max_attempts": 3} | changes)
+    return cfg
+
+
+@pytest.fixture
+def fetcher():
+    f = fetch.Fetcher(settings())
+    yield f
+    f.close()
+
+
+def test_ok_image(fetcher, image_server, sample_jpeg):
+    result = fetcher.fetch(image_server.url("img/a-200x200-x.jpeg"))
+    assert (result.status, result.reason, result.image_format, result.attempts) == ("ok", None, "jpeg", 1)
+    assert result.content == sample_jpeg
+
+
+@pytest.mark.parametrize(
+    ("path", "reason", "attempts"),
+    [
+        ("fault/status/404/x", "http_404", 1),
+        ("fault/status/410/x", "http_410", 1),
+        ("fault/status/500/x", "http_500", 3),  # retried, then given up
+        ("fault/html/x", "not_an_image", 1),
+        ("fault/empty/x", "empty_body", 1),
+        ("fault/loop/x", "too_many_redirects", 1),
+        ("fault/huge/x", "too_large", 1),
+        ("fault/reset/x", "connection_error", 3),
+    ],
+)
+def test_failures_get_a_reason(fetcher, image_server, path, reason, attempts):
+    result = fetcher.fetch(image_server.url(path))
+    assert (result.status, result.reason, result.attempts) == ("failed", reason, attempts)
+    assert result.content is None
+
+
+@pytest.mark.parametrize("kind", ["flaky", "throttle"])
+def test_transient_failures_recover(fetcher, image_server, kind):
+    result = fetcher.fetch(image_server.url(f"fault/{kind}/2/a-200x200-x.jpeg"))
+    assert (result.status, result.attempts) == ("ok", 3)
+
+
+def test_redirect_is_followed(fetcher, image_server):
+    assert fetcher.fetch(image_server.url("fault/redirect/a-200x200-x.jpeg")).status == "ok"
+
+
+def test_slow_drip_is_cut(image_server):
+    slow = fetch.Fetcher(settings(total_timeout_s=0.3, max_bytes=10_000_000))
+    result = slow.fetch(image_server.url("fault/slow/a-200x200-x.jpeg"))
+    assert (result.status, result.reason) == ("failed", "too_slow")
+    assert result.elapsed_ms < 3000
+
+
+def test_max_bytes(image_server, sample_jpeg):
+    small = fetch.Fetcher(settings(max_bytes=len(sample_jpeg) - 1))
+    assert small.fetch(image_server.url("img/a-200x200-x.jpeg")).reason == "too_large"
+
+
+def test_policy_blocks_private_targets_unless_allowed(image_server):
+    strict = fetch.Fetcher(settings(allowed_hosts=[]))
+    assert strict.fetch(image_server.url("img/a-200x200-x.jpeg")).reason == "blocked_address"
+    policy = fetch.UrlPolicy([], block_private_networks=True)
+    for url in ["http://10.0.0.1/a.jpg", "http://192.168.1.1/a.jpg", "http://[::1]/a.jpg", "http://169.254.169.254/"]:
+        assert policy.check(url) == "blocked_address", url
+    assert policy.check("file:///etc/passwd") == "blocked_scheme"
+    assert policy.check("http:///nohost") == "invalid_url"
+
+
+def test_redirect_to_a_blocked_host_is_refused(fetcher, image_server):
+    # the hop is checked before it is followed: nothing is sent to 169.254.169.254
+    result = fetcher.fetch(image_server.url("fault/metadata/x"))
+    assert (result.status, result.reason) == ("failed", "blocked_address")
+
+
+def test_retry_after_header_parsing():
+    assert fetch._retry_after_s("3") == 3.0
+    assert fetch._retry_after_s("not a date") is None
+    assert fetch._retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+def test_fetch_images_in_spark_is_resumable(spark, image_server, tmp_path):
+    rows = [("P1", image_server.url("img/a-200x200-x.jpeg")), ("P2", image_server.url("fault/status/404/x"))]
+    products = spark.createDataFrame(rows, "productId string, image_url string")
+    cfg = settings(partitions=2)
+    table = str(tmp_path / "images")
+    fetch.fetch_images(products, cfg).write.mode("append").parquet(table)
+    first = {r["productId"]: r for r in spark.read.parquet(table).collect()}
+    assert first["P1"]["fetch_status"] == "ok" and first["P1"]["n_bytes"] > 0
+    assert (first["P2"]["fetch_status"], first["P2"]["fetch_reason"]) == ("failed", "http_404")
+
+    hits_before = dict(image_server.hits)
+    fetch.fetch_images(products, cfg, spark.read.parquet(table)).write.mode("append").parquet(table)
+    assert image_server.hits["/img/a-200x200-x.jpeg"] == hits_before["/img/a-200x200-x.jpeg"]  # not again
+    assert image_server.hits["/fault/status/404/x"] == hits_before["/fault/status/404/x"] + 1  # failures retried
+    latest = fetch.latest_results(spark.read.parquet(table)).collect()
+    assert sorted((r["productId"], r["fetch_status"]) for r in latest) == [("P1", "ok"), ("P2", "failed")]

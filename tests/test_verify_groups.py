@@ -1,0 +1,84 @@
+import random
+
+from dedup import groups, verify
+from dedup.imaging import thumbnail
+from dedup.synth import product_image
+
+
+def union_find_components(edges, nodes):
+    parent = {n: n for n in nodes}
+
+    def root(n):
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for a, b in edges:
+        parent[root(a)] = root(b)
+    found = {}
+    for n in nodes:
+        found.setdefault(root(n), set()).add(n)
+    return {frozenset(c) for c in found.values()}
+
+
+def test_connected_components_match_union_find(spark):
+    rng = random.Random(5)
+    edges = [(i, i + 1) for i in range(0, 60)]  # a long chain: many rounds for naive propagation
+    edges += [(rng.randrange(100, 300), rng.randrange(100, 300)) for _ in range(150)]
+    edges = [(min(a, b), max(a, b)) for a, b in edges if a != b]
+    frame = spark.createDataFrame(edges, "id_a long, id_b long")
+    labels = groups.connected_components(frame).collect()
+    got = {}
+    for row in labels:
+        got.setdefault(row["component"], set()).add(row["id"])
+    nodes = {n for e in edges for n in e}
+    assert {frozenset(c) for c in got.values()} == union_find_components(edges, nodes)
+    assert all(row["component"] == min(got[row["component"]]) for row in labels)
+
+
+def items_frame(spark, rows):
+    return spark.createDataFrame(
+        rows, "id long, productId string, family array<string>, sha256 string, dhash long, dhash_flip long, thumb binary"
+    )
+
+
+def test_verify_decides_and_excludes_families(spark):
+    red = thumbnail(product_image(11))
+    other = thumbnail(product_image(12))
+    rows = [
+        (1, "A", [], "s1", 0b1111, 0, red),
+        (2, "B", [], "s1", 0b1111, 0, red),  # same bytes as A
+        (3, "C", ["C", "D"], "s3", 0b1110, 0, red),  # 1 bit from A, same look
+        (4, "D", ["C", "D"], "s4", 0b1110, 0, red),  # C's family: not a duplicate of C
+        (5, "E", [], "s5", 0b1111, 0, other),  # same dHash as A, another product's colours
+        (6, "F", [], "s6", 0b1111 ^ (0xFF << 20), 0, red),  # 8 bits away
+    ]
+    items = items_frame(spark, rows)
+    pairs = [(a, b) for a in range(1, 7) for b in range(a + 1, 7)]
+    cands = spark.createDataFrame(pairs, "id_a long, id_b long")
+    result = verify.verify_pairs(
+        cands, items, {"max_distance": 3, "match_flips": True}, {"exclude_same_family": True, "max_thumb_distance": 0.06}
+    )
+    kept = {(r["a"], r["b"]): (r["method"], r["distance"]) for r in result.pairs.collect()}
+    assert kept[("A", "B")] == ("exact", 0)
+    assert kept[("A", "C")] == ("dhash", 1)
+    assert ("C", "D") not in kept and ("A", "E") not in kept and ("A", "F") not in kept
+    assert {(r["a"], r["b"]) for r in result.family_excluded.collect()} == {("C", "D")}
+
+
+def test_chaining_guard_resplits_then_flags(spark):
+    # a chain of 8 loose links (distance 3) with strict pairs (distance 0) inside it
+    edges = [(i, i + 1, "dhash", 0 if i % 2 == 0 else 3) for i in range(8)]
+    pairs = spark.createDataFrame(edges, "id_a long, id_b long, method string, distance int")
+    items = spark.createDataFrame([(i, f"P{i}") for i in range(9)], "id long, productId string")
+    settings = {"max_size": 4, "strict_max_distance": 1, "max_iterations": 20}
+    built = groups.build_groups(pairs, items, settings)
+    members = {r["productId"]: (r["group_id"], r["group_size"], r["oversized"]) for r in built.members.collect()}
+    assert built.resplit_components == 1
+    assert members["P0"] == ("P0", 2, False) and members["P1"] == ("P0", 2, False)
+    assert members["P6"] == ("P6", 2, False) and "P8" not in members
+
+    everything_strict = {"max_size": 4, "strict_max_distance": 3, "max_iterations": 20}
+    flagged = groups.build_groups(pairs, items, everything_strict).members.collect()
+    assert {r["oversized"] for r in flagged} == {True} and {r["group_size"] for r in flagged} == {9}
