@@ -63,7 +63,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "verify": {
         "exclude_same_family": True,
-        "max_thumb_distance": 0.06,  # dHash pairs also need thumbnails this close (2 disables)
+        "max_thumb_distance": 0.03,  # dHash pairs also need thumbnails this close (2 disables)
     },
     "groups": {
         "max_size": 50,  # larger components are re-split with the strict rule, then flagged

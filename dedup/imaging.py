@@ -95,10 +95,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _bits_to_int64(bits: np.ndarray) -> int:
-    value = 0
-    for bit in bits.ravel():
-        value = (value << 1) | int(bit)
-    return value - (1 << 64) if value >= 1 << 63 else value  # Spark's long is signed
+    """64 booleans, first one most significant, as a signed 64-bit integer (Spark's long)."""
+    return int.from_bytes(np.packbits(bits.ravel()).tobytes(), "big", signed=True)
 
 
 def dhash_pair(image: Image.Image) -> tuple[int, int]:
@@ -107,10 +105,8 @@ def dhash_pair(image: Image.Image) -> tuple[int, int]:
     The picture is shrunk to 9x8 grey pixels; each bit says whether a pixel is brighter than its
     right neighbour. Mirroring commutes with the resize, so the mirrored hash costs no decode.
     """
-    small = np.asarray(
-        image.convert("L").resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.BILINEAR),
-        dtype=np.int16,
-    )
+    grey = image.convert("L").resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.BILINEAR)
+    small = np.frombuffer(grey.tobytes(), dtype=np.uint8).reshape(HASH_SIZE, HASH_SIZE + 1)
     mirrored = small[:, ::-1]
     return (
         _bits_to_int64(small[:, 1:] > small[:, :-1]),

@@ -45,7 +45,7 @@ def test_bad_overrides_are_refused(override):
 def test_unknown_key_in_profile_is_refused(tmp_path):
     profile = tmp_path / "p.toml"
     profile.write_text("[fetch]\nmax_atempts = 3\n")
-    with pytest.raises(KeyError, match="fetch.max_atempts"):
+    with pytest.raises(KeyError, match=r"fetch\.max_atempts"):
         load_config(profile)
 
 

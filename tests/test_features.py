@@ -38,7 +38,7 @@ def test_odd_but_valid_images_decode_to_rgb(photo):
         "palette": encoded(photo.convert("P"), "PNG"),
         "palette_transparent": encoded(photo.convert("P"), "PNG", transparency=0),
         "rgba": encoded(rgba, "PNG"),
-        "grey16": encoded(Image.fromarray((np.asarray(photo.convert("L"), dtype=np.uint16) * 257)), "PNG"),
+        "grey16": encoded(Image.fromarray(np.asarray(photo.convert("L"), dtype=np.uint16) * 257), "PNG"),
         "gif_animated": encoded(photo.convert("P"), "GIF", save_all=True, append_images=[photo.convert("P")]),
         "webp": encoded(photo, "WEBP"),
         "bmp": encoded(photo, "BMP"),
@@ -97,7 +97,9 @@ def test_hashes_survive_light_edits_and_mirroring(photo):
 
 def test_udf_matches_python_exactly(spark, photo):
     images = [jpeg_bytes(product_image(seed)) for seed in range(20)] + [b"junk", None]
-    frame = spark.createDataFrame([(f"P{i}", data) for i, data in enumerate(images)], "productId string, image_bytes binary")
+    frame = spark.createDataFrame(
+        [(f"P{i}", data) for i, data in enumerate(images)], "productId string, image_bytes binary"
+    )
     rows = {r["productId"]: r for r in compute_features(frame, {"max_image_pixels": 50_000_000}).collect()}
     for i, data in enumerate(images[:20]):
         expected = hash_features(data, 50_000_000)

@@ -25,7 +25,11 @@ def test_size_preference_order():
 
 def test_dirty_lines_are_rejected_with_reasons(spark, tmp_path):
     good = [
-        {"productId": "GOOD000000000001", "imageUrlStr": urls("a"), "productFamily": "GOOD000000000001, FAM0000000000002"},
+        {
+            "productId": "GOOD000000000001",
+            "imageUrlStr": urls("a"),
+            "productFamily": "GOOD000000000001, FAM0000000000002",
+        },
         {"productId": "GOOD000000000002", "imageUrlStr": urls("b"), "categories": "Apparels>Women>Tops"},
     ]
     dirty = [
@@ -92,9 +96,7 @@ def test_url_fallback_and_filters(spark, tmp_path):
 
 def test_json_lines(spark, tmp_path):
     path = tmp_path / "dump.jsonl"
-    path.write_text(
-        '{"productId": "J1", "imageUrlStr": "http://h/a-200x200-t.jpeg"}\n{not json\n{"productId": "J2"}\n'
-    )
+    path.write_text('{"productId": "J1", "imageUrlStr": "http://h/a-200x200-t.jpeg"}\n{not json\n{"productId": "J2"}\n')
     result = read(spark, path, format="jsonl")
     assert [r["productId"] for r in result.products.collect()] == ["J1"]
     assert sorted(r["reason"] for r in result.rejects.collect()) == ["malformed_line", "missing_image_url"]

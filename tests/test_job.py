@@ -11,8 +11,8 @@ from dedup.config import load_config
 from dedup.evaluate import pair_scores
 from dedup.imageserver import ImageServer
 from dedup.synth import make_catalog, write_catalog_csv
-from jobs.demo import dirty_lines
 from jobs.dedup_job import run_job
+from jobs.demo import dirty_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -39,7 +39,8 @@ def test_connected_components_match_union_find(spark):
 
 def items_frame(spark, rows):
     return spark.createDataFrame(
-        rows, "id long, productId string, family array<string>, sha256 string, dhash long, dhash_flip long, thumb binary"
+        rows,
+        "id long, productId string, family array<string>, sha256 string, dhash long, dhash_flip long, thumb binary",
     )
 
 
@@ -58,7 +59,10 @@ def test_verify_decides_and_excludes_families(spark):
     pairs = [(a, b) for a in range(1, 7) for b in range(a + 1, 7)]
     cands = spark.createDataFrame(pairs, "id_a long, id_b long")
     result = verify.verify_pairs(
-        cands, items, {"max_distance": 3, "match_flips": True}, {"exclude_same_family": True, "max_thumb_distance": 0.06}
+        cands,
+        items,
+        {"max_distance": 3, "match_flips": True},
+        {"exclude_same_family": True, "max_thumb_distance": 0.06},
     )
     kept = {(r["a"], r["b"]): (r["method"], r["distance"]) for r in result.pairs.collect()}
     assert kept[("A", "B")] == ("exact", 0)
