@@ -9,7 +9,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(VENV))/bin/python
 export PYSPARK_DRIVER_PYTHON := $(abspath $(VENV))/bin/python
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench bench-venv clean
 
 $(VENV)/.installed: setup.py requirements.txt
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it or set PYTHON312=/path/to/python3.12"; exit 1; }
@@ -31,7 +31,18 @@ lint: venv
 test: venv lint
 	$(VENV)/bin/pytest -q
 
-bench: venv
+# The peers (imagededup) live in their own Python 3.11 venv: torch's CPU build is on disk for 3.11.
+PYTHON311 ?= $(shell python3.11 -c 'import sys; print(sys.executable)' 2>/dev/null || \
+	PYENV_VERSION=3.11.7 python3.11 -c 'import sys; print(sys.executable)' 2>/dev/null)
+
+.venv-bench/.installed:
+	test -x .venv-bench/bin/python || $(PYTHON311) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet --disable-pip-version-check torch==2.13.0 imagededup==0.3.3.post2
+	touch $@
+
+bench-venv: .venv-bench/.installed
+
+bench: venv bench-venv
 	$(VENV)/bin/python bench/hash_path.py
 
 clean:

@@ -50,12 +50,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 from PIL import Image, ImageEnhance, ImageOps
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = "/work/shared/data/fashion-catalog/images"
+DEFAULT_SOURCE = str(REPO.parent / "shared" / "data" / "fashion-catalog" / "images")
 DEFAULT_OUT = REPO / "bench-out" / "hash_path"
-DEFAULT_PEER_PYTHON = "/tmp/venvbench/bin/python"
+DEFAULT_PEER_PYTHON = str(REPO / ".venv-bench" / "bin" / "python")  # make bench-venv
 PEER_SCRIPT = Path(__file__).resolve().parent / "_imagededup_peer.py"
 PEER_METHODS = ("phash", "dhash")
 PEER_TIMEOUT_S = 3 * 3600
@@ -250,7 +251,9 @@ def run_job_repeats(images: dict[str, bytes], out: Path, repeats: int) -> dict[s
                 anomalies += [f"job run {repeat + 1}: {line}" for line in compare(manifest, expected)]
         finally:
             spark.stop()
+        cli = run_cli_once(catalog, out / "cli")
     return {
+        "cli_run": cli,
         "catalog": str(catalog),
         "expected": expected,
         "overrides": JOB_OVERRIDES,
@@ -260,6 +263,26 @@ def run_job_repeats(images: dict[str, bytes], out: Path, repeats: int) -> dict[s
         "last_manifest": manifest,
         "anomalies": anomalies,
     }
+
+
+def run_cli_once(catalog: Path, job_out: Path) -> dict[str, Any]:
+    """The same catalog once through the ``dedup run`` command, as a user runs it; its manifest's counts."""
+    shutil.rmtree(job_out, ignore_errors=True)
+    dedup = Path(sys.executable).parent / "dedup"
+    command = [str(dedup), "run", "--catalog", str(catalog), "--out", str(job_out)]
+    command += [arg for override in JOB_OVERRIDES for arg in ("--set", override)]
+    print(f"hash_path: {shlex.join(command)}", file=sys.stderr)
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"dedup run failed ({done.returncode}): {done.stderr[-3000:]}")
+    manifest = json.loads((job_out / "manifest.json").read_text())
+    keys = ("rows_read", "rows_ok", "rows_rejected", "rows_failed", "rejected_by_reason", "failures_by_reason",
+            "reconciles", "pairs", "groups")  # fmt: skip
+    status_rows = pq.read_table(job_out / "status").num_rows
+    return {"command": shlex.join(command), "wall_seconds": wall, "status_rows": status_rows,
+            **{key: manifest[key] for key in keys}}  # fmt: skip
 
 
 def job_record(manifest: dict[str, Any], wall: float) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Runs as a pandas UDF over Arrow batches. Decoding is safe: Pillow's decompression-bomb limit,
 EXIF orientation, any mode to RGB; an image that does not decode gets a reason instead of
 crashing the task. JPEGs decode at reduced scale (DCT scaling): dHash needs 9x8 pixels and the
-thumbnail 12x12, so a 1/8-scale decode serves both at a fraction of a full decode's cost.
+thumbnail 12x12, so a 1/4-scale decode serves both at a fraction of a full decode's cost.
 """
 
 from __future__ import annotations
