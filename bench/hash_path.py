@@ -352,11 +352,15 @@ def bare_hash(images: dict[str, bytes], repeats: int) -> dict[str, Any]:
     }
 
 
-def run_peer(peer_python: str, method: str, folder: Path, repeats: int) -> dict[str, Any]:
+def run_peer(
+    peer_python: str, method: str, folder: Path, repeats: int, find_repeats: int | None = None
+) -> dict[str, Any]:
     """One imagededup method in a subprocess; ``status`` skipped or failed with a reason where it did not run."""
     if not (os.path.isfile(peer_python) and os.access(peer_python, os.X_OK)):
         return {"method": method, "status": "skipped", "reason": f"peer python not found: {peer_python}"}
     command = [peer_python, str(PEER_SCRIPT), "--method", method, "--images", str(folder), "--repeats", str(repeats)]
+    if find_repeats is not None:
+        command += ["--find-repeats", str(find_repeats)]
     print(f"hash_path: peer {method}: {shlex.join(command)}", file=sys.stderr)
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=PEER_TIMEOUT_S, check=False)
@@ -372,7 +376,7 @@ def run_peer(peer_python: str, method: str, folder: Path, repeats: int) -> dict[
         }
     result = json.loads(lines[-1])
     encode = statistics.median(run["encode_seconds"] for run in result["runs"])
-    find = statistics.median(run["find_seconds"] for run in result["runs"])
+    find = statistics.median(run["find_seconds"] for run in result["runs"] if "find_seconds" in run)
     return {
         **result,
         "status": "ok",
@@ -480,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-python", default=DEFAULT_PEER_PYTHON, help="interpreter with imagededup installed")
     parser.add_argument("--source", type=Path, default=Path(DEFAULT_SOURCE), help="folder of original JPEGs")
     parser.add_argument("--seed", type=int, default=7, help="seed of the variants (default: 7)")
+    parser.add_argument("--peer-find-repeats", type=int, help="repeats of the peers' O(N^2) find_duplicates")
     args = parser.parse_args(argv)
     if args.n < 2 or args.repeats < 1:
         parser.error("--n must be at least 2 and --repeats at least 1")
@@ -517,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         bare = results["bare_hash"] = bare_hash(images, args.repeats)
         job = results["dedup_job"] = run_job_repeats(images, out, args.repeats)
         for method in PEER_METHODS:
-            peers[method] = run_peer(args.peer_python, method, folder, args.repeats)
+            peers[method] = run_peer(args.peer_python, method, folder, args.repeats, args.peer_find_repeats)
         results["peers"] = peers
         results["machine"]["peer_python_version"] = next(
             (peer["python"] for peer in peers.values() if peer.get("python")), None

@@ -64,12 +64,15 @@ def hash_udf(max_pixels: int):
 
 
 def compute_features(images: DataFrame, settings: dict[str, Any]) -> DataFrame:
-    """Fetched rows (productId, image_bytes, ...) in; productId, feature columns, ``feature_status`` out.
+    """Fetched rows (productId, image_url, image_bytes) in; the same keys, feature columns and
+    ``feature_status`` out.
 
     ``feature_status`` is ok, or failed with ``feature_reason`` when the bytes do not decode.
     """
     udf = hash_udf(int(settings["max_image_pixels"]))
-    features = images.select("productId", udf(F.col("image_bytes")).alias("f")).select("productId", "f.*")
+    features = images.select("productId", "image_url", udf(F.col("image_bytes")).alias("f")).select(
+        "productId", "image_url", "f.*"
+    )
     return features.withColumn(
         "feature_status", F.when(F.col("decode_error").isNull(), "ok").otherwise("failed")
     ).withColumnRenamed("decode_error", "feature_reason")

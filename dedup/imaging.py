@@ -125,10 +125,24 @@ def thumbnail(image: Image.Image) -> bytes:
     return np.asarray(small, dtype=np.uint8).tobytes()
 
 
-def _centred(thumb: bytes) -> np.ndarray:
-    array = np.frombuffer(thumb, dtype=np.uint8).astype(np.float32)
-    array -= array.mean()
-    return array / (np.linalg.norm(array) + 1e-6)
+def thumb_distances(a: list[bytes], b: list[bytes]) -> np.ndarray:
+    """:func:`thumb_distance` for many pairs at once (vectorised: one matrix per side)."""
+    n = len(a)
+    if n == 0:
+        return np.zeros(0, dtype=np.float64)
+    shape = (n, THUMB_SIZE, THUMB_SIZE, 3)
+    left = np.frombuffer(b"".join(a), dtype=np.uint8).reshape(shape).astype(np.float32)
+    right = np.frombuffer(b"".join(b), dtype=np.uint8).reshape(shape).astype(np.float32)
+
+    def centred(batch: np.ndarray) -> np.ndarray:
+        flat = batch.reshape(n, -1)
+        flat = flat - flat.mean(axis=1, keepdims=True)
+        return flat / (np.linalg.norm(flat, axis=1, keepdims=True) + 1e-6)
+
+    ca = centred(left)
+    direct = (ca * centred(right)).sum(axis=1)
+    mirrored = (ca * centred(right[:, :, ::-1, :])).sum(axis=1)
+    return (1.0 - np.maximum(direct, mirrored)).astype(np.float64)
 
 
 def thumb_distance(a: bytes, b: bytes) -> float:
@@ -137,6 +151,4 @@ def thumb_distance(a: bytes, b: bytes) -> float:
     Centring makes it blind to uniform brightness shifts; the colours themselves still count,
     so the same cut in another colourway stays apart.
     """
-    ca, cb = _centred(a), _centred(b)
-    mirrored = _centred(np.frombuffer(b, dtype=np.uint8).reshape(THUMB_SIZE, THUMB_SIZE, 3)[:, ::-1].tobytes())
-    return float(1.0 - max(ca @ cb, ca @ mirrored))
+    return float(thumb_distances([a], [b])[0])

@@ -28,7 +28,11 @@ def row_status(rejects: DataFrame, products: DataFrame, fetched: DataFrame, feat
         .join(
             fetched.select("productId", "image_url", "fetch_status", "fetch_reason"), ["productId", "image_url"], "left"
         )
-        .join(features.select("productId", "feature_status", "feature_reason"), "productId", "left")
+        .join(
+            features.select("productId", "image_url", "feature_status", "feature_reason"),
+            ["productId", "image_url"],
+            "left",
+        )
     )
     fetch_failed = F.col("fetch_status").isNull() | (F.col("fetch_status") != "ok")
     feature_failed = F.col("feature_status").isNull() | (F.col("feature_status") != "ok")

@@ -20,13 +20,13 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from dedup.imaging import thumb_distance
+from dedup.imaging import thumb_distances
 
 
 @F.pandas_udf(T.DoubleType())
 def thumb_distance_udf(a: pd.Series, b: pd.Series) -> pd.Series:
-    """Vectorised :func:`dedup.imaging.thumb_distance` over pairs of thumbnails."""
-    return pd.Series([thumb_distance(x, y) for x, y in zip(a, b, strict=True)], dtype="float64")
+    """:func:`dedup.imaging.thumb_distances` over an Arrow batch of thumbnail pairs."""
+    return pd.Series(thumb_distances(list(a), list(b)), index=a.index)
 
 
 @dataclass

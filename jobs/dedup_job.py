@@ -49,7 +49,8 @@ def run_job(spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, ec
         already = spark.read.parquet(images_path) if outputs.path_exists(spark, images_path) else None
         new = fetch.fetch_images(ingested.products, cfg["fetch"], already)
         new.write.mode("append").parquet(images_path)
-        fetched = fetch.latest_results(spark.read.parquet(images_path)).join(
+        # outcomes without the bytes: ranking them shuffles a few columns, not every image
+        fetched = fetch.latest_results(spark.read.parquet(images_path).drop("image_bytes")).join(
             ingested.products.select("productId", "image_url"), ["productId", "image_url"], "left_semi"
         )
         n_downloaded = spark.read.parquet(images_path).where(F.col("fetched_at") >= int(started * 1000)).count()
@@ -62,16 +63,18 @@ def run_job(spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, ec
         )
 
     with clock.stage("features") as note:
-        ok_images = fetched.where(F.col("fetch_status") == "ok")
+        # An ok image is never fetched twice into one output, so the ok rows need no ranking;
+        # images of products no longer in the catalog drop out when features meet products.
+        ok_images = spark.read.parquet(images_path).where(F.col("fetch_status") == "ok")
         features.compute_features(ok_images, cfg["features"]).write.mode("overwrite").parquet(f"{out}/features")
-        feats = spark.read.parquet(f"{out}/features")
+        feats = spark.read.parquet(f"{out}/features").dropDuplicates(["productId", "image_url"])
         by_status = outputs.counts_by(feats, "feature_status")
         note(rows=sum(by_status.values()), ok=by_status.get("ok", 0), failed=by_status.get("failed", 0))
 
     with clock.stage("candidates") as note:
         items = (
-            ingested.products.select(F.col("row_id").alias("id"), "productId", "family")
-            .join(feats.where(F.col("feature_status") == "ok"), "productId")
+            ingested.products.select(F.col("row_id").alias("id"), "productId", "image_url", "family")
+            .join(feats.where(F.col("feature_status") == "ok"), ["productId", "image_url"])
             .select("id", "productId", "family", "sha256", "dhash", "dhash_flip", "thumb")
         )
         items.write.mode("overwrite").parquet(f"{work}/items")

@@ -5,7 +5,15 @@ import pytest
 from PIL import Image
 
 from dedup.features import compute_features, hash_features
-from dedup.imaging import decode_image, dhash_pair, hamming, sniff_format, thumb_distance, thumbnail
+from dedup.imaging import (
+    decode_image,
+    dhash_pair,
+    hamming,
+    sniff_format,
+    thumb_distance,
+    thumb_distances,
+    thumbnail,
+)
 from dedup.synth import product_image
 from tests.conftest import jpeg_bytes
 
@@ -93,12 +101,15 @@ def test_hashes_survive_light_edits_and_mirroring(photo):
     assert hamming(base["dhash"], other["dhash"]) > 8
     assert thumb_distance(base["thumb"], mirrored["thumb"]) < 0.01
     assert thumb_distance(thumbnail(photo), thumbnail(product_image(4))) > 0.1
+    many = thumb_distances([base["thumb"], base["thumb"]], [mirrored["thumb"], other["thumb"]])
+    assert many[0] == pytest.approx(thumb_distance(base["thumb"], mirrored["thumb"]), abs=1e-6) and many[1] > 0.1
 
 
 def test_udf_matches_python_exactly(spark, photo):
     images = [jpeg_bytes(product_image(seed)) for seed in range(20)] + [b"junk", None]
     frame = spark.createDataFrame(
-        [(f"P{i}", data) for i, data in enumerate(images)], "productId string, image_bytes binary"
+        [(f"P{i}", f"http://h/{i}.jpeg", data) for i, data in enumerate(images)],
+        "productId string, image_url string, image_bytes binary",
     )
     rows = {r["productId"]: r for r in compute_features(frame, {"max_image_pixels": 50_000_000}).collect()}
     for i, data in enumerate(images[:20]):
