@@ -33,16 +33,11 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 from dedup.config import DEFAULTS
 from dedup.features import hash_features
 from dedup.imaging import THUMB_SIZE, hamming, thumb_distance
+from dedup.synth import jpeg_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGES = REPO.parent / "shared" / "data" / "fashion-catalog" / "images"
 THUMB_THRESHOLDS = (0.01, 0.02, 0.03, 0.06, 2.0)
-
-
-def _jpeg(image: Image.Image, quality: int = 90) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def _overlay(image: Image.Image) -> Image.Image:
@@ -59,15 +54,15 @@ def _noise(image: Image.Image) -> Image.Image:
 
 
 EDITS = {
-    "reencode_q60": lambda im: _jpeg(im, 60),
-    "brightness_1.15": lambda im: _jpeg(ImageEnhance.Brightness(im).enhance(1.15)),
-    "brightness_0.85": lambda im: _jpeg(ImageEnhance.Brightness(im).enhance(0.85)),
-    "contrast_1.15": lambda im: _jpeg(ImageEnhance.Contrast(im).enhance(1.15)),
-    "saturation_1.3": lambda im: _jpeg(ImageEnhance.Color(im).enhance(1.3)),
-    "overlay_text": lambda im: _jpeg(_overlay(im)),
-    "noise_sigma6": lambda im: _jpeg(_noise(im)),
-    "resize_160": lambda im: _jpeg(im.resize((160, 160), Image.Resampling.LANCZOS)),
-    "mirror": lambda im: _jpeg(ImageOps.mirror(im)),
+    "reencode_q60": lambda im: jpeg_bytes(im, 60),
+    "brightness_1.15": lambda im: jpeg_bytes(ImageEnhance.Brightness(im).enhance(1.15)),
+    "brightness_0.85": lambda im: jpeg_bytes(ImageEnhance.Brightness(im).enhance(0.85)),
+    "contrast_1.15": lambda im: jpeg_bytes(ImageEnhance.Contrast(im).enhance(1.15)),
+    "saturation_1.3": lambda im: jpeg_bytes(ImageEnhance.Color(im).enhance(1.3)),
+    "overlay_text": lambda im: jpeg_bytes(_overlay(im)),
+    "noise_sigma6": lambda im: jpeg_bytes(_noise(im)),
+    "resize_160": lambda im: jpeg_bytes(im.resize((160, 160), Image.Resampling.LANCZOS)),
+    "mirror": lambda im: jpeg_bytes(ImageOps.mirror(im)),
 }
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
 import platform
@@ -52,6 +51,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 from PIL import Image, ImageEnhance, ImageOps
+
+from dedup.synth import jpeg_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = str(REPO.parent / "shared" / "data" / "fashion-catalog" / "images")
@@ -73,24 +74,18 @@ JOB_OVERRIDES = [
 NAME_RE = re.compile(r"^p(\d{6,})-x-[0-9a-f]{10}\.jpg$")
 
 
-def _jpeg(image: Image.Image, quality: int = 90) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
-
-
 def _resize(image: Image.Image, side: int) -> Image.Image:
     return image.resize((side, side), Image.Resampling.LANCZOS)
 
 
 VARIANTS: dict[str, Callable[[Image.Image], bytes]] = {
-    "reencode_q60": lambda im: _jpeg(im, 60),
-    "reencode_q80": lambda im: _jpeg(im, 80),
-    "resize_160": lambda im: _jpeg(_resize(im, 160)),
-    "resize_300": lambda im: _jpeg(_resize(im, 300)),
-    "brightness_0.9": lambda im: _jpeg(ImageEnhance.Brightness(im).enhance(0.9)),
-    "brightness_1.1": lambda im: _jpeg(ImageEnhance.Brightness(im).enhance(1.1)),
-    "mirror": lambda im: _jpeg(ImageOps.mirror(im)),
+    "reencode_q60": lambda im: jpeg_bytes(im, 60),
+    "reencode_q80": lambda im: jpeg_bytes(im, 80),
+    "resize_160": lambda im: jpeg_bytes(_resize(im, 160)),
+    "resize_300": lambda im: jpeg_bytes(_resize(im, 300)),
+    "brightness_0.9": lambda im: jpeg_bytes(ImageEnhance.Brightness(im).enhance(0.9)),
+    "brightness_1.1": lambda im: jpeg_bytes(ImageEnhance.Brightness(im).enhance(1.1)),
+    "mirror": lambda im: jpeg_bytes(ImageOps.mirror(im)),
 }
 
 

@@ -105,9 +105,10 @@ def product_image(seed: int, colour: tuple[int, int, int] | None = None) -> Imag
     return canvas
 
 
-def _jpeg(image: Image.Image, quality: int = 90) -> bytes:
+def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
+    """The image as JPEG bytes (RGB)."""
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
+    image.convert("RGB").save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
 
 
@@ -127,13 +128,13 @@ def _overlay(image: Image.Image, rng: random.Random) -> Image.Image:
 
 
 VARIANTS: dict[str, Callable[[Image.Image, random.Random], bytes]] = {
-    "reencode": lambda im, rng: _jpeg(im, rng.randrange(55, 80)),
-    "resize": lambda im, rng: _jpeg(im.resize((rng.choice([160, 180, 300, 400]),) * 2, Image.Resampling.LANCZOS)),
-    "brightness": lambda im, rng: _jpeg(ImageEnhance.Brightness(im).enhance(rng.choice([0.85, 0.9, 1.1, 1.15]))),
-    "contrast": lambda im, rng: _jpeg(ImageEnhance.Contrast(im).enhance(rng.choice([0.85, 1.15]))),
-    "overlay": lambda im, rng: _jpeg(_overlay(im, rng)),
-    "noise": lambda im, rng: _jpeg(_noise(im, rng)),
-    "mirror": lambda im, rng: _jpeg(ImageOps.mirror(im)),
+    "reencode": lambda im, rng: jpeg_bytes(im, rng.randrange(55, 80)),
+    "resize": lambda im, rng: jpeg_bytes(im.resize((rng.choice([160, 180, 300, 400]),) * 2, Image.Resampling.LANCZOS)),
+    "brightness": lambda im, rng: jpeg_bytes(ImageEnhance.Brightness(im).enhance(rng.choice([0.85, 0.9, 1.1, 1.15]))),
+    "contrast": lambda im, rng: jpeg_bytes(ImageEnhance.Contrast(im).enhance(rng.choice([0.85, 1.15]))),
+    "overlay": lambda im, rng: jpeg_bytes(_overlay(im, rng)),
+    "noise": lambda im, rng: jpeg_bytes(_noise(im, rng)),
+    "mirror": lambda im, rng: jpeg_bytes(ImageOps.mirror(im)),
     "exact": lambda im, rng: b"",  # placeholder: the original bytes, re-listed
 }
 
@@ -199,13 +200,13 @@ def make_catalog(
     for index in range(n_products):
         image_seed = seed * 1_000_003 + index
         original = product_image(image_seed)
-        original_bytes = _jpeg(original)
+        original_bytes = jpeg_bytes(original)
         pid = _product_id(rng)
         group = [pid]
         family = []
         if rng.random() < family_share:
             family = [pid, _product_id(rng)]
-            add(family[1], _jpeg(product_image(image_seed, colour=_colour(rng))), family, "family_variant")
+            add(family[1], jpeg_bytes(product_image(image_seed, colour=_colour(rng))), family, "family_variant")
         add(pid, original_bytes, family, "original")
         if rng.random() < duplicate_share:
             for _ in range(rng.choice([1, 1, 2])):

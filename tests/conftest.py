@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from collections.abc import Iterator
 
 import pytest
-from PIL import Image
 
 from dedup.imageserver import ImageServer
+from dedup.synth import jpeg_bytes
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -34,12 +33,6 @@ def spark():
     )
     yield session
     session.stop()
-
-
-def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,7 @@ from dedup.imaging import (
     thumb_distances,
     thumbnail,
 )
-from dedup.synth import product_image
-from tests.conftest import jpeg_bytes
+from dedup.synth import jpeg_bytes, product_image
 
 
 def encoded(image: Image.Image, fmt: str, **params) -> bytes:
