@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 
 from dedup.config import load_config
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
 
+    if os.path.exists(os.path.join(args.out, "demo_eval.json")):
+        shutil.rmtree(args.out)  # an earlier demo's output: its images sit behind another port's URLs
     os.makedirs(args.out, exist_ok=True)
     with ImageServer({}) as server:
         catalog = make_catalog(args.products, duplicate_share=0.25, family_share=0.05, seed=args.seed,
