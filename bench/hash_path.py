@@ -164,7 +164,7 @@ def load_images(folder: Path) -> dict[str, bytes]:
 
 def write_catalog(path: Path, names: list[str], base_url: str) -> dict[str, int]:
     """One row per image, ~1% rows with broken links, 50 dirty lines; return the expected counts."""
-    from dedup.synth import image_names, image_url_str, write_catalog_csv
+    from dedup.synth import dump_line, image_names, image_url_str, write_catalog_csv
 
     brands, sellers = ["Acme", "Zed", "Mio"], ["SellerA", "SellerB", "SellerC"]
     rows = [
@@ -191,18 +191,17 @@ def write_catalog(path: Path, names: list[str], base_url: str) -> dict[str, int]
                 "categories": "Apparels>Men>T-Shirts",
             }
         )
-    blank = "," * 27  # the 28 columns after imageUrlStr, empty
     dirty: list[str] = []
     for index in range(13):  # stray commas: 44 fields
         dirty.append(f"BENCHBADLINE{index:04d},title with, stray, commas," + ",".join(["x"] * 40))
     for index in range(13):  # text where the productId belongs
         url = rows[index]["imageUrlStr"]
-        dirty.append(f'"great deal {index}, buy now",a title,desc,{url},{blank}')
+        dirty.append(dump_line(f'"great deal {index}, buy now"', "a title", "desc", url))
     for index in range(12):  # a productId listed twice
         row = rows[(index * 7919) % len(names)]
-        dirty.append(f"{row['productId']},repeated listing,desc,{row['imageUrlStr']},{blank}")
+        dirty.append(dump_line(row["productId"], "repeated listing", "desc", row["imageUrlStr"]))
     for index in range(12):  # no image
-        dirty.append(f"BENCHNOIMAGE{index:04d},no image,desc,,{blank}")
+        dirty.append(dump_line(f"BENCHNOIMAGE{index:04d}", "no image", "desc", ""))
     write_catalog_csv(rows, path, dirty)
     return {
         "rows_read": len(rows) + len(dirty),

@@ -220,6 +220,16 @@ def make_catalog(
     return catalog
 
 
+def dump_line(*fields: str) -> str:
+    """A raw dump line: ``fields`` (already CSV-quoted where needed) padded with empty fields to the
+    dump's 32 columns.
+
+    >>> dump_line("P1", "a title", "desc", "").count(",")
+    31
+    """
+    return ",".join([*fields, *[""] * (len(CATALOG_COLUMNS) - len(fields))])
+
+
 def write_catalog_csv(rows: Iterable[dict[str, str]], path: str | Path, extra_lines: Iterable[str] = ()) -> None:
     """Write rows in the dump's 32-column layout (missing columns empty), then ``extra_lines``
     verbatim (dirty lines for tests and demos)."""

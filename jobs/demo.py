@@ -17,23 +17,22 @@ from dedup.config import load_config
 from dedup.evaluate import pair_scores
 from dedup.imageserver import ImageServer
 from dedup.session import build_session
-from dedup.synth import make_catalog, write_catalog_csv
+from dedup.synth import dump_line, make_catalog, write_catalog_csv
 from jobs.dedup_job import run_job
 
 
 def dirty_lines(base_url: str, some_row: dict[str, str]) -> list[str]:
     """Lines a real dump has: stray commas, text as productId, a repeat, missing and broken URLs."""
     pid = some_row["productId"]
-    blank = "," * 27  # the 28 columns after imageUrlStr, empty
     return [
         "BADLINE01,title with, stray, commas," + ",".join(["x"] * 40),
-        f'"Great product, buy now",a title,desc,{base_url}/img/nothing.jpeg,{blank}',
-        f"{pid},repeated listing,desc,{some_row['imageUrlStr']},{blank}",
-        f"NOIMAGE000000001,no image,desc,,{blank}",
-        f"FTPIMAGE00000001,ftp image,desc,ftp://example.com/a-200x200-x.jpeg,{blank}",
-        f"DEADLINK00000001,dead link,desc,{base_url}/fault/status/404/a-200x200-x.jpeg,{blank}",
-        f"SOFT404000000001,soft 404,desc,{base_url}/fault/html/a-200x200-x.jpeg,{blank}",
-        f"SERVERERR0000001,server error,desc,{base_url}/fault/status/500/a-200x200-x.jpeg,{blank}",
+        dump_line('"Great product, buy now"', "a title", "desc", f"{base_url}/img/nothing.jpeg"),
+        dump_line(pid, "repeated listing", "desc", some_row["imageUrlStr"]),
+        dump_line("NOIMAGE000000001", "no image", "desc", ""),
+        dump_line("FTPIMAGE00000001", "ftp image", "desc", "ftp://example.com/a-200x200-x.jpeg"),
+        dump_line("DEADLINK00000001", "dead link", "desc", f"{base_url}/fault/status/404/a-200x200-x.jpeg"),
+        dump_line("SOFT404000000001", "soft 404", "desc", f"{base_url}/fault/html/a-200x200-x.jpeg"),
+        dump_line("SERVERERR0000001", "server error", "desc", f"{base_url}/fault/status/500/a-200x200-x.jpeg"),
     ]
 
 

@@ -1,8 +1,6 @@
 from dedup import ingest
 from dedup.config import load_config
-from dedup.synth import write_catalog_csv
-
-BLANK = "," * 27  # the 28 columns after imageUrlStr
+from dedup.synth import dump_line, write_catalog_csv
 
 
 def urls(stem: str, host: str = "http://h.example") -> str:
@@ -34,13 +32,13 @@ def test_dirty_lines_are_rejected_with_reasons(spark, tmp_path):
     ]
     dirty = [
         "STRAY00000000001,t,d," + ",".join(["x"] * 50),  # 54 fields
-        f'"text, not an id",t,d,{urls("c")},{BLANK}',
-        f"GOOD000000000001,again,d,{urls('a')},{BLANK}",
-        f"NOURL00000000001,t,d,,{BLANK}",
-        f"FTPURL0000000001,t,d,ftp://x/a-200x200-t.jpeg,{BLANK}",
-        f",t,d,{urls('d')},{BLANK}",
+        dump_line('"text, not an id"', "t", "d", urls("c")),
+        dump_line("GOOD000000000001", "again", "d", urls("a")),
+        dump_line("NOURL00000000001", "t", "d", ""),
+        dump_line("FTPURL0000000001", "t", "d", "ftp://x/a-200x200-t.jpeg"),
+        dump_line("", "t", "d", urls("d")),
         "SHORT00000000001,t,d",
-        f"CRLF000000000001,t,d,{urls('e')},{BLANK}\r",
+        dump_line("CRLF000000000001", "t", "d", urls("e")) + "\r",
     ]
     path = tmp_path / "dump.csv"
     write_catalog_csv(good, path, dirty)

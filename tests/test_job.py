@@ -10,7 +10,7 @@ import pytest
 from dedup.config import load_config
 from dedup.evaluate import pair_scores
 from dedup.imageserver import ImageServer
-from dedup.synth import make_catalog, write_catalog_csv
+from dedup.synth import dump_line, make_catalog, write_catalog_csv
 from jobs.dedup_job import run_job
 from jobs.demo import dirty_lines
 
@@ -26,8 +26,10 @@ def served_catalog(tmp_path_factory):
         path = folder / "catalog.csv"
         extra = [
             *dirty_lines(server.base_url, catalog.rows[0]),
-            f"TRUNC00000000001,truncated,d,{server.base_url}/fault/truncated/{_name(catalog.rows[1])},{',' * 27}",
-            f"FLAKY00000000001,flaky,d,{server.base_url}/fault/flaky/1/{_name(catalog.rows[2])},{',' * 27}",
+            dump_line(
+                "TRUNC00000000001", "truncated", "d", f"{server.base_url}/fault/truncated/{_name(catalog.rows[1])}"
+            ),
+            dump_line("FLAKY00000000001", "flaky", "d", f"{server.base_url}/fault/flaky/1/{_name(catalog.rows[2])}"),
         ]
         write_catalog_csv(catalog.rows, path, extra)
         yield catalog, str(path), server
