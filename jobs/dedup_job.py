@@ -63,11 +63,12 @@ def run_job(spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, ec
         )
 
     with clock.stage("features") as note:
-        # An ok image is never fetched twice into one output, so the ok rows need no ranking;
+        # An ok image is never fetched twice into one output (the fetch stage skips ok keys), so
+        # ok rows and their features are unique per key and need no ranking or dedup shuffle;
         # images of products no longer in the catalog drop out when features meet products.
         ok_images = spark.read.parquet(images_path).where(F.col("fetch_status") == "ok")
         features.compute_features(ok_images, cfg["features"]).write.mode("overwrite").parquet(f"{out}/features")
-        feats = spark.read.parquet(f"{out}/features").dropDuplicates(["productId", "image_url"])
+        feats = spark.read.parquet(f"{out}/features")
         by_status = outputs.counts_by(feats, "feature_status")
         note(rows=sum(by_status.values()), ok=by_status.get("ok", 0), failed=by_status.get("failed", 0))
 

@@ -6,6 +6,7 @@ from PIL import Image
 
 from dedup.features import compute_features, hash_features
 from dedup.imaging import (
+    _decode_plain_jpeg,
     decode_image,
     dhash_pair,
     hamming,
@@ -65,6 +66,33 @@ def test_exif_orientation_is_applied(photo):
     upright = decode_image(data)
     assert upright.size == (photo.width, photo.height)
     assert hamming(dhash_pair(upright)[0], dhash_pair(photo)[0]) <= 4
+
+
+@pytest.mark.parametrize("draft", [None, 32, 100])
+def test_fast_jpeg_path_gives_pillows_pixels(photo, draft):
+    data = jpeg_bytes(photo.resize((300, 260)))
+    fast = _decode_plain_jpeg(data, 50_000_000, draft)
+    slow = Image.open(io.BytesIO(data))
+    if draft:
+        slow.draft("RGB", (draft, draft))
+    assert fast is not None and fast.size == slow.size
+    assert np.array_equal(np.asarray(fast), np.asarray(slow.convert("RGB")))
+
+
+def test_fast_jpeg_path_leaves_hard_cases_to_pillow(photo):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    declined = {
+        "png": encoded(photo, "PNG"),
+        "cmyk": encoded(photo.convert("CMYK"), "JPEG"),
+        "exif": encoded(photo, "JPEG", exif=exif.tobytes()),
+        "truncated": jpeg_bytes(photo)[:2000],
+        "bomb": jpeg_bytes(photo),  # 1 pixel allowed
+    }
+    for name, data in declined.items():
+        assert _decode_plain_jpeg(data, 1 if name == "bomb" else 50_000_000, 32) is None, name
+    assert hash_features(declined["bomb"], 1)["decode_error"] == "decompression_bomb"
+    assert hash_features(declined["truncated"], 50_000_000)["decode_error"].startswith("undecodable_image")
 
 
 @pytest.mark.parametrize(
