@@ -14,6 +14,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Hashable, Mapping
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+TRUTH_SCHEMA = T.StructType(
+    [T.StructField(name, T.StringType()) for name in ("productId", "group", "transform", "source", "split", "image")]
+)
 
 
 def _pairs(n: int) -> int:
@@ -37,3 +46,246 @@ def pair_scores(predicted: Mapping[str, Hashable], truth: Mapping[str, Hashable]
         "recall": recall,
         "f1": f1,
     }
+
+
+# --- Spark evaluation of a job's output against a bench set's truth (``dedup eval``) ---
+
+THUMB_GRID = (0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 2.0)  # thumbnail-distance thresholds swept
+ORIGINAL_TRANSFORMS = ("original", "exact_real")
+
+
+def load_truth(spark: SparkSession, path: str, split: str | None = None) -> DataFrame:
+    """truth.csv as productId, group (null for singletons), transform, family (the transform before
+    ``:``), source, split; only ``split``'s rows when given."""
+    truth = spark.read.csv(path, header=True, schema=TRUTH_SCHEMA)
+    if split:
+        truth = truth.where(F.col("split") == split)
+    return truth.select(
+        "productId",
+        F.when(F.col("group") != "", F.col("group")).alias("group"),
+        "transform",
+        F.split("transform", ":").getItem(0).alias("kind"),
+        "source",
+        "split",
+    )
+
+
+def _c2(column: Column | str) -> Column:
+    n = F.col(column) if isinstance(column, str) else column
+    return n * (n - 1) / 2
+
+
+def _true_pairs(truth: DataFrame) -> int:
+    sizes = truth.where(F.col("group").isNotNull()).groupBy("group").count()
+    return int(sizes.agg(F.sum(_c2("count"))).first()[0] or 0)
+
+
+def _scores(true_positive: int, predicted: int, true_pairs: int) -> dict[str, float]:
+    precision = true_positive / predicted if predicted else 1.0
+    recall = true_positive / true_pairs if true_pairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "true_positive_pairs": true_positive,
+        "predicted_pairs": predicted,
+        "true_pairs": true_pairs,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }
+
+
+def _labelled(pairs: DataFrame, truth: DataFrame) -> DataFrame:
+    """Pairs (a, b, ...) whose both ends are in ``truth``, with ``same`` (a true pair) and ``lookalike``
+    (two originals of different photos)."""
+    ta = truth.select(
+        F.col("productId").alias("a"),
+        F.col("group").alias("ga"),
+        F.col("kind").alias("ka"),
+        F.col("source").alias("sa"),
+    )
+    tb = truth.select(
+        F.col("productId").alias("b"),
+        F.col("group").alias("gb"),
+        F.col("kind").alias("kb"),
+        F.col("source").alias("sb"),
+    )
+    both_originals = F.col("ka").isin(*ORIGINAL_TRANSFORMS) & F.col("kb").isin(*ORIGINAL_TRANSFORMS)
+    return (
+        pairs.join(ta, "a")
+        .join(tb, "b")
+        .withColumn("same", F.coalesce(F.col("ga") == F.col("gb"), F.lit(False)))
+        .withColumn("lookalike", ~F.col("same") & both_originals & (F.col("sa") != F.col("sb")))
+    )
+
+
+def emitted_pair_scores(pairs: DataFrame, truth: DataFrame) -> dict[str, float]:
+    """Pairwise scores over the pairs the job emitted (``pairs/``: a, b, ...)."""
+    labelled = _labelled(pairs.select("a", "b"), truth)
+    row = labelled.agg(
+        F.count("*").alias("n"),
+        F.sum(F.col("same").cast("long")).alias("tp"),
+        F.sum(F.col("lookalike").cast("long")).alias("lookalike"),
+    ).first()
+    scores = _scores(int(row["tp"] or 0), int(row["n"]), _true_pairs(truth))
+    scores["lookalike_false_pairs"] = int(row["lookalike"] or 0)
+    return scores
+
+
+def group_pair_scores(members: DataFrame, truth: DataFrame) -> dict[str, float]:
+    """Pairwise scores over every pair implied by the groups (``groups/``; oversized groups are left
+    out, as in duplicates.json): counted from group overlaps, never by listing pairs."""
+    grouped = members.where(~F.col("oversized")).select("productId", "group_id").join(truth, "productId")
+    predicted = grouped.groupBy("group_id").count().agg(F.sum(_c2("count"))).first()[0] or 0
+    overlap = grouped.where(F.col("group").isNotNull()).groupBy("group_id", "group").count()
+    true_positive = overlap.agg(F.sum(_c2("count"))).first()[0] or 0
+    originals = grouped.where(F.col("kind").isin(*ORIGINAL_TRANSFORMS))
+    all_originals = originals.groupBy("group_id").count().agg(F.sum(_c2("count"))).first()[0] or 0
+    same_source = originals.groupBy("group_id", "source").count().agg(F.sum(_c2("count"))).first()[0] or 0
+    scores = _scores(int(true_positive), int(predicted), _true_pairs(truth))
+    scores["lookalike_false_pairs"] = int(all_originals - same_source)
+    return scores
+
+
+def recall_by_transform(members: DataFrame, pairs: DataFrame, truth: DataFrame) -> dict[str, dict[str, float]]:
+    """For each transform: how many copies share a group with their original (``group_recall``) and
+    how many were emitted as a pair with it (``pair_recall``)."""
+    copies = truth.where(F.col("group").isNotNull() & (F.col("kind") != "original"))
+    originals = truth.where(F.col("kind") == "original").select("group", F.col("productId").alias("original"))
+    labels = members.where(~F.col("oversized")).select("productId", "group_id")
+    joined = (
+        copies.join(originals, "group")
+        .join(labels, "productId", "left")
+        .join(
+            labels.select(F.col("productId").alias("original"), F.col("group_id").alias("original_group")),
+            "original",
+            "left",
+        )
+        .withColumn("a", F.least("productId", "original"))
+        .withColumn("b", F.greatest("productId", "original"))
+        .join(pairs.select("a", "b").distinct().withColumn("emitted", F.lit(True)), ["a", "b"], "left")
+    )
+    rows = (
+        joined.groupBy("kind")
+        .agg(
+            F.count("*").alias("copies"),
+            F.sum(F.coalesce(F.col("group_id") == F.col("original_group"), F.lit(False)).cast("long")).alias("g"),
+            F.sum(F.coalesce(F.col("emitted"), F.lit(False)).cast("long")).alias("p"),
+        )
+        .collect()
+    )
+    return {
+        r["kind"]: {"copies": r["copies"], "group_recall": r["g"] / r["copies"], "pair_recall": r["p"] / r["copies"]}
+        for r in sorted(rows, key=lambda r: r["kind"])
+    }
+
+
+def threshold_sweep(
+    features: DataFrame, truth: DataFrame, settings: dict[str, Any], max_distance: int = 10
+) -> list[dict[str, float]]:
+    """Pairwise precision and recall of the rule "exact bytes, or dHash distance <= t and thumbnail
+    distance <= d" for t = 0..``max_distance`` and d in :data:`THUMB_GRID`, from one candidate pass
+    at the loosest t (the job's own banding and verification, so it counts what the job would emit).
+    """
+    from dedup import candidates, verify
+
+    items = (
+        features.where(F.col("feature_status") == "ok")
+        .join(truth.select("productId"), "productId")
+        .select(
+            F.col("productId").alias("id"),
+            "productId",
+            F.array().cast("array<string>").alias("family"),
+            "sha256",
+            "dhash",
+            "dhash_flip",
+            "thumb",
+        )
+    ).cache()
+    n_items = items.count()
+    hash_settings = {**settings["hash"], "max_distance": max_distance}
+    near = candidates.near_pairs(items, hash_settings, n_items)
+    found = candidates.exact_pairs(items, settings["exact"]).unionByName(near.pairs)
+    scored = verify.verify_pairs(
+        found, items, hash_settings, {"max_thumb_distance": 99.0, "exclude_same_family": False}
+    ).pairs
+    grid = F.lit(None)
+    for limit in reversed(THUMB_GRID):
+        grid = F.when(F.col("thumb_distance") <= limit, F.lit(limit)).otherwise(grid)
+    counts = (
+        _labelled(scored.select("a", "b", "distance", "thumb_distance"), truth)
+        .withColumn("thumb_bin", grid)
+        .where(F.col("thumb_bin").isNotNull())
+        .groupBy("distance", "thumb_bin")
+        .agg(F.count("*").alias("n"), F.sum(F.col("same").cast("long")).alias("tp"))
+        .collect()
+    )
+    items.unpersist()
+    true_pairs = _true_pairs(truth)
+    curve = []
+    for t in range(max_distance + 1):
+        for limit in THUMB_GRID:
+            kept = [r for r in counts if r["distance"] <= t and r["thumb_bin"] <= limit]
+            scores = _scores(sum(r["tp"] for r in kept), sum(r["n"] for r in kept), true_pairs)
+            curve.append({"max_distance": t, "max_thumb_distance": limit, **scores})
+    return curve
+
+
+def best_at_precision(curve: list[dict[str, float]], min_precision: float) -> dict[str, float] | None:
+    """The sweep point with the highest recall at ``min_precision`` or better (ties: stricter rule)."""
+    eligible = [p for p in curve if p["precision"] >= min_precision and p["predicted_pairs"]]
+    return max(eligible, key=lambda p: (p["recall"], -p["max_distance"], -p["max_thumb_distance"]), default=None)
+
+
+def evaluate_output(
+    spark: SparkSession,
+    out: str,
+    truth_path: str,
+    settings: dict[str, Any],
+    split: str | None = None,
+    sweep_max: int = 10,
+    min_precision: float = 0.99,
+) -> dict[str, Any]:
+    """Every figure of ``dedup eval`` for the job output in ``out`` against ``truth_path``."""
+    truth = load_truth(spark, truth_path, split).cache()
+    members = spark.read.parquet(f"{out}/groups")
+    pairs = spark.read.parquet(f"{out}/pairs")
+    curve = threshold_sweep(spark.read.parquet(f"{out}/features"), truth, settings, sweep_max)
+    report = {
+        "split": split or "all",
+        "listings": truth.count(),
+        "emitted_pairs": emitted_pair_scores(pairs, truth),
+        "group_pairs": group_pair_scores(members, truth),
+        "recall_by_transform": recall_by_transform(members, pairs, truth),
+        "sweep": {"signal": "dhash+thumb", "points": curve},
+        "best_at_precision": {"min_precision": min_precision, "point": best_at_precision(curve, min_precision)},
+    }
+    truth.unpersist()
+    return report
+
+
+def report_table(report: dict[str, Any]) -> str:
+    """The short markdown table of an evaluation report."""
+    lines = [
+        f"split: {report['split']}, listings: {report['listings']}",
+        "",
+        "| scored over | precision | recall | F1 | predicted pairs | true pairs | look-alike false pairs |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, label in (("emitted_pairs", "emitted pairs"), ("group_pairs", "pairs implied by groups")):
+        s = report[key]
+        lines.append(
+            f"| {label} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | "
+            f"{s['predicted_pairs']:,} | {s['true_pairs']:,} | {s['lookalike_false_pairs']:,} |"
+        )
+    lines += ["", "| transform | copies | group recall | pair recall |", "|---|---:|---:|---:|"]
+    for kind, r in report["recall_by_transform"].items():
+        lines.append(f"| {kind} | {r['copies']} | {r['group_recall']:.3f} | {r['pair_recall']:.3f} |")
+    best = report["best_at_precision"]["point"]
+    if best:
+        lines += [
+            "",
+            f"best dHash+thumb rule at precision >= {report['best_at_precision']['min_precision']}: "
+            f"max_distance={best['max_distance']}, max_thumb_distance={best['max_thumb_distance']} "
+            f"(pairwise precision {best['precision']:.3f}, recall {best['recall']:.3f})",
+        ]
+    return "\n".join(lines) + "\n"

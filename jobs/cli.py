@@ -1,18 +1,21 @@
-"""The ``dedup`` command: ``dedup run`` and ``dedup demo``."""
+"""The ``dedup`` command: ``dedup run``, ``dedup demo``, ``dedup bench-set`` and ``dedup eval``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from jobs import dedup_job, demo
+from jobs import dedup_job, demo, quality
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="dedup", description="Find duplicate product listings by their images.")
     parser.add_argument(
-        "command", choices=["run", "demo"], help="run: the job in local mode; demo: a self-made catalog"
+        "command",
+        choices=["run", "demo", "bench-set", "eval"],
+        help="run: the job in local mode; demo: a self-made catalog; bench-set: a benchmark set from photos; "
+        "eval: score an output against a bench set's truth",
     )
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
@@ -22,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         return dedup_job.main(rest)
     if command == "demo":
         return demo.main(rest)
+    if command == "bench-set":
+        return quality.bench_set_main(rest)
+    if command == "eval":
+        return quality.eval_main(rest)
     parser.error(f"unknown command {command!r}")
     return 2
 

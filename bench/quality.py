@@ -1,0 +1,229 @@
+"""Detection quality on real product photos: the dedup job calibrated on one part, scored on another,
+next to imagededup and Immaculate on the same images in the same run.
+
+Steps (all in one run, one machine):
+
+1. ``dedup.benchset.build_bench_set`` over the photo folder (default: the fashion-catalog photos):
+   seeded edited copies of 30% of the photos, every other photo a singleton; each photo and its
+   copies fall in the calibration or the holdout split.
+2. The images are served on loopback and the real job (``jobs.dedup_job.run_job``, Spark local[2])
+   runs over the whole catalog with the default rule.
+3. Calibration, on the calibration split only: ``dedup.evaluate.threshold_sweep`` gives pairwise
+   precision and recall for every (dHash distance, thumbnail distance) rule; starting from the
+   rule with the highest recall at pairwise precision >= the target, the job's verify and group
+   stages are re-run (downloads reused) until the groups also reach the target precision on the
+   calibration split.
+4. The holdout split is scored for the default and the calibrated rule: group-level (every pair
+   implied by the groups) precision, recall and F1, recall per transform, and false pairs among
+   look-alike originals (two photos of different products).
+5. Peers over the same image folder, each with its defaults: imagededup PHash, DHash, WHash,
+   AHash (and CNN, which needs weights it downloads: reported as failed offline) and Immaculate
+   pdq, phash, sscd_distilled and sscd. Their groups are scored on the holdout split the same way.
+
+Run from the repository root (peers: ``make bench-venv`` and ``make immaculate-venv``)::
+
+    SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$PWD/.venv/bin/python .venv/bin/python bench/quality.py \\
+        [--photos DIR] [--out bench-out/quality] [--seed 0] [--peers imagededup:phash,immaculate:sscd,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from dedup.benchset import build_bench_set, read_truth
+from dedup.config import load_config
+from dedup.evaluate import best_at_precision, evaluate_output, pair_scores
+from dedup.imageserver import ImageServer
+from dedup.session import build_session
+from jobs.dedup_job import run_job
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_PHOTOS = REPO.parent / "shared" / "data" / "fashion-catalog" / "images"
+PEER_SCRIPT = Path(__file__).resolve().parent / "_quality_peer.py"
+PEER_PYTHONS = {"imagededup": REPO / ".venv-bench" / "bin" / "python",
+                "immaculate": REPO / ".venv-immaculate" / "bin" / "python"}  # fmt: skip
+DEFAULT_PEERS = ("imagededup:phash,imagededup:dhash,imagededup:whash,imagededup:ahash,imagededup:cnn,"
+                 "immaculate:pdq,immaculate:phash,immaculate:sscd_distilled,immaculate:sscd")  # fmt: skip
+PORT = 8799
+JOB_OVERRIDES = ["fetch.allowed_hosts=127.0.0.1", "spark.master=local[2]", "spark.ui.enabled=false"]
+ORIGINALS = ("original", "exact_real")
+
+
+def score_groups(groups: list[list[str]], truth: list[dict[str, str]], split: str) -> dict[str, Any]:
+    """Group-level scores of ``groups`` (lists of productIds) on the listings of ``split``."""
+    rows = {t["productId"]: t for t in truth if t["split"] == split}
+    predicted: dict[str, int] = {}
+    for index, group in enumerate(groups):
+        members = [pid for pid in group if pid in rows]
+        if len(members) > 1:
+            predicted.update((pid, index) for pid in members)
+    true_groups = {pid: t["group"] for pid, t in rows.items() if t["group"]}
+    scores: dict[str, Any] = pair_scores(predicted, true_groups)
+    originals = Counter(predicted[p] for p, t in rows.items() if p in predicted and t["transform"] in ORIGINALS)
+    same_source = Counter((predicted[p], t["source"]) for p, t in rows.items()
+                          if p in predicted and t["transform"] in ORIGINALS)  # fmt: skip
+    scores["lookalike_false_pairs"] = sum(n * (n - 1) // 2 for n in originals.values()) - sum(
+        n * (n - 1) // 2 for n in same_source.values()
+    )
+    original_of = {t["group"]: pid for pid, t in rows.items() if t["group"] and t["transform"] == "original"}
+    found: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for pid, t in rows.items():
+        if t["group"] and t["transform"] != "original":
+            kind = t["transform"].split(":")[0]
+            other = original_of.get(t["group"])
+            found[kind][0] += 1
+            found[kind][1] += int(pid in predicted and predicted.get(other) == predicted[pid])
+    scores["recall_by_transform"] = {k: v[1] / v[0] for k, v in sorted(found.items())}
+    return scores
+
+
+def job_groups(out: Path) -> list[list[str]]:
+    table = pq.read_table(out / "groups", columns=["productId", "group_id", "oversized"]).to_pylist()
+    groups: dict[str, list[str]] = defaultdict(list)
+    for row in table:
+        if not row["oversized"]:
+            groups[row["group_id"]].append(row["productId"])
+    return list(groups.values())
+
+
+def run_peer(tool: str, method: str, images: Path, names: dict[str, str]) -> dict[str, Any]:
+    python = PEER_PYTHONS[tool]
+    if not python.exists():
+        return {"tool": tool, "method": method, "status": "skipped", "reason": f"no interpreter at {python}"}
+    command = [str(python), str(PEER_SCRIPT), "--tool", tool, "--method", method, "--images", str(images)]
+    print(f"quality: peer {shlex.join(command)}", file=sys.stderr)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    if done.returncode or not lines:
+        return {"tool": tool, "method": method, "status": "failed", "reason": done.stderr.strip()[-1500:]}
+    record = json.loads(lines[-1])
+    if record.get("status") == "ok":
+        record["groups"] = [[names[n] for n in g if n in names] for g in record["groups"]]
+    record["command"] = shlex.join(command)
+    return record
+
+
+def calibrate(spark: Any, cfg: dict[str, Any], catalog: str, out: Path, truth_path: str,
+              target: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+    """The rule with the highest calibration recall whose groups reach ``target`` precision there."""
+    report = evaluate_output(spark, str(out), truth_path, cfg, "calibration", min_precision=target)
+    curve = report["sweep"]["points"]
+    tried = []
+    eligible = sorted((p for p in curve if p["precision"] >= target and p["predicted_pairs"]),
+                      key=lambda p: (-p["recall"], p["max_distance"], p["max_thumb_distance"]))  # fmt: skip
+    for point in eligible[:6]:
+        rule = {"hash.max_distance": point["max_distance"], "verify.max_thumb_distance": point["max_thumb_distance"]}
+        run_cfg = load_config(None, JOB_OVERRIDES + [f"{k}={v}" for k, v in rule.items()])
+        run_job(spark, run_cfg, catalog, str(out), echo=False)
+        scored = evaluate_output(spark, str(out), truth_path, run_cfg, "calibration", sweep_max=0)["group_pairs"]
+        tried.append({**rule, "pairwise": point, "groups": scored})
+        print(f"quality: calibration {rule}: group precision {scored['precision']:.4f} recall "
+              f"{scored['recall']:.4f}", file=sys.stderr)  # fmt: skip
+        if scored["precision"] >= target:
+            return rule, tried
+    fallback = best_at_precision(curve, 1.0) or {"max_distance": 0, "max_thumb_distance": 0.01}
+    return {"hash.max_distance": fallback["max_distance"],
+            "verify.max_thumb_distance": fallback["max_thumb_distance"]}, tried  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", default=str(DEFAULT_PHOTOS))
+    parser.add_argument("--out", default=str(REPO / "bench-out" / "quality"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--target-precision", type=float, default=0.99)
+    parser.add_argument("--peers", default=DEFAULT_PEERS, help="comma-separated tool:method, or empty")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    set_dir, job_out = out / "set", out / "job"
+    base_url = f"http://127.0.0.1:{PORT}"
+    if not (set_dir / "meta.json").exists() or json.loads((set_dir / "meta.json").read_text())["seed"] != args.seed:
+        print(f"quality: building the bench set in {set_dir}", file=sys.stderr)
+        build_bench_set(args.photos, set_dir, seed=args.seed, base_url=base_url)
+    meta = json.loads((set_dir / "meta.json").read_text())
+    truth = read_truth(set_dir / "truth.csv")
+    truth_path = str((set_dir / "truth.csv").resolve())
+    catalog = str(set_dir / "catalog.csv")
+    results: dict[str, Any] = {"command": shlex.join([sys.executable, *sys.argv]), "set": meta, "job": {}}
+
+    cfg = load_config(None, JOB_OVERRIDES)
+    spark = build_session(cfg["spark"])
+    try:
+        with ImageServer(set_dir / "images", port=PORT):
+            started = time.perf_counter()
+            manifest = run_job(spark, cfg, catalog, str(job_out), echo=False)
+            seconds = time.perf_counter() - started
+            results["job"]["default"] = {
+                "seconds": seconds,
+                "rule": {
+                    "hash.max_distance": cfg["hash"]["max_distance"],
+                    "verify.max_thumb_distance": cfg["verify"]["max_thumb_distance"],
+                },
+                "holdout": score_groups(job_groups(job_out), truth, "holdout"),
+                "rows_ok": manifest["rows_ok"],
+            }
+            results["job"]["eval_holdout_default"] = evaluate_output(spark, str(job_out), truth_path, cfg, "holdout")
+            rule, tried = calibrate(spark, cfg, catalog, job_out, truth_path, args.target_precision)
+            run_cfg = load_config(None, JOB_OVERRIDES + [f"{k}={v}" for k, v in rule.items()])
+            run_job(spark, run_cfg, catalog, str(job_out), echo=False)
+            results["job"]["calibrated"] = {
+                "rule": rule,
+                "tried": tried,
+                "holdout": score_groups(job_groups(job_out), truth, "holdout"),
+                "calibration": score_groups(job_groups(job_out), truth, "calibration"),
+            }
+    finally:
+        spark.stop()
+
+    names = {t["image"]: t["productId"] for t in truth}
+    results["peers"] = []
+    for spec in filter(None, args.peers.split(",")):
+        tool, method = spec.split(":")
+        record = run_peer(tool, method, set_dir / "images", names)
+        if record.get("status") == "ok":
+            record["holdout"] = score_groups(record.pop("groups"), truth, "holdout")
+        results["peers"].append(record)
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(table(results))
+    return 0
+
+
+def table(results: dict[str, Any]) -> str:
+    """Markdown: one row per method on the holdout split, then recall per transform."""
+    rows = [("dedup job, default rule", results["job"]["default"]["seconds"], results["job"]["default"]["holdout"]),
+            (f"dedup job, calibrated {results['job']['calibrated']['rule']}", None,
+             results["job"]["calibrated"]["holdout"])]  # fmt: skip
+    failed = []
+    for peer in results["peers"]:
+        if peer.get("status") == "ok":
+            rows.append((f"{peer['tool']} {peer['method']}", peer["seconds"], peer["holdout"]))
+        else:
+            failed.append(f"- {peer['tool']} {peer['method']}: {peer.get('status')}: {peer.get('reason', '')[-300:]}")
+    lines = ["| method | seconds (all listings) | precision | recall | F1 | look-alike false pairs |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, seconds, s in rows:
+        time_text = f"{seconds:.1f}" if seconds else "-"
+        lines.append(f"| {name} | {time_text} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | "
+                     f"{s['lookalike_false_pairs']:,} |")  # fmt: skip
+    kinds = sorted({k for _, _, s in rows for k in s["recall_by_transform"]})
+    lines += ["", "| transform | " + " | ".join(name for name, _, _ in rows) + " |",
+              "|---|" + "---:|" * len(rows)]  # fmt: skip
+    for kind in kinds:
+        cells = " | ".join(f"{s['recall_by_transform'].get(kind, 0):.2f}" for _, _, s in rows)
+        lines.append(f"| {kind} | {cells} |")
+    return "\n".join(lines + (["", *failed] if failed else [])) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
