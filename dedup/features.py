@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from dedup.imaging import DecodeError, decode_image, dhash_pair, thumbnail
+from dedup.imaging import DecodeError, decode_pixels, dhash_pair, thumbnail
 
 FEATURE_TYPE = T.StructType(
     [
@@ -39,13 +39,13 @@ def hash_features(data: bytes | None, max_pixels: int) -> dict[str, Any]:
         return {"decode_error": "no_bytes"}
     record: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest()}
     try:
-        image = decode_image(data, max_pixels=max_pixels, draft_size=_DRAFT_SIZE)
+        pixels = decode_pixels(data, max_pixels=max_pixels, draft_size=_DRAFT_SIZE)
     except DecodeError as exc:
         record["decode_error"] = str(exc)
         return record
-    record["dhash"], record["dhash_flip"] = dhash_pair(image)
-    record["thumb"] = thumbnail(image)
-    record["width"], record["height"] = image.size  # after draft: a lower bound for JPEG
+    record["dhash"], record["dhash_flip"] = dhash_pair(pixels)
+    record["thumb"] = thumbnail(pixels)
+    record["height"], record["width"] = pixels.shape[:2]  # after draft: a lower bound for JPEG
     return record
 
 

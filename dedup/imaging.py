@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 
@@ -25,6 +26,7 @@ from PIL import Image, ImageOps
 
 HASH_SIZE = 8  # 8 x 8 = 64-bit hashes
 THUMB_SIZE = 12  # 12 x 12 RGB thumbnails for the colour check
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"\xff\xd8\xff", 0, "jpeg"),
@@ -61,7 +63,19 @@ def decode_image(data: bytes, max_pixels: int = 50_000_000, draft_size: int | No
     """
     fast = _decode_plain_jpeg(data, max_pixels, draft_size)
     if fast is not None:
+        return Image.fromarray(fast, "RGB")
+    return _decode_with_pillow(data, max_pixels, draft_size)
+
+
+def decode_pixels(data: bytes, max_pixels: int = 50_000_000, draft_size: int | None = None) -> np.ndarray:
+    """:func:`decode_image` as an RGB array (height, width, 3), without a Pillow image on the fast path."""
+    fast = _decode_plain_jpeg(data, max_pixels, draft_size)
+    if fast is not None:
         return fast
+    return np.asarray(_decode_with_pillow(data, max_pixels, draft_size))
+
+
+def _decode_with_pillow(data: bytes, max_pixels: int, draft_size: int | None) -> Image.Image:
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
@@ -84,8 +98,8 @@ def decode_image(data: bytes, max_pixels: int = 50_000_000, draft_size: int | No
         raise DecodeError(f"undecodable_image:{type(exc).__name__}") from exc
 
 
-def _decode_plain_jpeg(data: bytes, max_pixels: int, draft_size: int | None) -> Image.Image | None:
-    """libjpeg-turbo straight to RGB through simplejpeg, or None to let Pillow decide.
+def _decode_plain_jpeg(data: bytes, max_pixels: int, draft_size: int | None) -> np.ndarray | None:
+    """libjpeg-turbo straight to an RGB array through simplejpeg, or None to let Pillow decide.
 
     The same library and DCT scaling as Pillow's ``draft``, so the pixels (and hashes) are the
     same, with a fraction of Pillow's per-image Python work. Declined: non-JPEG bytes, JPEGs with
@@ -99,10 +113,9 @@ def _decode_plain_jpeg(data: bytes, max_pixels: int, draft_size: int | None) -> 
         if width * height > max_pixels or colorspace not in ("Gray", "YCbCr", "RGB"):
             return None
         side = draft_size or max(width, height)
-        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=side, min_width=side, strict=True)
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=side, min_width=side, strict=True)
     except (ValueError, RuntimeError):
         return None
-    return Image.fromarray(pixels, "RGB")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -120,14 +133,36 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def dhash_pair(image: Image.Image) -> tuple[int, int]:
+@functools.lru_cache(maxsize=256)
+def _box_weights(size_in: int, size_out: int) -> np.ndarray:
+    """(size_out, size_in) area-averaging weights: each output pixel is the mean of the input span
+    it covers (Pillow's BOX filter), so shrinking is one matrix product per axis."""
+    edges = np.arange(size_out + 1) * (size_in / size_out)
+    left, right = edges[:-1, None], edges[1:, None]
+    pixel = np.arange(size_in)[None, :]
+    overlap = np.clip(np.minimum(right, pixel + 1) - np.maximum(left, pixel), 0, None)
+    return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _shrink(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Box-filter ``pixels`` (h, w) or (h, w, c) to (height, width[, c]), rounded to 0-255 levels."""
+    h, w = pixels.shape[:2]
+    channels = pixels.shape[2] if pixels.ndim == 3 else 1
+    tall = _box_weights(h, height) @ pixels.reshape(h, w * channels).astype(np.float32)  # (height, w*c)
+    wide = tall.reshape(height, w, channels).transpose(0, 2, 1) @ _box_weights(w, width).T  # (height, c, width)
+    small = np.rint(wide.transpose(0, 2, 1))
+    return small.reshape(height, width, channels) if pixels.ndim == 3 else small.reshape(height, width)
+
+
+def dhash_pair(image: Image.Image | np.ndarray) -> tuple[int, int]:
     """64-bit dHash of the image and of its mirror image, as signed 64-bit integers.
 
     The picture is shrunk to 9x8 grey pixels; each bit says whether a pixel is brighter than its
     right neighbour. Mirroring commutes with the resize, so the mirrored hash costs no decode.
+    Takes a Pillow RGB image or an RGB array.
     """
-    grey = image.convert("L").resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.BILINEAR)
-    small = np.frombuffer(grey.tobytes(), dtype=np.uint8).reshape(HASH_SIZE, HASH_SIZE + 1)
+    grey = np.asarray(image).astype(np.float32) @ _LUMA  # ITU-R 601-2, as Pillow's "L"
+    small = _shrink(grey, HASH_SIZE, HASH_SIZE + 1)
     mirrored = small[:, ::-1]
     packed = np.packbits(np.stack([small[:, 1:] > small[:, :-1], mirrored[:, 1:] > mirrored[:, :-1]])).tobytes()
     return int.from_bytes(packed[:8], "big", signed=True), int.from_bytes(packed[8:], "big", signed=True)
@@ -138,9 +173,10 @@ def hamming(a: int, b: int) -> int:
     return ((a ^ b) & 0xFFFFFFFFFFFFFFFF).bit_count()
 
 
-def thumbnail(image: Image.Image) -> bytes:
+def thumbnail(image: Image.Image | np.ndarray) -> bytes:
     """A 12x12 RGB thumbnail (432 bytes): the colour layout a pair is checked against."""
-    return image.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX).tobytes()  # RGB: 3 bytes a pixel
+    rgb = np.asarray(image)
+    return _shrink(rgb, THUMB_SIZE, THUMB_SIZE).astype(np.uint8).tobytes()
 
 
 def thumb_distances(a: list[bytes], b: list[bytes]) -> np.ndarray:
