@@ -214,8 +214,11 @@ def write_catalog(path: Path, names: list[str], base_url: str) -> dict[str, int]
     }
 
 
-def run_job_repeats(images: dict[str, bytes], out: Path, repeats: int) -> dict[str, Any]:
-    """The real job, ``repeats`` times, each into a fresh output folder."""
+def run_job_repeats(
+    images: dict[str, bytes], out: Path, repeats: int, folder: Path, peer_python: str
+) -> dict[str, Any]:
+    """The real job, ``repeats`` times, each into a fresh output folder; then the features stage
+    alone, interleaved with the peers' hashing (:func:`features_steady_state`)."""
     from dedup.config import load_config
     from dedup.imageserver import ImageServer
     from dedup.session import build_session
@@ -243,7 +246,7 @@ def run_job_repeats(images: dict[str, bytes], out: Path, repeats: int) -> dict[s
                 wall = time.perf_counter() - started
                 runs.append(job_record(manifest, wall))
                 anomalies += [f"job run {repeat + 1}: {line}" for line in compare(manifest, expected)]
-            steady = features_steady_state(spark, cfg, job_out, repeats)
+            steady = features_steady_state(spark, cfg, job_out, repeats, folder, peer_python)
         finally:
             spark.stop()
         cli = run_cli_once(catalog, out / "cli")
@@ -261,26 +264,53 @@ def run_job_repeats(images: dict[str, bytes], out: Path, repeats: int) -> dict[s
     }
 
 
-def features_steady_state(spark: Any, cfg: dict[str, Any], job_out: Path, repeats: int) -> dict[str, Any]:
-    """The features stage's own code (read images/, hash, write, count) re-run in the job's session.
+def features_steady_state(
+    spark: Any, cfg: dict[str, Any], job_out: Path, repeats: int, folder: Path, peer_python: str
+) -> dict[str, Any]:
+    """The features stage's own code (read images/, hash, write, count) re-run in the job's session,
+    each round right after one ``encode_images`` of each imagededup peer on the same images.
 
     Each job run pays a one-off start of Spark's Arrow UDF path (Python workers, JVM classes:
     about 3 s here) inside its features stage; a re-run in the same session shows the per-image
-    rate that a large catalog sees once that cost is spread over millions of images.
+    rate that a large catalog sees once that cost is spread over millions of images. Interleaving
+    the rounds with the peers puts both under the same machine load, which on a shared machine
+    drifts over minutes.
     """
     from pyspark.sql import functions as F
 
     from dedup import features, outputs
 
-    seconds = []
+    seconds: list[float] = []
+    peer_seconds: dict[str, list[float]] = {method: [] for method in PEER_METHODS}
     for _ in range(repeats):
+        for method in PEER_METHODS:
+            encoded = peer_encode_once(peer_python, method, folder)
+            if encoded is not None:
+                peer_seconds[method].append(encoded)
         started = time.perf_counter()
         ok_images = spark.read.parquet(str(job_out / "images")).where(F.col("fetch_status") == "ok")
         target = str(job_out / "_features_steady")
         features.compute_features(ok_images, cfg["features"]).write.mode("overwrite").parquet(target)
         hashed = outputs.counts_by(spark.read.parquet(target), "feature_status").get("ok", 0)
         seconds.append(time.perf_counter() - started)
-    return {"seconds": seconds, "median_seconds": statistics.median(seconds), "images": hashed}
+    return {
+        "seconds": seconds,
+        "median_seconds": statistics.median(seconds),
+        "images": hashed,
+        "peer_encode_seconds": peer_seconds,
+        "peer_median_encode_seconds": {m: statistics.median(v) for m, v in peer_seconds.items() if v},
+    }
+
+
+def peer_encode_once(peer_python: str, method: str, folder: Path) -> float | None:
+    """Seconds of one imagededup ``encode_images`` over ``folder`` (None where the peer cannot run)."""
+    if not os.path.isfile(peer_python):
+        return None
+    command = [peer_python, str(PEER_SCRIPT), "--method", method, "--images", str(folder), "--repeats", "1",
+               "--find-repeats", "0"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=PEER_TIMEOUT_S, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    return json.loads(lines[-1])["runs"][0]["encode_seconds"] if done.returncode == 0 and lines else None
 
 
 def run_cli_once(catalog: Path, job_out: Path) -> dict[str, Any]:
@@ -459,6 +489,9 @@ def table(n: int, job: dict[str, Any] | None, bare: dict[str, Any] | None, peers
         steady = job["features_steady_state"]
         add("dedup features stage, steady state (re-run in session)", "local[2]", steady["median_seconds"],
             steady["images"])  # fmt: skip
+        for method, seconds in steady["peer_median_encode_seconds"].items():
+            label = {"phash": "PHash", "dhash": "DHash"}[method]
+            add(f"imagededup {label} encode_images, interleaved with the row above", 2, seconds)
         add("dedup job, candidates+verify+groups", "local[2]", median["match_seconds"], hashed)
     if bare:
         add("dedup hash_features, bare loop", 1, bare["median_seconds"], bare["images"])
@@ -493,6 +526,12 @@ def table(n: int, job: dict[str, Any] | None, bare: dict[str, Any] | None, peers
             f"| {row['method']} | {row['processes']} | {row['images']} | {fmt(row['median_seconds'], '.2f')} "
             f"| {fmt(row['images_per_s'], ',.0f')} | {ratios['PHash']} | {ratios['DHash']} |"
         )
+    if job and job["features_steady_state"]["peer_median_encode_seconds"]:
+        steady = job["features_steady_state"]
+        rate = steady["images"] / steady["median_seconds"]
+        for method, seconds in steady["peer_median_encode_seconds"].items():
+            lines.append(f"\nSteady-state features stage vs interleaved imagededup {method} encode_images: "
+                         f"{rate * seconds / n:.2f}x")  # fmt: skip
     return "\n".join(lines), rows
 
 
@@ -541,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         results["image_set"]["bytes"] = sum(len(data) for data in images.values())
         print(f"hash_path: bare hash_features x{args.repeats}", file=sys.stderr)
         bare = results["bare_hash"] = bare_hash(images, args.repeats)
-        job = results["dedup_job"] = run_job_repeats(images, out, args.repeats)
+        job = results["dedup_job"] = run_job_repeats(images, out, args.repeats, folder, args.peer_python)
         for method in PEER_METHODS:
             peers[method] = run_peer(args.peer_python, method, folder, args.repeats, args.peer_find_repeats)
         results["peers"] = peers
