@@ -424,7 +424,8 @@ def run_peer(
         }
     result = json.loads(lines[-1])
     encode = statistics.median(run["encode_seconds"] for run in result["runs"])
-    find = statistics.median(run["find_seconds"] for run in result["runs"] if "find_seconds" in run)
+    finds = [run["find_seconds"] for run in result["runs"] if "find_seconds" in run]
+    find = statistics.median(finds) if finds else None  # --peer-find-repeats 0: hashing only
     return {
         **result,
         "status": "ok",
@@ -503,7 +504,8 @@ def table(n: int, job: dict[str, Any] | None, bare: dict[str, Any] | None, peers
         procs = peer.get("cpu_count")
         images = peer["runs"][0]["images_encoded"]
         add(f"imagededup {label} encode_images", procs, peer["median_encode_seconds"], images)
-        add(f"imagededup {label} find_duplicates (d<=10)", procs, peer["median_find_seconds"], images)
+        if peer["median_find_seconds"] is not None:
+            add(f"imagededup {label} find_duplicates (d<=10)", procs, peer["median_find_seconds"], images)
     references: dict[str, float | None] = {}
     for label in ("PHash", "DHash"):
         rates = [row["images_per_s"] for row in rows if row["method"] == f"imagededup {label} encode_images"]
