@@ -17,6 +17,8 @@ import csv
 import io
 import random
 import string
+import struct
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,11 +107,57 @@ def product_image(seed: int, colour: tuple[int, int, int] | None = None) -> Imag
     return canvas
 
 
+def encoded(image: Image.Image, fmt: str, **params: object) -> bytes:
+    """The image saved in ``fmt`` (a Pillow format name) with Pillow's save ``params``."""
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
 def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
     """The image as JPEG bytes (RGB)."""
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
+    return encoded(image.convert("RGB"), "JPEG", quality=quality)
+
+
+def odd_images(image: Image.Image) -> dict[str, bytes]:
+    """The picture in the odd but valid encodings real catalogs hold, by name: CMYK JPEG, palette
+    PNG (with and without a transparent colour), 16-bit PNG, alpha PNG, animated GIF, WebP and a
+    JPEG stored sideways with an EXIF orientation.
+
+    >>> sorted(odd_images(Image.new("RGB", (8, 8))))[:3]
+    ['alpha_png', 'animated_gif', 'cmyk_jpeg']
+    """
+    alpha = image.convert("RGBA")
+    alpha.putalpha(128)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: "rotate 270 to view"
+    palette = image.convert("P")
+    return {
+        "cmyk_jpeg": encoded(image.convert("CMYK"), "JPEG"),
+        "palette_png": encoded(palette, "PNG"),
+        "palette_transparent_png": encoded(palette, "PNG", transparency=0),
+        "grey16_png": encoded(Image.fromarray(np.asarray(image.convert("L"), dtype=np.uint16) * 257), "PNG"),
+        "alpha_png": encoded(alpha, "PNG"),
+        "animated_gif": encoded(palette, "GIF", save_all=True, append_images=[ImageOps.mirror(image).convert("P")]),
+        "webp": encoded(image, "WEBP"),
+        "exif_rotated_jpeg": encoded(image.rotate(90, expand=True), "JPEG", exif=exif.tobytes(), quality=95),
+    }
+
+
+def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A decompression bomb: a PNG of a few hundred bytes whose header declares ``width`` x ``height``.
+
+    >>> data = bomb_png()
+    >>> len(data) < 2000, struct.unpack(">II", data[16:24])  # IHDR: width, height
+    (True, (100000, 100000))
+    """
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
+    rows = zlib.compress(b"\x00" * (width + 1) * 2, 9)  # the first rows; enough to look real
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
 
 
 def _noise(image: Image.Image, rng: random.Random) -> Image.Image:
