@@ -179,6 +179,9 @@ class Fetcher:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = settings["user_agent"]
+        # no proxies from the environment: through a proxy the socket reaches the proxy, and the
+        # policy could no longer judge the address a request really goes to
+        self.session.trust_env = False
 
     def close(self) -> None:
         self.session.close()

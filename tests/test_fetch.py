@@ -88,6 +88,15 @@ def test_host_names_are_judged_at_the_address_they_connect_to(image_server):
     assert image_server.hits["/img/a-200x200-x.jpeg"] == 1
 
 
+def test_proxies_from_the_environment_are_not_used(image_server, monkeypatch):
+    # through a proxy the policy would judge the proxy's address, not the one the request goes to
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    assert fetch.Fetcher(settings()).fetch(image_server.url("img/a-200x200-x.jpeg")).status == "ok"
+
+
 def test_redirect_to_a_blocked_host_is_refused(fetcher, image_server):
     # the hop is checked before it is followed: nothing is sent to 169.254.169.254
     result = fetcher.fetch(image_server.url("fault/metadata/x"))
