@@ -224,6 +224,8 @@ class Fetcher:
         deadline = time.monotonic() + float(settings["total_timeout_s"])
         timeout = (float(settings["connect_timeout_s"]), float(settings["read_timeout_s"]))
         for _hop in range(int(settings["max_redirects"]) + 1):
+            if time.monotonic() > deadline:  # slow hops add up: the whole download has one deadline
+                raise _Permanent("too_slow")
             refusal = self.policy.check(url)
             if refusal:
                 raise _Permanent(refusal)
