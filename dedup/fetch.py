@@ -7,8 +7,9 @@ and it fits in ``fetch.max_bytes``; a slow drip is cut at ``fetch.total_timeout_
 and https; redirects are followed by hand so that each hop passes the URL policy too, and every
 connection is checked at the address it reached (see :class:`UrlPolicy`).
 
-Results are appended to a Parquet table (``images/``). Running again into the same output only
-downloads rows that have no ok result there yet.
+Results are appended to a Parquet table (``images/``) in batches of ``fetch.batch_rows``, each its
+own commit, so a crash keeps what finished. Running again into the same output only downloads
+rows that have no ok result there yet.
 """
 
 from __future__ import annotations
@@ -303,19 +304,45 @@ def fetch_partition(rows: Iterator[Any], settings: dict[str, Any]) -> Iterator[t
         fetcher.close()
 
 
+def pending(products: DataFrame, already: DataFrame | None = None) -> DataFrame:
+    """The (productId, image_url) rows of ``products`` with no ok result in ``already`` (FETCH_SCHEMA)."""
+    todo = products.select("productId", "image_url")
+    if already is not None:
+        done = already.where(F.col("fetch_status") == "ok").select("productId", "image_url")
+        todo = todo.join(done, ["productId", "image_url"], "left_anti")
+    return todo
+
+
 def fetch_images(products: DataFrame, settings: dict[str, Any], already: DataFrame | None = None) -> DataFrame:
     """Download the images of ``products`` (productId, image_url) not already fetched ok.
 
     ``already`` is an earlier result table (FETCH_SCHEMA); its ok rows are not downloaded again.
     """
     spark = products.sparkSession
-    todo = products.select("productId", "image_url")
-    if already is not None:
-        done = already.where(F.col("fetch_status") == "ok").select("productId", "image_url")
-        todo = todo.join(done, ["productId", "image_url"], "left_anti")
+    todo = pending(products, already)
     partitions = int(settings["partitions"]) or 4 * spark.sparkContext.defaultParallelism
     rdd = todo.repartition(partitions).rdd.mapPartitions(lambda rows: fetch_partition(rows, settings))
     return spark.createDataFrame(rdd, FETCH_SCHEMA)
+
+
+def fetch_in_batches(
+    products: DataFrame, settings: dict[str, Any], images_path: str, scratch_path: str, already: DataFrame | None
+) -> int:
+    """Download what :func:`pending` leaves and append it to ``images_path`` in batches of about
+    ``fetch.batch_rows`` rows, one Spark write (one commit) per batch; return the number of batches.
+
+    A crash (a killed driver, a lost cluster) keeps every batch committed before it, and the next
+    run into the same output fetches only the rest. The pending keys are written to
+    ``scratch_path`` first, so the batches are fixed before anything is appended.
+    """
+    spark = products.sparkSession
+    pending(products, already).write.mode("overwrite").parquet(scratch_path)
+    todo = spark.read.parquet(scratch_path)
+    n_batches = max(1, -(-todo.count() // max(1, int(settings["batch_rows"]))))
+    batch = F.pmod(F.xxhash64("productId", "image_url"), F.lit(n_batches))
+    for index in range(n_batches):
+        fetch_images(todo.where(batch == index), settings).write.mode("append").parquet(images_path)
+    return n_batches
 
 
 def latest_results(table: DataFrame) -> DataFrame:
