@@ -16,7 +16,7 @@ setup(
         "simplejpeg==1.9.0",  # libjpeg-turbo without Pillow's per-image Python work: 1.5x hashing
     ],
     extras_require={
-        "dev": ["pytest==9.2.0", "ruff==0.17.6"],
+        "dev": ["pytest==9.2.0", "ruff==0.17.6", "hypothesis==6.170.15"],
     },
     entry_points={"console_scripts": ["dedup = jobs.cli:main"]},
 )

@@ -36,7 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "fetch": {
         "allowed_hosts": [],  # hosts always allowed, even on loopback/private addresses
         "block_private_networks": True,  # refuse loopback, link-local and private targets
-        "partitions": 0,  # 0: 4 x default parallelism
+        "partitions": 0,  # 0: 4 x default parallelism (of each batch)
+        "batch_rows": 50_000,  # images committed per Spark write: a crash keeps every finished batch
         "threads_per_task": 16,
         "connect_timeout_s": 5.0,
         "read_timeout_s": 10.0,

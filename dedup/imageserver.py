@@ -9,13 +9,19 @@ Images are served at ``/img/<name>``. Paths under ``/fault/`` misbehave:
 ``/fault/html/<n>``            an HTML page sent as ``image/jpeg``
 ``/fault/empty/<n>``           200 with no body
 ``/fault/truncated/<name>``    the first half of the image
-``/fault/reset/<n>``           closes the connection without answering
+``/fault/reset/<n>``           resets the connection (TCP RST) without answering
+``/fault/cut/<name>``          headers and half the image, then a reset
 ``/fault/slow/<name>``         drips the image one byte every 50 ms
+``/fault/delay/<ms>/<name>``   the image after ``<ms>`` milliseconds
+``/fault/hang/<n>``            accepts the request and never answers (until the server stops)
 ``/fault/redirect/<name>``     302 to the image
 ``/fault/loop/<n>``            302 to itself, forever
 ``/fault/metadata/<n>``        302 to a link-local address (a cloud metadata endpoint)
 ``/fault/huge/<n>``            claims a 10 GB Content-Length
+``/fault/bomb/<n>``            a PNG of a few hundred bytes declaring 100000 x 100000 pixels
 =============================  ==============================================================
+
+``hits`` counts the requests per path, so tests can tell what was downloaded again.
 
 >>> server = ImageServer({"a.png": b"\\x89PNG\\r\\n\\x1a\\n..."}).start()
 >>> import requests
@@ -29,12 +35,18 @@ b'\\x89PNG'
 from __future__ import annotations
 
 import contextlib
+import socket
+import struct
 import sys
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from dedup.synth import bomb_png
+
+HANG_LIMIT_S = 120.0  # a hung request ends at the latest then, or when the server stops
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -53,6 +65,7 @@ class ImageServer:
         self.images = images if isinstance(images, dict) else {}
         self.hits: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._server = _QuietServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -70,6 +83,7 @@ class ImageServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()  # ends hung and dripping requests
         self._server.shutdown()
         self._server.server_close()
 
@@ -125,11 +139,20 @@ class ImageServer:
                     data = server.image("/".join(rest)) or b""
                     return self._send(200, data[: len(data) // 2], "image/jpeg")
                 if kind == "reset":
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return None
+                    return self._reset()
+                if kind == "cut":
+                    return self._cut(server.image("/".join(rest)) or b"x" * 1000)
                 if kind == "slow":
                     return self._slow(server.image("/".join(rest)) or b"x" * 1000)
+                if kind == "delay":
+                    server._stopping.wait(int(rest[0]) / 1000)
+                    return self._image("/".join(rest[1:]))
+                if kind == "hang":
+                    server._stopping.wait(HANG_LIMIT_S)
+                    self.close_connection = True
+                    return None
+                if kind == "bomb":
+                    return self._send(200, bomb_png(), "image/png")
                 if kind == "redirect":
                     return self._send(302, b"", "text/plain", {"Location": "/img/" + "/".join(rest)})
                 if kind == "metadata":
@@ -146,13 +169,32 @@ class ImageServer:
                     return self._send(404, b"not found", "text/plain")
                 return self._send(200, data, "image/jpeg")
 
-            def _slow(self, data: bytes) -> None:
+            def _reset(self) -> None:
+                """Close with a TCP RST (linger on, zero time-out) rather than an orderly FIN."""
+                self.close_connection = True
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+
+            def _headers(self, size: int) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "image/jpeg")
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", str(size))
                 self.end_headers()
+
+            def _cut(self, data: bytes) -> None:
+                self._headers(len(data))
+                with contextlib.suppress(OSError):
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    time.sleep(0.05)  # let the half arrive before the reset
+                self._reset()
+
+            def _slow(self, data: bytes) -> None:
+                self._headers(len(data))
                 try:
                     for i in range(len(data)):
+                        if server._stopping.is_set():
+                            break
                         self.wfile.write(data[i : i + 1])
                         self.wfile.flush()
                         time.sleep(0.05)

@@ -2,8 +2,9 @@
 
 Everything here is Spark SQL (no Python per row), so a 5 GB dump reads at the speed of Spark's
 CSV scanner. Each input line gets a ``row_id``; a line that does not parse into the 32 columns,
-has no usable productId or image URL, is filtered out, or repeats a productId already seen lands
-in the rejects table with its raw line and a reason.
+holds bytes that are not UTF-8, has no usable productId or image URL, is filtered out, or repeats
+a productId already seen lands in the rejects table with its raw line and a reason. Blank lines
+hold no listing: the reader skips them and they are not rows.
 
 Image URL choice: ``imageUrlStr`` holds ``;``-separated URLs of one image (original, 200x200,
 400x400, 800x800). The URL whose file name carries the configured size (``-200x200-``) wins;
@@ -23,6 +24,10 @@ from pyspark.sql import functions as F
 from dedup.schema import CATALOG_COLUMNS, CATALOG_READ_SCHEMA, CORRUPT_COLUMN
 
 STANDARD_SIZES = ("200x200", "400x400", "800x800")
+# The CSV parser's field limit per line. Over it, Spark does not flag the line malformed: the read
+# fails. Spark's default (20,480) let one line of stray separators stop a whole ingest; a million
+# costs nothing measurable and takes a line of over a megabyte of bare separators to reach.
+MAX_FIELDS_PER_LINE = 1_000_000
 _SIZE_TOKEN = r"-[0-9]+x[0-9]+-"
 
 
@@ -80,6 +85,7 @@ def read_catalog(spark: SparkSession, path: str, settings: dict[str, Any]) -> Da
             multiLine=bool(settings["multiline"]),
             escape='"',
             enforceSchema=True,
+            maxColumns=MAX_FIELDS_PER_LINE,
         )
     if fmt == "jsonl":
         return spark.read.json(
@@ -94,6 +100,9 @@ def _reject_reason(settings: dict[str, Any]) -> Column:
     pid = F.col("productId")
     rules: list[tuple[Column, str]] = [
         (F.col(CORRUPT_COLUMN).isNotNull(), "malformed_line"),
+        # the reader turns bytes that are not UTF-8 into U+FFFD: a line damaged in transit or
+        # written in another encoding, whose ids and URLs cannot be trusted either
+        (F.concat_ws("", *CATALOG_COLUMNS).contains("\ufffd"), "invalid_utf8"),
         (pid.isNull() | (F.trim(pid) == ""), "missing_product_id"),
         (~pid.rlike(settings["product_id_pattern"]), "invalid_product_id"),
         (F.col("imageUrlStr").isNull() | (F.trim("imageUrlStr") == ""), "missing_image_url"),

@@ -4,6 +4,12 @@ Files the driver writes (``duplicates.json``, ``manifest.json``) go through Hado
 so ``--out`` may be a local folder, HDFS or an object store, and they appear atomically (written
 to a temporary name, then renamed). ``duplicates.json`` is streamed one partition at a time: the
 driver never holds all groups.
+
+What a reader can rely on: each Parquet table comes from Spark's file committer (task files are
+staged under ``_temporary/`` and moved in when the job commits, ``_SUCCESS`` last; readers skip
+``_``-prefixed paths), so a table never holds a half-written file. ``manifest.json`` is removed
+when a run starts and written after everything else, so it marks a folder whose outputs are
+complete and belong to one run. On object stores a rename is a copy: use the store's committer.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ import csv
 import io
 import random
 import string
+import struct
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,11 +107,57 @@ def product_image(seed: int, colour: tuple[int, int, int] | None = None) -> Imag
     return canvas
 
 
+def encoded(image: Image.Image, fmt: str, **params: object) -> bytes:
+    """The image saved in ``fmt`` (a Pillow format name) with Pillow's save ``params``."""
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
 def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
     """The image as JPEG bytes (RGB)."""
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
+    return encoded(image.convert("RGB"), "JPEG", quality=quality)
+
+
+def odd_images(image: Image.Image) -> dict[str, bytes]:
+    """The picture in the odd but valid encodings real catalogs hold, by name: CMYK JPEG, palette
+    PNG (with and without a transparent colour), 16-bit PNG, alpha PNG, animated GIF, WebP and a
+    JPEG stored sideways with an EXIF orientation.
+
+    >>> sorted(odd_images(Image.new("RGB", (8, 8))))[:3]
+    ['alpha_png', 'animated_gif', 'cmyk_jpeg']
+    """
+    alpha = image.convert("RGBA")
+    alpha.putalpha(128)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: "rotate 270 to view"
+    palette = image.convert("P")
+    return {
+        "cmyk_jpeg": encoded(image.convert("CMYK"), "JPEG"),
+        "palette_png": encoded(palette, "PNG"),
+        "palette_transparent_png": encoded(palette, "PNG", transparency=0),
+        "grey16_png": encoded(Image.fromarray(np.asarray(image.convert("L"), dtype=np.uint16) * 257), "PNG"),
+        "alpha_png": encoded(alpha, "PNG"),
+        "animated_gif": encoded(palette, "GIF", save_all=True, append_images=[ImageOps.mirror(image).convert("P")]),
+        "webp": encoded(image, "WEBP"),
+        "exif_rotated_jpeg": encoded(image.rotate(90, expand=True), "JPEG", exif=exif.tobytes(), quality=95),
+    }
+
+
+def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A decompression bomb: a PNG of a few hundred bytes whose header declares ``width`` x ``height``.
+
+    >>> data = bomb_png()
+    >>> len(data) < 2000, struct.unpack(">II", data[16:24])  # IHDR: width, height
+    (True, (100000, 100000))
+    """
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
+    rows = zlib.compress(b"\x00" * (width + 1) * 2, 9)  # the first rows; enough to look real
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
 
 
 def _noise(image: Image.Image, rng: random.Random) -> Image.Image:
@@ -230,13 +278,65 @@ def dump_line(*fields: str) -> str:
     return ",".join([*fields, *[""] * (len(CATALOG_COLUMNS) - len(fields))])
 
 
+def catalog_lines(rows: Iterable[dict[str, str]]) -> list[str]:
+    """The dump's header and ``rows`` in its 32-column layout (missing columns empty), one line each."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(CATALOG_COLUMNS), restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().split("\n")[:-1]
+
+
 def write_catalog_csv(rows: Iterable[dict[str, str]], path: str | Path, extra_lines: Iterable[str] = ()) -> None:
     """Write rows in the dump's 32-column layout (missing columns empty), then ``extra_lines``
     verbatim (dirty lines for tests and demos)."""
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(CATALOG_COLUMNS), restval="", lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-        for line in extra_lines:
+        for line in [*catalog_lines(rows), *extra_lines]:
             handle.write(line.rstrip("\n") + "\n")
+
+
+def write_dump_bytes(lines: Iterable[bytes], path: str | Path, newline: bytes = b"\r\n") -> None:
+    """Write raw dump lines (bytes, any encoding damage kept) ending each with ``newline``."""
+    Path(path).write_bytes(b"".join(line + newline for line in lines))
+
+
+def dirty_dump_lines(base_url: str, repeated_id: str) -> list[tuple[bytes, str | None]]:
+    """Raw lines a real dump holds, each with the reason ingest rejects it for; None for blank
+    lines, which the CSV reader skips (they hold no listing and are not rows).
+
+    ``repeated_id`` is a productId of a good line that comes earlier in the dump.
+
+    >>> reasons = [reason for _, reason in dirty_dump_lines("http://h", "P1")]
+    >>> reasons.count("malformed_line"), reasons.count(None)
+    (7, 2)
+    """
+    url = f"{base_url}/img/dirty-200x200-x.jpeg"
+
+    def line(*fields: str) -> bytes:
+        return dump_line(*fields).encode()
+
+    def stray(pid: str, n_fields: int) -> bytes:  # a title or description with unquoted commas
+        return ",".join([pid, "a title", "desc", url, *["x"] * (n_fields - 4)]).encode()
+
+    return [
+        (stray("STRAY34000000001", 34), "malformed_line"),
+        (stray("STRAY57000000001", 57), "malformed_line"),
+        (stray("STRAY84000000001", 84), "malformed_line"),
+        (stray("SHORT31000000001", 31), "malformed_line"),
+        (line("QUOTE00000000001", '"an unclosed, quoted title', "desc", url), "malformed_line"),
+        (line('"Great product, buy now"', "a title", "desc", url), "invalid_product_id"),
+        (line("two words", "a title", "desc", url), "invalid_product_id"),
+        (line(repeated_id, "listed again", "desc", url), "duplicate_product_id"),
+        (line("NOURL00000000001", "a title", "desc", ""), "missing_image_url"),
+        (line("BLANKURL00000001", "a title", "desc", '"   "'), "missing_image_url"),
+        (line("FTPURL0000000001", "a title", "desc", "ftp://h.example/a-200x200-x.jpeg"), "no_usable_image_url"),
+        (line("NOTAURL000000001", "a title", "desc", "not a url"), "no_usable_image_url"),
+        (line("NOSCHEME00000001", "a title", "desc", "http//h.example/a-200x200-x.jpeg"), "no_usable_image_url"),
+        (line("NOHOST0000000001", "a title", "desc", "http:///a-200x200-x.jpeg"), "no_usable_image_url"),
+        (b"", None),
+        (b"   ", None),
+        (line("LATIN10000000001", "caf\xe9 au lait", "desc", url).replace(b"\xc3\xa9", b"\xe9"), "invalid_utf8"),
+        (line("BADBYTE\xff0000001", "a title", "desc", url).replace(b"\xc3\xbf", b"\xff"), "invalid_utf8"),
+        (b"x" * 1_000_000, "malformed_line"),  # a megabyte with no separator
+        (b"LONGJUNK00000001" + b",junk" * 100_000, "malformed_line"),
+    ]

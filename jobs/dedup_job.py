@@ -32,6 +32,9 @@ def run_job(spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, ec
     started = time.time()
     work = f"{out}/_work"
     spark.sparkContext.setCheckpointDir(f"{work}/checkpoints")
+    # manifest.json marks a finished run whose outputs all belong together: it goes first and
+    # comes back last, so a reader never takes a half-rewritten output folder for a result
+    outputs.remove_tree(spark, f"{out}/manifest.json")
 
     with clock.stage("ingest") as note:
         rows = ingest.validate(ingest.read_catalog(spark, catalog, cfg["ingest"]), cfg["ingest"])
@@ -47,8 +50,7 @@ def run_job(spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, ec
     with clock.stage("fetch") as note:
         images_path = f"{out}/images"
         already = spark.read.parquet(images_path) if outputs.path_exists(spark, images_path) else None
-        new = fetch.fetch_images(ingested.products, cfg["fetch"], already)
-        new.write.mode("append").parquet(images_path)
+        n_batches = fetch.fetch_in_batches(ingested.products, cfg["fetch"], images_path, f"{work}/todo", already)
         # outcomes without the bytes: ranking them shuffles a few columns, not every image
         fetched = fetch.latest_results(spark.read.parquet(images_path).drop("image_bytes")).join(
             ingested.products.select("productId", "image_url"), ["productId", "image_url"], "left_semi"
@@ -60,6 +62,7 @@ def run_job(spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, ec
             reused=n_valid - n_downloaded,
             ok=by_status.get("ok", 0),
             failed=by_status.get("failed", 0),
+            batches=n_batches,
         )
 
     with clock.stage("features") as note:

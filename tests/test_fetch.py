@@ -34,6 +34,7 @@ def test_ok_image(fetcher, image_server, sample_jpeg):
         ("fault/loop/x", "too_many_redirects", 1),
         ("fault/huge/x", "too_large", 1),
         ("fault/reset/x", "connection_error", 3),
+        ("fault/cut/a-200x200-x.jpeg", "read_error", 3),  # reset half-way through the body
     ],
 )
 def test_failures_get_a_reason(fetcher, image_server, path, reason, attempts):
@@ -72,6 +73,28 @@ def test_policy_blocks_private_targets_unless_allowed(image_server):
         assert policy.check(url) == "blocked_address", url
     assert policy.check("file:///etc/passwd") == "blocked_scheme"
     assert policy.check("http:///nohost") == "invalid_url"
+
+
+def test_host_names_are_judged_at_the_address_they_connect_to(image_server):
+    # DNS rebinding: a name resolved once for the check and again for the connection could pass
+    # as public and then reach 127.0.0.1. The name is not resolved beforehand; the socket's peer is
+    # checked before the request is written, so the address checked is the address used.
+    url = image_server.url("img/a-200x200-x.jpeg").replace("127.0.0.1", "localhost")
+    assert fetch.UrlPolicy(["127.0.0.1"], block_private_networks=True).check(url) is None
+    result = fetch.Fetcher(settings(allowed_hosts=["127.0.0.1"])).fetch(url)
+    assert (result.status, result.reason, result.attempts) == ("failed", "blocked_address", 1)
+    assert image_server.hits["/img/a-200x200-x.jpeg"] == 0  # refused before a byte was sent
+    assert fetch.Fetcher(settings(allowed_hosts=["localhost"])).fetch(url).status == "ok"
+    assert image_server.hits["/img/a-200x200-x.jpeg"] == 1
+
+
+def test_proxies_from_the_environment_are_not_used(image_server, monkeypatch):
+    # through a proxy the policy would judge the proxy's address, not the one the request goes to
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    assert fetch.Fetcher(settings()).fetch(image_server.url("img/a-200x200-x.jpeg")).status == "ok"
 
 
 def test_redirect_to_a_blocked_host_is_refused(fetcher, image_server):

@@ -1,6 +1,6 @@
 from dedup import ingest
 from dedup.config import load_config
-from dedup.synth import dump_line, write_catalog_csv
+from dedup.synth import catalog_lines, dirty_dump_lines, dump_line, write_catalog_csv, write_dump_bytes
 
 
 def urls(stem: str, host: str = "http://h.example") -> str:
@@ -66,6 +66,29 @@ def test_dirty_lines_are_rejected_with_reasons(spark, tmp_path):
     assert raw["invalid_product_id"].startswith('"text, not an id"')
     # every line is accounted for exactly once
     assert result.products.count() + result.rejects.count() == len(good) + len(dirty)
+
+
+def test_dirty_dump_rejects_each_bad_line_and_leaves_good_lines_alone(spark, tmp_path):
+    good = [{"productId": f"GOOD{i:012d}", "title": f"t{i}", "imageUrlStr": urls(f"g{i}")} for i in range(5)]
+    good[1]["description"] = "a long description, " * 50_000  # a 1 MB field is long, not bad
+    write_catalog_csv(good, tmp_path / "clean.csv")
+    dirty = dirty_dump_lines("http://h.example", good[0]["productId"])
+    header, *rows = catalog_lines(good)
+    mixed = [header.encode()]
+    for i, row in enumerate(rows):  # the bad lines between the good ones, the whole file in CRLF
+        mixed += [row.encode(), *(line for line, _ in dirty[i :: len(rows)])]
+    write_dump_bytes(mixed, tmp_path / "dirty.csv", newline=b"\r\n")
+
+    clean, result = read(spark, tmp_path / "clean.csv"), read(spark, tmp_path / "dirty.csv")
+
+    def products(ingested):
+        return sorted(tuple(r) for r in ingested.products.drop("row_id").collect())
+
+    assert len(products(result)) == len(good) and products(result) == products(clean)
+    rejects = result.rejects.collect()
+    assert sorted(r["reason"] for r in rejects) == sorted(reason for _, reason in dirty if reason)
+    assert all(r["raw_line"] for r in rejects)  # each with the line to look at
+    assert result.products.count() + len(rejects) == len(good) + sum(1 for _, reason in dirty if reason)
 
 
 def test_url_fallback_and_filters(spark, tmp_path):
