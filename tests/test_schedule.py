@@ -20,7 +20,7 @@ def check_dag(tmp_path, *args, **env):
         [str(AIRFLOW_PYTHON), str(ROOT / "conf/airflow/check_dag.py"), str(ROOT / "conf/airflow/dedup_nightly.py"),
          *args],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
-        env={"PATH": os.environ["PATH"], "AIRFLOW_HOME": str(tmp_path / "airflow"), **env},
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "AIRFLOW_HOME": str(tmp_path / "airflow"), **env},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return json.loads(result.stdout)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -23,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ds", default="2026-11-22")
     parser.add_argument("--conf", default="{}", help="run conf (params) as JSON")
     args = parser.parse_args(argv)
+    # stdout carries the JSON alone: Airflow's log lines go to stderr
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk.execution_time.context import VariableAccessor
@@ -55,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             "params": sorted(dag.params),
             "tasks": tasks,
         }
-    print(json.dumps(report, indent=2, default=str))
+    out.write(json.dumps(report, indent=2, default=str) + "\n")
+    out.flush()
     return 1 if bag.import_errors else 0
 
 
