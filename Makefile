@@ -9,7 +9,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(VENV))/bin/python
 export PYSPARK_DRIVER_PYTHON := $(abspath $(VENV))/bin/python
 
-.PHONY: venv demo test lint bench bench-venv immaculate-venv bench-quality clean
+.PHONY: venv demo test lint bench bench-venv immaculate-venv bench-quality airflow-venv chromium clean
 
 $(VENV)/.installed: setup.py requirements.txt
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it or set PYTHON312=/path/to/python3.12"; exit 1; }
@@ -28,8 +28,26 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: venv lint
+test: venv lint airflow-venv chromium
 	$(VENV)/bin/pytest -q
+
+# Airflow 3 in its own venv (its pins conflict with the job's): the DAG test runs its DagBag check there.
+.venv-airflow/.installed: conf/airflow/requirements.txt conf/airflow/constraints-3.12.txt
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it or set PYTHON312=/path/to/python3.12"; exit 1; }
+	test -x .venv-airflow/bin/python || $(PYTHON312) -m venv .venv-airflow
+	.venv-airflow/bin/pip install --quiet --disable-pip-version-check \
+		-r conf/airflow/requirements.txt -c conf/airflow/constraints-3.12.txt
+	touch $@
+
+airflow-venv: .venv-airflow/.installed
+
+# Headless Chromium (Debian's package) for the report's browser test; idempotent.
+chromium:
+	@if command -v chromium >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	else echo "chromium not installed and apt-get unavailable (or not root): the report's browser test will skip"; fi
 
 # The peers (imagededup) live in their own Python 3.11 venv: torch's CPU build is on disk for 3.11.
 PYTHON311 ?= $(shell python3.11 -c 'import sys; print(sys.executable)' 2>/dev/null || \
@@ -57,4 +75,4 @@ bench-quality: venv bench-venv immaculate-venv
 	$(VENV)/bin/python bench/quality.py
 
 clean:
-	rm -rf $(VENV) demo-out bench-out build dist *.egg-info
+	rm -rf $(VENV) .venv-airflow demo-out bench-out build dist *.egg-info

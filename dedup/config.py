@@ -128,9 +128,26 @@ def set_value(cfg: dict[str, Any], assignment: str) -> None:
     cfg[section][name] = _parse_value(raw, cfg[section][name])
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Defaults, then the TOML profile at ``path``, then each ``key=value`` override."""
+def job_settings_of(recorded: dict[str, Any]) -> dict[str, Any]:
+    """The defaults with the job settings of a recorded config (a run's ``manifest.json``) laid
+    over them; its ``spark`` table and settings this version does not know are left out.
+
+    >>> job_settings_of({"hash": {"max_distance": 5, "gone": 1}, "spark": {"spark.master": "yarn"}})["hash"]
+    {'max_distance': 5, 'match_flips': True, 'bands': 0, 'max_bucket_size': 2000}
+    """
     cfg = copy.deepcopy(DEFAULTS)
+    for section, values in recorded.items():
+        if section != "spark" and isinstance(values, dict) and section in cfg:
+            cfg[section].update({key: value for key, value in values.items() if key in cfg[section]})
+    return cfg
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, base: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``base`` (default: the embedded defaults), then the TOML profile at ``path``, then each
+    ``key=value`` override."""
+    cfg = copy.deepcopy(base or DEFAULTS)
     if path:
         with open(path, "rb") as handle:
             _merge(cfg, tomllib.load(handle))

@@ -92,6 +92,13 @@ def path_exists(spark: SparkSession, path: str) -> bool:
     return bool(fs.exists(target))
 
 
+def read_json(spark: SparkSession, path: str) -> Any:
+    """The JSON document in the one file at ``path`` (e.g. ``manifest.json``), or None when there is none."""
+    if not path_exists(spark, path):
+        return None
+    return json.loads(spark.read.text(path, wholetext=True).first()[0])
+
+
 def remove_tree(spark: SparkSession, path: str) -> None:
     """Delete ``path`` and everything under it, if it exists."""
     fs, target = _hadoop_path(spark, path)

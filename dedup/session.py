@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -22,3 +25,22 @@ def build_session(spark_settings: dict[str, str]) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("DEDUP_SPARK_LOG_LEVEL", "ERROR"))
     return spark
+
+
+def run_with_session(
+    config_path: str | None, overrides: list[str], work: Callable[[SparkSession, dict[str, Any]], int]
+) -> int:
+    """For the commands: load the settings (exit status 2 with a message when they are bad),
+    start the session, run ``work(spark, cfg)`` and stop the session whatever happens."""
+    from dedup.config import load_config
+
+    try:
+        cfg = load_config(config_path, overrides)
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"dedup: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    spark = build_session(cfg["spark"])
+    try:
+        return work(spark, cfg)
+    finally:
+        spark.stop()

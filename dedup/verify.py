@@ -46,29 +46,29 @@ def same_family(a: str, b: str) -> Column:
     return F.coalesce(F.arrays_overlap(fam_a, fam_b), F.lit(False))
 
 
-def verify_pairs(
-    candidates: DataFrame, items: DataFrame, hash_settings: dict[str, Any], verify_settings: dict[str, Any]
-) -> Verified:
-    """Candidates (id_a, id_b) and items (id, productId, family, sha256, dhash, dhash_flip, thumb) in."""
-    a, b = items.alias("a"), items.alias("b")
-    joined = candidates.distinct().join(a, F.col("id_a") == F.col("a.id")).join(b, F.col("id_b") == F.col("b.id"))
-    direct = F.bit_count(F.col("a.dhash").bitwiseXOR(F.col("b.dhash")))
+def hash_signals(a: str, b: str, match_flips: bool) -> list[Column]:
+    """``method``, ``distance`` and ``flipped`` of a pair of feature rows aliased ``a`` and ``b``
+    (each with sha256, dhash, dhash_flip): the signals the rule decides on."""
+    direct = F.bit_count(F.col(f"{a}.dhash").bitwiseXOR(F.col(f"{b}.dhash")))
     mirrored = F.least(
-        F.bit_count(F.col("a.dhash_flip").bitwiseXOR(F.col("b.dhash"))),
-        F.bit_count(F.col("a.dhash").bitwiseXOR(F.col("b.dhash_flip"))),
+        F.bit_count(F.col(f"{a}.dhash_flip").bitwiseXOR(F.col(f"{b}.dhash"))),
+        F.bit_count(F.col(f"{a}.dhash").bitwiseXOR(F.col(f"{b}.dhash_flip"))),
     )
-    if not hash_settings["match_flips"]:
+    if not match_flips:
         mirrored = F.lit(64)
-    exact = F.col("a.sha256") == F.col("b.sha256")
-    scored = joined.select(
-        "id_a", "id_b",
-        F.col("a.productId").alias("a"), F.col("b.productId").alias("b"),
+    exact = F.col(f"{a}.sha256") == F.col(f"{b}.sha256")
+    return [
         F.when(exact, "exact").otherwise("dhash").alias("method"),
         F.when(exact, 0).otherwise(F.least(direct, mirrored)).alias("distance"),
         (~exact & (mirrored < direct)).alias("flipped"),
-        F.col("a.thumb").alias("thumb_a"), F.col("b.thumb").alias("thumb_b"),
-        same_family("a", "b").alias("same_family"),
-    )  # fmt: skip
+    ]
+
+
+def apply_rule(scored: DataFrame, hash_settings: dict[str, Any], verify_settings: dict[str, Any]) -> DataFrame:
+    """The duplicates among ``scored`` pairs (``method``, ``distance``, ``thumb_a``, ``thumb_b`` and
+    any other columns): exact, or dHash within ``hash.max_distance`` with thumbnails within
+    ``verify.max_thumb_distance``. Adds ``thumb_distance`` (computed for near pairs only) and
+    drops the thumbnails."""
     near = (F.col("method") == "dhash") & (F.col("distance") <= int(hash_settings["max_distance"]))
     scored = (
         scored.where((F.col("method") == "exact") | near)
@@ -78,9 +78,25 @@ def verify_pairs(
         )
         .drop("thumb_a", "thumb_b")
     )
-    kept = scored.where(
+    return scored.where(
         (F.col("method") == "exact") | (F.col("thumb_distance") <= float(verify_settings["max_thumb_distance"]))
     )
+
+
+def verify_pairs(
+    candidates: DataFrame, items: DataFrame, hash_settings: dict[str, Any], verify_settings: dict[str, Any]
+) -> Verified:
+    """Candidates (id_a, id_b) and items (id, productId, family, sha256, dhash, dhash_flip, thumb) in."""
+    a, b = items.alias("a"), items.alias("b")
+    joined = candidates.distinct().join(a, F.col("id_a") == F.col("a.id")).join(b, F.col("id_b") == F.col("b.id"))
+    scored = joined.select(
+        "id_a", "id_b",
+        F.col("a.productId").alias("a"), F.col("b.productId").alias("b"),
+        *hash_signals("a", "b", bool(hash_settings["match_flips"])),
+        F.col("a.thumb").alias("thumb_a"), F.col("b.thumb").alias("thumb_b"),
+        same_family("a", "b").alias("same_family"),
+    )  # fmt: skip
+    kept = apply_rule(scored, hash_settings, verify_settings)
     if verify_settings["exclude_same_family"]:
         return Verified(
             pairs=kept.where(~F.col("same_family")).drop("same_family"),

@@ -1,11 +1,11 @@
-"""The ``dedup`` command: ``dedup run``, ``dedup demo``, ``dedup bench-set`` and ``dedup eval``."""
+"""The ``dedup`` command: ``dedup run``, ``demo``, ``bench-set``, ``eval``, ``query`` and ``report``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from jobs import dedup_job, demo, quality
+from jobs import dedup_job, demo, operate, quality
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,9 +13,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dedup", description="Find duplicate product listings by their images.")
     parser.add_argument(
         "command",
-        choices=["run", "demo", "bench-set", "eval"],
+        choices=["run", "demo", "bench-set", "eval", "query", "report"],
         help="run: the job in local mode; demo: a self-made catalog; bench-set: a benchmark set from photos; "
-        "eval: score an output against a bench set's truth",
+        "eval: score an output against a bench set's truth; query: look images up in an output; "
+        "report: an HTML report of an output's groups",
     )
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
@@ -29,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         return quality.bench_set_main(rest)
     if command == "eval":
         return quality.eval_main(rest)
+    if command == "query":
+        return operate.query_main(rest)
+    if command == "report":
+        return operate.report_main(rest)
     parser.error(f"unknown command {command!r}")
     return 2
 

@@ -7,10 +7,11 @@ import json
 import os
 import sys
 
+from pyspark.sql import SparkSession
+
 from dedup.benchset import build_bench_set
-from dedup.config import load_config
 from dedup.evaluate import evaluate_output, report_table
-from dedup.session import build_session
+from dedup.session import run_with_session
 
 
 def bench_set_main(argv: list[str] | None = None) -> int:
@@ -51,23 +52,18 @@ def eval_main(argv: list[str] | None = None) -> int:
         if not os.path.exists(path):
             print(f"dedup: not found: {path}", file=sys.stderr)
             return 2
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except (OSError, KeyError, ValueError) as exc:
-        print(f"dedup: bad configuration: {exc}", file=sys.stderr)
-        return 2
-    spark = build_session(cfg["spark"])
-    try:
+
+    def work(spark: SparkSession, cfg: dict) -> int:
         report = evaluate_output(
             spark, args.out, os.path.abspath(args.truth), cfg, args.split, args.sweep_max, args.min_precision
         )
-    finally:
-        spark.stop()
-    name = f"eval-{args.split or 'all'}"
-    with open(os.path.join(args.out, f"{name}.json"), "w") as handle:
-        json.dump(report, handle, indent=2)
-    table = report_table(report)
-    with open(os.path.join(args.out, f"{name}.md"), "w") as handle:
-        handle.write(table)
-    print(table, end="")
-    return 0
+        name = f"eval-{args.split or 'all'}"
+        with open(os.path.join(args.out, f"{name}.json"), "w") as handle:
+            json.dump(report, handle, indent=2)
+        table = report_table(report)
+        with open(os.path.join(args.out, f"{name}.md"), "w") as handle:
+            handle.write(table)
+        print(table, end="")
+        return 0
+
+    return run_with_session(args.config, args.overrides, work)

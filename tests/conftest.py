@@ -46,3 +46,21 @@ def sample_jpeg() -> bytes:
 def image_server(sample_jpeg: bytes) -> Iterator[ImageServer]:
     with ImageServer({"a-200x200-x.jpeg": sample_jpeg}) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def served_job(spark, tmp_path_factory):
+    """A small catalog with planted duplicates (mirror and exact copies among them), its images
+    served on loopback, run through the job once: (catalog, output folder, server)."""
+    from dedup.config import load_config
+    from dedup.synth import make_catalog, write_catalog_csv
+    from jobs.dedup_job import run_job
+
+    folder = tmp_path_factory.mktemp("served_job")
+    with ImageServer({}) as server:
+        catalog = make_catalog(30, duplicate_share=0.5, family_share=0.0, seed=23, base_url=server.base_url)
+        server.images.update(catalog.images)
+        write_catalog_csv(catalog.rows, folder / "catalog.csv")
+        cfg = load_config(None, ["fetch.allowed_hosts=127.0.0.1", "fetch.max_attempts=2", "fetch.backoff_base_s=0.01"])
+        run_job(spark, cfg, str(folder / "catalog.csv"), str(folder / "out"), echo=False)
+        yield catalog, str(folder / "out"), server

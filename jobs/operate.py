@@ -1,0 +1,83 @@
+"""``dedup query`` and ``dedup report``: look images up in a job's output, and browse its groups."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from dedup.session import run_with_session
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML profile (Spark settings; job settings override the run's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting (repeatable)")  # fmt: skip
+
+
+def _local_folder_missing(path: str) -> bool:
+    """True for a local path (no scheme) that is not a folder: said before Spark starts."""
+    return "://" not in path and not os.path.isdir(path)
+
+
+def query_main(argv: list[str] | None = None) -> int:
+    from dedup.query import QueryError, is_url, run_query
+
+    parser = argparse.ArgumentParser(
+        prog="dedup query", description="Find the products of a job's output that duplicate these images (JSON)."
+    )
+    parser.add_argument("--index", required=True, help="a dedup run's output folder")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_URL", help="image files or http(s) URLs")
+    parser.add_argument("--limit", type=int, default=50, help="matches listed per input, best first (default 50)")
+    _add_settings(parser)
+    args = parser.parse_args(argv)
+    problems = [f"{path}: no such file" for path in args.inputs if not is_url(path) and not os.path.isfile(path)]
+    if _local_folder_missing(args.index):
+        problems.insert(0, f"index not found: {args.index} is not a folder (give a dedup run's --out folder)")
+    if problems:
+        print("\n".join(f"dedup query: {problem}" for problem in problems), file=sys.stderr)
+        return 2
+
+    def work(spark: Any, _cfg: dict) -> int:
+        try:
+            answer = run_query(spark, args.index, args.inputs, args.config, args.overrides, args.limit)
+        except QueryError as exc:
+            print(f"dedup query: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(answer, indent=2))
+        return 0
+
+    return run_with_session(args.config, args.overrides, work)
+
+
+def report_main(argv: list[str] | None = None) -> int:
+    from dedup.report import ReportError, write_report
+
+    parser = argparse.ArgumentParser(
+        prog="dedup report", description="Write a static HTML report of a job output's duplicate groups."
+    )
+    parser.add_argument("--out", required=True, help="a dedup run's output folder")
+    parser.add_argument("--dest", help="local folder for the report (default: OUT/report); replaced if it exists")
+    parser.add_argument("--per-page", type=int, default=50, help="groups per page (default 50)")
+    _add_settings(parser)
+    args = parser.parse_args(argv)
+    if _local_folder_missing(args.out):
+        print(f"dedup report: output not found: {args.out} is not a folder", file=sys.stderr)
+        return 2
+    if args.per_page < 1:
+        print("dedup report: --per-page must be at least 1", file=sys.stderr)
+        return 2
+    dest = args.dest or os.path.join(args.out, "report")
+
+    def work(spark: Any, _cfg: dict) -> int:
+        try:
+            summary = write_report(spark, args.out, dest, per_page=args.per_page)
+        except ReportError as exc:
+            print(f"dedup report: {exc}", file=sys.stderr)
+            return 2
+        print(f"dedup report: {summary['groups']} groups on {summary['pages']} pages -> {dest}/index.html")
+        return 0
+
+    return run_with_session(args.config, args.overrides, work)
