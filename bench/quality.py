@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from dedup.benchset import build_bench_set, read_truth
 from dedup.config import load_config
-from dedup.evaluate import best_at_precision, evaluate_output, pair_scores
+from dedup.evaluate import best_at_precision, evaluate_output, group_pair_scores, load_truth, pair_scores
 from dedup.imageserver import ImageServer
 from dedup.session import build_session
 from jobs.dedup_job import run_job
@@ -117,6 +117,7 @@ def calibrate(spark: Any, cfg: dict[str, Any], catalog: str, out: Path, truth_pa
               target: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
     """The rule with the highest calibration recall whose groups reach ``target`` precision there."""
     report = evaluate_output(spark, str(out), truth_path, cfg, "calibration", min_precision=target)
+    calibration = load_truth(spark, truth_path, "calibration")
     curve = report["sweep"]["points"]
     tried = []
     eligible = sorted((p for p in curve if p["precision"] >= target and p["predicted_pairs"]),
@@ -125,7 +126,7 @@ def calibrate(spark: Any, cfg: dict[str, Any], catalog: str, out: Path, truth_pa
         rule = {"hash.max_distance": point["max_distance"], "verify.max_thumb_distance": point["max_thumb_distance"]}
         run_cfg = load_config(None, JOB_OVERRIDES + [f"{k}={v}" for k, v in rule.items()])
         run_job(spark, run_cfg, catalog, str(out), echo=False)
-        scored = evaluate_output(spark, str(out), truth_path, run_cfg, "calibration", sweep_max=0)["group_pairs"]
+        scored = group_pair_scores(spark.read.parquet(f"{out}/groups"), calibration)  # no sweep needed here
         tried.append({**rule, "pairwise": point, "groups": scored})
         print(f"quality: calibration {rule}: group precision {scored['precision']:.4f} recall "
               f"{scored['recall']:.4f}", file=sys.stderr)  # fmt: skip

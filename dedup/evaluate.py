@@ -29,23 +29,28 @@ def _pairs(n: int) -> int:
     return n * (n - 1) // 2
 
 
+def scores_from_counts(true_positive: int, predicted: int, true_pairs: int) -> dict[str, float]:
+    """Pairwise precision, recall and F1 from pair counts (an empty side scores 1.0)."""
+    precision = true_positive / predicted if predicted else 1.0
+    recall = true_positive / true_pairs if true_pairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "true_positive_pairs": true_positive,
+        "predicted_pairs": predicted,
+        "true_pairs": true_pairs,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }
+
+
 def pair_scores(predicted: Mapping[str, Hashable], truth: Mapping[str, Hashable]) -> dict[str, float]:
     """``predicted`` and ``truth`` map productId -> group; products absent are singletons."""
     predicted_pairs = sum(_pairs(n) for n in Counter(predicted.values()).values())
     true_pairs = sum(_pairs(n) for n in Counter(truth.values()).values())
     overlap = Counter((group, truth[pid]) for pid, group in predicted.items() if pid in truth)
     true_positive = sum(_pairs(n) for n in overlap.values())
-    precision = true_positive / predicted_pairs if predicted_pairs else 1.0
-    recall = true_positive / true_pairs if true_pairs else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
-        "true_positive_pairs": true_positive,
-        "predicted_pairs": predicted_pairs,
-        "true_pairs": true_pairs,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-    }
+    return scores_from_counts(true_positive, predicted_pairs, true_pairs)
 
 
 # --- Spark evaluation of a job's output against a bench set's truth (``dedup eval``) ---
@@ -80,20 +85,6 @@ def _true_pairs(truth: DataFrame) -> int:
     return int(sizes.agg(F.sum(_c2("count"))).first()[0] or 0)
 
 
-def _scores(true_positive: int, predicted: int, true_pairs: int) -> dict[str, float]:
-    precision = true_positive / predicted if predicted else 1.0
-    recall = true_positive / true_pairs if true_pairs else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
-        "true_positive_pairs": true_positive,
-        "predicted_pairs": predicted,
-        "true_pairs": true_pairs,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-    }
-
-
 def _labelled(pairs: DataFrame, truth: DataFrame) -> DataFrame:
     """Pairs (a, b, ...) whose both ends are in ``truth``, with ``same`` (a true pair) and ``lookalike``
     (two originals of different photos)."""
@@ -126,7 +117,7 @@ def emitted_pair_scores(pairs: DataFrame, truth: DataFrame) -> dict[str, float]:
         F.sum(F.col("same").cast("long")).alias("tp"),
         F.sum(F.col("lookalike").cast("long")).alias("lookalike"),
     ).first()
-    scores = _scores(int(row["tp"] or 0), int(row["n"]), _true_pairs(truth))
+    scores = scores_from_counts(int(row["tp"] or 0), int(row["n"]), _true_pairs(truth))
     scores["lookalike_false_pairs"] = int(row["lookalike"] or 0)
     return scores
 
@@ -141,7 +132,7 @@ def group_pair_scores(members: DataFrame, truth: DataFrame) -> dict[str, float]:
     originals = grouped.where(F.col("kind").isin(*ORIGINAL_TRANSFORMS))
     all_originals = originals.groupBy("group_id").count().agg(F.sum(_c2("count"))).first()[0] or 0
     same_source = originals.groupBy("group_id", "source").count().agg(F.sum(_c2("count"))).first()[0] or 0
-    scores = _scores(int(true_positive), int(predicted), _true_pairs(truth))
+    scores = scores_from_counts(int(true_positive), int(predicted), _true_pairs(truth))
     scores["lookalike_false_pairs"] = int(all_originals - same_source)
     return scores
 
@@ -225,7 +216,7 @@ def threshold_sweep(
     for t in range(max_distance + 1):
         for limit in THUMB_GRID:
             kept = [r for r in counts if r["distance"] <= t and r["thumb_bin"] <= limit]
-            scores = _scores(sum(r["tp"] for r in kept), sum(r["n"] for r in kept), true_pairs)
+            scores = scores_from_counts(sum(r["tp"] for r in kept), sum(r["n"] for r in kept), true_pairs)
             curve.append({"max_distance": t, "max_thumb_distance": limit, **scores})
     return curve
 
