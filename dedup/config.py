@@ -59,6 +59,22 @@ DEFAULTS: dict[str, Any] = {
         "bands": 0,  # 0: chosen by the planner in dedup.candidates
         "max_bucket_size": 2000,  # LSH buckets with more members are skipped and logged
     },
+    "embed": {
+        "backend": "none",  # none, sscd, sscd_distilled, vgg16 or onnx (dedup/embed.py)
+        "weights": "imagenet",  # vgg16: "imagenet" (downloads; a connected cluster) or a weights file
+        "model_path": "",  # onnx: path to the model (local, SparkFiles name, HDFS or S3)
+        "batch_size": 64,  # images per model call inside a UDF batch
+        "dtype": "float16",  # float16 or float32: how embeddings are stored in features/
+        "device": "auto",  # auto (the task's GPU if Spark assigned one, else CPU), cpu or gpu
+    },
+    "cosine": {
+        "min_cosine": 0.0,  # cosine at or above which a pair is a candidate; 0: the backend's calibrated value
+        "target_recall": 0.99,  # LSH planned to find this share of pairs at min_cosine
+        "bits": 0,  # SimHash bits per band x bands; 0: planned (dedup/cosine.py)
+        "bands": 0,
+        "max_bucket_size": 2000,  # LSH buckets with more members are skipped and logged
+        "seed": 17,  # the random hyperplanes
+    },
     "exact": {
         "max_pairs_group_size": 100,  # larger byte-identical groups emit star edges, not all pairs
     },
