@@ -1,22 +1,30 @@
-"""Features: decode each fetched image once; compute sha256, dHash, mirrored dHash, thumbnail.
+"""Features: decode each fetched image once; compute sha256, dHash, mirrored dHash, thumbnail
+and, with an ``embed.backend``, a CNN embedding from the same decoded pixels.
 
-Runs as a pandas UDF over Arrow batches. Decoding is safe: Pillow's decompression-bomb limit,
-EXIF orientation, any mode to RGB; an image that does not decode gets a reason instead of
-crashing the task. JPEGs decode at reduced scale (DCT scaling): dHash needs 9x8 pixels and the
-thumbnail 12x12, so a 1/4-scale decode serves both at a fraction of a full decode's cost.
+Runs as a scalar iterator pandas UDF over Arrow batches (``maxRecordsPerBatch`` rows each): the
+embedder is loaded once per Python worker (:func:`dedup.embed.cached_embedder`) and fed
+``embed.batch_size`` images per call. Decoding is safe: Pillow's decompression-bomb limit, EXIF
+orientation, any mode to RGB; an image that does not decode gets a reason instead of crashing
+the task. JPEGs decode at reduced scale (DCT scaling): hashes alone need 9x8 and 12x12 pixels,
+so a 1/4-scale decode serves them at a fraction of a full decode's cost; with an embedder the
+decode keeps the model's input size and the hashes come from the same pixels.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from dedup.embed import cached_embedder, resize_square
 from dedup.imaging import DecodeError, decode_pixels, dhash_pair, thumbnail
+from dedup.vectors import to_bytes
 
 FEATURE_TYPE = T.StructType(
     [
@@ -30,46 +38,85 @@ FEATURE_TYPE = T.StructType(
     ]
 )
 
-_DRAFT_SIZE = 32  # JPEG decodes at the smallest DCT scale keeping 32x32 pixels (1/4 for 224x224)
+_DRAFT_SIZE = 32  # hashes alone: JPEG decodes at the smallest DCT scale keeping 32x32 pixels (1/4 for 224x224)
+EMBEDDING_FIELD = T.StructField("embedding", T.BinaryType())  # dedup.vectors: float16 or float32 bytes
 
 
 def hash_features(data: bytes | None, max_pixels: int) -> dict[str, Any]:
     """The feature record of one image's bytes (``decode_error`` set where it does not decode)."""
-    if not data:
-        return {"decode_error": "no_bytes"}
-    record: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest()}
-    try:
-        pixels = decode_pixels(data, max_pixels=max_pixels, draft_size=_DRAFT_SIZE)
-    except DecodeError as exc:
-        record["decode_error"] = str(exc)
-        return record
-    record["dhash"], record["dhash_flip"] = dhash_pair(pixels)
-    record["thumb"] = thumbnail(pixels)
-    record["height"], record["width"] = pixels.shape[:2]  # after draft: a lower bound for JPEG
+    record, _ = decoded_features(data, max_pixels, _DRAFT_SIZE)
     return record
 
 
-def hash_udf(max_pixels: int):
-    """A pandas UDF: binary image column in, FEATURE_TYPE struct out."""
+def decoded_features(data: bytes | None, max_pixels: int, draft_size: int) -> tuple[dict[str, Any], np.ndarray | None]:
+    """:func:`hash_features` at decode size ``draft_size``, with the decoded RGB pixels (None
+    where the bytes do not decode)."""
+    if not data:
+        return {"decode_error": "no_bytes"}, None
+    record: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest()}
+    try:
+        pixels = decode_pixels(data, max_pixels=max_pixels, draft_size=draft_size)
+    except DecodeError as exc:
+        record["decode_error"] = str(exc)
+        return record, None
+    record["dhash"], record["dhash_flip"] = dhash_pair(pixels)
+    record["thumb"] = thumbnail(pixels)
+    record["height"], record["width"] = pixels.shape[:2]  # after draft: a lower bound for JPEG
+    return record, pixels
 
-    @F.pandas_udf(FEATURE_TYPE)
-    def image_hashes(images: pd.Series) -> pd.DataFrame:
-        records = [hash_features(data, max_pixels) for data in images]
-        # object columns keep 64-bit hashes exact next to nulls (a float column would round them)
-        return pd.DataFrame(
-            {name: pd.Series([r.get(name) for r in records], dtype=object) for name in FEATURE_TYPE.fieldNames()}
-        )
 
-    return image_hashes
+def feature_type(embed_settings: dict[str, Any] | None) -> T.StructType:
+    """FEATURE_TYPE, plus ``embedding`` when an embed backend is on."""
+    if not embedding_on(embed_settings):
+        return FEATURE_TYPE
+    return T.StructType([*FEATURE_TYPE.fields, EMBEDDING_FIELD])
 
 
-def compute_features(images: DataFrame, settings: dict[str, Any]) -> DataFrame:
-    """Fetched rows (productId, image_url, image_bytes) in; the same keys, feature columns and
-    ``feature_status`` out.
+def embedding_on(embed_settings: dict[str, Any] | None) -> bool:
+    return bool(embed_settings) and embed_settings.get("backend", "none") != "none"
+
+
+def _embed_records(records: list[dict[str, Any]], pixels: list[np.ndarray | None], settings: dict[str, Any]) -> None:
+    """Add ``embedding`` to each decoded record, ``embed.batch_size`` images per model call."""
+    embedder = cached_embedder(settings)
+    decoded = [i for i, p in enumerate(pixels) if p is not None]
+    step = max(1, int(settings.get("batch_size", 64)))
+    for start in range(0, len(decoded), step):
+        chunk = decoded[start : start + step]
+        batch = np.stack([resize_square(pixels[i], embedder.input_size) for i in chunk])
+        for i, vector in zip(chunk, embedder.embed(batch), strict=True):
+            records[i]["embedding"] = to_bytes(vector, settings.get("dtype", "float32"))
+
+
+def features_udf(max_pixels: int, embed_settings: dict[str, Any] | None = None):
+    """A scalar iterator pandas UDF: binary image column in, :func:`feature_type` struct out."""
+    schema = feature_type(embed_settings)
+    names = schema.fieldNames()
+    embed = embedding_on(embed_settings)
+
+    @F.pandas_udf(schema)
+    def image_features(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        draft = cached_embedder(embed_settings).input_size if embed else _DRAFT_SIZE  # loads the model once
+        for images in batches:
+            decoded = [decoded_features(data, max_pixels, draft) for data in images]
+            records = [record for record, _ in decoded]
+            if embed:
+                _embed_records(records, [pixels for _, pixels in decoded], embed_settings)
+            # object columns keep 64-bit hashes exact next to nulls (a float column would round them)
+            yield pd.DataFrame({name: pd.Series([r.get(name) for r in records], dtype=object) for name in names})
+
+    return image_features
+
+
+def compute_features(
+    images: DataFrame, settings: dict[str, Any], embed_settings: dict[str, Any] | None = None
+) -> DataFrame:
+    """Fetched rows (productId, image_url, image_bytes) in; the same keys, feature columns
+    (``embedding`` too with an embed backend) and ``feature_status`` out.
 
     ``feature_status`` is ok, or failed with ``feature_reason`` when the bytes do not decode.
     """
-    udf = hash_udf(int(settings["max_image_pixels"]))
+    udf = features_udf(int(settings["max_image_pixels"]), embed_settings)
     features = images.select("productId", "image_url", udf(F.col("image_bytes")).alias("f")).select(
         "productId", "image_url", "f.*"
     )
