@@ -78,9 +78,7 @@ def task_device(preference: str) -> tuple[str, int]:
     """
     if preference == "cpu":
         return "cpu", 0
-    from pyspark import TaskContext
-
-    context = TaskContext.get()
+    context = _task_context()
     gpus = context.resources().get("gpu") if context is not None else None
     if gpus is not None and gpus.addresses:
         return "gpu", int(gpus.addresses[0])
@@ -89,10 +87,17 @@ def task_device(preference: str) -> tuple[str, int]:
 
 def task_cpus() -> int:
     """Cores this task may use: ``spark.task.cpus`` inside a task, every core outside one."""
-    from pyspark import TaskContext
-
-    context = TaskContext.get()
+    context = _task_context()
     return context.cpus() if context is not None else (os.cpu_count() or 1)
+
+
+def _task_context() -> Any:
+    """The running Spark task's context, or None (outside a task, or no pyspark at all)."""
+    try:
+        from pyspark import TaskContext
+    except ImportError:
+        return None
+    return TaskContext.get()
 
 
 def resolve_file(path: str) -> str:
