@@ -98,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.bare_only:
         from dedup.session import build_session
 
-        spark = build_session({"spark.master": args.master, "spark.ui.enabled": "false",
-                               "spark.sql.execution.arrow.maxRecordsPerBatch": str(args.batch * 4),
-                               "spark.ui.showConsoleProgress": "false", "spark.sql.shuffle.partitions": "4"})  # fmt: skip
+        spark = build_session({
+            "spark.master": args.master, "spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
+            "spark.sql.execution.arrow.maxRecordsPerBatch": str(args.batch * 4), "spark.sql.shuffle.partitions": "4",
+        })  # fmt: skip
         schema = "productId string, image_url string, image_bytes binary"
         rows = [(str(i), f"u{i}", b) for i, b in enumerate(blobs)]
         spark.createDataFrame(rows, schema).repartition(spark.sparkContext.defaultParallelism * 2).write.parquet(source)
