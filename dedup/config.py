@@ -68,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
         "device": "auto",  # auto (the task's GPU if Spark assigned one, else CPU), cpu or gpu
     },
     "cosine": {
-        "min_cosine": 0.0,  # cosine at or above which a pair is a candidate; 0: the backend's calibrated value
+        "min_cosine": 0.0,  # LSH candidates: pairs at or above this cosine; 0: the backend's candidate floor
         "target_recall": 0.99,  # LSH planned to find this share of pairs at min_cosine
         "bits": 0,  # SimHash bits per band x bands; 0: planned (dedup/cosine.py)
         "bands": 0,
@@ -81,6 +81,7 @@ DEFAULTS: dict[str, Any] = {
     "verify": {
         "exclude_same_family": True,
         "max_thumb_distance": 0.03,  # dHash pairs also need thumbnails this close (2 disables)
+        "min_cosine": 0.0,  # a pair is a duplicate at or above this cosine; 0: the backend's calibrated value
     },
     "groups": {
         "max_size": 50,  # larger components are re-split with the strict rule, then flagged

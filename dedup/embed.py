@@ -34,6 +34,7 @@ GPU Spark assigned to the task (``TaskContext.resources()["gpu"]``) when ``embed
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from typing import Any, Protocol
 
@@ -47,6 +48,12 @@ VGG16_WEIGHTS_URL = (
     "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5"
 )
 VGG16_WEIGHTS_HASH = "64373286793e3c8b2b4e3219cbf3544b"  # md5, as keras.applications checks it
+# Per backend: the cosine floor of LSH candidates (``cosine.min_cosine``: high recall, every
+# candidate keeps its signals in candidates/) and the cosine at or above which a pair is a
+# duplicate (``verify.min_cosine``), calibrated on the dev benchmark's calibration split
+# (docs/BENCHMARKS.md). Set both for an onnx model.
+CANDIDATE_COSINE = {"sscd": 0.5, "sscd_distilled": 0.5, "vgg16": 0.7}
+CALIBRATED_MIN_COSINE = {"sscd": 0.75, "sscd_distilled": 0.75, "vgg16": 0.9}
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
@@ -222,11 +229,41 @@ def vgg16_weights_file() -> str:
     )
 
 
-def probe(settings: dict[str, Any]) -> dict[str, Any]:
-    """Name and dimension of the configured backend, loaded on the driver (also a fast failure
-    for a missing model before any task starts)."""
-    embedder = cached_embedder(settings)
-    return {"backend": embedder.name, "dim": embedder.dim, "input_size": embedder.input_size}
+def cosine_thresholds(embed_settings: dict[str, Any], cfg: dict[str, Any]) -> tuple[float, float]:
+    """(candidate floor, duplicate threshold): ``cosine.min_cosine`` and ``verify.min_cosine``
+    where set (above 0), else the backend's calibrated values."""
+    backend = embed_settings["backend"]
+    chosen = []
+    for key, table in (("cosine", CANDIDATE_COSINE), ("verify", CALIBRATED_MIN_COSINE)):
+        value = float(cfg[key].get("min_cosine") or 0)
+        if value <= 0 and backend not in table:
+            raise ValueError(f"embed.backend={backend} has no calibrated threshold: set {key}.min_cosine")
+        chosen.append(value if value > 0 else table[backend])
+    return chosen[0], chosen[1]
+
+
+def check_settings(cfg: dict[str, Any]) -> None:
+    """Fail before Spark starts on settings that cannot work: an unknown backend, a missing model
+    package or file, no threshold (ValueError with the reason)."""
+    embed_settings = cfg["embed"]
+    backend = embed_settings["backend"]
+    if backend not in BACKENDS:
+        raise ValueError(f"embed.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "none":
+        return
+    cosine_thresholds(embed_settings, cfg)
+    if embed_settings.get("dtype", "float32") not in ("float16", "float32"):
+        raise ValueError(f"embed.dtype must be float16 or float32, got {embed_settings['dtype']!r}")
+    if backend in ("sscd", "sscd_distilled"):
+        sscd_model_path(backend)
+    key = {"vgg16": "weights", "onnx": "model_path"}.get(backend)
+    path = embed_settings.get(key, "") if key else ""
+    if key and not path:
+        raise ValueError(f"embed.backend={backend} needs embed.{key}")
+    if key and path != "imagenet" and "://" not in path and not os.path.exists(path):
+        raise ValueError(f"embed.{key} not found: {path}")
+    if backend == "vgg16" and importlib.util.find_spec("tensorflow") is None:
+        raise ValueError("embed.backend=vgg16 needs TensorFlow: pip install 'dedup[vgg16]'")
 
 
 def stage_model_files(spark: Any, settings: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from dedup.outputs import path_exists
+
 TRUTH_SCHEMA = T.StructType(
     [T.StructField(name, T.StringType()) for name in ("productId", "group", "transform", "source", "split", "image")]
 )
@@ -55,6 +57,7 @@ def pair_scores(predicted: Mapping[str, Hashable], truth: Mapping[str, Hashable]
 
 # --- Spark evaluation of a job's output against a bench set's truth (``dedup eval``) ---
 
+COSINE_GRID = tuple(round(0.5 + 0.02 * i, 2) for i in range(25))  # min_cosine thresholds swept: 0.50..0.98
 THUMB_GRID = (0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 2.0)  # thumbnail-distance thresholds swept
 ORIGINAL_TRANSFORMS = ("original", "exact_real")
 
@@ -221,10 +224,43 @@ def threshold_sweep(
     return curve
 
 
+def cosine_sweep(scored: DataFrame, truth: DataFrame) -> list[dict[str, float]]:
+    """Pairwise precision and recall of "cosine >= c" alone for c in :data:`COSINE_GRID`, over the
+    job's scored candidates (``candidates/``: every pair the LSH or the hashes proposed, with its
+    cosine), so it counts what the job would emit at each threshold."""
+    grid = F.lit(None)
+    for limit in COSINE_GRID:
+        grid = F.when(F.col("cosine") >= limit, F.lit(limit)).otherwise(grid)
+    counts = (
+        _labelled(scored.where(F.col("cosine").isNotNull()).select("a", "b", "cosine"), truth)
+        .withColumn("cosine_bin", grid)
+        .where(F.col("cosine_bin").isNotNull())
+        .groupBy("cosine_bin")
+        .agg(F.count("*").alias("n"), F.sum(F.col("same").cast("long")).alias("tp"))
+        .collect()
+    )
+    true_pairs = _true_pairs(truth)
+    curve = []
+    for limit in COSINE_GRID:
+        kept = [r for r in counts if r["cosine_bin"] >= limit]
+        curve.append(
+            {
+                "min_cosine": limit,
+                **scores_from_counts(sum(r["tp"] for r in kept), sum(r["n"] for r in kept), true_pairs),
+            }
+        )
+    return curve
+
+
 def best_at_precision(curve: list[dict[str, float]], min_precision: float) -> dict[str, float] | None:
     """The sweep point with the highest recall at ``min_precision`` or better (ties: stricter rule)."""
     eligible = [p for p in curve if p["precision"] >= min_precision and p["predicted_pairs"]]
-    return max(eligible, key=lambda p: (p["recall"], -p["max_distance"], -p["max_thumb_distance"]), default=None)
+    strictness = ("max_distance", "max_thumb_distance")
+    return max(
+        eligible,
+        key=lambda p: (p["recall"], *(-p[k] for k in strictness if k in p), p.get("min_cosine", 0)),
+        default=None,
+    )
 
 
 def evaluate_output(
@@ -250,6 +286,12 @@ def evaluate_output(
         "sweep": {"signal": "dhash+thumb", "points": curve},
         "best_at_precision": {"min_precision": min_precision, "point": best_at_precision(curve, min_precision)},
     }
+    scored_path = f"{out}/candidates"
+    if path_exists(spark, scored_path):
+        cosines = cosine_sweep(spark.read.parquet(scored_path), truth)
+        if any(p["predicted_pairs"] for p in cosines):
+            report["cosine_sweep"] = {"signal": "cosine", "points": cosines}
+            report["cosine_best_at_precision"] = best_at_precision(cosines, min_precision)
     truth.unpersist()
     return report
 
@@ -271,6 +313,14 @@ def report_table(report: dict[str, Any]) -> str:
     lines += ["", "| transform | copies | group recall | pair recall |", "|---|---:|---:|---:|"]
     for kind, r in report["recall_by_transform"].items():
         lines.append(f"| {kind} | {r['copies']} | {r['group_recall']:.3f} | {r['pair_recall']:.3f} |")
+    best_cosine = report.get("cosine_best_at_precision")
+    if best_cosine:
+        lines += [
+            "",
+            f"best cosine threshold at precision >= {report['best_at_precision']['min_precision']}: "
+            f"min_cosine={best_cosine['min_cosine']} (pairwise precision {best_cosine['precision']:.3f}, "
+            f"recall {best_cosine['recall']:.3f})",
+        ]
     best = report["best_at_precision"]["point"]
     if best:
         lines += [

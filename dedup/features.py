@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 
 from dedup.embed import cached_embedder, resize_square
 from dedup.imaging import DecodeError, decode_pixels, dhash_pair, thumbnail
-from dedup.vectors import to_bytes
+from dedup.vectors import DTYPES, to_bytes
 
 FEATURE_TYPE = T.StructType(
     [
@@ -86,6 +86,16 @@ def _embed_records(records: list[dict[str, Any]], pixels: list[np.ndarray | None
         batch = np.stack([resize_square(pixels[i], embedder.input_size) for i in chunk])
         for i, vector in zip(chunk, embedder.embed(batch), strict=True):
             records[i]["embedding"] = to_bytes(vector, settings.get("dtype", "float32"))
+
+
+def embedding_dim(features: DataFrame, embed_settings: dict[str, Any]) -> int:
+    """The dimension of the embeddings in a features table (0: none), read off one stored vector."""
+    if not embedding_on(embed_settings) or "embedding" not in features.columns:
+        return 0
+    row = features.where(F.col("embedding").isNotNull()).select(F.length("embedding").alias("n")).first()
+    if row is None:
+        return 0
+    return int(row["n"]) // DTYPES[embed_settings.get("dtype", "float32")].itemsize
 
 
 def features_udf(max_pixels: int, embed_settings: dict[str, Any] | None = None):

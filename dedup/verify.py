@@ -1,9 +1,11 @@
 """Verify: decide each candidate pair from both products' features, and name the signal.
 
-A pair is a duplicate when its images are byte-identical (method ``exact``), or when its dHashes
+A pair is a duplicate when its images are byte-identical (method ``exact``); or when its dHashes
 (or one image's and the other's mirrored dHash) differ in at most ``hash.max_distance`` bits and
 their 12x12 colour thumbnails agree: ``thumb_distance`` (1 - correlation) at most
-``verify.max_thumb_distance`` (method ``dhash``). The thumbnail check is where the precision
+``verify.max_thumb_distance`` (method ``dhash``); or, with embeddings, when their exact cosine is
+at least the backend's ``min_cosine`` (method ``cosine``). Every candidate keeps every signal
+(``scored``), so users can re-threshold without re-running. The thumbnail check is where the precision
 comes from: on white-background product photos, different products of one cut share dHashes
 (measured: docs/BENCHMARKS.md). Pairs of products in the same productFamily (size or colour variants of one
 product) are not duplicates when ``verify.exclude_same_family`` is on: they are counted, not
@@ -29,13 +31,18 @@ def thumb_distance_udf(a: pd.Series, b: pd.Series) -> pd.Series:
     return pd.Series(thumb_distances(list(a), list(b)), index=a.index)
 
 
+PAIR_COLUMNS = ("a", "b", "method", "distance", "flipped", "thumb_distance", "cosine")  # pairs/
+
+
 @dataclass
 class Verified:
     """Duplicate pairs (``id_a``, ``id_b``, ``a``, ``b``, ``method``, ``distance``, ``flipped``,
-    ``thumb_distance``) and the pairs dropped as same-family variants."""
+    ``thumb_distance``, ``cosine``), the pairs dropped as same-family variants, and every
+    candidate with its signals and the decision (``duplicate``, ``same_family``)."""
 
     pairs: DataFrame
     family_excluded: DataFrame
+    scored: DataFrame
 
 
 def same_family(a: str, b: str) -> Column:
@@ -84,22 +91,48 @@ def apply_rule(scored: DataFrame, hash_settings: dict[str, Any], verify_settings
 
 
 def verify_pairs(
-    candidates: DataFrame, items: DataFrame, hash_settings: dict[str, Any], verify_settings: dict[str, Any]
+    candidates: DataFrame,
+    items: DataFrame,
+    hash_settings: dict[str, Any],
+    verify_settings: dict[str, Any],
+    cosine_settings: dict[str, Any] | None = None,
 ) -> Verified:
-    """Candidates (id_a, id_b) and items (id, productId, family, sha256, dhash, dhash_flip, thumb) in."""
+    """Candidates (id_a, id_b) and items (id, productId, family, sha256, dhash, dhash_flip, thumb
+    and, with ``cosine_settings`` = {"dim", "min_cosine"}, embedding) in."""
     a, b = items.alias("a"), items.alias("b")
-    joined = candidates.distinct().join(a, F.col("id_a") == F.col("a.id")).join(b, F.col("id_b") == F.col("b.id"))
+    joined = candidates.select("id_a", "id_b").distinct()
+    joined = joined.join(a, F.col("id_a") == F.col("a.id")).join(b, F.col("id_b") == F.col("b.id"))
+    cosine = F.lit(None).cast("double")
+    if cosine_settings:
+        from dedup.cosine import cosine_udf
+
+        cosine = cosine_udf(int(cosine_settings["dim"]))(F.col("a.embedding"), F.col("b.embedding"))
     scored = joined.select(
         "id_a", "id_b",
         F.col("a.productId").alias("a"), F.col("b.productId").alias("b"),
         *hash_signals("a", "b", bool(hash_settings["match_flips"])),
-        F.col("a.thumb").alias("thumb_a"), F.col("b.thumb").alias("thumb_b"),
+        F.when(F.col("a.sha256") == F.col("b.sha256"), F.lit(0.0))
+        .otherwise(thumb_distance_udf(F.col("a.thumb"), F.col("b.thumb"))).alias("thumb_distance"),
+        cosine.alias("cosine"),
         same_family("a", "b").alias("same_family"),
     )  # fmt: skip
-    kept = apply_rule(scored, hash_settings, verify_settings)
-    if verify_settings["exclude_same_family"]:
-        return Verified(
-            pairs=kept.where(~F.col("same_family")).drop("same_family"),
-            family_excluded=kept.where(F.col("same_family")).drop("same_family"),
-        )
-    return Verified(pairs=kept.drop("same_family"), family_excluded=kept.where(F.lit(False)).drop("same_family"))
+    exact = F.col("method") == "exact"
+    by_hash = (F.col("distance") <= int(hash_settings["max_distance"])) & (
+        F.col("thumb_distance") <= float(verify_settings["max_thumb_distance"])
+    )
+    by_cosine = F.lit(False)
+    if cosine_settings:
+        by_cosine = F.coalesce(F.col("cosine") >= float(cosine_settings["min_cosine"]), F.lit(False))
+    decided = scored.select(
+        "id_a", "id_b", "a", "b",
+        F.when(exact, "exact").when(by_hash, "dhash").when(by_cosine, "cosine").otherwise(F.lit(None)).alias("method"),
+        "distance", "flipped", "thumb_distance", "cosine", "same_family",
+    ).withColumn("duplicate", F.col("method").isNotNull())  # fmt: skip
+    kept = decided.where("duplicate").drop("duplicate")
+    if not verify_settings["exclude_same_family"]:
+        kept = kept.withColumn("same_family", F.lit(False))
+    return Verified(
+        pairs=kept.where(~F.col("same_family")).drop("same_family"),
+        family_excluded=kept.where(F.col("same_family")).drop("same_family"),
+        scored=decided,
+    )

@@ -20,7 +20,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 import dedup
-from dedup import candidates, features, fetch, groups, ingest, outputs, verify
+from dedup import candidates, cosine, embed, features, fetch, groups, ingest, outputs, verify
 from dedup.config import load_config
 from dedup.progress import StageClock
 from dedup.session import build_session
@@ -70,36 +70,48 @@ def run_job(spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, ec
         # ok rows and their features are unique per key and need no ranking or dedup shuffle;
         # images of products no longer in the catalog drop out when features meet products.
         ok_images = spark.read.parquet(images_path).where(F.col("fetch_status") == "ok")
-        features.compute_features(ok_images, cfg["features"]).write.mode("overwrite").parquet(f"{out}/features")
+        embed_cfg = embed.stage_model_files(spark, cfg["embed"]) if features.embedding_on(cfg["embed"]) else None
+        features.compute_features(ok_images, cfg["features"], embed_cfg).write.mode("overwrite").parquet(
+            f"{out}/features"
+        )
         feats = spark.read.parquet(f"{out}/features")
         by_status = outputs.counts_by(feats, "feature_status")
-        note(rows=sum(by_status.values()), ok=by_status.get("ok", 0), failed=by_status.get("failed", 0))
+        dim = features.embedding_dim(feats, cfg["embed"])
+        note(rows=sum(by_status.values()), ok=by_status.get("ok", 0), failed=by_status.get("failed", 0), dim=dim)
 
     with clock.stage("candidates") as note:
         items = (
             ingested.products.select(F.col("row_id").alias("id"), "productId", "image_url", "family")
             .join(feats.where(F.col("feature_status") == "ok"), ["productId", "image_url"])
-            .select("id", "productId", "family", "sha256", "dhash", "dhash_flip", "thumb")
+            .select(
+                "id", "productId", "family", "sha256", "dhash", "dhash_flip", "thumb", *(["embedding"] if dim else [])
+            )
         )
         items.write.mode("overwrite").parquet(f"{work}/items")
         items = spark.read.parquet(f"{work}/items")
         n_items = items.count()
         near = candidates.near_pairs(items, cfg["hash"], n_items)
         skipped = near.skipped_buckets.agg(F.count("*").alias("n"), F.sum("count").alias("rows")).first()
-        candidates.exact_pairs(items, cfg["exact"]).unionByName(near.pairs).write.mode("overwrite").parquet(
-            f"{work}/candidates"
-        )
+        found = candidates.exact_pairs(items, cfg["exact"]).unionByName(near.pairs)
+        floor, decide = embed.cosine_thresholds(cfg["embed"], cfg) if dim else (None, None)
+        cosine_cfg = {"dim": dim, "min_cosine": decide} if dim else None
+        if cosine_cfg:
+            similar = cosine.cosine_pairs(items, {**cfg["cosine"], "min_cosine": floor}, dim, n_items)
+            found = found.unionByName(similar.pairs.select("id_a", "id_b"))
+        found.write.mode("overwrite").parquet(f"{work}/candidates")
         n_candidates = spark.read.parquet(f"{work}/candidates").count()
+        cosine_lsh = cosine.lsh_summary(similar) if cosine_cfg else None
         note(rows=n_items, candidates=n_candidates, bands=list(near.plan.widths), radius=near.plan.radius,
-             skipped_buckets=int(skipped["n"]))  # fmt: skip
+             skipped_buckets=int(skipped["n"]), cosine_lsh=cosine_lsh)  # fmt: skip
 
     with clock.stage("verify") as note:
-        verified = verify.verify_pairs(spark.read.parquet(f"{work}/candidates"), items, cfg["hash"], cfg["verify"])
+        verified = verify.verify_pairs(
+            spark.read.parquet(f"{work}/candidates"), items, cfg["hash"], cfg["verify"], cosine_cfg
+        )
+        verified.scored.drop("id_a", "id_b").write.mode("overwrite").parquet(f"{out}/candidates")
         verified.pairs.write.mode("overwrite").parquet(f"{work}/edges")
         edges = spark.read.parquet(f"{work}/edges")
-        edges.select("a", "b", "method", "distance", "flipped", "thumb_distance").write.mode("overwrite").parquet(
-            f"{out}/pairs"
-        )
+        edges.select(*verify.PAIR_COLUMNS).write.mode("overwrite").parquet(f"{out}/pairs")
         pairs_by_method = outputs.counts_by(edges, "method")
         n_family = verified.family_excluded.count()
         note(rows=n_candidates, pairs=sum(pairs_by_method.values()), family_excluded=n_family)
@@ -143,6 +155,8 @@ def run_job(spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, ec
         "pairs_excluded_same_family": n_family,
         "lsh": {"band_widths": list(near.plan.widths), "probe_radius": near.plan.radius,
                 "skipped_buckets": int(skipped["n"]), "rows_in_skipped_buckets": int(skipped["rows"] or 0)},
+        "embedding": {"backend": cfg["embed"]["backend"], "dim": dim,
+                      "candidate_cosine": floor, "min_cosine": decide, "cosine_lsh": cosine_lsh},
         "groups": sum(histogram.values()),
         "products_in_groups": clock.notes["groups"]["rows"],
         "group_sizes": histogram,
@@ -190,7 +204,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         config = os.path.basename(config)  # shipped with --files to a driver in cluster deploy mode
     try:
         cfg = load_config(config, args.overrides)
-    except (OSError, KeyError, ValueError) as exc:
+        embed.check_settings(cfg)
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
         print(f"dedup: bad configuration: {exc}", file=sys.stderr)
         return 2
     spark = build_session(cfg["spark"])

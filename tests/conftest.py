@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -33,6 +34,18 @@ def spark():
     )
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """Run the ``dedup`` command (``python -m jobs.cli``) from the repository root."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def run(*args: str, **kwargs: object) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "jobs.cli", *args]
+        return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300, **kwargs)
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -107,13 +106,7 @@ def test_family_rule_can_be_turned_off(spark, served_catalog, tmp_path):
     assert off["pairs"] == on["pairs"] + on["pairs_excluded_same_family"]
 
 
-def run_cli(*args, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, **kwargs
-    )
-
-
-def test_cli_refuses_bad_input_clearly(tmp_path):
+def test_cli_refuses_bad_input_clearly(run_cli, tmp_path):
     missing = run_cli("run", "--catalog", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o"))
     assert missing.returncode == 2 and "catalog not found" in missing.stderr
     bad = run_cli("run", "--catalog", "x", "--out", "y", "--set", "hash.nope=1")

@@ -1,17 +1,12 @@
 """dedup query: images looked up in a job's output with the job's own features and rule."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
 from dedup.query import QueryError, run_query
 from dedup.synth import jpeg_bytes, product_image
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def image_of(catalog, product_id):
@@ -90,13 +85,7 @@ def test_query_refuses_bad_input_clearly(spark, served_job, tmp_path):
         run_query(spark, str(tmp_path / "no-output"), [str(good)])
 
 
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-
-
-def test_query_command_prints_json_and_exits_non_zero_on_bad_input(served_job, tmp_path):
+def test_query_command_prints_json_and_exits_non_zero_on_bad_input(run_cli, served_job, tmp_path):
     catalog, out, server = served_job
     product_id = catalog.rows[0]["productId"]
     path = tmp_path / "a.jpg"
