@@ -9,14 +9,15 @@ all ``r`` bits:
     P(candidate | cos) = 1 - (1 - p ** r) ** b
 
 ``r`` sets the bucket load: two unrelated vectors (cos ~ 0, p = 1/2) share a band with
-probability ``2 ** -r``, so a band's bucket holds about ``1 + n / 2 ** r`` members and the work per
-item (index rows plus bucket matches) is ``b * (1 + n / 2 ** r)``. :func:`plan_hyperplanes` takes,
-for each ``r``, the least ``b`` whose recall at ``cosine.min_cosine`` is at least
-``cosine.target_recall``, and keeps the ``r`` with the least work. Every candidate is then
-verified by its exact cosine (:func:`cosine_udf`) and kept when it is at least ``min_cosine``, so
-precision is exact and recall is the planned probability (or better, for pairs above the
-threshold). Buckets with more than ``cosine.max_bucket_size`` members are skipped and returned,
-as in :mod:`dedup.candidates`. Nothing is collected on the driver; there is no N x N loop.
+probability ``2 ** -r``, so each item meets about ``n / 2 ** r`` unrelated items per band. The work
+per item is ``b * (1 + PAIR_COST * n / 2 ** r)``: one index row per band, and each chance
+candidate costs about ``PAIR_COST`` index rows (two joins that bring both vectors, and a dot
+product). :func:`plan_hyperplanes` takes, for each ``r``, the least ``b`` whose recall at
+``cosine.min_cosine`` is at least ``cosine.target_recall``, and keeps the ``r`` with the least
+work. Every candidate is then verified by its exact cosine (:func:`cosine_udf`) and kept when it
+is at least ``min_cosine``, so precision is exact and recall is the planned probability (or better,
+for pairs above the threshold). Buckets with more than ``cosine.max_bucket_size`` members are
+skipped and returned, as in :mod:`dedup.candidates`. Nothing is collected on the driver; there is no N x N loop.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from dedup.vectors import DTYPES, stack
 
 MAX_ROWS = 40  # bits per band: band values and band ids share one long key
 MAX_BITS = 16_384  # hyperplanes per vector (a d x bits float32 matrix on each worker)
+PAIR_COST = 8  # a chance candidate (two vector lookups and a dot product) costs about 8 index rows
 log = logging.getLogger(__name__)
 
 
@@ -82,17 +84,18 @@ def plan_hyperplanes(
 
     ``rows`` and ``bands`` (0: planned) override the plan; plans over ``MAX_BITS`` hyperplanes
     are passed over (the projection costs ``d`` multiply-adds per bit). Worked example, a million SSCD
-    vectors, threshold 0.95, recall 0.99: ``p = 1 - arccos(0.95) / pi = 0.8989``; ``r = 22`` gives
-    ``p ** 22 = 0.0963``, so ``b = ceil(ln 0.01 / ln(1 - 0.0963)) = 46`` bands, 1,012 bits, a
-    bucket load of ``1 + 10**6 / 2**22 = 1.24`` and 57 units of work per item (r = 20 would need 37
-    bands at load 1.95: 72 units). Unrelated pairs collide with probability about
-    ``46 / 2**22 = 1.1e-5``, so candidates are about 5.5e-6 of N^2:
+    vectors, threshold 0.95, recall 0.99: ``p = 1 - arccos(0.95) / pi = 0.8989``; ``r = 25`` gives
+    ``p ** 25 = 0.0696``, so ``b = ceil(ln 0.01 / ln(1 - 0.0696)) = 64`` bands, 1,600 bits and
+    ``64 * (1 + 8 * 10**6 / 2**25) = 79`` units of work per item (r = 22 needs only 46 bands but
+    ``46 * (1 + 8 * 10**6 / 2**22) = 134`` units; r = 26: 72 bands, 81 units). Unrelated pairs
+    collide with probability about ``64 / 2**25 = 1.9e-6``: about 1e6 chance candidates, 1.9e-6 of
+    the N(N-1)/2 pairs; a pair at 0.9 is found with probability 0.74:
 
     >>> plan = plan_hyperplanes(0.95, 0.99, 1_000_000)
-    >>> plan, plan.bits, round(plan.recall(0.95), 4), round(plan.recall(0.9), 3)
-    (HyperplanePlan(rows=22, bands=46, min_cosine=0.95), 1012, 0.9903, 0.787)
+    >>> plan, plan.bits, round(plan.recall(0.95), 4), round(plan.recall(0.9), 2)
+    (HyperplanePlan(rows=25, bands=64, min_cosine=0.95), 1600, 0.9902, 0.74)
     >>> plan_hyperplanes(0.95, 0.99, 10_000)
-    HyperplanePlan(rows=16, bands=23, min_cosine=0.95)
+    HyperplanePlan(rows=18, bands=29, min_cosine=0.95)
     """
     if not 0.0 < min_cosine < 1.0:
         raise ValueError(f"cosine.min_cosine must be in (0, 1) here, got {min_cosine}")
@@ -111,7 +114,7 @@ def plan_hyperplanes(
             f"cosine LSH at min_cosine={min_cosine} needs {min(p.bits for p in options)} bits per vector "
             f"(> {MAX_BITS}); raise min_cosine or lower target_recall"
         )
-    return min(fitting, key=lambda p: p.bands * (1 + n_items / 2**p.rows))
+    return min(fitting, key=lambda p: p.bands * (1 + PAIR_COST * n_items / 2**p.rows))
 
 
 @functools.lru_cache(maxsize=4)

@@ -54,7 +54,10 @@ def test_plan_is_the_least_bands_reaching_the_recall_at_the_least_work(n, c):
     assert plan.recall(min(1.0, c + 0.03)) > plan.recall(c) > plan.recall(c - 0.1)
 
     def work(rows: int) -> float:
-        return cosine.least_bands(c, 0.99, rows) * (1 + n / 2**rows)
+        bands = cosine.least_bands(c, 0.99, rows)
+        if bands * rows > cosine.MAX_BITS:
+            return math.inf
+        return bands * (1 + cosine.PAIR_COST * n / 2**rows)
 
     assert work(plan.rows) <= min(work(plan.rows - 1), work(plan.rows + 1))
     assert 2**plan.rows >= n / 4  # buckets of unrelated vectors stay small
@@ -65,7 +68,7 @@ def test_plan_overrides_and_refusals():
     assert cosine.plan_hyperplanes(0.9, 0.99, 1000, rows=8).bands == cosine.least_bands(0.9, 0.99, 8)
     with pytest.raises(ValueError, match="min_cosine"):
         cosine.plan_hyperplanes(0.0, 0.99, 1000)
-    crowded = cosine.plan_hyperplanes(0.8, 0.99, 10**7)  # the least-work plan would need 27,024 bits
+    crowded = cosine.plan_hyperplanes(0.8, 0.99, 10**7)  # the least-work plan would need over 16,384 bits
     assert crowded.bits <= cosine.MAX_BITS and crowded.recall(0.8) >= 0.99
     with pytest.raises(ValueError, match="bits per vector"):
         cosine.plan_hyperplanes(0.5, 0.99, 10**7, rows=40)
