@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--driver-memory", default="6g")
     parser.add_argument("--partitions", default="16", help="spark.sql.shuffle.partitions")
     parser.add_argument("--out", default=str(REPO / "bench-out" / "scale"))
+    parser.add_argument("--append", action="store_true", help="keep the runs already in <out>/results.json")
     args = parser.parse_args(argv)
     caps = dict(item.split("=") for item in args.max_rows.split(",") if item)
     out = Path(args.out)
@@ -273,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     memory = DriverMemory(spark)
     results: list[dict[str, Any]] = []
+    if args.append and (out / "results.json").exists():  # runs of earlier invocations, kept
+        results = json.loads((out / "results.json").read_text())["runs"]
     for n in (int(size) for size in args.sizes.split(",")):  # every kind at one size, then the next size
         for kind in args.kinds.split(","):
             if n > int(caps.get(kind, n)):
@@ -296,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             results.append(result)
             print(json.dumps(result), file=sys.stderr, flush=True)
-            (out / "results.json").write_text(json.dumps({"runs": results, "meta": _meta()}, indent=1))
+            result["meta"] = _meta()
+            (out / "results.json").write_text(json.dumps({"runs": results}, indent=1))
     print(markdown(results))
     spark.stop()
     return 0
