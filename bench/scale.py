@@ -36,6 +36,7 @@ import os
 import platform
 import random
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -229,10 +230,11 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"{_recall(r['exact_candidates'])} | {_recall(r['exact_verified'])} |"
         )
     growth = []
-    by_kind: dict[str, dict[int, float]] = {}
-    for r in results:
-        by_kind.setdefault(r["kind"], {})[r["n"]] = r["total_s"]
-    for kind, times in by_kind.items():
+    by_kind: dict[str, dict[int, list[float]]] = {}
+    for r in results:  # repeated runs of one kind and size: their median
+        by_kind.setdefault(r["kind"], {}).setdefault(r["n"], []).append(r["total_s"])
+    for kind, runs in by_kind.items():
+        times = {n: statistics.median(seconds) for n, seconds in runs.items()}
         sizes = sorted(times)
         for small, big in itertools.pairwise(sizes):
             ratio = times[big] / times[small]
@@ -240,7 +242,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 f"| {kind} | {small:,} -> {big:,} | {ratio:.2f}x | {big / small:.0f}x | {ratio / (big / small):.2f} |"
             )
     if growth:
-        lines += ["", "| kind | sizes | time ratio | size ratio | vs linear |", "|---|---|---|---|---|", *growth]
+        header = "| kind | sizes | time ratio (median total s) | size ratio | vs linear |"
+        lines += ["", header, "|---|---|---|---|---|", *growth]
     return "\n".join(lines)
 
 
@@ -257,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", default="16", help="spark.sql.shuffle.partitions")
     parser.add_argument("--out", default=str(REPO / "bench-out" / "scale"))
     parser.add_argument("--append", action="store_true", help="keep the runs already in <out>/results.json")
+    parser.add_argument("--report", action="store_true", help="print the table of <out>/results.json, run nothing")
     args = parser.parse_args(argv)
+    if args.report:
+        print(markdown(json.loads((Path(args.out) / "results.json").read_text())["runs"]))
+        return 0
     caps = dict(item.split("=") for item in args.max_rows.split(",") if item)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
