@@ -70,8 +70,8 @@ DEFAULTS: dict[str, Any] = {
     "cosine": {
         "min_cosine": 0.0,  # LSH candidates: pairs at or above this cosine; 0: the backend's candidate floor
         "target_recall": 0.99,  # LSH planned to find this share of pairs at min_cosine
-        "bits": 0,  # SimHash bits per band x bands; 0: planned (dedup/cosine.py)
-        "bands": 0,
+        "rows": 0,  # SimHash bits per band; 0: planned with the bands (dedup/cosine.py)
+        "bands": 0,  # bands of rows bits; 0: the least reaching target_recall at min_cosine
         "max_bucket_size": 2000,  # LSH buckets with more members are skipped and logged
         "seed": 17,  # the random hyperplanes
     },
