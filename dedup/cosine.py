@@ -285,3 +285,10 @@ def exact_neighbours(items: DataFrame, queries: DataFrame, dim: int, min_cosine:
             yield found[found["query"] != found["id"]]
 
     return items.select("id", "embedding").mapInPandas(scan, "query long, id long, cosine double")
+
+
+def lsh_summary(found: CosineCandidates) -> dict[str, Any]:
+    """The plan and the skipped buckets (logged when any), for the job's manifest."""
+    skipped, members = found.count_skipped()
+    return {"rows": found.plan.rows, "bands": found.plan.bands, "skipped_buckets": skipped,
+            "rows_in_skipped_buckets": members}  # fmt: skip
