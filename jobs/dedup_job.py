@@ -100,7 +100,10 @@ def run_job(spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, ec
             found = found.unionByName(similar.pairs.select("id_a", "id_b"))
         found.write.mode("overwrite").parquet(f"{work}/candidates")
         n_candidates = spark.read.parquet(f"{work}/candidates").count()
-        cosine_lsh = cosine.lsh_summary(similar) if cosine_cfg else None
+        cosine_lsh = None
+        if cosine_cfg:
+            cosine_lsh = cosine.lsh_summary(similar)
+            similar.release()
         note(rows=n_items, candidates=n_candidates, bands=list(near.plan.widths), radius=near.plan.radius,
              skipped_buckets=int(skipped["n"]), cosine_lsh=cosine_lsh)  # fmt: skip
 
