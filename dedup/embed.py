@@ -285,3 +285,11 @@ def stage_model_files(spark: Any, settings: dict[str, Any]) -> dict[str, Any]:
     spark.sparkContext.addFile(path)
     staged[key] = path if os.path.exists(path) else os.path.basename(path)
     return staged
+
+
+def describe_task_device(settings: dict[str, Any]) -> dict[str, Any]:
+    """What a task would run the embedder on: Spark's assigned device and the runtime's choice
+    (ONNX Runtime's providers), for checks and logs."""
+    device = task_device(settings.get("device", "auto"))
+    embedder = cached_embedder(settings)
+    return {"assigned": list(device), "runs_on": getattr(embedder, "providers", getattr(embedder, "device", None))}
