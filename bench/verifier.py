@@ -23,8 +23,10 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from dedup.benchset import build_bench_set, read_truth
-from dedup.imaging import decode_pixels, dhash_pair
+from dedup.imaging import decode_pixels, dhash_pair, thumb_distances, thumbnail
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -90,6 +92,66 @@ def embeddings(truth: list[dict[str, str]], images: Path, out: Path, model: str,
     log(f"{model}: {len(truth) / (time.perf_counter() - started):.1f} images/s")
     np.save(path, table)
     return table
+
+
+def thumbs(truth: list[dict[str, str]], images: Path, out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """12x12 colour thumbnails (n, 432) uint8 and sha256 digests of every listing (cached)."""
+    path = out / "thumbs.npz"
+    if path.exists():
+        cached = np.load(path)
+        return cached["thumbs"], cached["sha"]
+    rows, digests = [], []
+    for t in truth:
+        data = (images / t["image"]).read_bytes()
+        rows.append(np.frombuffer(thumbnail(decode_pixels(data)), np.uint8))
+        digests.append(hashlib.sha256(data).hexdigest())
+    table, sha = np.stack(rows), np.array(digests)
+    np.savez(path, thumbs=table, sha=sha)
+    return table, sha
+
+
+def shortcut(pairs: dict[str, np.ndarray], table: np.ndarray, sha: np.ndarray, max_thumb: float) -> np.ndarray:
+    """Pairs kept without the verifier: byte-identical, or dHash <= 1 with thumbnails within ``max_thumb``."""
+    keep = sha[pairs["i"]] == sha[pairs["j"]]
+    near = np.nonzero(pairs["dhash"] <= 1)[0]
+    a = [table[k].tobytes() for k in pairs["i"][near]]
+    b = [table[k].tobytes() for k in pairs["j"][near]]
+    keep[near[thumb_distances(a, b) <= max_thumb]] = True
+    return keep
+
+
+def speed(
+    pairs: dict[str, np.ndarray],
+    truth: list[dict[str, str]],
+    images: Path,
+    study: np.ndarray,
+    n: int = 300,
+    repeats: int = 3,
+) -> dict[str, Any]:
+    """Pairs/s of ``dedup.photomatch.score_bytes`` (decode + both images' features + match) in this
+    one process, over ``n`` study pairs (half duplicates, half look-alikes): the median of ``repeats``."""
+    from dedup.photomatch import score_bytes
+
+    rng = np.random.default_rng(0)
+    dup = rng.choice(np.nonzero(study & pairs["duplicate"])[0], n // 2, replace=False)
+    other = rng.choice(np.nonzero(study & ~pairs["duplicate"])[0], n - n // 2, replace=False)
+    data = [tuple((images / truth[pairs[end][k]]["image"]).read_bytes() for end in ("i", "j"))
+            for k in np.concatenate([dup, other])]  # fmt: skip
+    rates, cpu_rates = [], []
+    for _ in range(repeats):
+        started, cpu = time.perf_counter(), time.process_time()
+        for a, b in data:
+            score_bytes(a, b)
+        rates.append(len(data) / (time.perf_counter() - started))
+        cpu_rates.append(len(data) / (time.process_time() - cpu))
+    return {
+        "pairs": len(data),
+        "wall_pairs_per_s": [round(r, 1) for r in rates],
+        "cpu_pairs_per_s": [round(r, 1) for r in cpu_rates],
+        "median_wall": float(np.median(rates)),
+        "median_cpu": float(np.median(cpu_rates)),
+        "load_average": os.getloadavg(),
+    }
 
 
 def candidates(table: np.ndarray, emb: np.ndarray, out: Path, block: int = 512) -> dict[str, np.ndarray]:
@@ -164,6 +226,7 @@ def verifier_scores(
     out: Path,
     study: np.ndarray,
     workers: int = 2,
+    name: str = "verifier.npz",
 ) -> dict[str, np.ndarray]:
     """``dedup.photomatch`` scores of the ``study`` pairs (cached): one worker per split, so each
     computes the features of its split's images once."""
@@ -171,7 +234,7 @@ def verifier_scores(
 
     from dedup.photomatch import SCORE_FIELDS
 
-    path = out / "verifier.npz"
+    path = out / name
     if path.exists():
         cached = dict(np.load(path))
         if np.array_equal(cached["index"], np.nonzero(study)[0]):
@@ -222,20 +285,17 @@ def _score_parts(parts: list[np.ndarray]) -> list[dict[str, list[Any]]]:
 
 
 def components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Connected-component label of each of ``n`` nodes linked by edges (i, j): union-find."""
-    parent = list(range(n))
-
-    def root(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in zip(i.tolist(), j.tolist(), strict=True):
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[ra] = rb
-    return np.array([root(x) for x in range(n)])
+    """Connected-component label (the smallest member) of each of ``n`` nodes linked by edges (i, j):
+    vectorised min-label propagation with pointer jumping."""
+    labels = np.arange(n)
+    while True:
+        low = np.minimum(labels[i], labels[j])
+        before = labels.copy()
+        np.minimum.at(labels, i, low)
+        np.minimum.at(labels, j, low)
+        labels = labels[labels]
+        if np.array_equal(labels, before):
+            return labels
 
 
 def group_scores(truth: list[dict[str, str]], split: str, i: np.ndarray, j: np.ndarray) -> dict[str, Any]:
@@ -283,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="sscd_distilled", choices=["sscd", "sscd_distilled"])
     parser.add_argument("--stage", default="all", choices=["features", "all"])
+    parser.add_argument("--max-thumb", type=float, default=0.03, help="thumbnail distance of the dHash <= 1 shortcut")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     truth = bench_set(args.photos, args.out, args.seed)
@@ -300,25 +361,41 @@ def main(argv: list[str] | None = None) -> int:
     study = (pairs["split"] != "cross") & ((pairs["dhash"] <= STUDY_DHASH) | (pairs["cosine"] >= STUDY_COSINE))
     log(f"{int(study.sum())} study pairs (within a split, dHash <= {STUDY_DHASH} or cosine >= {STUDY_COSINE})")
     scores = verifier_scores(pairs, truth, images, args.out, study)
-    full = {name: np.full(len(pairs["i"]), np.nan) for name in ("inliers", "inlier_ratio", "structure")}
-    for name in full:
+    full = {name: np.full(len(pairs["i"]), np.nan) for name in SCORED}
+    for name in ("inliers", "inlier_ratio", "structure"):
         full[name][scores["index"]] = scores[name]
-    results = analyse(truth, pairs, full)
+    # Second pass (tile agreement came after the first): only pairs any rule in the grid can keep.
+    with np.errstate(invalid="ignore"):
+        rescore = (full["inliers"] >= min(GRID_INLIERS)) & (full["structure"] >= min(GRID_STRUCTURE))
+    log(f"{int(rescore.sum())} pairs rescored with tile agreement")
+    scores = verifier_scores(pairs, truth, images, args.out, rescore, name="verifier-tiles.npz")
+    for name in SCORED:
+        full[name][scores["index"]] = scores[name]
+    quick = shortcut(pairs, *thumbs(truth, images, args.out), args.max_thumb)
+    results = {"speed": speed(pairs, truth, images, study), **analyse(truth, pairs, full, study, quick)}
+    log("speed", results["speed"])
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0
 
 
-GRID_INLIERS = (6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
-GRID_RATIO = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
-GRID_STRUCTURE = (-1.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SCORED = ("inliers", "inlier_ratio", "structure", "tile_agreement")
+GRID_INLIERS = (20, 25, 30, 40, 50, 60)
+GRID_RATIO = (0.0, 0.3, 0.4, 0.5, 0.6)
+GRID_STRUCTURE = (0.5, 0.6, 0.7, 0.8, 0.9)
+GRID_TILES = (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 GRID_COSINE = tuple(np.round(np.arange(0.5, 1.0, 0.025), 3))
 
 
-def verified(full: dict[str, np.ndarray], rule: tuple[float, float, float]) -> np.ndarray:
-    inliers, ratio, structure = rule
+def verified(full: dict[str, np.ndarray], rule: tuple[float, ...]) -> np.ndarray:
+    inliers, ratio, structure, tiles = rule
     with np.errstate(invalid="ignore"):
-        return (full["inliers"] >= inliers) & (full["inlier_ratio"] >= ratio) & (full["structure"] >= structure)
+        return (
+            (full["inliers"] >= inliers)
+            & (full["inlier_ratio"] >= ratio)
+            & (full["structure"] >= structure)
+            & (full["tile_agreement"] >= tiles)
+        )
 
 
 def best_group_rule(truth, pairs, masks: dict[Any, np.ndarray]) -> tuple[Any, dict[str, Any]]:
@@ -333,16 +410,19 @@ def best_group_rule(truth, pairs, masks: dict[Any, np.ndarray]) -> tuple[Any, di
     return best  # type: ignore[return-value]
 
 
-def analyse(truth, pairs, full) -> dict[str, Any]:
+def analyse(truth, pairs, full, study, quick) -> dict[str, Any]:
     true_pairs = {split: true_pair_count(truth, split) for split in ("calibration", "holdout")}
     everything = np.ones(len(pairs["i"]), bool)
-    calib_dup = (pairs["split"] == "calibration") & pairs["duplicate"]
-    calib_all = pairs["split"] == "calibration"
+    scored = np.nonzero(np.isfinite(full["tile_agreement"]))[0]
+    subset = {name: values[scored] for name, values in full.items()}
+    calib_all = pairs["split"][scored] == "calibration"
+    calib_dup = calib_all & pairs["duplicate"][scored]
+    calib_dup_all = int(((pairs["split"] == "calibration") & pairs["duplicate"]).sum())
     rules = []
-    for rule in itertools.product(GRID_INLIERS, GRID_RATIO, GRID_STRUCTURE):
-        keep = verified(full, rule)
+    for rule in itertools.product(GRID_INLIERS, GRID_RATIO, GRID_STRUCTURE, GRID_TILES):
+        keep = verified(subset, rule)
         tp, kept = int((keep & calib_dup).sum()), int((keep & calib_all).sum())
-        rules.append((rule, tp / max(1, kept), tp / max(1, int(calib_dup.sum()))))
+        rules.append((rule, tp / max(1, kept), tp / max(1, calib_dup_all)))
     results: dict[str, Any] = {"candidates": {
         "pairs": len(pairs["i"]),
         "by_split": {k: int(v) for k, v in zip(*np.unique(pairs["split"], return_counts=True), strict=True)},
@@ -356,19 +436,27 @@ def analyse(truth, pairs, full) -> dict[str, Any]:
             rule, precision, recall = max(ok, key=lambda r: (r[2], r[1]))
             results[f"rule_at_{target}"] = {"rule": rule, "calibration_precision": precision,
                                             "calibration_recall_over_candidates": recall}  # fmt: skip
-    chosen = tuple(results.get("rule_at_0.995", results.get("rule_at_0.99"))["rule"])
+    fallback = {"rule": max(rules, key=lambda r: (r[1], r[2]))[0]}
+    chosen = tuple(results.get("rule_at_0.995", results.get("rule_at_0.99", fallback))["rule"])
     keep = verified(full, chosen)
-    results["chosen_rule"] = dict(zip(("min_inliers", "min_inlier_ratio", "min_structure"), chosen, strict=True))
+    results["chosen_rule"] = dict(
+        zip(("min_inliers", "min_inlier_ratio", "min_structure", "min_tile_agreement"), chosen, strict=True)
+    )
     for split in ("calibration", "holdout"):
-        results[f"pairs_{split}"] = {"candidates": pair_table(pairs, everything, split, true_pairs[split]),
-                                     "verified": pair_table(pairs, keep, split, true_pairs[split])}  # fmt: skip
+        results[f"pairs_{split}"] = {
+            "candidates": pair_table(pairs, everything, split, true_pairs[split]),
+            "study": pair_table(pairs, study, split, true_pairs[split]),
+            "verified": pair_table(pairs, keep, split, true_pairs[split]),
+            "shortcut alone": pair_table(pairs, quick, split, true_pairs[split]),
+            "verified or shortcut": pair_table(pairs, keep | quick, split, true_pairs[split]),
+        }
     methods = {
         "sscd cosine alone": {t: pairs["cosine"] >= t for t in GRID_COSINE},
         "dhash alone": {d: pairs["dhash"] <= d for d in range(MAX_DHASH + 1)},
         "union dhash or cosine": {(d, t): (pairs["dhash"] <= d) | (pairs["cosine"] >= t)
                                   for d in (0, 1, 2, 3, 4) for t in GRID_COSINE[4::2]},
         "union candidates + verifier": {chosen: keep},
-        "union + verifier, dhash<=1 kept unverified": {chosen: keep | (pairs["dhash"] <= 1)},
+        "union + verifier, shortcut kept unverified": {chosen: keep | quick},
     }  # fmt: skip
     hold = pairs["split"] == "holdout"
     for name, masks in methods.items():

@@ -12,7 +12,9 @@ the geometry of local detail. :func:`match_scores` measures it:
 3. ``b`` warped onto ``a`` with the fit; ``structure`` is the correlation of their band-pass
    (difference of Gaussians) images over the products' shared interior, silhouette edges left out:
    the same photo keeps its print, folds and shading after a hue shift or greyscale; another
-   photo of the same cut does not.
+   photo of the same cut does not. ``tile_agreement``: the share of textured 32-pixel tiles where
+   they correlate, since catalogs paste products of one line onto one model shot (same face,
+   arms and jeans; another shirt), which the whole-interior correlation alone lets through.
 4. ``colour_residual``: the RMS residual (0-255 levels) of the best affine colour map of ``b``'s
    RGB onto ``a``'s over that interior; measured, not decisive (a colour edit is a duplicate).
 
@@ -49,8 +51,17 @@ RATIO = 0.8  # Lowe's ratio test
 RANSAC_PIXELS = 4.0  # reprojection tolerance, at MAX_SIDE scale
 DOG_SIGMAS = (1.5, 4.0)  # the band the structure is compared in (pixels at MAX_SIDE scale)
 TRIM = 0.1  # share of worst-fitting pixels the structure correlation leaves out
+TILE = 32  # pixels a side of the tiles the structure is also checked in
+TILE_ENERGY = 1.5  # band-pass standard deviation that makes a tile textured
+TILE_CORRELATION = 0.5
 ERODE = 17  # pixels: the interior keeps clear of the silhouette edge, whose band-pass ring any look-alike shares
-DEFAULT_SETTINGS: dict[str, float] = {"min_inliers": 12, "min_inlier_ratio": 0.3, "min_structure": 0.5}
+# Calibrated on the real bench set (docs/BENCHMARKS.md, "Pair verification").
+DEFAULT_SETTINGS: dict[str, float] = {
+    "min_inliers": 20,
+    "min_inlier_ratio": 0.3,
+    "min_structure": 0.5,
+    "min_tile_agreement": 0.8,
+}
 
 SCORE_FIELDS: tuple[tuple[str, T.DataType], ...] = (
     ("reason", T.StringType()),
@@ -63,6 +74,7 @@ SCORE_FIELDS: tuple[tuple[str, T.DataType], ...] = (
     ("overlap", T.DoubleType()),
     ("structure", T.DoubleType()),
     ("colour_residual", T.DoubleType()),
+    ("tile_agreement", T.DoubleType()),
 )
 SCORES_SCHEMA = T.StructType([T.StructField(name, kind) for name, kind in SCORE_FIELDS])
 
@@ -164,6 +176,32 @@ def _correlation(x: np.ndarray, y: np.ndarray, trim: float = TRIM) -> float:
     return float((x * y).sum() / denominator) if denominator > 1e-6 else 0.0
 
 
+def _tile_agreement(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float | None:
+    """Share of textured :data:`TILE`-pixel tiles of the interior ``mask`` where the band-pass images
+    ``x`` and ``y`` correlate (>= :data:`TILE_CORRELATION`); None with fewer than 4 such tiles.
+
+    A copy agrees everywhere but under an overlay; a look-alike composited onto the same model
+    shot agrees on the face, arms and background and not on the product."""
+    h, w = (x.shape[0] // TILE) * TILE, (x.shape[1] // TILE) * TILE
+    shape = (h // TILE, TILE, w // TILE, TILE)
+    m = mask[:h, :w].reshape(shape).astype(np.float64)
+    x = x[:h, :w].reshape(shape) * m
+    y = y[:h, :w].reshape(shape) * m
+
+    def total(v: np.ndarray) -> np.ndarray:
+        return v.sum(axis=(1, 3))
+
+    n = np.maximum(total(m), 1.0)
+    sx, sy = total(x), total(y)
+    vx, vy = total(x * x) - sx * sx / n, total(y * y) - sy * sy / n
+    cov = total(x * y) - sx * sy / n
+    textured = (n >= 0.5 * TILE * TILE) & (np.sqrt(np.maximum(vx, vy) / n) >= TILE_ENERGY)
+    if textured.sum() < 4:
+        return None
+    corr = cov / np.sqrt(np.maximum(vx * vy, 1e-9))
+    return float((corr[textured] >= TILE_CORRELATION).mean())
+
+
 def _colour_residual(source: np.ndarray, target: np.ndarray) -> float:
     """RMS residual (levels) of the least-squares affine map of ``source`` RGB rows onto ``target``'s."""
     x = np.concatenate([source.astype(np.float64), np.ones((len(source), 1))], 1)
@@ -184,20 +222,24 @@ def _compare(a: Features, b: Features, matrix: np.ndarray) -> dict[str, float]:
     if interior.sum() < 0.02 * h * w:  # little product in common: compare the whole overlap
         interior = cv2.erode(inside, np.ones((7, 7), np.uint8)).astype(bool)
     if interior.sum() < 64:
-        return {"overlap": overlap, "structure": 0.0, "colour_residual": 255.0}
-    structure = _correlation(_band(a.grey)[interior], _band(_grey(warped))[interior])
+        return {"overlap": overlap, "structure": 0.0, "colour_residual": 255.0, "tile_agreement": 0.0}
+    band_a, band_b = _band(a.grey), _band(_grey(warped))
+    structure = _correlation(band_a[interior], band_b[interior])
     residual = _colour_residual(warped[interior][::4], a.rgb[interior][::4])
-    return {"overlap": overlap, "structure": structure, "colour_residual": residual}
+    tiles = _tile_agreement(band_a, band_b, interior)
+    return {"overlap": overlap, "structure": structure, "colour_residual": residual,
+            "tile_agreement": structure if tiles is None else tiles}  # fmt: skip
 
 
 def match_features(a: Features, b: Features, strong: int = 60) -> dict[str, Any]:
     """:func:`match_scores` of two images' :class:`Features`. The mirrored match is skipped when
-    the direct one already has ``strong`` inliers at a ratio of at least 0.5."""
+    the direct one already has ``strong`` inliers at a ratio of at least 0.8 (a symmetric product
+    matches its mirror image too, at a lower ratio)."""
     if min(a.grey.shape) < MIN_SIDE or min(b.grey.shape) < MIN_SIDE:
         return _empty("too_small")
     inliers, matches, matrix = _fit(a, b)
     side, flipped = b, False
-    if not (inliers >= strong and inliers >= 0.5 * matches):
+    if not (inliers >= strong and inliers >= 0.8 * matches):
         mirrored = _fit(a, b.mirrored())
         if mirrored[0] > inliers:
             (inliers, matches, matrix), side, flipped = mirrored, b.mirrored(), True
@@ -232,7 +274,8 @@ def match_scores(pixels_a: np.ndarray, pixels_b: np.ndarray) -> dict[str, Any]:
 
 
 def decide(scores: dict[str, Any], settings: dict[str, Any] | None = None) -> bool:
-    """Same photograph: enough RANSAC inliers at a high enough ratio and correlated structure."""
+    """Same photograph: enough RANSAC inliers at a high enough ratio, correlated structure, and
+    structure that agrees over most tiles. ``settings`` keys: those of :data:`DEFAULT_SETTINGS`."""
     settings = {**DEFAULT_SETTINGS, **(settings or {})}
     if scores.get("reason") is not None:
         return False
@@ -240,6 +283,7 @@ def decide(scores: dict[str, Any], settings: dict[str, Any] | None = None) -> bo
         (scores["inliers"] or 0) >= settings["min_inliers"]
         and (scores["inlier_ratio"] or 0.0) >= settings["min_inlier_ratio"]
         and (scores["structure"] or 0.0) >= settings["min_structure"]
+        and (scores["tile_agreement"] or 0.0) >= settings["min_tile_agreement"]
     )
 
 
