@@ -9,11 +9,15 @@ Steps (each cached under ``--out``, so a re-run only redoes what changed):
 3. Candidate pairs: dHash distance <= 10 (direct or mirrored) or cosine >= 0.5, blockwise over
    all listings (a bench, not product code). Each is labelled from the truth: a duplicate (same
    group, with the copy's transform) or a look-alike (different groups).
-4. The verifier (``dedup.photomatch``) scores every candidate; its rule is calibrated on the
-   calibration split's pairs and reported on the holdout split: pairwise precision and recall
-   over candidates, recall per transform, look-alike false pairs, before and after, and
+4. The verifier (``dedup.photomatch``) scores the study subset (pairs within one split with dHash
+   <= STUDY_DHASH or cosine >= STUDY_COSINE: all 16 million candidates would take days at tens of
+   pairs/s), then re-scores with the tile agreement the pairs any rule of the grid can keep; its
+   rule is calibrated on the calibration split's pairs and reported on the holdout split:
+   pairwise precision and recall over candidates, recall per transform, look-alike false pairs, before and after, and
    group-level scores (connected components of the kept pairs) for SSCD cosine alone at its best
-   threshold, dHash alone, the union of both and the union + verifier.
+   threshold, dHash alone, the union of both, the union + verifier, and the union + verifier with
+   the shortcut (exact bytes, or dHash <= 1 and thumbnail <= --max-thumb) kept unverified.
+5. Speed: ``dedup.photomatch.score_bytes`` pairs/s in one process (wall and CPU time).
 
 Run from the repository root::
 
