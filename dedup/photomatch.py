@@ -1,0 +1,315 @@
+"""Photo match: is a candidate pair the same photograph (edited), or two photos of look-alikes?
+
+Hashes and embeddings put the same cut in another colour, shot the same way on white, next to a
+copy of the photo. What survives every edit a duplicate may carry (crop, pad, resize, small
+rotation, flip, blur, noise, colour, greyscale, overlays) and differs between two photographs is
+the geometry of local detail. :func:`match_scores` measures it:
+
+1. Both images downscaled to at most :data:`MAX_SIDE` pixels a side, in grey.
+2. ORB keypoints; ratio-test matches of ``a`` against ``b`` and against ``b`` mirrored, each fitted
+   with a RANSAC similarity (rotation, scale, shift); the side with more inliers wins.
+   ``inliers`` and ``inlier_ratio`` (inliers / ratio-test matches) measure the fit.
+3. ``b`` warped onto ``a`` with the fit; ``structure`` is the correlation of their band-pass
+   (difference of Gaussians) images over the products' shared interior, silhouette edges left out:
+   the same photo keeps its print, folds and shading after a hue shift or greyscale; another
+   photo of the same cut does not. ``tile_agreement``: the share of textured 32-pixel tiles where
+   they correlate, since catalogs paste products of one line onto one model shot (same face,
+   arms and jeans; another shirt), which the whole-interior correlation alone lets through.
+4. ``colour_residual``: the RMS residual (0-255 levels) of the best affine colour map of ``b``'s
+   RGB onto ``a``'s over that interior; measured, not decisive (a colour edit is a duplicate).
+
+:func:`decide` applies the thresholds; :data:`photo_match_udf` scores pairs of image bytes in Spark.
+
+>>> from dedup.synth import product_image
+>>> import numpy as np
+>>> a = np.asarray(product_image(6))
+>>> s = match_scores(a, a[:, ::-1])
+>>> s["flipped"], decide(s), s["reason"]
+(True, True, None)
+>>> decide(match_scores(a, np.asarray(product_image(4))))
+False
+>>> match_scores(a, np.zeros((1, 1, 3), np.uint8))["reason"]
+'too_small'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from dedup.imaging import DecodeError, decode_pixels
+
+MAX_SIDE = 256  # pixels a side the pair is compared at
+MIN_SIDE = 32  # smaller images are not compared
+ORB_FEATURES = 500
+RATIO = 0.8  # Lowe's ratio test
+RANSAC_PIXELS = 4.0  # reprojection tolerance, at MAX_SIDE scale
+DOG_SIGMAS = (1.5, 4.0)  # the band the structure is compared in (pixels at MAX_SIDE scale)
+TRIM = 0.1  # share of worst-fitting pixels the structure correlation leaves out
+TILE = 32  # pixels a side of the tiles the structure is also checked in
+TILE_ENERGY = 1.5  # band-pass standard deviation that makes a tile textured
+TILE_CORRELATION = 0.5
+ERODE = 17  # pixels: the interior keeps clear of the silhouette edge, whose band-pass ring any look-alike shares
+# Calibrated on the real bench set (docs/BENCHMARKS.md, "Pair verification").
+# The most precise rule of the grid there (holdout pairwise precision 0.88, not yet the 0.99 target).
+DEFAULT_SETTINGS: dict[str, float] = {
+    "min_inliers": 60,
+    "min_inlier_ratio": 0.6,
+    "min_structure": 0.9,
+    "min_tile_agreement": 0.95,
+}
+
+SCORE_FIELDS: tuple[tuple[str, T.DataType], ...] = (
+    ("reason", T.StringType()),
+    ("inliers", T.IntegerType()),
+    ("matches", T.IntegerType()),
+    ("inlier_ratio", T.DoubleType()),
+    ("flipped", T.BooleanType()),
+    ("scale", T.DoubleType()),
+    ("rotation", T.DoubleType()),
+    ("overlap", T.DoubleType()),
+    ("structure", T.DoubleType()),
+    ("colour_residual", T.DoubleType()),
+    ("tile_agreement", T.DoubleType()),
+)
+SCORES_SCHEMA = T.StructType([T.StructField(name, kind) for name, kind in SCORE_FIELDS])
+
+_ORB = None
+
+
+def _orb() -> Any:
+    global _ORB
+    if _ORB is None:
+        cv2.setNumThreads(1)
+        _ORB = cv2.ORB_create(nfeatures=ORB_FEATURES, edgeThreshold=15, patchSize=15, fastThreshold=10)
+    return _ORB
+
+
+def _empty(reason: str | None) -> dict[str, Any]:
+    scores: dict[str, Any] = dict.fromkeys(name for name, _ in SCORE_FIELDS)
+    scores.update(reason=reason, inliers=0, matches=0)
+    return scores
+
+
+def prepare(pixels: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
+    """RGB uint8 (h, w, 3) shrunk (area filter) so its longer side is at most ``max_side``."""
+    h, w = pixels.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return np.ascontiguousarray(pixels)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+class Features:
+    """One image ready for matching: RGB at :data:`MAX_SIDE`, grey, ORB points and descriptors;
+    the mirrored image's are computed on first use (:meth:`mirrored`)."""
+
+    def __init__(self, rgb: np.ndarray, mirrored_of: Features | None = None) -> None:
+        self.rgb = np.ascontiguousarray(rgb)
+        self.grey = _grey(self.rgb)
+        keypoints, self.descriptors = _orb().detectAndCompute(self.grey, None)
+        self.points = np.float32([k.pt for k in keypoints]).reshape(-1, 2)
+        self._mirrored = mirrored_of
+
+    @classmethod
+    def of(cls, pixels: np.ndarray) -> Features:
+        """Features of an RGB uint8 array of any size (shrunk by :func:`prepare`)."""
+        return cls(prepare(pixels))
+
+    def mirrored(self) -> Features:
+        """The features of the left-right mirror image (cached)."""
+        if self._mirrored is None:
+            self._mirrored = Features(self.rgb[:, ::-1], mirrored_of=self)
+        return self._mirrored
+
+
+def _fit(a: Features, b: Features) -> tuple[int, int, np.ndarray | None]:
+    """(inliers, ratio-test matches, 2x3 similarity taking b to a) of two images' keypoints."""
+    if a.descriptors is None or b.descriptors is None or len(a.points) < 2 or len(b.points) < 2:
+        return 0, 0, None
+    knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors, b.descriptors, k=2)
+    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
+    if len(good) < 3:
+        return 0, len(good), None
+    src = b.points[[m.trainIdx for m in good]]
+    dst = a.points[[m.queryIdx for m in good]]
+    matrix, mask = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS, maxIters=500, confidence=0.99
+    )
+    if matrix is None or mask is None:
+        return 0, len(good), None
+    return int(mask.sum()), len(good), matrix
+
+
+def _band(grey: np.ndarray) -> np.ndarray:
+    grey = grey.astype(np.float32)
+    low, high = DOG_SIGMAS
+    return cv2.GaussianBlur(grey, (0, 0), low) - cv2.GaussianBlur(grey, (0, 0), high)
+
+
+def _foreground(grey: np.ndarray) -> np.ndarray:
+    """Pixels that differ from the background (the median of the border ring) by > 16 levels."""
+    ring = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    return (np.abs(grey.astype(np.int16) - int(np.median(ring))) > 16).astype(np.uint8)
+
+
+def _correlation(x: np.ndarray, y: np.ndarray, trim: float = TRIM) -> float:
+    """Pearson correlation of ``x`` and ``y`` without the ``trim`` share of pixels that fit worst
+    (an overlay's strong edges would otherwise outweigh the whole photo)."""
+    x = x - x.mean()
+    y = y - y.mean()
+    slope = float((x * y).sum() / ((y * y).sum() + 1e-6))
+    residual = np.abs(x - slope * y)
+    if trim > 0 and len(residual) > 20:
+        keep = residual <= np.partition(residual, int(len(residual) * (1 - trim)))[int(len(residual) * (1 - trim))]
+        x, y = x[keep] - x[keep].mean(), y[keep] - y[keep].mean()
+    denominator = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum() / denominator) if denominator > 1e-6 else 0.0
+
+
+def _tile_agreement(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float | None:
+    """Share of textured :data:`TILE`-pixel tiles of the interior ``mask`` where the band-pass images
+    ``x`` and ``y`` correlate (>= :data:`TILE_CORRELATION`); None with fewer than 4 such tiles.
+
+    A copy agrees everywhere but under an overlay; a look-alike composited onto the same model
+    shot agrees on the face, arms and background and not on the product."""
+    h, w = (x.shape[0] // TILE) * TILE, (x.shape[1] // TILE) * TILE
+    shape = (h // TILE, TILE, w // TILE, TILE)
+    m = mask[:h, :w].reshape(shape).astype(np.float64)
+    x = x[:h, :w].reshape(shape) * m
+    y = y[:h, :w].reshape(shape) * m
+
+    def total(v: np.ndarray) -> np.ndarray:
+        return v.sum(axis=(1, 3))
+
+    n = np.maximum(total(m), 1.0)
+    sx, sy = total(x), total(y)
+    vx, vy = total(x * x) - sx * sx / n, total(y * y) - sy * sy / n
+    cov = total(x * y) - sx * sy / n
+    textured = (n >= 0.5 * TILE * TILE) & (np.sqrt(np.maximum(vx, vy) / n) >= TILE_ENERGY)
+    if textured.sum() < 4:
+        return None
+    corr = cov / np.sqrt(np.maximum(vx * vy, 1e-9))
+    return float((corr[textured] >= TILE_CORRELATION).mean())
+
+
+def _colour_residual(source: np.ndarray, target: np.ndarray) -> float:
+    """RMS residual (levels) of the least-squares affine map of ``source`` RGB rows onto ``target``'s."""
+    x = np.concatenate([source.astype(np.float64), np.ones((len(source), 1))], 1)
+    y = target.astype(np.float64)
+    coef = np.linalg.solve(x.T @ x + 1e-3 * np.eye(4), x.T @ y)
+    return float(np.sqrt(((x @ coef - y) ** 2).mean()))
+
+
+def _compare(a: Features, b: Features, matrix: np.ndarray) -> dict[str, float]:
+    """Structure and colour of ``b`` warped onto ``a`` by ``matrix``, over their shared interior."""
+    h, w = a.grey.shape
+    warped = cv2.warpAffine(b.rgb, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+    inside = cv2.warpAffine(np.ones(b.grey.shape, np.uint8), matrix, (w, h), flags=cv2.INTER_NEAREST)
+    overlap = float(inside.mean())
+    shared = _foreground(a.grey) & inside
+    shared &= cv2.warpAffine(_foreground(b.grey), matrix, (w, h), flags=cv2.INTER_NEAREST)
+    interior = cv2.erode(shared, np.ones((ERODE, ERODE), np.uint8)).astype(bool)
+    if interior.sum() < 0.02 * h * w:  # little product in common: compare the whole overlap
+        interior = cv2.erode(inside, np.ones((7, 7), np.uint8)).astype(bool)
+    if interior.sum() < 64:
+        return {"overlap": overlap, "structure": 0.0, "colour_residual": 255.0, "tile_agreement": 0.0}
+    band_a, band_b = _band(a.grey), _band(_grey(warped))
+    structure = _correlation(band_a[interior], band_b[interior])
+    residual = _colour_residual(warped[interior][::4], a.rgb[interior][::4])
+    tiles = _tile_agreement(band_a, band_b, interior)
+    return {"overlap": overlap, "structure": structure, "colour_residual": residual,
+            "tile_agreement": structure if tiles is None else tiles}  # fmt: skip
+
+
+def match_features(a: Features, b: Features, strong: int = 60) -> dict[str, Any]:
+    """:func:`match_scores` of two images' :class:`Features`. The mirrored match is skipped when
+    the direct one already has ``strong`` inliers at a ratio of at least 0.8 (a symmetric product
+    matches its mirror image too, at a lower ratio)."""
+    if min(a.grey.shape) < MIN_SIDE or min(b.grey.shape) < MIN_SIDE:
+        return _empty("too_small")
+    inliers, matches, matrix = _fit(a, b)
+    side, flipped = b, False
+    if not (inliers >= strong and inliers >= 0.8 * matches):
+        mirrored = _fit(a, b.mirrored())
+        if mirrored[0] > inliers:
+            (inliers, matches, matrix), side, flipped = mirrored, b.mirrored(), True
+    if matrix is None:
+        scores = _empty("no_fit")
+        scores["matches"] = matches
+        return scores
+    scores = {
+        "reason": None,
+        "inliers": inliers,
+        "matches": matches,
+        "inlier_ratio": inliers / matches if matches else 0.0,
+        "flipped": flipped,
+        "scale": float(np.hypot(matrix[0, 0], matrix[1, 0])),
+        "rotation": float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))),
+    }
+    scores.update(_compare(a, side, matrix))
+    return scores
+
+
+def match_scores(pixels_a: np.ndarray, pixels_b: np.ndarray) -> dict[str, Any]:
+    """The photo-match scores of two RGB uint8 arrays (see the module doc); never raises.
+
+    ``reason`` is None when the pair was compared, else why not (``too_small``, ``no_fit``, ...).
+    """
+    try:
+        if min(pixels_a.shape[:2]) < MIN_SIDE or min(pixels_b.shape[:2]) < MIN_SIDE:
+            return _empty("too_small")
+        return match_features(Features.of(pixels_a), Features.of(pixels_b))
+    except (cv2.error, ValueError, np.linalg.LinAlgError) as exc:
+        return _empty(f"error:{type(exc).__name__}")
+
+
+def decide(scores: dict[str, Any], settings: dict[str, Any] | None = None) -> bool:
+    """Same photograph: enough RANSAC inliers at a high enough ratio, correlated structure, and
+    structure that agrees over most tiles. ``settings`` keys: those of :data:`DEFAULT_SETTINGS`."""
+    settings = {**DEFAULT_SETTINGS, **(settings or {})}
+    if scores.get("reason") is not None:
+        return False
+    return (
+        (scores["inliers"] or 0) >= settings["min_inliers"]
+        and (scores["inlier_ratio"] or 0.0) >= settings["min_inlier_ratio"]
+        and (scores["structure"] or 0.0) >= settings["min_structure"]
+        and (scores["tile_agreement"] or 0.0) >= settings["min_tile_agreement"]
+    )
+
+
+def decode_for_match(data: bytes | None) -> np.ndarray | str:
+    """Pixels of image bytes at about :data:`MAX_SIDE` a side, or the reason they cannot be compared."""
+    if data is None:
+        return "missing_image"
+    try:
+        return decode_pixels(bytes(data), draft_size=MAX_SIDE)
+    except DecodeError as exc:
+        return str(exc)
+
+
+def score_bytes(data_a: bytes | None, data_b: bytes | None) -> dict[str, Any]:
+    """:func:`match_scores` of two images' bytes; an undecodable side gives ``reason`` ``a:<why>``/``b:<why>``."""
+    a, b = decode_for_match(data_a), decode_for_match(data_b)
+    if isinstance(a, str):
+        return _empty(f"a:{a}")
+    if isinstance(b, str):
+        return _empty(f"b:{b}")
+    return match_scores(a, b)
+
+
+@F.pandas_udf(SCORES_SCHEMA)
+def photo_match_udf(a: pd.Series, b: pd.Series) -> pd.DataFrame:
+    """:func:`score_bytes` over an Arrow batch of image-bytes pairs: a struct of the scores."""
+    rows = [score_bytes(x, y) for x, y in zip(a, b, strict=True)]
+    return pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS], index=a.index)

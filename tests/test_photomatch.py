@@ -1,0 +1,82 @@
+"""The photo-match verifier: edited copies of a photo match, look-alike products do not."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dedup.benchset import edit
+from dedup.imaging import decode_pixels
+from dedup.photomatch import decide, match_scores, photo_match_udf, score_bytes
+from dedup.synth import jpeg_bytes, product_image
+
+SEEDS = (1, 12, 13)  # a dress, a bag and a shoe with enough print for keypoints
+# Synthetic products have 5-10x fewer keypoints than real photos: a looser inlier count than the
+# defaults calibrated on real photos, and a looser structure (their flat colours shift luma more under a hue edit).
+RULE = {"min_inliers": 20, "min_inlier_ratio": 0.3, "min_structure": 0.8, "min_tile_agreement": 0.8}
+
+
+def lookalike(image: Image.Image, seed: int) -> Image.Image:
+    """Another photo of the same cut: ``image``'s silhouette (its non-white pixels) in another
+    colour and print, with its own folds and light."""
+    rng = np.random.default_rng(seed)
+    pixels = np.asarray(image)
+    product = (pixels < 250).any(axis=2)
+    size = pixels.shape[0]
+    fill = rng.integers(30, 220, 3).astype(np.float32)
+    stripes = ((np.arange(size)[:, None] + np.arange(size)[None, :]) // rng.integers(8, 20)) % 2 == 0
+    texture = np.where(stripes[..., None], fill, fill * 0.6)
+    field = Image.fromarray(rng.uniform(0.55, 1.35, (5, 5)).astype(np.float32), "F")
+    shade = np.asarray(field.resize((size, size), Image.Resampling.BICUBIC))[..., None]
+    other = np.clip(texture * shade, 0, 255).astype(np.uint8)
+    return Image.fromarray(np.where(product[..., None], other, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("transform", ["crop", "hue", "text", "flip", "rotate", "greyscale", "combo:pad+blur"])
+def test_edited_copy_is_the_same_photograph(transform: str, seed: int) -> None:
+    original = product_image(seed)
+    copy = decode_pixels(edit(original, transform, random.Random(seed)))
+    scores = match_scores(np.asarray(original), copy)
+    assert scores["reason"] is None
+    assert decide(scores, RULE), scores
+    assert scores["flipped"] == (transform == "flip")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_same_cut_in_another_colour_and_print_is_not(seed: int) -> None:
+    original = product_image(seed)
+    other = lookalike(original, seed + 100)
+    assert (np.asarray(other) == 255).all(axis=2).sum() == (np.asarray(original) >= 250).all(axis=2).sum()
+    scores = match_scores(np.asarray(original), decode_pixels(jpeg_bytes(other)))
+    assert not decide(scores, RULE), scores
+    assert (scores["structure"] or 0.0) < 0.5
+
+
+def test_bad_input_gives_a_reason_not_an_exception(sample_jpeg: bytes) -> None:
+    assert score_bytes(b"not an image", sample_jpeg)["reason"].startswith("a:undecodable_image")
+    assert score_bytes(sample_jpeg, None)["reason"] == "b:missing_image"
+    assert score_bytes(sample_jpeg, sample_jpeg[: len(sample_jpeg) // 3])["reason"].startswith("b:")
+    tiny = match_scores(np.zeros((4, 4, 3), np.uint8), decode_pixels(sample_jpeg))
+    assert tiny["reason"] == "too_small" and not decide(tiny, RULE)
+    flat = match_scores(np.full((64, 64, 3), 255, np.uint8), np.full((64, 64, 3), 255, np.uint8))
+    assert flat["reason"] == "no_fit" and not decide(flat, RULE)
+
+
+def test_udf_scores_pairs_inside_spark(spark) -> None:
+    original = product_image(7)
+    rows = [
+        ("copy", jpeg_bytes(original), edit(original, "combo:crop+hue", random.Random(1))),
+        ("lookalike", jpeg_bytes(original), jpeg_bytes(lookalike(original, 5))),
+        ("garbage", b"\x00\x01garbage", jpeg_bytes(original)),
+        ("missing", jpeg_bytes(original), None),
+    ]
+    frame = spark.createDataFrame(rows, "name string, a binary, b binary")
+    scored = {r["name"]: r["s"].asDict() for r in frame.select("name", photo_match_udf("a", "b").alias("s")).collect()}
+    assert scored["copy"]["reason"] is None and decide(scored["copy"], RULE)
+    assert not decide(scored["lookalike"], RULE)
+    assert scored["garbage"]["reason"].startswith("a:undecodable_image")
+    assert scored["missing"]["reason"] == "b:missing_image" and scored["missing"]["inliers"] == 0
