@@ -73,17 +73,14 @@ def standalone_cluster(folder: Path, n_workers: int = 2) -> Iterator[tuple[str, 
         _, master_log = start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                               "--port", str(port), "--webui-port", str(free_port()))  # fmt: skip
         wait_for(lambda: "I have been elected leader" in master_log.read_text(errors="replace"), 90, "the master")
-        workers, work_dirs = [], []
-        for index in range(n_workers):
-            work_dir = folder / f"work-{index}"
-            worker, log = start(f"worker-{index}", "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                                "--cores", "1", "--memory", "1g", "--work-dir", str(work_dir),
-                                "--webui-port", str(free_port()), master_url)  # fmt: skip
-            workers.append(worker)
-            work_dirs.append(work_dir)
-            wait_for(lambda log=log: "Successfully registered with master" in log.read_text(errors="replace"),
-                     90, f"worker {index}")  # fmt: skip
-        yield master_url, workers, work_dirs
+        work_dirs = [folder / f"work-{index}" for index in range(n_workers)]
+        started = [start(f"worker-{index}", "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                         "--cores", "1", "--memory", "1g", "--work-dir", str(work_dir),
+                         "--webui-port", str(free_port()), master_url)
+                   for index, work_dir in enumerate(work_dirs)]  # fmt: skip
+        registered = "Successfully registered with master"
+        wait_for(lambda: all(registered in log.read_text(errors="replace") for _, log in started), 90, "the workers")
+        yield master_url, [worker for worker, _ in started], work_dirs
     finally:
         for process in processes:
             kill_group(process)
@@ -120,11 +117,11 @@ def test_job_survives_a_worker_killed_mid_fetch(spark, group_sets, tmp_path):
             try:
                 # both workers run an executor and the downloads have begun: kill worker 0 with them
                 wait_for(lambda: all(executor_dirs(d) for d in work_dirs) and sum(server.hits.values()) >= 4,
-                         120, "the fetch stage on both workers", job)  # fmt: skip
+                         300, "the fetch stage on both workers", job)  # fmt: skip
                 hits_at_kill = sum(server.hits.values())
                 kill_group(workers[0])
                 assert hits_at_kill < len(catalog.rows)  # killed mid-fetch
-                job.wait(timeout=240)
+                job.wait(timeout=420)
             finally:
                 kill_group(job)
             job_log = log_path.read_text(errors="replace")
