@@ -86,6 +86,19 @@ def standalone_cluster(folder: Path, n_workers: int = 2) -> Iterator[tuple[str, 
             kill_group(process)
 
 
+def executor_pythons(work_dirs: list[Path]) -> set[str]:
+    """The interpreters (argv[0]) of the PySpark daemons running in the workers' executor folders."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            cwd, argv = os.readlink(proc / "cwd"), (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # not a process, or gone
+            continue
+        if b"pyspark.daemon" in argv and any(cwd.startswith(str(d)) for d in work_dirs):
+            found.add(argv[0].decode())
+    return found
+
+
 def executor_dirs(work_dir: Path) -> list[Path]:
     """The executor folders a worker made (``app-*/<executor id>``)."""
     return [path for path in work_dir.glob("app-*/*") if path.is_dir()]
@@ -116,9 +129,16 @@ def test_job_survives_a_worker_killed_mid_fetch(spark, group_sets, tmp_path):
                                        start_new_session=True)  # fmt: skip
             try:
                 # both workers run an executor and the downloads have begun: kill worker 0 with them
-                wait_for(lambda: all(executor_dirs(d) for d in work_dirs) and sum(server.hits.values()) >= 4,
-                         300, "the fetch stage on both workers", job)  # fmt: skip
+                pythons: set[str] = set()
+
+                def fetching() -> bool:
+                    pythons.update(executor_pythons(work_dirs))
+                    return bool(pythons) and sum(server.hits.values()) >= 4 and all(map(executor_dirs, work_dirs))
+
+                wait_for(fetching, 300, "the fetch stage on both workers", job)
                 hits_at_kill = sum(server.hits.values())
+                # the executors run Python from the shipped archive, not the .venv the driver uses
+                assert pythons == {"./environment/bin/python"}
                 kill_group(workers[0])
                 assert hits_at_kill < len(catalog.rows)  # killed mid-fetch
                 job.wait(timeout=420)
@@ -127,7 +147,7 @@ def test_job_survives_a_worker_killed_mid_fetch(spark, group_sets, tmp_path):
             job_log = log_path.read_text(errors="replace")
             assert job.returncode == 0, job_log[-4000:]
 
-            # the executors ran Python from the shipped archive, unpacked in their work dirs
+            # the archive was unpacked in each executor's folder
             assert all((e / "environment" / "bin" / "python").exists() for d in work_dirs for e in executor_dirs(d))
         assert "Lost executor" in job_log or "ExecutorLostFailure" in job_log, job_log[-4000:]
 
