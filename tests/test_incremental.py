@@ -4,7 +4,10 @@ gives the groups of a full run."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,7 @@ from dedup.incremental import check_previous
 from dedup.synth import image_names, image_url_str, make_catalog, write_catalog_csv
 from jobs.dedup_job import run_job
 
+ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ["fetch.allowed_hosts=127.0.0.1", "fetch.max_attempts=1"]
 
 
@@ -95,3 +99,13 @@ def test_previous_must_be_another_finished_run(spark, served_job, tmp_path):
     assert check_previous(spark, out, str(tmp_path / "next")) is None
     assert "not --out" in check_previous(spark, out, out + "/")
     assert "no finished run" in check_previous(spark, str(tmp_path), str(tmp_path / "next"))
+
+
+def test_cli_refuses_a_previous_folder_without_a_finished_run(tmp_path):
+    (tmp_path / "c.csv").write_text("productId\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "run", "--catalog", str(tmp_path / "c.csv"), "--out", str(tmp_path / "o"),
+         "--previous", str(tmp_path / "nothing-here")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2 and "no finished run in" in result.stderr
