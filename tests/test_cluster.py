@@ -18,7 +18,7 @@ import pytest
 
 from dedup.config import load_config
 from dedup.imageserver import ImageServer
-from dedup.synth import make_catalog, write_catalog_csv
+from dedup.synth import delayed, make_catalog, write_catalog_csv
 from jobs.dedup_job import run_job
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,11 +109,8 @@ def test_job_survives_a_worker_killed_mid_fetch(spark, group_sets, tmp_path):
     with ImageServer({}) as server:
         catalog = make_catalog(24, duplicate_share=0.5, family_share=0.0, seed=31, base_url=server.base_url)
         server.images.update(catalog.images)
-        delayed = [
-            dict(r, imageUrlStr=r["imageUrlStr"].replace("/img/", f"/fault/delay/{DELAY_MS}/")) for r in catalog.rows
-        ]
         path = tmp_path / "catalog.csv"
-        write_catalog_csv(delayed, path)
+        write_catalog_csv(delayed(catalog.rows, DELAY_MS), path)
         out = tmp_path / "cluster-out"
 
         with standalone_cluster(tmp_path) as (master_url, workers, work_dirs):
