@@ -268,6 +268,16 @@ def make_catalog(
     return catalog
 
 
+def delayed(rows: Iterable[dict[str, str]], delay_ms: int) -> list[dict[str, str]]:
+    """The rows with their images served ``delay_ms`` late (the image server's ``/fault/delay/``),
+    for tests that act while the fetch stage runs.
+
+    >>> delayed([{"imageUrlStr": "http://h/img/a.jpg;http://h/img/b.jpg"}], 300)[0]["imageUrlStr"]
+    'http://h/fault/delay/300/a.jpg;http://h/fault/delay/300/b.jpg'
+    """
+    return [dict(row, imageUrlStr=row["imageUrlStr"].replace("/img/", f"/fault/delay/{delay_ms}/")) for row in rows]
+
+
 def dump_line(*fields: str) -> str:
     """A raw dump line: ``fields`` (already CSV-quoted where needed) padded with empty fields to the
     dump's 32 columns.

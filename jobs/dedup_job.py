@@ -16,18 +16,21 @@ from typing import Any
 import PIL
 import pyarrow
 import pyspark
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 import dedup
-from dedup import candidates, cosine, embed, features, fetch, groups, ingest, outputs, verify
+from dedup import candidates, cosine, embed, features, fetch, groups, incremental, ingest, outputs, verify
 from dedup.config import load_config
 from dedup.progress import StageClock
 from dedup.session import build_session
 
 
-def run_job(spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, echo: bool = True) -> dict[str, Any]:
-    """Run every stage; write the outputs under ``out``; return the manifest."""
+def run_job(
+    spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, echo: bool = True, previous: str | None = None
+) -> dict[str, Any]:
+    """Run every stage; write the outputs under ``out``; return the manifest. ``previous``: an
+    earlier run's output whose downloads and features are reused (dedup/incremental.py)."""
     clock = StageClock(echo=echo)
     started = time.time()
     work = f"{out}/_work"
@@ -49,6 +52,7 @@ def run_job(spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, ec
 
     with clock.stage("fetch") as note:
         images_path = f"{out}/images"
+        n_carried = incremental.seed_images(ingested.products, previous, images_path) if previous else 0
         already = spark.read.parquet(images_path) if outputs.path_exists(spark, images_path) else None
         n_batches = fetch.fetch_in_batches(ingested.products, cfg["fetch"], images_path, f"{work}/todo", already)
         # outcomes without the bytes: ranking them shuffles a few columns, not every image
@@ -60,6 +64,7 @@ def run_job(spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, ec
         note(
             rows=n_downloaded,
             reused=n_valid - n_downloaded,
+            from_previous=n_carried,
             ok=by_status.get("ok", 0),
             failed=by_status.get("failed", 0),
             batches=n_batches,
@@ -70,14 +75,18 @@ def run_job(spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, ec
         # ok rows and their features are unique per key and need no ranking or dedup shuffle;
         # images of products no longer in the catalog drop out when features meet products.
         ok_images = spark.read.parquet(images_path).where(F.col("fetch_status") == "ok")
-        embed_cfg = embed.stage_model_files(spark, cfg["embed"]) if features.embedding_on(cfg["embed"]) else None
-        features.compute_features(ok_images, cfg["features"], embed_cfg).write.mode("overwrite").parquet(
-            f"{out}/features"
-        )
+
+        def compute(images: DataFrame) -> DataFrame:
+            embed_cfg = embed.stage_model_files(spark, cfg["embed"]) if features.embedding_on(cfg["embed"]) else None
+            return features.compute_features(images, cfg["features"], embed_cfg)
+
+        made = incremental.reuse_features(ok_images, compute, cfg, previous)
+        made.table.write.mode("overwrite").parquet(f"{out}/features")
         feats = spark.read.parquet(f"{out}/features")
         by_status = outputs.counts_by(feats, "feature_status")
+        n_features = sum(by_status.values())
         dim = features.embedding_dim(feats, cfg["embed"])
-        note(rows=sum(by_status.values()), ok=by_status.get("ok", 0), failed=by_status.get("failed", 0), dim=dim)
+        note(rows=n_features, ok=by_status.get("ok", 0), failed=by_status.get("failed", 0), reused=made.reused, dim=dim)
 
     with clock.stage("candidates") as note:
         items = (
@@ -151,6 +160,11 @@ def run_job(spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, ec
         "failures_by_reason": failures,
         "images_downloaded": n_downloaded,
         "images_reused": n_valid - n_downloaded,
+        "previous": previous,
+        "images_from_previous": n_carried,
+        "features_reused": made.reused,
+        "features_computed": n_features - made.reused,
+        "feature_settings_match": made.settings_match,
         "products_hashed": n_items,
         "candidates": n_candidates,
         "pairs": sum(pairs_by_method.values()),
@@ -192,6 +206,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML profile, e.g. conf/local.toml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one setting, e.g. fetch.allowed_hosts=127.0.0.1 (repeatable)")  # fmt: skip
+    parser.add_argument("--previous", metavar="DIR",
+                        help="an earlier run's output: reuse its images and features, fetch what changed")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,7 +232,11 @@ def run_from_args(args: argparse.Namespace) -> int:
         if not outputs.path_exists(spark, args.catalog):
             print(f"dedup: catalog not found: {args.catalog}", file=sys.stderr)
             return 2
-        run_job(spark, cfg, args.catalog, args.out)
+        unusable = args.previous and incremental.check_previous(spark, args.previous, args.out)
+        if unusable:
+            print(f"dedup: {unusable}", file=sys.stderr)
+            return 2
+        run_job(spark, cfg, args.catalog, args.out, previous=args.previous)
     finally:
         spark.stop()
     return 0

@@ -77,3 +77,14 @@ def served_job(spark, tmp_path_factory):
         cfg = load_config(None, ["fetch.allowed_hosts=127.0.0.1", "fetch.max_attempts=2", "fetch.backoff_base_s=0.01"])
         run_job(spark, cfg, str(folder / "catalog.csv"), str(folder / "out"), echo=False)
         yield catalog, str(folder / "out"), server
+
+
+@pytest.fixture(scope="session")
+def group_sets(spark):
+    """A function: a job output folder -> its groups as a set of sorted productId tuples."""
+
+    def sets_of(out) -> set[tuple[str, ...]]:
+        members = spark.read.parquet(f"{out}/groups").groupBy("group_id").agg({"productId": "collect_list"})
+        return {tuple(sorted(row[1])) for row in members.toLocalIterator()}
+
+    return sets_of

@@ -11,7 +11,7 @@ import pytest
 
 from dedup.config import load_config
 from dedup.imageserver import ImageServer
-from dedup.synth import make_catalog, write_catalog_csv
+from dedup.synth import delayed, make_catalog, write_catalog_csv
 from jobs.dedup_job import run_job
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,11 +50,8 @@ def test_killed_run_resumes_without_fetching_again(spark, tmp_path):
     with ImageServer({}) as server:
         catalog = make_catalog(24, duplicate_share=0.5, family_share=0.1, seed=21, base_url=server.base_url)
         server.images.update(catalog.images)
-        delayed = [
-            dict(r, imageUrlStr=r["imageUrlStr"].replace("/img/", f"/fault/delay/{DELAY_MS}/")) for r in catalog.rows
-        ]
         path = tmp_path / "catalog.csv"
-        write_catalog_csv(delayed, path)
+        write_catalog_csv(delayed(catalog.rows, DELAY_MS), path)
         out = tmp_path / "out"
 
         with open(tmp_path / "killed.log", "wb") as log:

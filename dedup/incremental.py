@@ -1,0 +1,95 @@
+"""Incremental runs (``dedup run --previous DIR``): reuse an earlier run's downloads and features.
+
+A product is unchanged when its (productId, image_url) was fetched ok in the previous run: its
+``images/`` row is copied into the new output, so the fetch stage (which skips keys already ok
+there) downloads only new, changed and previously failed products, and the new output stands on
+its own as the next run's ``--previous``. Its ``features/`` row is reused whole (whatever feature
+columns the table holds) when the previous run used the same feature settings and wrote the same
+columns; everything else is computed. Candidates, verification and groups then run over all
+current items, so the groups are exactly those of a full run, without a download or a decode for
+what did not change. Products no longer in the catalog drop out with the join on current keys.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from dedup import outputs
+
+KEYS = ["productId", "image_url"]
+FEATURE_SETTINGS = ("features", "embed")  # the settings tables that decide what features/ holds
+
+
+def feature_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The part of a config that decides the features' values (recorded in every manifest).
+
+    >>> feature_settings({"features": {"max_image_pixels": 9}, "hash": {"max_distance": 3}})
+    {'features': {'max_image_pixels': 9}, 'embed': {}}
+    """
+    return {section: cfg.get(section, {}) for section in FEATURE_SETTINGS}
+
+
+def check_previous(spark: SparkSession, previous: str, out: str) -> str | None:
+    """Why ``previous`` cannot serve ``out`` (None when it can): it must be another folder
+    holding a finished run (a ``manifest.json``)."""
+    if os.path.normpath(previous.rstrip("/")) == os.path.normpath(out.rstrip("/")):
+        return "--previous must be an earlier run's folder, not --out (a re-run into --out reuses its images anyway)"
+    if not outputs.path_exists(spark, f"{previous}/manifest.json"):
+        return f"no finished run in {previous} (no manifest.json)"
+    return None
+
+
+def seed_images(products: DataFrame, previous: str, images_path: str) -> int:
+    """Append to ``images_path`` the previous run's ok rows for current (productId, image_url)
+    keys not already ok there; return how many."""
+    spark = products.sparkSession
+    rows = spark.read.parquet(f"{previous}/images").where(F.col("fetch_status") == "ok")
+    rows = rows.join(products.select(*KEYS), KEYS, "left_semi")
+    if outputs.path_exists(spark, images_path):
+        done = spark.read.parquet(images_path).where(F.col("fetch_status") == "ok").select(*KEYS)
+        rows = rows.join(done, KEYS, "left_anti")
+    n_rows = rows.count()  # before the append, which would make them "already there"
+    if n_rows:
+        rows.write.mode("append").parquet(images_path)  # ok rows are unique per key in any images/
+    return n_rows
+
+
+@dataclass
+class Features:
+    """The features of every ok image, and how many rows were reused from the previous run."""
+
+    table: DataFrame
+    reused: int
+    settings_match: bool
+
+
+def reuse_features(
+    ok_images: DataFrame,
+    compute: Callable[[DataFrame], DataFrame],
+    cfg: dict[str, Any],
+    previous: str | None,
+) -> Features:
+    """``compute(ok_images)``, except for keys whose features the previous run already made with
+    the same feature settings and columns: those rows are taken from ``previous/features`` whole."""
+    spark = ok_images.sparkSession
+    if previous is None:
+        return Features(compute(ok_images), 0, False)
+    recorded = outputs.read_json(spark, f"{previous}/manifest.json").get("config", {})
+    old = spark.read.parquet(f"{previous}/features")
+    wanted = compute(ok_images.limit(0)).schema  # the columns this version writes (planned, not run)
+    same = feature_settings(recorded) == feature_settings(cfg) and _columns(old.schema) == _columns(wanted)
+    if not same:
+        return Features(compute(ok_images), 0, False)
+    reused = old.join(ok_images.select(*KEYS), KEYS, "left_semi").select(*wanted.fieldNames())
+    fresh = compute(ok_images.join(reused.select(*KEYS), KEYS, "left_anti"))
+    return Features(reused.unionByName(fresh), reused.count(), True)
+
+
+def _columns(schema) -> list[tuple[str, str]]:
+    return sorted((field.name, field.dataType.simpleString()) for field in schema.fields)
