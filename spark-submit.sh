@@ -13,7 +13,8 @@
 # --ship-env (or DEDUP_SHIP_ENV=1) packs .venv with venv-pack into dist/deps.tar.gz (pyspark
 # left out: the cluster's Spark brings it), ships it with --archives ...#environment and runs the
 # executors' Python (and a cluster-mode driver's) as ./environment/bin/python. DEDUP_ENV_ARCHIVE
-# names a ready archive instead. --dry-run (or DEDUP_DRY_RUN=1) prints the command, runs nothing.
+# names a ready archive instead; DEDUP_ENV_EXCLUDE leaves site-packages out by glob, e.g.
+# "tensorflow* keras*" (1.3 GB) where no executor runs embed.backend=vgg16. --dry-run (or DEDUP_DRY_RUN=1) prints the command, runs nothing.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -61,11 +62,17 @@ env_args=()
 if [[ "$ship_env" == 1 ]]; then
   archive="${DEDUP_ENV_ARCHIVE:-}"
   if [[ -z "$archive" ]]; then
-    archive="$here/dist/deps.tar.gz"
+    excludes=(--exclude 'lib/python*/site-packages/pyspark/*' --exclude '*__editable__*')
+    suffix=""
+    for pattern in ${DEDUP_ENV_EXCLUDE:-}; do
+      excludes+=(--exclude "lib/python*/site-packages/$pattern")
+      suffix="$suffix-${pattern//[^A-Za-z0-9]/}"
+    done
+    archive="$here/dist/deps$suffix.tar.gz"
     # packed again only when the venv changed since (make venv touches .venv/.installed)
     if [[ ! -s "$archive" || "$here/.venv/.installed" -nt "$archive" ]]; then
       "$here/.venv/bin/venv-pack" --prefix "$here/.venv" --output "$archive.tmp" --format tar.gz --force \
-        --quiet --exclude 'lib/python*/site-packages/pyspark/*' --exclude '*__editable__*' >&2
+        --quiet "${excludes[@]}" >&2
       mv "$archive.tmp" "$archive"
     fi
   fi

@@ -119,7 +119,12 @@ def test_job_survives_a_worker_killed_mid_fetch(spark, group_sets, tmp_path):
                        "--conf", "spark.ui.enabled=false", "--conf", "spark.executor.memory=512m",
                        "--conf", "spark.executor.cores=1", "--conf", "spark.task.maxFailures=8",
                        "--catalog", str(path), "--out", str(out), *sets]  # fmt: skip
-            env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", DEDUP_SPARK_LOG_LEVEL="WARN")
+            env = dict(
+                os.environ,
+                SPARK_LOCAL_IP="127.0.0.1",
+                DEDUP_SPARK_LOG_LEVEL="WARN",
+                DEDUP_ENV_EXCLUDE="tensorflow* keras*",
+            )  # no vgg16 here: 1.3 GB less to pack and unpack
             log_path = tmp_path / "job.log"
             with open(log_path, "wb") as log:
                 job = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,

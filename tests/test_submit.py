@@ -77,9 +77,10 @@ def test_without_job_arguments_it_prints_usage_and_fails():
 
 @pytest.mark.slow
 def test_ship_env_packs_the_venv_without_pyspark():
-    argv = dry_run("--ship-env", "--master", "spark://127.0.0.1:7077", *JOB, DEDUP_ENV_ARCHIVE="")
+    argv = dry_run("--ship-env", "--master", "spark://127.0.0.1:7077", *JOB, DEDUP_ENV_ARCHIVE="",
+                   DEDUP_ENV_EXCLUDE="tensorflow* keras*")  # fmt: skip
     archive = argv[argv.index("--archives") + 1]
-    assert archive == f"{ROOT}/dist/deps.tar.gz#environment"
+    assert archive == f"{ROOT}/dist/deps-tensorflow-keras.tar.gz#environment"
     with tarfile.open(archive.removesuffix("#environment")) as packed:
         names = set(packed.getnames())
     assert {"bin/python", "bin/activate", "pyvenv.cfg"} <= names
@@ -87,3 +88,5 @@ def test_ship_env_packs_the_venv_without_pyspark():
         assert f"lib/python3.12/site-packages/{package}/__init__.py" in names
     assert not any("site-packages/pyspark/" in name for name in names)  # the cluster's Spark brings it
     assert not any("__editable__" in name for name in names)  # the package comes with --py-files
+    assert not any("site-packages/tensorflow" in name for name in names)  # DEDUP_ENV_EXCLUDE
+    assert "lib/python3.12/site-packages/onnxruntime/__init__.py" in names  # the SSCD embedders' runtime
