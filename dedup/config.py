@@ -82,6 +82,13 @@ DEFAULTS: dict[str, Any] = {
         "exclude_same_family": True,
         "max_thumb_distance": 0.03,  # dHash pairs also need thumbnails this close (2 disables)
         "min_cosine": 0.0,  # a pair is a duplicate at or above this cosine; 0: the backend's calibrated value
+        # with an embedder: every candidate that is not byte-identical must be the same photograph
+        # (dedup/photomatch.py: ORB + RANSAC fit, then texture over the product); thresholds below
+        "photo_match": True,
+        "min_inliers": 60,
+        "min_inlier_ratio": 0.6,
+        "min_structure": 0.9,
+        "min_tile_agreement": 0.95,
     },
     "groups": {
         "max_size": 50,  # larger components are re-split with the strict rule, then flagged

@@ -39,6 +39,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
+from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -274,18 +275,27 @@ def match_scores(pixels_a: np.ndarray, pixels_b: np.ndarray) -> dict[str, Any]:
         return _empty(f"error:{type(exc).__name__}")
 
 
+THRESHOLDS = {"inliers": "min_inliers", "inlier_ratio": "min_inlier_ratio", "structure": "min_structure",
+              "tile_agreement": "min_tile_agreement"}  # fmt: skip
+"""Score field -> the setting it must reach: every one must, for the same photograph."""
+
+
 def decide(scores: dict[str, Any], settings: dict[str, Any] | None = None) -> bool:
     """Same photograph: enough RANSAC inliers at a high enough ratio, correlated structure, and
     structure that agrees over most tiles. ``settings`` keys: those of :data:`DEFAULT_SETTINGS`."""
     settings = {**DEFAULT_SETTINGS, **(settings or {})}
     if scores.get("reason") is not None:
         return False
-    return (
-        (scores["inliers"] or 0) >= settings["min_inliers"]
-        and (scores["inlier_ratio"] or 0.0) >= settings["min_inlier_ratio"]
-        and (scores["structure"] or 0.0) >= settings["min_structure"]
-        and (scores["tile_agreement"] or 0.0) >= settings["min_tile_agreement"]
-    )
+    return all((scores[field] or 0) >= settings[key] for field, key in THRESHOLDS.items())
+
+
+def decide_column(scores: Column, settings: dict[str, Any] | None = None) -> Column:
+    """:func:`decide` as a Spark expression over a :data:`SCORES_SCHEMA` struct column."""
+    settings = {**DEFAULT_SETTINGS, **(settings or {})}
+    same = scores["reason"].isNull()
+    for field, key in THRESHOLDS.items():
+        same = same & (F.coalesce(scores[field].cast("double"), F.lit(0.0)) >= float(settings[key]))
+    return F.coalesce(same, F.lit(False))
 
 
 def decode_for_match(data: bytes | None) -> np.ndarray | str:

@@ -22,6 +22,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from dedup import photomatch
 from dedup.imaging import thumb_distances
 
 
@@ -31,7 +32,7 @@ def thumb_distance_udf(a: pd.Series, b: pd.Series) -> pd.Series:
     return pd.Series(thumb_distances(list(a), list(b)), index=a.index)
 
 
-PAIR_COLUMNS = ("a", "b", "method", "distance", "flipped", "thumb_distance", "cosine")  # pairs/
+PAIR_COLUMNS = ("a", "b", "method", "distance", "flipped", "thumb_distance", "cosine", "photo")  # pairs/
 
 
 @dataclass
@@ -96,9 +97,16 @@ def verify_pairs(
     hash_settings: dict[str, Any],
     verify_settings: dict[str, Any],
     cosine_settings: dict[str, Any] | None = None,
+    images: DataFrame | None = None,
 ) -> Verified:
     """Candidates (id_a, id_b) and items (id, productId, family, sha256, dhash, dhash_flip, thumb
-    and, with ``cosine_settings`` = {"dim", "min_cosine"}, embedding) in."""
+    and, with ``cosine_settings`` = {"dim", "min_cosine"}, embedding) in.
+
+    With embeddings, ``images`` (id, image_bytes) and ``verify.photo_match`` on, every candidate
+    that is not byte-identical is decided by :mod:`dedup.photomatch` (method ``photo``) instead
+    of the dHash and cosine thresholds: on catalog photos, look-alike products pass any single
+    threshold, a same-photograph check tells them apart (docs/BENCHMARKS.md).
+    """
     a, b = items.alias("a"), items.alias("b")
     joined = candidates.select("id_a", "id_b").distinct()
     joined = joined.join(a, F.col("id_a") == F.col("a.id")).join(b, F.col("id_b") == F.col("b.id"))
@@ -117,16 +125,22 @@ def verify_pairs(
         same_family("a", "b").alias("same_family"),
     )  # fmt: skip
     exact = F.col("method") == "exact"
-    by_hash = (F.col("distance") <= int(hash_settings["max_distance"])) & (
-        F.col("thumb_distance") <= float(verify_settings["max_thumb_distance"])
-    )
-    by_cosine = F.lit(False)
-    if cosine_settings:
-        by_cosine = F.coalesce(F.col("cosine") >= float(cosine_settings["min_cosine"]), F.lit(False))
+    photo_match = bool(cosine_settings) and images is not None and bool(verify_settings.get("photo_match"))
+    if photo_match:
+        scored = _with_photo_scores(scored, images)
+        decided_method = F.when(exact, "exact").when(photomatch.decide_column(F.col("photo"), verify_settings), "photo")
+    else:
+        by_hash = (F.col("distance") <= int(hash_settings["max_distance"])) & (
+            F.col("thumb_distance") <= float(verify_settings["max_thumb_distance"])
+        )
+        by_cosine = F.lit(False)
+        if cosine_settings:
+            by_cosine = F.coalesce(F.col("cosine") >= float(cosine_settings["min_cosine"]), F.lit(False))
+        decided_method = F.when(exact, "exact").when(by_hash, "dhash").when(by_cosine, "cosine")
+        scored = scored.withColumn("photo", F.lit(None).cast(photomatch.SCORES_SCHEMA))
     decided = scored.select(
-        "id_a", "id_b", "a", "b",
-        F.when(exact, "exact").when(by_hash, "dhash").when(by_cosine, "cosine").otherwise(F.lit(None)).alias("method"),
-        "distance", "flipped", "thumb_distance", "cosine", "same_family",
+        "id_a", "id_b", "a", "b", decided_method.alias("method"),
+        "distance", "flipped", "thumb_distance", "cosine", "photo", "same_family",
     ).withColumn("duplicate", F.col("method").isNotNull())  # fmt: skip
     kept = decided.where("duplicate").drop("duplicate")
     if not verify_settings["exclude_same_family"]:
@@ -136,3 +150,14 @@ def verify_pairs(
         family_excluded=kept.where(F.col("same_family")).drop("same_family"),
         scored=decided,
     )
+
+
+def _with_photo_scores(scored: DataFrame, images: DataFrame) -> DataFrame:
+    """``photo``: the :mod:`dedup.photomatch` scores of each pair that is not byte-identical
+    (null for exact pairs), from both images' bytes."""
+    bytes_a = images.select(F.col("id").alias("id_a"), F.col("image_bytes").alias("bytes_a"))
+    bytes_b = images.select(F.col("id").alias("id_b"), F.col("image_bytes").alias("bytes_b"))
+    exact = scored.where(F.col("method") == "exact").withColumn("photo", F.lit(None).cast(photomatch.SCORES_SCHEMA))
+    near = scored.where(F.col("method") != "exact").join(bytes_a, "id_a").join(bytes_b, "id_b")
+    near = near.withColumn("photo", photomatch.photo_match_udf("bytes_a", "bytes_b")).drop("bytes_a", "bytes_b")
+    return exact.unionByName(near)

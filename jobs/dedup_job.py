@@ -93,7 +93,15 @@ def run_job(
             ingested.products.select(F.col("row_id").alias("id"), "productId", "image_url", "family")
             .join(feats.where(F.col("feature_status") == "ok"), ["productId", "image_url"])
             .select(
-                "id", "productId", "family", "sha256", "dhash", "dhash_flip", "thumb", *(["embedding"] if dim else [])
+                "id",
+                "productId",
+                "image_url",
+                "family",
+                "sha256",
+                "dhash",
+                "dhash_flip",
+                "thumb",
+                *(["embedding"] if dim else []),
             )
         )
         items.write.mode("overwrite").parquet(f"{work}/items")
@@ -117,8 +125,14 @@ def run_job(
              skipped_buckets=int(skipped["n"]), cosine_lsh=cosine_lsh)  # fmt: skip
 
     with clock.stage("verify") as note:
+        photos = items.select("id", "productId", "image_url").join(ok_images, ["productId", "image_url"])
         verified = verify.verify_pairs(
-            spark.read.parquet(f"{work}/candidates"), items, cfg["hash"], cfg["verify"], cosine_cfg
+            spark.read.parquet(f"{work}/candidates"),
+            items,
+            cfg["hash"],
+            cfg["verify"],
+            cosine_cfg,
+            photos.select("id", "image_bytes"),
         )
         verified.scored.drop("id_a", "id_b").write.mode("overwrite").parquet(f"{out}/candidates")
         verified.pairs.write.mode("overwrite").parquet(f"{work}/edges")

@@ -50,7 +50,8 @@ def test_cosine_finds_what_dhash_misses(spark, geometry_catalog, tmp_path):
     hashes_only = run_job(spark, load_config(None, base), path, str(tmp_path / "hash"), echo=False)
     assert hashes_only["pairs"] == 0 and hashes_only["embedding"]["dim"] == 0
 
-    cfg = load_config(None, [*base, "embed.backend=sscd_distilled", "cosine.min_cosine=0.5", "verify.min_cosine=0.7"])
+    cfg = load_config(None, [*base, "embed.backend=sscd_distilled", "cosine.min_cosine=0.5", "verify.min_cosine=0.7",
+                             "verify.photo_match=false"])  # fmt: skip
     out = str(tmp_path / "embed")
     manifest = run_job(spark, cfg, path, out, echo=False)
     assert manifest["reconciles"] and manifest["rows_ok"] == 12
@@ -78,3 +79,24 @@ def test_cli_refuses_an_embedder_it_cannot_run(run_cli, tmp_path):
     assert missing.returncode == 2 and "embed.model_path not found" in missing.stderr
     unknown = run_cli("run", "--catalog", str(catalog), "--out", str(tmp_path / "o"), "--set", "embed.backend=clip")
     assert unknown.returncode == 2 and "embed.backend must be one of" in unknown.stderr
+
+
+def test_photo_match_decides_the_embedding_candidates(spark, geometry_catalog, tmp_path):
+    """With the verifier on (the default with an embedder), every candidate that is not
+    byte-identical is decided by dedup.photomatch; its scores land in pairs/ and candidates/.
+    Drawn products have far fewer keypoints than photos: the thresholds are the photomatch tests'."""
+    path, truth = geometry_catalog
+    loose = ["verify.min_inliers=20", "verify.min_inlier_ratio=0.3", "verify.min_structure=0.8",
+             "verify.min_tile_agreement=0.8"]  # fmt: skip
+    cfg = load_config(None, ["fetch.allowed_hosts=127.0.0.1", "embed.backend=sscd_distilled", "cosine.min_cosine=0.3",
+                             *loose])  # fmt: skip
+    out = str(tmp_path / "photo")
+    manifest = run_job(spark, cfg, path, out, echo=False)
+    assert manifest["pairs_by_method"].keys() == {"photo"}
+    assert sorted(_groups(spark, out), key=min) == sorted(truth, key=min)
+    scored = spark.read.parquet(f"{out}/candidates")
+    rejected = scored.where("not duplicate").collect()
+    assert rejected, "the low cosine floor lets unrelated products in as candidates"
+    assert all(r["photo"] is not None for r in scored.collect())  # no exact pairs here: all were checked
+    assert all(r["photo"]["reason"] is not None or r["photo"]["inliers"] < 20 or r["photo"]["tile_agreement"] < 0.8
+               or r["photo"]["structure"] < 0.8 or r["photo"]["inlier_ratio"] < 0.3 for r in rejected)  # fmt: skip
