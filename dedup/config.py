@@ -85,6 +85,7 @@ DEFAULTS: dict[str, Any] = {
         # with an embedder: every candidate that is not byte-identical must be the same photograph
         # (dedup/photomatch.py: ORB + RANSAC fit, then texture over the product); thresholds below
         "photo_match": True,
+        "photo_max_distance": 0,  # dHash candidates this close are photo-checked; others need the cosine floor
         "min_inliers": 60,
         "min_inlier_ratio": 0.6,
         "min_structure": 0.9,

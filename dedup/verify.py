@@ -127,7 +127,10 @@ def verify_pairs(
     exact = F.col("method") == "exact"
     photo_match = bool(cosine_settings) and images is not None and bool(verify_settings.get("photo_match"))
     if photo_match:
-        scored = _with_photo_scores(scored, images)
+        gate = (F.col("distance") <= int(verify_settings["photo_max_distance"])) | F.coalesce(
+            F.col("cosine") >= float(cosine_settings["floor"]), F.lit(False)
+        )
+        scored = _with_photo_scores(scored, images, gate)
         decided_method = F.when(exact, "exact").when(photomatch.decide_column(F.col("photo"), verify_settings), "photo")
     else:
         by_hash = (F.col("distance") <= int(hash_settings["max_distance"])) & (
@@ -152,12 +155,13 @@ def verify_pairs(
     )
 
 
-def _with_photo_scores(scored: DataFrame, images: DataFrame) -> DataFrame:
-    """``photo``: the :mod:`dedup.photomatch` scores of each pair that is not byte-identical
-    (null for exact pairs), from both images' bytes."""
+def _with_photo_scores(scored: DataFrame, images: DataFrame, gate: Column) -> DataFrame:
+    """``photo``: the :mod:`dedup.photomatch` scores, from both images' bytes, of each pair that
+    is not byte-identical and passes ``gate`` (null for the others: not checked, not kept)."""
     bytes_a = images.select(F.col("id").alias("id_a"), F.col("image_bytes").alias("bytes_a"))
     bytes_b = images.select(F.col("id").alias("id_b"), F.col("image_bytes").alias("bytes_b"))
-    exact = scored.where(F.col("method") == "exact").withColumn("photo", F.lit(None).cast(photomatch.SCORES_SCHEMA))
-    near = scored.where(F.col("method") != "exact").join(bytes_a, "id_a").join(bytes_b, "id_b")
+    checked = (F.col("method") != "exact") & gate
+    skipped = scored.where(~checked).withColumn("photo", F.lit(None).cast(photomatch.SCORES_SCHEMA))
+    near = scored.where(checked).join(bytes_a, "id_a").join(bytes_b, "id_b")
     near = near.withColumn("photo", photomatch.photo_match_udf("bytes_a", "bytes_b")).drop("bytes_a", "bytes_b")
-    return exact.unionByName(near)
+    return skipped.unionByName(near)

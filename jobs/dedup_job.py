@@ -111,7 +111,7 @@ def run_job(
         skipped = near.skipped_buckets.agg(F.count("*").alias("n"), F.sum("count").alias("rows")).first()
         found = candidates.exact_pairs(items, cfg["exact"]).unionByName(near.pairs)
         floor, decide = embed.cosine_thresholds(cfg["embed"], cfg) if dim else (None, None)
-        cosine_cfg = {"dim": dim, "min_cosine": decide} if dim else None
+        cosine_cfg = {"dim": dim, "min_cosine": decide, "floor": floor} if dim else None
         if cosine_cfg:
             similar = cosine.cosine_pairs(items, {**cfg["cosine"], "min_cosine": floor}, dim, n_items)
             found = found.unionByName(similar.pairs.select("id_a", "id_b"))
