@@ -14,7 +14,6 @@ failing that, the next larger sizes, then the original (no size token), then sma
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
 from typing import Any
@@ -57,29 +56,26 @@ def size_preference(image_size: str) -> list[str]:
 
 
 def pick_image_url(image_url_str: Column, image_size: str) -> Column:
-    """The URL of ``image_size`` (or the best fallback) among the http(s) URLs in the column."""
-    return pick_from_urls(http_urls(image_url_str), image_size)
+    """The URL of ``image_size`` (or the best fallback) among the http(s) URLs in the column.
+
+    The URLs are the ``;``-separated pieces, trimmed of spaces, that start with ``http://`` or
+    ``https://`` and a host character. Each choice is one regular expression over the whole
+    string (the first piece that qualifies), so no array is built per row.
+    """
+    choices = [F.nullif(F.regexp_extract(F.coalesce(image_url_str, F.lit("")), _url_regex(size), 1), F.lit(""))
+               for size in [*size_preference(image_size), None]]  # fmt: skip
+    return F.coalesce(*choices)
 
 
-def http_urls(image_url_str: Column) -> Column:
-    """The trimmed http(s) URLs among the ``;``-separated ones, in order."""
-    return F.filter(
-        F.transform(F.split(F.coalesce(image_url_str, F.lit("")), ";"), lambda u: F.trim(u)),
-        lambda u: u.rlike(r"(?i)^https?://[^/\s?#]+"),
-    )
-
-
-def pick_from_urls(urls: Column, image_size: str) -> Column:
-    """The URL of ``image_size`` (or the best fallback) in an array of URLs (:func:`http_urls`)."""
-    choices = [F.get(F.filter(urls, _has_size(size)), 0) for size in size_preference(image_size)]
-    return F.coalesce(*choices, F.get(urls, 0))
-
-
-def _has_size(size: str) -> Callable[[Column], Column]:
-    """A predicate on a URL: it names ``size`` (``-200x200-``), or no size at all for ""."""
-    if size:
-        return lambda url: F.instr(url, f"-{size}-") > 0
-    return lambda url: ~url.rlike(_SIZE_TOKEN)
+def _url_regex(size: str | None) -> str:
+    """The first qualifying URL naming ``size`` (``-200x200-``), no size at all (""), or any (None)."""
+    if size is None:
+        body = "[^;]*?"
+    elif size:
+        body = f"[^;]*?-{re.escape(size)}-[^;]*?"
+    else:
+        body = f"(?:(?!{_SIZE_TOKEN})[^;])*?"
+    return rf"(?:^|;) *((?i:https?)://(?=[^/\s?#;]){body}) *(?=;|\z)"
 
 
 def read_catalog(spark: SparkSession, path: str, settings: dict[str, Any]) -> DataFrame:
@@ -111,7 +107,7 @@ def _reject_reason(settings: dict[str, Any]) -> Column:
     # the reader turns bytes that are not UTF-8 into U+FFFD: a line damaged in transit or written
     # in another encoding, whose ids and URLs cannot be trusted either (one search per column,
     # not a copy of the line)
-    replaced = reduce(lambda a, b: a | b, [F.instr(c, "\ufffd") > 0 for c in CATALOG_COLUMNS])
+    replaced = reduce(lambda a, b: a | b, [F.col(c).contains("\ufffd") for c in CATALOG_COLUMNS])
     rules: list[tuple[Column, str]] = [
         (F.col(CORRUPT_COLUMN).isNotNull(), "malformed_line"),
         (replaced, "invalid_utf8"),
@@ -139,19 +135,14 @@ def validate(raw: DataFrame, settings: dict[str, Any]) -> DataFrame:
     their ``raw_line`` (the line as read, or re-serialised where it parsed). One pass, no shuffle:
     each row is checked on its own.
     """
-    # Separate projections: Spark keeps an expensive column that is used more than once (the URL
-    # array, the chosen URL) in its own projection, so each is computed once per row.
     checked = (
         raw.withColumn("row_id", F.monotonically_increasing_id())
         .withColumn("productId", F.trim("productId"))
-        .withColumn("_urls", http_urls(F.col("imageUrlStr")))
-        .withColumn("image_url", pick_from_urls(F.col("_urls"), settings["image_size"]))
+        .withColumn("image_url", pick_image_url(F.col("imageUrlStr"), settings["image_size"]))
         .withColumn("reason", _reject_reason(settings))
     )
-    family = F.filter(
-        F.transform(F.split(F.coalesce("productFamily", F.lit("")), ","), lambda s: F.trim(s)),
-        lambda s: s != "",
-    )
+    # the comma-separated ids, trimmed of spaces, empty ones dropped (no per-element lambdas)
+    family = F.array_remove(F.split(F.trim(F.coalesce("productFamily", F.lit(""))), " *, *"), "")
     return checked.select(
         "row_id",
         *CATALOG_COLUMNS,
