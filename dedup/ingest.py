@@ -14,7 +14,6 @@ failing that, the next larger sizes, then the original (no size token), then sma
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,20 +55,26 @@ def size_preference(image_size: str) -> list[str]:
 
 
 def pick_image_url(image_url_str: Column, image_size: str) -> Column:
-    """The URL of ``image_size`` (or the best fallback) among the http(s) URLs in the column."""
-    urls = F.filter(
-        F.transform(F.split(F.coalesce(image_url_str, F.lit("")), ";"), lambda u: F.trim(u)),
-        lambda u: u.rlike(r"(?i)^https?://[^/\s?#]+"),
-    )
-    choices = [F.get(F.filter(urls, _has_size(size)), 0) for size in size_preference(image_size)]
-    return F.coalesce(*choices, F.get(urls, 0))
+    """The URL of ``image_size`` (or the best fallback) among the http(s) URLs in the column.
+
+    The URLs are the ``;``-separated pieces, trimmed of spaces, that start with ``http://`` or
+    ``https://`` and a host character. Each choice is one regular expression over the whole
+    string (the first piece that qualifies), so no array is built per row.
+    """
+    choices = [F.nullif(F.regexp_extract(F.coalesce(image_url_str, F.lit("")), _url_regex(size), 1), F.lit(""))
+               for size in [*size_preference(image_size), None]]  # fmt: skip
+    return F.coalesce(*choices)
 
 
-def _has_size(size: str) -> Callable[[Column], Column]:
-    """A predicate on a URL: it names ``size`` (``-200x200-``), or no size at all for ""."""
-    if size:
-        return lambda url: F.instr(url, f"-{size}-") > 0
-    return lambda url: ~url.rlike(_SIZE_TOKEN)
+def _url_regex(size: str | None) -> str:
+    """The first qualifying URL naming ``size`` (``-200x200-``), no size at all (""), or any (None)."""
+    if size is None:
+        body = "[^;]*?"
+    elif size:
+        body = f"[^;]*?-{re.escape(size)}-[^;]*?"
+    else:
+        body = f"(?:(?!{_SIZE_TOKEN})[^;])*?"
+    return rf"(?:^|;) *((?i:https?)://(?=[^/\s?#;]){body}) *(?=;|\z)"
 
 
 def read_catalog(spark: SparkSession, path: str, settings: dict[str, Any]) -> DataFrame:
@@ -96,14 +101,16 @@ def read_catalog(spark: SparkSession, path: str, settings: dict[str, Any]) -> Da
 
 
 def _reject_reason(settings: dict[str, Any]) -> Column:
-    """The first reason a parsed row is rejected for, or null for a valid row."""
+    """The first reason a parsed row is rejected for, or null for a valid row (repeats aside)."""
     pid = F.col("productId")
+    # the reader turns bytes that are not UTF-8 into U+FFFD: a line damaged in transit or written
+    # in another encoding, whose ids and URLs cannot be trusted either. One search over the joined
+    # columns: 32 separate searches make generated code too large for the JIT to compile.
+    replaced = F.concat_ws("", *CATALOG_COLUMNS).contains("\ufffd")
     rules: list[tuple[Column, str]] = [
         (F.col(CORRUPT_COLUMN).isNotNull(), "malformed_line"),
-        # the reader turns bytes that are not UTF-8 into U+FFFD: a line damaged in transit or
-        # written in another encoding, whose ids and URLs cannot be trusted either
-        (F.concat_ws("", *CATALOG_COLUMNS).contains("\ufffd"), "invalid_utf8"),
-        (pid.isNull() | (F.trim(pid) == ""), "missing_product_id"),
+        (replaced, "invalid_utf8"),
+        (pid.isNull() | (pid == ""), "missing_product_id"),
         (~pid.rlike(settings["product_id_pattern"]), "invalid_product_id"),
         (F.col("imageUrlStr").isNull() | (F.trim("imageUrlStr") == ""), "missing_image_url"),
         (F.col("image_url").isNull(), "no_usable_image_url"),
@@ -120,10 +127,12 @@ def _reject_reason(settings: dict[str, Any]) -> Column:
 
 
 def validate(raw: DataFrame, settings: dict[str, Any]) -> DataFrame:
-    """Every line of ``raw`` (from :func:`read_catalog`) with ``row_id`` and ``reason`` (null: valid).
+    """Every line of ``raw`` (from :func:`read_catalog`) with ``row_id`` and ``reason`` (null: valid
+    so far; a repeated productId is found by :func:`split`, across the whole dump).
 
     Valid rows also get ``image_url`` and ``family`` (productFamily as a list); rejected rows keep
-    their ``raw_line`` (the line as read, or re-serialised where it parsed).
+    their ``raw_line`` (the line as read, or re-serialised where it parsed). One pass, no shuffle:
+    each row is checked on its own.
     """
     checked = (
         raw.withColumn("row_id", F.monotonically_increasing_id())
@@ -131,28 +140,45 @@ def validate(raw: DataFrame, settings: dict[str, Any]) -> DataFrame:
         .withColumn("image_url", pick_image_url(F.col("imageUrlStr"), settings["image_size"]))
         .withColumn("reason", _reject_reason(settings))
     )
-    # Repeated productIds: among valid lines, the first (lowest row_id) wins, the others are rejected.
-    first_valid = F.min(F.when(F.col("reason").isNull(), F.col("row_id"))).over(Window.partitionBy("productId"))
-    reason = F.when(F.col("reason").isNull() & (F.col("row_id") != first_valid), "duplicate_product_id").otherwise(
-        F.col("reason")
-    )
-    raw_line = F.coalesce(F.col(CORRUPT_COLUMN), F.to_csv(F.struct(*CATALOG_COLUMNS)))
-    family = F.filter(
-        F.transform(F.split(F.coalesce("productFamily", F.lit("")), ","), lambda s: F.trim(s)),
-        lambda s: s != "",
-    )
+    # the comma-separated ids, trimmed of spaces, empty ones dropped (no per-element lambdas)
+    family = F.array_remove(F.split(F.trim(F.coalesce("productFamily", F.lit(""))), " *, *"), "")
     return checked.select(
         "row_id",
         *CATALOG_COLUMNS,
         "image_url",
         family.alias("family"),
-        reason.alias("reason"),
-        F.when(reason.isNotNull(), raw_line).alias("raw_line"),
+        "reason",
+        F.when(F.col("reason").isNotNull(), F.coalesce(F.col(CORRUPT_COLUMN), _line())).alias("raw_line"),
     )
 
 
-def split(rows: DataFrame) -> Ingested:
-    """Valid products and rejects from the output of :func:`validate`."""
-    products = rows.where(F.col("reason").isNull()).drop("reason", "raw_line")
-    rejects = rows.where(F.col("reason").isNotNull()).select("row_id", "productId", "reason", "raw_line")
-    return Ingested(products=products, rejects=rejects)
+def _line() -> Column:
+    """The parsed columns as a CSV line (a rejected line's raw text where it parsed)."""
+    return F.to_csv(F.struct(*CATALOG_COLUMNS))
+
+
+def repeated_lines(rows: DataFrame) -> DataFrame:
+    """``row_id`` of each valid line (of :func:`validate`'s output) whose productId an earlier valid
+    line holds: the first valid line of a productId wins. Reads and shuffles two columns only."""
+    valid = rows.where(F.col("reason").isNull()).select("productId", "row_id")
+    first = F.min("row_id").over(Window.partitionBy("productId"))
+    return valid.withColumn("first", first).where(F.col("row_id") != F.col("first")).select("row_id")
+
+
+def split(rows: DataFrame, repeated: DataFrame | None = None) -> Ingested:
+    """Valid products (one per productId) and rejects from the output of :func:`validate`.
+
+    ``repeated`` is :func:`repeated_lines` of ``rows``, computed here if not given; the job writes
+    it to Parquet first, so that it is computed once and, being small, joined by broadcast.
+    """
+    if repeated is None:
+        repeated = repeated_lines(rows)
+    valid = rows.where(F.col("reason").isNull()).drop("reason", "raw_line")
+    columns = ["row_id", "productId", "reason", "raw_line"]
+    duplicates = rows.join(repeated, "row_id", "left_semi").select(
+        "row_id", "productId", F.lit("duplicate_product_id").alias("reason"), _line().alias("raw_line")
+    )
+    return Ingested(
+        products=valid.join(repeated, "row_id", "left_anti"),
+        rejects=rows.where(F.col("reason").isNotNull()).select(*columns).unionByName(duplicates),
+    )

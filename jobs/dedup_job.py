@@ -26,6 +26,23 @@ from dedup.progress import StageClock
 from dedup.session import build_session
 
 
+def ingest_stage(
+    spark: SparkSession, catalog: str, settings: dict[str, Any], work: str, out: str
+) -> tuple[ingest.Ingested, DataFrame, dict[str, int], int]:
+    """The ingest stage: the rows to ``work``/rows, the rejects to ``out``/rejects; returns the
+    split (read back), the rejects, their counts by reason and the number of valid products."""
+    rows = ingest.validate(ingest.read_catalog(spark, catalog, settings), settings)
+    rows.write.mode("overwrite").parquet(f"{work}/rows")
+    rows = spark.read.parquet(f"{work}/rows")
+    # repeated productIds: found once over two columns, then joined (by broadcast when few) by every
+    # reader of the products, so the wide rows are never shuffled
+    ingest.repeated_lines(rows).write.mode("overwrite").parquet(f"{work}/repeated")
+    ingested = ingest.split(rows, spark.read.parquet(f"{work}/repeated"))
+    ingested.rejects.write.mode("overwrite").parquet(f"{out}/rejects")
+    rejects = spark.read.parquet(f"{out}/rejects")
+    return ingested, rejects, outputs.counts_by(rejects, "reason"), ingested.products.count()
+
+
 def run_job(
     spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, echo: bool = True, previous: str | None = None
 ) -> dict[str, Any]:
@@ -40,14 +57,8 @@ def run_job(
     outputs.remove_tree(spark, f"{out}/manifest.json")
 
     with clock.stage("ingest") as note:
-        rows = ingest.validate(ingest.read_catalog(spark, catalog, cfg["ingest"]), cfg["ingest"])
-        rows.write.mode("overwrite").parquet(f"{work}/rows")
-        ingested = ingest.split(spark.read.parquet(f"{work}/rows"))
-        ingested.rejects.write.mode("overwrite").parquet(f"{out}/rejects")
-        rejects = spark.read.parquet(f"{out}/rejects")
-        rejected_by_reason = outputs.counts_by(rejects, "reason")
+        ingested, rejects, rejected_by_reason, n_valid = ingest_stage(spark, catalog, cfg["ingest"], work, out)
         n_rejected = sum(rejected_by_reason.values())
-        n_valid = ingested.products.count()
         note(rows=n_valid + n_rejected, valid=n_valid, rejected=n_rejected)
 
     with clock.stage("fetch") as note:
