@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         f"demo: pairwise precision {scores['precision']:.3f}, recall {scores['recall']:.3f}, F1 {scores['f1']:.3f} "
         f"({scores['true_positive_pairs']} of {scores['true_pairs']} planted pairs, "
         f"{scores['predicted_pairs']} predicted)\n"
-        f"demo: outputs in {args.out}/ (pairs/, groups/, duplicates.json, status/, rejects/, manifest.json)"
+        f"demo: embedder {manifest['embedding']['backend']} ({manifest['embedding']['dim']}-d), "
+        f"pairs by method {manifest['pairs_by_method']}\n"
+        f"demo: outputs in {args.out}/ (pairs/, candidates/, groups/, duplicates.json, status/, rejects/, manifest.json)"
     )
     return 0
 
