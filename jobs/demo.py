@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{scores['predicted_pairs']} predicted)\n"
         f"demo: embedder {manifest['embedding']['backend']} ({manifest['embedding']['dim']}-d), "
         f"pairs by method {manifest['pairs_by_method']}\n"
-        f"demo: outputs in {args.out}/ (pairs/, candidates/, groups/, duplicates.json, status/, rejects/, manifest.json)"
+        f"demo: outputs in {args.out}/ (pairs/, candidates/, groups/, duplicates.json, status/, manifest.json, ...)"
     )
     return 0
 
