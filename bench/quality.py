@@ -7,15 +7,16 @@ Steps (all in one run, one machine):
    seeded edited copies of 30% of the photos, every other photo a singleton; each photo and its
    copies fall in the calibration or the holdout split.
 2. The images are served on loopback and the real job (``jobs.dedup_job.run_job``, Spark local[2])
-   runs over the whole catalog with the default rule.
-3. Calibration, on the calibration split only: ``dedup.evaluate.threshold_sweep`` gives pairwise
-   precision and recall for every (dHash distance, thumbnail distance) rule; starting from the
-   rule with the highest recall at pairwise precision >= the target, the job's verify and group
-   stages are re-run (downloads reused) until the groups also reach the target precision on the
-   calibration split.
-4. The holdout split is scored for the default and the calibrated rule: group-level (every pair
-   implied by the groups) precision, recall and F1, recall per transform, and false pairs among
-   look-alike originals (two photos of different products).
+   runs over the whole catalog twice: with the defaults (the embedder, cosine LSH and the
+   same-photograph check, whose thresholds ``bench/verifier.py`` calibrated on the calibration
+   split), and hashes only (``embed.backend=none``); the second run reuses the first's downloads.
+3. With ``--calibrate-hash``, the hash-only rule is also calibrated on the calibration split:
+   ``dedup.evaluate.threshold_sweep`` over (dHash distance, thumbnail distance), re-running the
+   job's later stages until the groups reach the target precision there.
+4. The holdout split is scored for each run: group-level (every pair implied by the groups)
+   precision, recall and F1, recall per transform, and false pairs among look-alike originals
+   (two photos of different products); ``dedup eval`` reports (cosine sweep included) go in
+   results.json.
 5. Peers over the same image folder, each with its defaults: imagededup PHash, DHash, WHash,
    AHash (and CNN, which needs weights it downloads: reported as failed offline) and Immaculate
    pdq, phash, sscd_distilled and sscd. Their groups are scored on the holdout split the same way.
@@ -137,6 +138,12 @@ def calibrate(spark: Any, cfg: dict[str, Any], catalog: str, out: Path, truth_pa
             "verify.max_thumb_distance": fallback["max_thumb_distance"]}, tried  # fmt: skip
 
 
+def previous_run(job_out: Path) -> str | None:
+    """An earlier run under ``job_out`` whose downloads (and, with the same settings, features) are reused."""
+    finished = sorted(job_out.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    return str(finished[-1].parent) if finished else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", default=str(DEFAULT_PHOTOS))
@@ -144,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target-precision", type=float, default=0.99)
     parser.add_argument("--peers", default=DEFAULT_PEERS, help="comma-separated tool:method, or empty")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="job setting for every run (e.g. embed.backend=sscd)")  # fmt: skip
+    parser.add_argument("--calibrate-hash", action="store_true",
+                        help="also sweep and re-run the hash-only rule (several job runs)")  # fmt: skip
     args = parser.parse_args(argv)
     out = Path(args.out)
     set_dir, job_out = out / "set", out / "job"
@@ -157,32 +168,41 @@ def main(argv: list[str] | None = None) -> int:
     catalog = str(set_dir / "catalog.csv")
     results: dict[str, Any] = {"command": shlex.join([sys.executable, *sys.argv]), "set": meta, "job": {}}
 
-    cfg = load_config(None, JOB_OVERRIDES)
+    cfg = load_config(None, JOB_OVERRIDES + args.overrides)
     spark = build_session(cfg["spark"])
     try:
         with ImageServer(set_dir / "images", port=PORT):
-            started = time.perf_counter()
-            manifest = run_job(spark, cfg, catalog, str(job_out), echo=False)
-            seconds = time.perf_counter() - started
-            results["job"]["default"] = {
-                "seconds": seconds,
-                "rule": {
-                    "hash.max_distance": cfg["hash"]["max_distance"],
-                    "verify.max_thumb_distance": cfg["verify"]["max_thumb_distance"],
-                },
-                "holdout": score_groups(job_groups(job_out), truth, "holdout"),
-                "rows_ok": manifest["rows_ok"],
-            }
-            results["job"]["eval_holdout_default"] = evaluate_output(spark, str(job_out), truth_path, cfg, "holdout")
-            rule, tried = calibrate(spark, cfg, catalog, job_out, truth_path, args.target_precision)
-            run_cfg = load_config(None, JOB_OVERRIDES + [f"{k}={v}" for k, v in rule.items()])
-            run_job(spark, run_cfg, catalog, str(job_out), echo=False)
-            results["job"]["calibrated"] = {
-                "rule": rule,
-                "tried": tried,
-                "holdout": score_groups(job_groups(job_out), truth, "holdout"),
-                "calibration": score_groups(job_groups(job_out), truth, "calibration"),
-            }
+            for name, extra in (("default", []), ("hashes_only", ["embed.backend=none"])):
+                run_cfg = load_config(None, JOB_OVERRIDES + args.overrides + extra)
+                folder = job_out / name
+                started = time.perf_counter()
+                manifest = run_job(spark, run_cfg, catalog, str(folder), echo=False, previous=previous_run(job_out))
+                seconds = time.perf_counter() - started
+                results["job"][name] = {
+                    "seconds": seconds,
+                    "embed": run_cfg["embed"]["backend"],
+                    "rule": {"verify": run_cfg["verify"], "hash.max_distance": run_cfg["hash"]["max_distance"]},
+                    "pairs_by_method": manifest["pairs_by_method"],
+                    "holdout": score_groups(job_groups(folder), truth, "holdout"),
+                    "calibration": score_groups(job_groups(folder), truth, "calibration"),
+                    "rows_ok": manifest["rows_ok"],
+                }
+                results["job"][f"eval_holdout_{name}"] = evaluate_output(
+                    spark, str(folder), truth_path, run_cfg, "holdout"
+                )
+            if args.calibrate_hash:
+                rule, tried = calibrate(spark, cfg, catalog, job_out / "hash_calibrated", truth_path,
+                                        args.target_precision)  # fmt: skip
+                run_cfg = load_config(
+                    None, JOB_OVERRIDES + ["embed.backend=none"] + [f"{k}={v}" for k, v in rule.items()]
+                )
+                run_job(spark, run_cfg, catalog, str(job_out / "hash_calibrated"), echo=False)
+                results["job"]["calibrated"] = {
+                    "rule": rule,
+                    "tried": tried,
+                    "holdout": score_groups(job_groups(job_out / "hash_calibrated"), truth, "holdout"),
+                    "calibration": score_groups(job_groups(job_out / "hash_calibrated"), truth, "calibration"),
+                }
     finally:
         spark.stop()
 
@@ -202,9 +222,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(results: dict[str, Any]) -> str:
     """Markdown: one row per method on the holdout split, then recall per transform."""
-    rows = [("dedup job, default rule", results["job"]["default"]["seconds"], results["job"]["default"]["holdout"]),
-            (f"dedup job, calibrated {results['job']['calibrated']['rule']}", None,
-             results["job"]["calibrated"]["holdout"])]  # fmt: skip
+    job = results["job"]
+    rows = [
+        (
+            f"dedup job, default ({job['default']['embed']} + photo check)",
+            job["default"]["seconds"],
+            job["default"]["holdout"],
+        ),
+        ("dedup job, hashes only (embed.backend=none)", job["hashes_only"]["seconds"], job["hashes_only"]["holdout"]),
+    ]
+    if "calibrated" in job:
+        rows.append(
+            (f"dedup job, hashes only, calibrated {job['calibrated']['rule']}", None, job["calibrated"]["holdout"])
+        )
     failed = []
     for peer in results["peers"]:
         if peer.get("status") == "ok":
