@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", default=DEFAULT_PEERS, help="comma-separated tool:method, or empty")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="job setting for every run (e.g. embed.backend=sscd)")  # fmt: skip
+    parser.add_argument("--previous", help="an earlier job output on the same set whose images and features to reuse")
     parser.add_argument("--calibrate-hash", action="store_true",
                         help="also sweep and re-run the hash-only rule (several job runs)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -176,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                 run_cfg = load_config(None, JOB_OVERRIDES + args.overrides + extra)
                 folder = job_out / name
                 started = time.perf_counter()
-                manifest = run_job(spark, run_cfg, catalog, str(folder), echo=False, previous=previous_run(job_out))
+                previous = previous_run(job_out) or args.previous
+                manifest = run_job(spark, run_cfg, catalog, str(folder), echo=True, previous=previous)
                 seconds = time.perf_counter() - started
                 results["job"][name] = {
                     "seconds": seconds,
