@@ -38,12 +38,10 @@ PAIR_COLUMNS = ("a", "b", "method", "distance", "flipped", "thumb_distance", "co
 @dataclass
 class Verified:
     """Duplicate pairs (``id_a``, ``id_b``, ``a``, ``b``, ``method``, ``distance``, ``flipped``,
-    ``thumb_distance``, ``cosine``), the pairs dropped as same-family variants, and every
-    candidate with its signals and the decision (``duplicate``, ``same_family``)."""
+    ``thumb_distance``, ``cosine``, ``photo``) and the pairs dropped as same-family variants."""
 
     pairs: DataFrame
     family_excluded: DataFrame
-    scored: DataFrame
 
 
 def same_family(a: str, b: str) -> Column:
@@ -99,13 +97,33 @@ def verify_pairs(
     cosine_settings: dict[str, Any] | None = None,
     images: DataFrame | None = None,
 ) -> Verified:
-    """Candidates (id_a, id_b) and items (id, productId, family, sha256, dhash, dhash_flip, thumb
-    and, with ``cosine_settings`` = {"dim", "min_cosine"}, embedding) in.
+    """:func:`kept_pairs` of :func:`score_pairs` (to keep the scored candidates too, call both:
+    write the scores once, since the photo check is the expensive part)."""
+    scored = score_pairs(candidates, items, hash_settings, verify_settings, cosine_settings, images)
+    return kept_pairs(scored, verify_settings)
 
-    With embeddings, ``images`` (id, image_bytes) and ``verify.photo_match`` on, every candidate
-    that is not byte-identical is decided by :mod:`dedup.photomatch` (method ``photo``) instead
-    of the dHash and cosine thresholds: on catalog photos, look-alike products pass any single
-    threshold, a same-photograph check tells them apart (docs/BENCHMARKS.md).
+
+def score_pairs(
+    candidates: DataFrame,
+    items: DataFrame,
+    hash_settings: dict[str, Any],
+    verify_settings: dict[str, Any],
+    cosine_settings: dict[str, Any] | None = None,
+    images: DataFrame | None = None,
+) -> DataFrame:
+    """Every candidate with its signals and the decision: candidates (id_a, id_b) and items (id,
+    productId, family, sha256, dhash, dhash_flip, thumb and, with ``cosine_settings`` = {"dim",
+    "min_cosine", "floor"}, embedding) in; id_a, id_b, a, b, ``method`` (the signal that decided,
+    null for no duplicate), distance, flipped, thumb_distance, cosine, photo, same_family and
+    ``duplicate`` out.
+
+    With embeddings, ``images`` (id, image_bytes) and ``verify.photo_match`` on, a candidate that
+    is not byte-identical is decided by :mod:`dedup.photomatch` (method ``photo``) instead of the
+    dHash and cosine thresholds, when its cosine is at least the candidate ``floor`` or its dHash
+    distance at most ``verify.photo_max_distance`` (white-background photos put many unrelated
+    products within a few dHash bits); the others are not duplicates. On catalog photos,
+    look-alike products pass any single threshold; a same-photograph check tells them apart
+    (docs/BENCHMARKS.md).
     """
     a, b = items.alias("a"), items.alias("b")
     joined = candidates.select("id_a", "id_b").distinct()
@@ -141,17 +159,21 @@ def verify_pairs(
             by_cosine = F.coalesce(F.col("cosine") >= float(cosine_settings["min_cosine"]), F.lit(False))
         decided_method = F.when(exact, "exact").when(by_hash, "dhash").when(by_cosine, "cosine")
         scored = scored.withColumn("photo", F.lit(None).cast(photomatch.SCORES_SCHEMA))
-    decided = scored.select(
+    return scored.select(
         "id_a", "id_b", "a", "b", decided_method.alias("method"),
         "distance", "flipped", "thumb_distance", "cosine", "photo", "same_family",
     ).withColumn("duplicate", F.col("method").isNotNull())  # fmt: skip
-    kept = decided.where("duplicate").drop("duplicate")
+
+
+def kept_pairs(scored: DataFrame, verify_settings: dict[str, Any]) -> Verified:
+    """The duplicates among :func:`score_pairs`' rows, same-family pairs set apart when
+    ``verify.exclude_same_family`` is on."""
+    kept = scored.where("duplicate").drop("duplicate")
     if not verify_settings["exclude_same_family"]:
         kept = kept.withColumn("same_family", F.lit(False))
     return Verified(
         pairs=kept.where(~F.col("same_family")).drop("same_family"),
         family_excluded=kept.where(F.col("same_family")).drop("same_family"),
-        scored=decided,
     )
 
 

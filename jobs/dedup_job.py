@@ -137,15 +137,14 @@ def run_job(
 
     with clock.stage("verify") as note:
         photos = items.select("id", "productId", "image_url").join(ok_images, ["productId", "image_url"])
-        verified = verify.verify_pairs(
-            spark.read.parquet(f"{work}/candidates"),
-            items,
-            cfg["hash"],
-            cfg["verify"],
-            cosine_cfg,
+        scored = verify.score_pairs(
+            spark.read.parquet(f"{work}/candidates"), items, cfg["hash"], cfg["verify"], cosine_cfg,
             photos.select("id", "image_bytes"),
-        )
-        verified.scored.drop("id_a", "id_b").write.mode("overwrite").parquet(f"{out}/candidates")
+        )  # fmt: skip
+        scored.write.mode("overwrite").parquet(f"{work}/scored")  # the photo check runs once, here
+        scored = spark.read.parquet(f"{work}/scored")
+        scored.drop("id_a", "id_b").write.mode("overwrite").parquet(f"{out}/candidates")
+        verified = verify.kept_pairs(scored, cfg["verify"])
         verified.pairs.write.mode("overwrite").parquet(f"{work}/edges")
         edges = spark.read.parquet(f"{work}/edges")
         edges.select(*verify.PAIR_COLUMNS).write.mode("overwrite").parquet(f"{out}/pairs")
