@@ -47,7 +47,8 @@ def _groups(spark, out: str) -> list[set[str]]:
 def test_cosine_finds_what_dhash_misses(spark, geometry_catalog, tmp_path):
     path, truth = geometry_catalog
     base = ["fetch.allowed_hosts=127.0.0.1", "fetch.max_attempts=2"]
-    hashes_only = run_job(spark, load_config(None, base), path, str(tmp_path / "hash"), echo=False)
+    hashes_only = run_job(spark, load_config(None, [*base, "embed.backend=none"]), path, str(tmp_path / "hash"),
+                          echo=False)  # fmt: skip
     assert hashes_only["pairs"] == 0 and hashes_only["embedding"]["dim"] == 0
 
     cfg = load_config(None, [*base, "embed.backend=sscd_distilled", "cosine.min_cosine=0.5", "verify.min_cosine=0.7",
