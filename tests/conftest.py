@@ -74,7 +74,9 @@ def served_job(spark, tmp_path_factory):
         catalog = make_catalog(30, duplicate_share=0.5, family_share=0.0, seed=23, base_url=server.base_url)
         server.images.update(catalog.images)
         write_catalog_csv(catalog.rows, folder / "catalog.csv")
-        cfg = load_config(None, ["fetch.allowed_hosts=127.0.0.1", "fetch.max_attempts=2", "fetch.backoff_base_s=0.01"])
+        # the hash rule: dedup query's own rule, which the query tests compare with the job's pairs
+        settings = ["fetch.allowed_hosts=127.0.0.1", "fetch.max_attempts=2", "fetch.backoff_base_s=0.01"]
+        cfg = load_config(None, [*settings, "embed.backend=none"])
         run_job(spark, cfg, str(folder / "catalog.csv"), str(folder / "out"), echo=False)
         yield catalog, str(folder / "out"), server
 

@@ -18,7 +18,7 @@ from dedup.synth import image_names, image_url_str, make_catalog, write_catalog_
 from jobs.dedup_job import run_job
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = ["fetch.allowed_hosts=127.0.0.1", "fetch.max_attempts=1"]
+SETTINGS = ["fetch.allowed_hosts=127.0.0.1", "fetch.max_attempts=1", "embed.backend=none"]  # hash path: quick
 
 
 def chosen_path(row: dict[str, str], base_url: str) -> str:

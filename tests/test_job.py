@@ -40,7 +40,15 @@ def _name(row):
 
 def job_config(*extra):
     return load_config(
-        None, ["fetch.allowed_hosts=127.0.0.1", "fetch.max_attempts=3", "fetch.backoff_base_s=0.01", *extra]
+        None,
+        # the hash rule on drawn products (the embedder and photo check: tests/test_embed_job.py)
+        [
+            "fetch.allowed_hosts=127.0.0.1",
+            "fetch.max_attempts=3",
+            "fetch.backoff_base_s=0.01",
+            "embed.backend=none",
+            *extra,
+        ],
     )
 
 
