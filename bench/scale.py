@@ -4,8 +4,9 @@ For each kind and size, a feature table with planted near duplicates is generate
 (``dedup.synthfeatures``: one row per ``spark.range`` id, made in the tasks), written to Parquet
 (reused when already there) and read back; then, timed one after the other:
 
-* ``hash``: ``candidates.near_pairs`` (64-bit dHashes, mirrored hashes probed) -> ``verify.verify_pairs``
-  (dHash distance and thumbnail check) written to Parquet -> ``groups.build_groups`` written to Parquet;
+* ``hash``: ``candidates.near_pairs`` (64-bit dHashes, mirrored hashes probed) -> ``verify.score_pairs``
+  and ``kept_pairs`` (dHash distance and thumbnail check) written to Parquet -> ``groups.build_groups``
+  written to Parquet;
 * ``v256`` / ``v4096``: ``cosine.cosine_pairs`` (SimHash banding, exact cosine on every candidate)
   written to Parquet -> ``groups.build_groups``.
 
@@ -139,7 +140,9 @@ def run_hash(spark: SparkSession, table: DataFrame, n: int, out: Path, args: arg
     near = candidates.near_pairs(items, hash_settings, n)
     cands = near.pairs.persist()
     n_candidates = _timed(stages, "candidates", cands.count)
-    verified = verify.verify_pairs(cands, items, hash_settings, dict(DEFAULTS["verify"]))
+    verified = verify.kept_pairs(
+        verify.score_pairs(cands, items, hash_settings, dict(DEFAULTS["verify"])), dict(DEFAULTS["verify"])
+    )
     _timed(stages, "verify", lambda: verified.pairs.write.mode("overwrite").parquet(str(out / "pairs")))
     pairs = spark.read.parquet(str(out / "pairs"))
     built = groups.build_groups(pairs, items, dict(DEFAULTS["groups"]))

@@ -199,9 +199,8 @@ def threshold_sweep(
     hash_settings = {**settings["hash"], "max_distance": max_distance}
     near = candidates.near_pairs(items, hash_settings, n_items)
     found = candidates.exact_pairs(items, settings["exact"]).unionByName(near.pairs)
-    scored = verify.verify_pairs(
-        found, items, hash_settings, {"max_thumb_distance": 99.0, "exclude_same_family": False}
-    ).pairs
+    rule = {"max_thumb_distance": 99.0, "exclude_same_family": False}
+    scored = verify.kept_pairs(verify.score_pairs(found, items, hash_settings, rule), rule).pairs
     grid = F.lit(None)
     for limit in reversed(THUMB_GRID):
         grid = F.when(F.col("thumb_distance") <= limit, F.lit(limit)).otherwise(grid)

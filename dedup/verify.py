@@ -89,20 +89,6 @@ def apply_rule(scored: DataFrame, hash_settings: dict[str, Any], verify_settings
     )
 
 
-def verify_pairs(
-    candidates: DataFrame,
-    items: DataFrame,
-    hash_settings: dict[str, Any],
-    verify_settings: dict[str, Any],
-    cosine_settings: dict[str, Any] | None = None,
-    images: DataFrame | None = None,
-) -> Verified:
-    """:func:`kept_pairs` of :func:`score_pairs` (to keep the scored candidates too, call both:
-    write the scores once, since the photo check is the expensive part)."""
-    scored = score_pairs(candidates, items, hash_settings, verify_settings, cosine_settings, images)
-    return kept_pairs(scored, verify_settings)
-
-
 def score_pairs(
     candidates: DataFrame,
     items: DataFrame,

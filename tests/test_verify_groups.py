@@ -58,12 +58,8 @@ def test_verify_decides_and_excludes_families(spark):
     items = items_frame(spark, rows)
     pairs = [(a, b) for a in range(1, 7) for b in range(a + 1, 7)]
     cands = spark.createDataFrame(pairs, "id_a long, id_b long")
-    result = verify.verify_pairs(
-        cands,
-        items,
-        {"max_distance": 3, "match_flips": True},
-        {"exclude_same_family": True, "max_thumb_distance": 0.06},
-    )
+    rule = {"exclude_same_family": True, "max_thumb_distance": 0.06}
+    result = verify.kept_pairs(verify.score_pairs(cands, items, {"max_distance": 3, "match_flips": True}, rule), rule)
     kept = {(r["a"], r["b"]): (r["method"], r["distance"]) for r in result.pairs.collect()}
     assert kept[("A", "B")] == ("exact", 0)
     assert kept[("A", "C")] == ("dhash", 1)
