@@ -57,6 +57,7 @@ VGG16_WEIGHTS_HASH = "64373286793e3c8b2b4e3219cbf3544b"  # md5, as keras.applica
 # here). Set both for an onnx model.
 CANDIDATE_COSINE = {"sscd": 0.7, "sscd_distilled": 0.7, "vgg16": 0.7}
 CALIBRATED_MIN_COSINE = {"sscd": 0.9, "sscd_distilled": 0.9, "vgg16": 0.9}
+MODEL_FILE_SETTING = {"vgg16": "weights", "onnx": "model_path"}  # backends that load a file, and its setting
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
@@ -259,7 +260,7 @@ def check_settings(cfg: dict[str, Any]) -> None:
         raise ValueError(f"embed.dtype must be float16 or float32, got {embed_settings['dtype']!r}")
     if backend in ("sscd", "sscd_distilled"):
         sscd_model_path(backend)
-    key = {"vgg16": "weights", "onnx": "model_path"}.get(backend)
+    key = MODEL_FILE_SETTING.get(backend)
     path = embed_settings.get(key, "") if key else ""
     if key and not path:
         raise ValueError(f"embed.backend={backend} needs embed.{key}")
@@ -277,7 +278,7 @@ def stage_model_files(spark: Any, settings: dict[str, Any]) -> dict[str, Any]:
     settings the executors should use (file names they find through ``SparkFiles``).
     """
     staged = dict(settings)
-    key = {"vgg16": "weights", "onnx": "model_path"}.get(settings["backend"])
+    key = MODEL_FILE_SETTING.get(settings["backend"])
     if key is None:
         return staged
     path = settings.get(key) or ""

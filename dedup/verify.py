@@ -70,12 +70,22 @@ def hash_signals(a: str, b: str, match_flips: bool) -> list[Column]:
     ]
 
 
+def within_distance(hash_settings: dict[str, Any]) -> Column:
+    """dHash distance at most ``hash.max_distance``: half of the hash rule."""
+    return F.col("distance") <= int(hash_settings["max_distance"])
+
+
+def thumbs_agree(verify_settings: dict[str, Any]) -> Column:
+    """Thumbnail distance at most ``verify.max_thumb_distance``: the other half of the hash rule."""
+    return F.col("thumb_distance") <= float(verify_settings["max_thumb_distance"])
+
+
 def apply_rule(scored: DataFrame, hash_settings: dict[str, Any], verify_settings: dict[str, Any]) -> DataFrame:
     """The duplicates among ``scored`` pairs (``method``, ``distance``, ``thumb_a``, ``thumb_b`` and
     any other columns): exact, or dHash within ``hash.max_distance`` with thumbnails within
     ``verify.max_thumb_distance``. Adds ``thumb_distance`` (computed for near pairs only) and
     drops the thumbnails."""
-    near = (F.col("method") == "dhash") & (F.col("distance") <= int(hash_settings["max_distance"]))
+    near = (F.col("method") == "dhash") & within_distance(hash_settings)
     scored = (
         scored.where((F.col("method") == "exact") | near)
         .withColumn(
@@ -84,9 +94,7 @@ def apply_rule(scored: DataFrame, hash_settings: dict[str, Any], verify_settings
         )
         .drop("thumb_a", "thumb_b")
     )
-    return scored.where(
-        (F.col("method") == "exact") | (F.col("thumb_distance") <= float(verify_settings["max_thumb_distance"]))
-    )
+    return scored.where((F.col("method") == "exact") | thumbs_agree(verify_settings))
 
 
 def score_pairs(
@@ -137,9 +145,7 @@ def score_pairs(
         scored = _with_photo_scores(scored, images, gate)
         decided_method = F.when(exact, "exact").when(photomatch.decide_column(F.col("photo"), verify_settings), "photo")
     else:
-        by_hash = (F.col("distance") <= int(hash_settings["max_distance"])) & (
-            F.col("thumb_distance") <= float(verify_settings["max_thumb_distance"])
-        )
+        by_hash = within_distance(hash_settings) & thumbs_agree(verify_settings)
         by_cosine = F.lit(False)
         if cosine_settings:
             by_cosine = F.coalesce(F.col("cosine") >= float(cosine_settings["min_cosine"]), F.lit(False))
