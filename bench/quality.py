@@ -88,6 +88,10 @@ def score_groups(groups: list[list[str]], truth: list[dict[str, str]], split: st
     return scores
 
 
+def n_pairs(n: int) -> int:
+    return max(1, n * (n - 1) // 2)
+
+
 def job_groups(out: Path) -> list[list[str]]:
     table = pq.read_table(out / "groups", columns=["productId", "group_id", "oversized"]).to_pylist()
     groups: dict[str, list[str]] = defaultdict(list)
@@ -185,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
                     "embed": run_cfg["embed"]["backend"],
                     "rule": {"verify": run_cfg["verify"], "hash.max_distance": run_cfg["hash"]["max_distance"]},
                     "pairs_by_method": manifest["pairs_by_method"],
+                    "stage_seconds": manifest["stage_seconds"],
+                    "candidates": manifest["candidates"],
+                    "candidate_share_of_all_pairs": manifest["candidates"] / n_pairs(manifest["products_hashed"]),
                     "holdout": score_groups(job_groups(folder), truth, "holdout"),
                     "calibration": score_groups(job_groups(folder), truth, "calibration"),
                     "rows_ok": manifest["rows_ok"],
@@ -249,6 +256,10 @@ def table(results: dict[str, Any]) -> str:
         time_text = f"{seconds:.1f}" if seconds else "-"
         lines.append(f"| {name} | {time_text} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | "
                      f"{s['lookalike_false_pairs']:,} |")  # fmt: skip
+    for name in ("default", "hashes_only"):
+        if "candidates" in job.get(name, {}):
+            lines.append(f"\ndedup job {name}: {job[name]['candidates']:,} candidate pairs, "
+                         f"{100 * job[name]['candidate_share_of_all_pairs']:.3f}% of all pairs")  # fmt: skip
     kinds = sorted({k for _, _, s in rows for k in s["recall_by_transform"]})
     lines += ["", "| transform | " + " | ".join(name for name, _, _ in rows) + " |",
               "|---|" + "---:|" * len(rows)]  # fmt: skip

@@ -88,10 +88,11 @@ DEFAULTS: dict[str, Any] = {
         # (dedup/photomatch.py: ORB + RANSAC fit, then texture over the product); thresholds below
         "photo_match": True,
         "photo_max_distance": 0,  # dHash candidates this close are photo-checked; others need the cosine floor
-        "min_inliers": 60,
+        "min_inliers": 30,
         "min_inlier_ratio": 0.6,
-        "min_structure": 0.9,
-        "min_tile_agreement": 0.95,
+        "min_structure": 0.8,
+        "min_tile_agreement": 0.5,
+        "max_colour_change": 0.12,  # share of the products' area one global colour map may miss
     },
     "groups": {
         "max_size": 50,  # larger components are re-split with the strict rule, then flagged

@@ -15,8 +15,14 @@ the geometry of local detail. :func:`match_scores` measures it:
    photo of the same cut does not. ``tile_agreement``: the share of textured 32-pixel tiles where
    they correlate, since catalogs paste products of one line onto one model shot (same face,
    arms and jeans; another shirt), which the whole-interior correlation alone lets through.
-4. ``colour_residual``: the RMS residual (0-255 levels) of the best affine colour map of ``b``'s
-   RGB onto ``a``'s over that interior; measured, not decisive (a colour edit is a duplicate).
+4. ``colour_change``: the share of the two products' area (smoothed, so noise, blur and JPEG do
+   not count) whose colour one global affine colour map, fitted robustly in either direction,
+   misses by more than :data:`COLOUR_LEVELS`. A colour edit (brightness, contrast, saturation,
+   hue, greyscale) maps every pixel the same way: a small share, overlays included. Catalogs
+   recolour a product on one model shot (the same face, arms and folds; a pink shirt where the
+   other is white) or shoot the same item in two colours: there the map fits the model or the
+   background and misses the product. ``colour_residual``, the RMS residual of a plain affine
+   map over the interior, is kept as a measure.
 
 :func:`decide` applies the thresholds; :data:`photo_match_udf` scores pairs of image bytes in Spark.
 
@@ -55,14 +61,18 @@ TRIM = 0.1  # share of worst-fitting pixels the structure correlation leaves out
 TILE = 32  # pixels a side of the tiles the structure is also checked in
 TILE_ENERGY = 1.5  # band-pass standard deviation that makes a tile textured
 TILE_CORRELATION = 0.5
+COLOUR_SIGMA = 2.5  # pixels (at MAX_SIDE): smoothing before colours are compared
+COLOUR_LEVELS = 15.0  # RGB distance from the fitted map that counts a pixel's colour as changed
+COLOUR_TRIM = 0.3  # share of worst-fitting pixels each refit of the colour map leaves out
+COLOUR_SAMPLES = 4096  # pixels the colour map is fitted and checked on
 ERODE = 17  # pixels: the interior keeps clear of the silhouette edge, whose band-pass ring any look-alike shares
-# Calibrated on the real bench set (docs/BENCHMARKS.md, "Pair verification").
-# The most precise rule of the grid there (holdout pairwise precision 0.88, not yet the 0.99 target).
+# Calibrated on the dev set's calibration split by bench/calibrate_photo.py (docs/BENCHMARKS.md).
 DEFAULT_SETTINGS: dict[str, float] = {
-    "min_inliers": 60,
+    "min_inliers": 30,
     "min_inlier_ratio": 0.6,
-    "min_structure": 0.9,
-    "min_tile_agreement": 0.95,
+    "min_structure": 0.8,
+    "min_tile_agreement": 0.5,
+    "max_colour_change": 0.12,
 }
 
 SCORE_FIELDS: tuple[tuple[str, T.DataType], ...] = (
@@ -77,6 +87,7 @@ SCORE_FIELDS: tuple[tuple[str, T.DataType], ...] = (
     ("structure", T.DoubleType()),
     ("colour_residual", T.DoubleType()),
     ("tile_agreement", T.DoubleType()),
+    ("colour_change", T.DoubleType()),
 )
 SCORES_SCHEMA = T.StructType([T.StructField(name, kind) for name, kind in SCORE_FIELDS])
 
@@ -212,25 +223,64 @@ def _colour_residual(source: np.ndarray, target: np.ndarray) -> float:
     return float(np.sqrt(((x @ coef - y) ** 2).mean()))
 
 
+def _robust_map_misses(source: np.ndarray, target: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """RGB distance of each ``target`` row from ``source``'s under the affine colour map (its
+    output clipped to 0-255, as an edit's is) fitted to the best-fitting (1 - :data:`COLOUR_TRIM`)
+    share of rows, refitted ``rounds`` times."""
+    x = np.concatenate([source, np.ones((len(source), 1))], 1)
+    weight = np.ones(len(x))
+    squared = np.zeros(len(x))
+    cut = int(len(x) * (1 - COLOUR_TRIM))
+    for _ in range(rounds):
+        weighted = x * weight[:, None]
+        coef = np.linalg.solve(weighted.T @ x + 1e-3 * np.eye(4), weighted.T @ target)
+        miss = np.clip(x @ coef, 0.0, 255.0) - target  # an edit's highlights and shadows clip
+        squared = np.einsum("ij,ij->i", miss, miss)
+        weight = (squared <= np.partition(squared, cut)[cut]).astype(np.float64)
+    return np.sqrt(squared)
+
+
+def _colour_change(rgb_a: np.ndarray, rgb_b: np.ndarray, region: np.ndarray) -> float:
+    """Share of ``region`` whose smoothed colour the best global colour map (``b`` onto ``a`` or
+    ``a`` onto ``b``, whichever fits better) misses by more than :data:`COLOUR_LEVELS`; measured
+    on at most :data:`COLOUR_SAMPLES` evenly spread pixels."""
+    pixels = np.flatnonzero(region)
+    if len(pixels) < 64:
+        return 0.0
+    pixels = pixels[:: max(1, len(pixels) // COLOUR_SAMPLES)]
+
+    def smooth(rgb: np.ndarray) -> np.ndarray:
+        blurred = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), COLOUR_SIGMA)
+        return blurred.reshape(-1, 3)[pixels].astype(np.float64)
+
+    pa, pb = smooth(rgb_a), smooth(rgb_b)
+    return float(min((_robust_map_misses(pb, pa) > COLOUR_LEVELS).mean(),
+                     (_robust_map_misses(pa, pb) > COLOUR_LEVELS).mean()))  # fmt: skip
+
+
 def _compare(a: Features, b: Features, matrix: np.ndarray) -> dict[str, float]:
     """Structure and colour of ``b`` warped onto ``a`` by ``matrix``, over their shared interior."""
     h, w = a.grey.shape
     warped = cv2.warpAffine(b.rgb, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
     inside = cv2.warpAffine(np.ones(b.grey.shape, np.uint8), matrix, (w, h), flags=cv2.INTER_NEAREST)
     overlap = float(inside.mean())
-    shared = _foreground(a.grey) & inside
-    shared &= cv2.warpAffine(_foreground(b.grey), matrix, (w, h), flags=cv2.INTER_NEAREST)
+    fore_a = _foreground(a.grey)
+    fore_b = cv2.warpAffine(_foreground(b.grey), matrix, (w, h), flags=cv2.INTER_NEAREST)
+    products = cv2.erode((fore_a | fore_b) & inside, np.ones((5, 5), np.uint8)).astype(bool)
+    colour_change = _colour_change(a.rgb, warped, products)
+    shared = fore_a & fore_b & inside
     interior = cv2.erode(shared, np.ones((ERODE, ERODE), np.uint8)).astype(bool)
     if interior.sum() < 0.02 * h * w:  # little product in common: compare the whole overlap
         interior = cv2.erode(inside, np.ones((7, 7), np.uint8)).astype(bool)
     if interior.sum() < 64:
-        return {"overlap": overlap, "structure": 0.0, "colour_residual": 255.0, "tile_agreement": 0.0}
+        return {"overlap": overlap, "structure": 0.0, "colour_residual": 255.0, "tile_agreement": 0.0,
+                "colour_change": colour_change}  # fmt: skip
     band_a, band_b = _band(a.grey), _band(_grey(warped))
     structure = _correlation(band_a[interior], band_b[interior])
     residual = _colour_residual(warped[interior][::4], a.rgb[interior][::4])
     tiles = _tile_agreement(band_a, band_b, interior)
     return {"overlap": overlap, "structure": structure, "colour_residual": residual,
-            "tile_agreement": structure if tiles is None else tiles}  # fmt: skip
+            "tile_agreement": structure if tiles is None else tiles, "colour_change": colour_change}  # fmt: skip
 
 
 def match_features(a: Features, b: Features, strong: int = 60) -> dict[str, Any]:
@@ -275,26 +325,33 @@ def match_scores(pixels_a: np.ndarray, pixels_b: np.ndarray) -> dict[str, Any]:
         return _empty(f"error:{type(exc).__name__}")
 
 
-THRESHOLDS = {"inliers": "min_inliers", "inlier_ratio": "min_inlier_ratio", "structure": "min_structure",
-              "tile_agreement": "min_tile_agreement"}  # fmt: skip
-"""Score field -> the setting it must reach: every one must, for the same photograph."""
+AT_LEAST = {"inliers": "min_inliers", "inlier_ratio": "min_inlier_ratio", "structure": "min_structure",
+            "tile_agreement": "min_tile_agreement"}  # fmt: skip
+"""Score field -> the setting it must reach, for the same photograph."""
+AT_MOST = {"colour_change": "max_colour_change"}
+"""Score field -> the setting it must not exceed, for the same photograph."""
 
 
 def decide(scores: dict[str, Any], settings: dict[str, Any] | None = None) -> bool:
-    """Same photograph: enough RANSAC inliers at a high enough ratio, correlated structure, and
-    structure that agrees over most tiles. ``settings`` keys: those of :data:`DEFAULT_SETTINGS`."""
+    """Same photograph: enough RANSAC inliers at a high enough ratio, correlated structure that
+    agrees over most tiles, and colours one global map explains. ``settings`` keys: those of
+    :data:`DEFAULT_SETTINGS`."""
     settings = {**DEFAULT_SETTINGS, **(settings or {})}
     if scores.get("reason") is not None:
         return False
-    return all((scores[field] or 0) >= settings[key] for field, key in THRESHOLDS.items())
+    return all((scores[field] or 0) >= settings[key] for field, key in AT_LEAST.items()) and all(
+        (scores[field] if scores[field] is not None else 1.0) <= settings[key] for field, key in AT_MOST.items()
+    )
 
 
 def decide_column(scores: Column, settings: dict[str, Any] | None = None) -> Column:
     """:func:`decide` as a Spark expression over a :data:`SCORES_SCHEMA` struct column."""
     settings = {**DEFAULT_SETTINGS, **(settings or {})}
     same = scores["reason"].isNull()
-    for field, key in THRESHOLDS.items():
+    for field, key in AT_LEAST.items():
         same = same & (F.coalesce(scores[field].cast("double"), F.lit(0.0)) >= float(settings[key]))
+    for field, key in AT_MOST.items():
+        same = same & (F.coalesce(scores[field].cast("double"), F.lit(1.0)) <= float(settings[key]))
     return F.coalesce(same, F.lit(False))
 
 

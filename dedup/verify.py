@@ -97,6 +97,15 @@ def apply_rule(scored: DataFrame, hash_settings: dict[str, Any], verify_settings
     return scored.where((F.col("method") == "exact") | thumbs_agree(verify_settings))
 
 
+def near_candidate_distance(hash_settings: dict[str, Any], verify_settings: dict[str, Any], photo_checked: bool) -> int:
+    """The dHash distance candidates are generated within: ``hash.max_distance``, or with the
+    photo check on, ``verify.photo_max_distance`` when smaller (farther dHash pairs are only
+    photo-checked when their cosine reaches the floor, and those the cosine LSH finds)."""
+    if photo_checked:
+        return min(int(hash_settings["max_distance"]), int(verify_settings["photo_max_distance"]))
+    return int(hash_settings["max_distance"])
+
+
 def score_pairs(
     candidates: DataFrame,
     items: DataFrame,

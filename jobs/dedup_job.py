@@ -118,7 +118,9 @@ def run_job(
         items.write.mode("overwrite").parquet(f"{work}/items")
         items = spark.read.parquet(f"{work}/items")
         n_items = items.count()
-        near = candidates.near_pairs(items, cfg["hash"], n_items)
+        photo_checked = bool(dim) and bool(cfg["verify"]["photo_match"])
+        near_distance = verify.near_candidate_distance(cfg["hash"], cfg["verify"], photo_checked)
+        near = candidates.near_pairs(items, {**cfg["hash"], "max_distance": near_distance}, n_items)
         skipped = near.skipped_buckets.agg(F.count("*").alias("n"), F.sum("count").alias("rows")).first()
         found = candidates.exact_pairs(items, cfg["exact"]).unionByName(near.pairs)
         floor, decide = embed.cosine_thresholds(cfg["embed"], cfg) if dim else (None, None)
@@ -132,8 +134,8 @@ def run_job(
         if cosine_cfg:
             cosine_lsh = cosine.lsh_summary(similar)
             similar.release()
-        note(rows=n_items, candidates=n_candidates, bands=list(near.plan.widths), radius=near.plan.radius,
-             skipped_buckets=int(skipped["n"]), cosine_lsh=cosine_lsh)  # fmt: skip
+        note(rows=n_items, candidates=n_candidates, dhash_distance=near_distance, bands=list(near.plan.widths),
+             radius=near.plan.radius, skipped_buckets=int(skipped["n"]), cosine_lsh=cosine_lsh)  # fmt: skip
 
     with clock.stage("verify") as note:
         photos = items.select("id", "productId", "image_url").join(ok_images, ["productId", "image_url"])

@@ -10,7 +10,7 @@ from PIL import Image
 
 from dedup.benchset import edit
 from dedup.imaging import decode_pixels
-from dedup.photomatch import decide, match_scores, photo_match_udf, score_bytes
+from dedup.photomatch import DEFAULT_SETTINGS, decide, match_scores, photo_match_udf, score_bytes
 from dedup.synth import jpeg_bytes, product_image
 
 SEEDS = (1, 12, 13)  # a dress, a bag and a shoe with enough print for keypoints
@@ -54,6 +54,31 @@ def test_same_cut_in_another_colour_and_print_is_not(seed: int) -> None:
     scores = match_scores(np.asarray(original), decode_pixels(jpeg_bytes(other)))
     assert not decide(scores, RULE), scores
     assert (scores["structure"] or 0.0) < 0.5
+
+
+def two_products(seed: int) -> np.ndarray:
+    """A catalog shot with two items side by side (a model and the product, say)."""
+    return np.concatenate([np.asarray(product_image(seed)), np.asarray(product_image(seed + 1))], axis=1)
+
+
+@pytest.mark.parametrize("seed", (1, 13))
+def test_one_item_recoloured_on_the_same_shot_is_not(seed: int) -> None:
+    scene = two_products(seed)
+    recoloured = scene.copy()
+    left = recoloured[:, : scene.shape[1] // 2]
+    product = (left < 250).any(axis=2)
+    left[product] = 255 - left[product]  # the same cut in another colour, pasted on the same shot
+    scores = match_scores(scene, decode_pixels(jpeg_bytes(Image.fromarray(recoloured))))
+    assert scores["colour_change"] > 0.3 and not decide(scores, RULE), scores
+    for transform in ("hue", "greyscale", "saturation", "combo:pad+blur", "logo"):  # one map explains these
+        copy = match_scores(scene, decode_pixels(edit(Image.fromarray(scene), transform, random.Random(seed))))
+        assert copy["colour_change"] <= 0.1 and decide(copy, RULE), (transform, copy)
+
+
+def test_job_defaults_are_the_calibrated_rule() -> None:
+    from dedup.config import DEFAULTS
+
+    assert {k: DEFAULTS["verify"][k] for k in DEFAULT_SETTINGS} == DEFAULT_SETTINGS
 
 
 def test_bad_input_gives_a_reason_not_an_exception(sample_jpeg: bytes) -> None:

@@ -1,0 +1,132 @@
+"""Calibrate the same-photograph check's thresholds on a job's own candidates, one split only.
+
+The job writes every candidate pair with every photo-match score (``candidates/``), so any rule
+over those scores can be replayed without re-running the job: a pair is a duplicate when its
+images are byte-identical or its scores pass the rule; groups are the connected components of
+the duplicates (the job's oversized-group re-split is not replayed); they are scored pairwise on
+the calibration split's listings (``bench/quality.py``'s ``score_groups``). The chosen rule is the
+one with the highest calibration recall among those whose calibration precision reaches
+``--target-precision`` (the most precise rule when none does), ties broken towards stricter
+settings. The holdout split is scored too, for the chosen rule only, and reported, never used.
+
+Run from the repository root, on the output of ``bench/quality.py``::
+
+    .venv/bin/python bench/calibrate_photo.py --job bench-out/dev/job/default --truth bench-out/dev/set/truth.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quality import score_groups
+
+from dedup.benchset import read_truth
+from dedup.photomatch import AT_LEAST, AT_MOST
+
+GRID: dict[str, tuple[float, ...]] = {
+    "min_inliers": (20, 30, 40, 60),
+    "min_inlier_ratio": (0.4, 0.5, 0.6, 0.7),
+    "min_structure": (0.7, 0.8, 0.9),
+    "min_tile_agreement": (0.3, 0.5, 0.7, 0.9),
+    "max_colour_change": (0.06, 0.08, 0.1, 0.12, 0.14, 0.16, 1.0),
+}
+SCORE_OF = {key: field for field, key in {**AT_LEAST, **AT_MOST}.items()}
+
+
+def load_candidates(job: Path) -> pd.DataFrame:
+    """Candidate pairs (a, b, exact) and their photo scores, one column per score."""
+    frame = pd.read_parquet(job / "candidates", columns=["a", "b", "method", "photo"])
+    scores = pd.DataFrame([p if p is not None else {} for p in frame["photo"]], index=frame.index)
+    out = pd.DataFrame({"a": frame["a"], "b": frame["b"], "exact": frame["method"] == "exact"})
+    for field in SCORE_OF.values():
+        out[field] = scores[field].astype(float) if field in scores else np.nan
+    out["checked"] = scores["reason"].isna() & frame["photo"].notna() if "reason" in scores else False
+    return out
+
+
+def components(pairs: pd.DataFrame) -> list[list[str]]:
+    """Connected components (union-find) of the ``a``-``b`` edges."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in zip(pairs["a"], pairs["b"], strict=True):
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[ra] = rb
+    groups: dict[str, list[str]] = {}
+    for x in parent:
+        groups.setdefault(root(x), []).append(x)
+    return list(groups.values())
+
+
+def kept(candidates: pd.DataFrame, rule: dict[str, float]) -> pd.Series:
+    """Byte-identical pairs, and checked pairs whose scores pass ``rule``."""
+    passes = candidates["checked"].copy()
+    for key, value in rule.items():
+        score = candidates[SCORE_OF[key]]
+        passes &= score.ge(value) if key.startswith("min_") else score.fillna(1.0).le(value)
+    return candidates["exact"] | passes
+
+
+def sweep(candidates: pd.DataFrame, truth: list[dict[str, str]], split: str) -> list[dict[str, Any]]:
+    """Group-level scores on ``split`` of every rule of :data:`GRID`."""
+    ids = {t["productId"] for t in truth if t["split"] == split}
+    local = candidates[candidates["a"].isin(ids) & candidates["b"].isin(ids)]
+    points = []
+    for values in itertools.product(*GRID.values()):
+        rule = dict(zip(GRID, values, strict=True))
+        scores = score_groups(components(local[kept(local, rule)]), truth, split)
+        points.append({"rule": rule, **{k: scores[k] for k in ("precision", "recall", "f1")}})
+    return points
+
+
+def choose(points: list[dict[str, Any]], target: float) -> dict[str, Any]:
+    """Highest recall at ``target`` precision (stricter settings first on ties); else most precise."""
+    eligible = [p for p in points if p["precision"] >= target]
+    if not eligible:
+        return max(points, key=lambda p: (p["precision"], p["recall"]))
+
+    def strictness(p: dict[str, Any]) -> tuple[float, ...]:
+        return tuple(-v if k.startswith("min_") else v for k, v in p["rule"].items())
+
+    return min(eligible, key=lambda p: (-p["recall"], strictness(p)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--job", required=True, help="a job output folder with candidates/")
+    parser.add_argument("--truth", required=True)
+    parser.add_argument("--target-precision", type=float, default=0.99)
+    parser.add_argument("--out", help="write the sweep and the choice here as JSON")
+    args = parser.parse_args(argv)
+    truth = read_truth(Path(args.truth))
+    candidates = load_candidates(Path(args.job))
+    points = sweep(candidates, truth, "calibration")
+    chosen = choose(points, args.target_precision)
+    holdout = score_groups(components(candidates[kept(candidates, chosen["rule"])]), truth, "holdout")
+    replayed = {k: holdout[k] for k in ("precision", "recall", "f1", "recall_by_transform")}
+    result = {"command": " ".join([sys.executable, *sys.argv]), "rules": len(points), "chosen": chosen,
+              "holdout_replayed": replayed}  # fmt: skip
+    if args.out:
+        Path(args.out).write_text(json.dumps({**result, "points": points}, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
