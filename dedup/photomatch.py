@@ -24,7 +24,7 @@ the geometry of local detail. :func:`match_scores` measures it:
    background and misses the product. ``colour_residual``, the RMS residual of a plain affine
    map over the interior, is kept as a measure.
 
-:func:`decide` applies the thresholds; :data:`photo_match_udf` scores pairs of image bytes in Spark.
+:func:`decide` applies the thresholds; :func:`photo_match_udf` scores pairs of image bytes in Spark.
 
 >>> from dedup.synth import product_image
 >>> import numpy as np
@@ -40,6 +40,7 @@ False
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import cv2
@@ -283,10 +284,16 @@ def _compare(a: Features, b: Features, matrix: np.ndarray) -> dict[str, float]:
             "tile_agreement": structure if tiles is None else tiles, "colour_change": colour_change}  # fmt: skip
 
 
-def match_features(a: Features, b: Features, strong: int = 60) -> dict[str, Any]:
+FitGate = tuple[int, float]
+"""(min_inliers, min_inlier_ratio): a fit short of either is not compared further (reason ``weak_fit``)."""
+
+
+def match_features(a: Features, b: Features, strong: int = 60, gate: FitGate | None = None) -> dict[str, Any]:
     """:func:`match_scores` of two images' :class:`Features`. The mirrored match is skipped when
     the direct one already has ``strong`` inliers at a ratio of at least 0.8 (a symmetric product
-    matches its mirror image too, at a lower ratio)."""
+    matches its mirror image too, at a lower ratio). With ``gate``, a pair whose fit falls short
+    of it keeps its fit scores and reason ``weak_fit``, and skips the comparison (most
+    candidates, and about half of a pair's cost): no rule at that gate could keep it."""
     if min(a.grey.shape) < MIN_SIDE or min(b.grey.shape) < MIN_SIDE:
         return _empty("too_small")
     inliers, matches, matrix = _fit(a, b)
@@ -308,19 +315,22 @@ def match_features(a: Features, b: Features, strong: int = 60) -> dict[str, Any]
         "scale": float(np.hypot(matrix[0, 0], matrix[1, 0])),
         "rotation": float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))),
     }
+    if gate is not None and (inliers < gate[0] or scores["inlier_ratio"] < gate[1]):
+        return {**_empty("weak_fit"), **scores, "reason": "weak_fit"}
     scores.update(_compare(a, side, matrix))
     return scores
 
 
-def match_scores(pixels_a: np.ndarray, pixels_b: np.ndarray) -> dict[str, Any]:
+def match_scores(pixels_a: np.ndarray, pixels_b: np.ndarray, gate: FitGate | None = None) -> dict[str, Any]:
     """The photo-match scores of two RGB uint8 arrays (see the module doc); never raises.
 
-    ``reason`` is None when the pair was compared, else why not (``too_small``, ``no_fit``, ...).
+    ``reason`` is None when the pair was compared, else why not (``too_small``, ``no_fit``,
+    ``weak_fit`` under ``gate``, ...).
     """
     try:
         if min(pixels_a.shape[:2]) < MIN_SIDE or min(pixels_b.shape[:2]) < MIN_SIDE:
             return _empty("too_small")
-        return match_features(Features.of(pixels_a), Features.of(pixels_b))
+        return match_features(Features.of(pixels_a), Features.of(pixels_b), gate=gate)
     except (cv2.error, ValueError, np.linalg.LinAlgError) as exc:
         return _empty(f"error:{type(exc).__name__}")
 
@@ -365,18 +375,56 @@ def decode_for_match(data: bytes | None) -> np.ndarray | str:
         return str(exc)
 
 
-def score_bytes(data_a: bytes | None, data_b: bytes | None) -> dict[str, Any]:
+class FeatureCache:
+    """The last ``size`` images' :class:`Features` (or why they cannot be compared), by their bytes:
+    candidate pairs arrive grouped by one side after the join, so one image meets many others."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._entries: OrderedDict[bytes, Features | str] = OrderedDict()
+
+    def get(self, data: bytes | None) -> Features | str:
+        if data is None:
+            return "missing_image"
+        data = bytes(data)
+        if data in self._entries:
+            self._entries.move_to_end(data)
+            return self._entries[data]
+        pixels = decode_for_match(data)
+        entry: Features | str = pixels
+        if not isinstance(pixels, str):
+            entry = "too_small" if min(pixels.shape[:2]) < MIN_SIDE else Features.of(pixels)
+        self._entries[data] = entry
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return entry
+
+
+def score_bytes(
+    data_a: bytes | None, data_b: bytes | None, gate: FitGate | None = None, cache: FeatureCache | None = None
+) -> dict[str, Any]:
     """:func:`match_scores` of two images' bytes; an undecodable side gives ``reason`` ``a:<why>``/``b:<why>``."""
-    a, b = decode_for_match(data_a), decode_for_match(data_b)
+    cache = cache or FeatureCache(size=2)
+    a, b = cache.get(data_a), cache.get(data_b)
     if isinstance(a, str):
-        return _empty(f"a:{a}")
+        return _empty("too_small" if a == "too_small" else f"a:{a}")
     if isinstance(b, str):
-        return _empty(f"b:{b}")
-    return match_scores(a, b)
+        return _empty("too_small" if b == "too_small" else f"b:{b}")
+    try:
+        return match_features(a, b, gate=gate)
+    except (cv2.error, ValueError, np.linalg.LinAlgError) as exc:
+        return _empty(f"error:{type(exc).__name__}")
 
 
-@F.pandas_udf(SCORES_SCHEMA)
-def photo_match_udf(a: pd.Series, b: pd.Series) -> pd.DataFrame:
-    """:func:`score_bytes` over an Arrow batch of image-bytes pairs: a struct of the scores."""
-    rows = [score_bytes(x, y) for x, y in zip(a, b, strict=True)]
-    return pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS], index=a.index)
+def photo_match_udf(gate: FitGate | None = None) -> Any:
+    """A pandas UDF of :func:`score_bytes` over an Arrow batch of image-bytes pairs (a struct of
+    the scores), with ``gate``; images are decoded once per batch while they stay in a
+    :class:`FeatureCache`."""
+
+    @F.pandas_udf(SCORES_SCHEMA)
+    def scores(a: pd.Series, b: pd.Series) -> pd.DataFrame:
+        cache = FeatureCache()
+        rows = [score_bytes(x, y, gate, cache) for x, y in zip(a, b, strict=True)]
+        return pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS], index=a.index)
+
+    return scores

@@ -151,7 +151,8 @@ def score_pairs(
         gate = (F.col("distance") <= int(verify_settings["photo_max_distance"])) | F.coalesce(
             F.col("cosine") >= float(cosine_settings["floor"]), F.lit(False)
         )
-        scored = _with_photo_scores(scored, images, gate)
+        fit_gate = (int(verify_settings["min_inliers"]), float(verify_settings["min_inlier_ratio"]))
+        scored = _with_photo_scores(scored, images, gate, fit_gate)
         decided_method = F.when(exact, "exact").when(photomatch.decide_column(F.col("photo"), verify_settings), "photo")
     else:
         by_hash = within_distance(hash_settings) & thumbs_agree(verify_settings)
@@ -178,13 +179,15 @@ def kept_pairs(scored: DataFrame, verify_settings: dict[str, Any]) -> Verified:
     )
 
 
-def _with_photo_scores(scored: DataFrame, images: DataFrame, gate: Column) -> DataFrame:
+def _with_photo_scores(scored: DataFrame, images: DataFrame, gate: Column, fit_gate: photomatch.FitGate) -> DataFrame:
     """``photo``: the :mod:`dedup.photomatch` scores, from both images' bytes, of each pair that
-    is not byte-identical and passes ``gate`` (null for the others: not checked, not kept)."""
+    is not byte-identical and passes ``gate`` (null for the others: not checked, not kept); pairs
+    whose keypoint fit falls short of ``fit_gate`` keep their fit scores only (``weak_fit``)."""
     bytes_a = images.select(F.col("id").alias("id_a"), F.col("image_bytes").alias("bytes_a"))
     bytes_b = images.select(F.col("id").alias("id_b"), F.col("image_bytes").alias("bytes_b"))
     checked = (F.col("method") != "exact") & gate
     skipped = scored.where(~checked).withColumn("photo", F.lit(None).cast(photomatch.SCORES_SCHEMA))
     near = scored.where(checked).join(bytes_a, "id_a").join(bytes_b, "id_b")
-    near = near.withColumn("photo", photomatch.photo_match_udf("bytes_a", "bytes_b")).drop("bytes_a", "bytes_b")
+    photo_scores = photomatch.photo_match_udf(fit_gate)
+    near = near.withColumn("photo", photo_scores("bytes_a", "bytes_b")).drop("bytes_a", "bytes_b")
     return skipped.unionByName(near)

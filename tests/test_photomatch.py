@@ -10,7 +10,7 @@ from PIL import Image
 
 from dedup.benchset import edit
 from dedup.imaging import decode_pixels
-from dedup.photomatch import DEFAULT_SETTINGS, decide, match_scores, photo_match_udf, score_bytes
+from dedup.photomatch import DEFAULT_SETTINGS, FeatureCache, decide, match_scores, photo_match_udf, score_bytes
 from dedup.synth import jpeg_bytes, product_image
 
 SEEDS = (1, 12, 13)  # a dress, a bag and a shoe with enough print for keypoints
@@ -75,6 +75,32 @@ def test_one_item_recoloured_on_the_same_shot_is_not(seed: int) -> None:
         assert copy["colour_change"] <= 0.1 and decide(copy, RULE), (transform, copy)
 
 
+def test_fit_gate_skips_the_comparison_without_changing_a_decision() -> None:
+    gate = (RULE["min_inliers"], RULE["min_inlier_ratio"])
+    cache = FeatureCache()
+    for seed in SEEDS:
+        original = jpeg_bytes(product_image(seed))
+        others = [edit(product_image(seed), "combo:crop+hue", random.Random(seed)),
+                  jpeg_bytes(lookalike(product_image(seed), seed)), jpeg_bytes(product_image(seed + 40))]  # fmt: skip
+        for other in others:
+            full, gated = score_bytes(original, other), score_bytes(original, other, gate, cache)
+            assert decide(full, RULE) == decide(gated, RULE)
+            assert gated["inliers"] == full["inliers"]
+            if gated["reason"] == "weak_fit":
+                assert gated["structure"] is None and full["reason"] is None
+    assert decide(score_bytes(original, others[0], gate, cache), RULE)
+
+
+def test_feature_cache_decodes_an_image_once_while_it_stays() -> None:
+    cache = FeatureCache(size=2)
+    first, second, third = (jpeg_bytes(product_image(i)) for i in (1, 2, 3))
+    kept = cache.get(first)
+    assert cache.get(bytes(first)) is kept
+    cache.get(second), cache.get(third)
+    assert cache.get(first) is not kept  # evicted, made again
+    assert cache.get(None) == "missing_image" and cache.get(b"junk").startswith("undecodable_image")
+
+
 def test_job_defaults_are_the_calibrated_rule() -> None:
     from dedup.config import DEFAULTS
 
@@ -100,7 +126,8 @@ def test_udf_scores_pairs_inside_spark(spark) -> None:
         ("missing", jpeg_bytes(original), None),
     ]
     frame = spark.createDataFrame(rows, "name string, a binary, b binary")
-    scored = {r["name"]: r["s"].asDict() for r in frame.select("name", photo_match_udf("a", "b").alias("s")).collect()}
+    udf = photo_match_udf()
+    scored = {r["name"]: r["s"].asDict() for r in frame.select("name", udf("a", "b").alias("s")).collect()}
     assert scored["copy"]["reason"] is None and decide(scored["copy"], RULE)
     assert not decide(scored["lookalike"], RULE)
     assert scored["garbage"]["reason"].startswith("a:undecodable_image")
