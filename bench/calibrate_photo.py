@@ -8,6 +8,10 @@ the calibration split's listings (``bench/quality.py``'s ``score_groups``). The 
 one with the highest calibration recall among those whose calibration precision reaches
 ``--target-precision`` (the most precise rule when none does), ties broken towards stricter
 settings. The holdout split is scored too, for the chosen rule only, and reported, never used.
+A job compares a pair further only when its keypoint fit reaches the run's ``verify.min_inliers``
+and ``min_inlier_ratio`` (``weak_fit`` otherwise), so the grid is cut to rules at or above those
+(read from the run's manifest) when any pair was left at ``weak_fit``: run the job with lower
+values to calibrate below them.
 
 Run from the repository root, on the output of ``bench/quality.py``::
 
@@ -51,6 +55,7 @@ def load_candidates(job: Path) -> pd.DataFrame:
     for field in SCORE_OF.values():
         out[field] = scores[field].astype(float) if field in scores else np.nan
     out["checked"] = scores["reason"].isna() & frame["photo"].notna() if "reason" in scores else False
+    out["weak_fit"] = scores["reason"].eq("weak_fit") if "reason" in scores else False
     return out
 
 
@@ -83,13 +88,22 @@ def kept(candidates: pd.DataFrame, rule: dict[str, float]) -> pd.Series:
     return candidates["exact"] | passes
 
 
-def sweep(candidates: pd.DataFrame, truth: list[dict[str, str]], split: str) -> list[dict[str, Any]]:
-    """Group-level scores on ``split`` of every rule of :data:`GRID`."""
+def grid_for(job: Path) -> dict[str, tuple[float, ...]]:
+    """:data:`GRID` without the fit thresholds below those the run at ``job`` compared pairs at."""
+    verify = json.loads((job / "manifest.json").read_text())["config"]["verify"]
+    floor = {key: float(verify.get(key, 0)) for key in ("min_inliers", "min_inlier_ratio")}
+    return {key: tuple(v for v in values if v >= floor.get(key, v)) for key, values in GRID.items()}
+
+
+def sweep(
+    candidates: pd.DataFrame, truth: list[dict[str, str]], split: str, grid: dict[str, tuple[float, ...]] = GRID
+) -> list[dict[str, Any]]:
+    """Group-level scores on ``split`` of every rule of ``grid``."""
     ids = {t["productId"] for t in truth if t["split"] == split}
     local = candidates[candidates["a"].isin(ids) & candidates["b"].isin(ids)]
     points = []
-    for values in itertools.product(*GRID.values()):
-        rule = dict(zip(GRID, values, strict=True))
+    for values in itertools.product(*grid.values()):
+        rule = dict(zip(grid, values, strict=True))
         scores = score_groups(components(local[kept(local, rule)]), truth, split)
         points.append({"rule": rule, **{k: scores[k] for k in ("precision", "recall", "f1")}})
     return points
@@ -116,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     truth = read_truth(Path(args.truth))
     candidates = load_candidates(Path(args.job))
-    points = sweep(candidates, truth, "calibration")
+    grid = grid_for(Path(args.job)) if candidates["weak_fit"].any() else GRID
+    points = sweep(candidates, truth, "calibration", grid)
     chosen = choose(points, args.target_precision)
     holdout = score_groups(components(candidates[kept(candidates, chosen["rule"])]), truth, "holdout")
     replayed = {k: holdout[k] for k in ("precision", "recall", "f1", "recall_by_transform")}
