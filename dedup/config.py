@@ -88,7 +88,7 @@ DEFAULTS: dict[str, Any] = {
         # (dedup/photomatch.py: ORB + RANSAC fit, then texture over the product); thresholds below
         "photo_match": True,
         "photo_max_distance": 0,  # dHash candidates this close are photo-checked; others need the cosine floor
-        "min_inliers": 30,
+        "min_inliers": 20,
         "min_inlier_ratio": 0.6,
         "min_structure": 0.8,
         "min_tile_agreement": 0.5,

@@ -69,7 +69,7 @@ COLOUR_SAMPLES = 4096  # pixels the colour map is fitted and checked on
 ERODE = 17  # pixels: the interior keeps clear of the silhouette edge, whose band-pass ring any look-alike shares
 # Calibrated on the dev set's calibration split by bench/calibrate_photo.py (docs/BENCHMARKS.md).
 DEFAULT_SETTINGS: dict[str, float] = {
-    "min_inliers": 30,
+    "min_inliers": 20,
     "min_inlier_ratio": 0.6,
     "min_structure": 0.8,
     "min_tile_agreement": 0.5,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import random
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -83,6 +85,26 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     recall = {(p["max_distance"], p["max_thumb_distance"]): p["recall"] for p in points}
     assert recall[(6, 2.0)] >= recall[(3, 0.03)] >= recall[(0, 0.01)] > 0  # looser rules find more
     assert "| pairs implied by groups |" in report_table(report)
+
+    # bench/calibrate_photo.py replays rules over candidates/: at the job's own rule, the job's groups
+    calibrate = _bench_module("calibrate_photo")
+    candidates = calibrate.load_candidates(tmp_path / "out")
+    rule = {key: cfg["verify"][key] for key in calibrate.SCORE_OF}
+    replayed = calibrate.components(candidates[calibrate.kept(candidates, rule)])
+    groups = defaultdict(set)
+    for m in members:
+        groups[m["group_id"]].add(m["productId"])
+    assert {frozenset(g) for g in replayed} == {frozenset(g) for g in groups.values() if len(g) > 1}
+    looser = calibrate.kept(candidates, {**rule, "max_colour_change": 1.0, "min_structure": 0.0})
+    assert looser.sum() >= calibrate.kept(candidates, rule).sum() > 0
+
+
+def _bench_module(name: str):
+    """A module of bench/ (not a package), imported by path."""
+    bench = str(Path(__file__).resolve().parent.parent / "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    return importlib.import_module(name)
 
 
 def test_eval_command_refuses_missing_inputs(tmp_path, capsys):
