@@ -8,7 +8,7 @@ Steps (all in one run, one machine):
    copies fall in the calibration or the holdout split.
 2. The images are served on loopback and the real job (``jobs.dedup_job.run_job``, Spark local[2])
    runs over the whole catalog twice: with the defaults (the embedder, cosine LSH and the
-   same-photograph check, whose thresholds ``bench/verifier.py`` calibrated on the calibration
+   same-photograph check, whose thresholds ``bench/calibrate_photo.py`` chose on the calibration
    split), and hashes only (``embed.backend=none``); the second run reuses the first's downloads.
 3. With ``--calibrate-hash``, the hash-only rule is also calibrated on the calibration split:
    ``dedup.evaluate.threshold_sweep`` over (dHash distance, thumbnail distance), re-running the

@@ -293,7 +293,7 @@ def match_features(a: Features, b: Features, strong: int = 60, gate: FitGate | N
     the direct one already has ``strong`` inliers at a ratio of at least 0.8 (a symmetric product
     matches its mirror image too, at a lower ratio). With ``gate``, a pair whose fit falls short
     of it keeps its fit scores and reason ``weak_fit``, and skips the comparison (most
-    candidates, and about half of a pair's cost): no rule at that gate could keep it."""
+    candidates; the comparison is about a third of a pair's cost): no rule at that gate could keep it."""
     if min(a.grey.shape) < MIN_SIDE or min(b.grey.shape) < MIN_SIDE:
         return _empty("too_small")
     inliers, matches, matrix = _fit(a, b)
