@@ -41,6 +41,7 @@ False
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -321,18 +322,39 @@ def match_features(a: Features, b: Features, strong: int = 60, gate: FitGate | N
     return scores
 
 
+Prepared = Features | str
+"""One side of a pair ready to match: its :class:`Features`, or the reason it cannot be compared."""
+MATCH_ERRORS = (cv2.error, ValueError, np.linalg.LinAlgError)
+
+
+def prepare_side(pixels: np.ndarray) -> Prepared:
+    """:class:`Features` of an RGB uint8 array, or ``too_small``."""
+    return "too_small" if min(pixels.shape[:2]) < MIN_SIDE else Features.of(pixels)
+
+
+def _match_sides(a: Callable[[], Prepared], b: Callable[[], Prepared], gate: FitGate | None) -> dict[str, Any]:
+    """:func:`match_features` of two sides prepared by ``a()`` and ``b()``; never raises. A side
+    that cannot be read gives ``a:<why>``/``b:<why>``; else one too small gives ``too_small``."""
+    try:
+        side_a, side_b = a(), b()
+        reasons = [(name, side) for name, side in (("a", side_a), ("b", side_b)) if isinstance(side, str)]
+        for name, side in reasons:  # an image that cannot be read outranks one that is too small
+            if side != "too_small":
+                return _empty(f"{name}:{side}")
+        if reasons:
+            return _empty("too_small")
+        return match_features(side_a, side_b, gate=gate)
+    except MATCH_ERRORS as exc:
+        return _empty(f"error:{type(exc).__name__}")
+
+
 def match_scores(pixels_a: np.ndarray, pixels_b: np.ndarray, gate: FitGate | None = None) -> dict[str, Any]:
     """The photo-match scores of two RGB uint8 arrays (see the module doc); never raises.
 
     ``reason`` is None when the pair was compared, else why not (``too_small``, ``no_fit``,
     ``weak_fit`` under ``gate``, ...).
     """
-    try:
-        if min(pixels_a.shape[:2]) < MIN_SIDE or min(pixels_b.shape[:2]) < MIN_SIDE:
-            return _empty("too_small")
-        return match_features(Features.of(pixels_a), Features.of(pixels_b), gate=gate)
-    except (cv2.error, ValueError, np.linalg.LinAlgError) as exc:
-        return _empty(f"error:{type(exc).__name__}")
+    return _match_sides(lambda: prepare_side(pixels_a), lambda: prepare_side(pixels_b), gate)
 
 
 AT_LEAST = {"inliers": "min_inliers", "inlier_ratio": "min_inlier_ratio", "structure": "min_structure",
@@ -381,9 +403,9 @@ class FeatureCache:
 
     def __init__(self, size: int = 32) -> None:
         self.size = size
-        self._entries: OrderedDict[bytes, Features | str] = OrderedDict()
+        self._entries: OrderedDict[bytes, Prepared] = OrderedDict()
 
-    def get(self, data: bytes | None) -> Features | str:
+    def get(self, data: bytes | None) -> Prepared:
         if data is None:
             return "missing_image"
         data = bytes(data)
@@ -391,9 +413,7 @@ class FeatureCache:
             self._entries.move_to_end(data)
             return self._entries[data]
         pixels = decode_for_match(data)
-        entry: Features | str = pixels
-        if not isinstance(pixels, str):
-            entry = "too_small" if min(pixels.shape[:2]) < MIN_SIDE else Features.of(pixels)
+        entry = pixels if isinstance(pixels, str) else prepare_side(pixels)
         self._entries[data] = entry
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)
@@ -403,17 +423,10 @@ class FeatureCache:
 def score_bytes(
     data_a: bytes | None, data_b: bytes | None, gate: FitGate | None = None, cache: FeatureCache | None = None
 ) -> dict[str, Any]:
-    """:func:`match_scores` of two images' bytes; an undecodable side gives ``reason`` ``a:<why>``/``b:<why>``."""
+    """:func:`match_scores` of two images' bytes (through ``cache``, if given); never raises. An
+    undecodable side gives ``reason`` ``a:<why>``/``b:<why>``."""
     cache = cache or FeatureCache(size=2)
-    a, b = cache.get(data_a), cache.get(data_b)
-    if isinstance(a, str):
-        return _empty("too_small" if a == "too_small" else f"a:{a}")
-    if isinstance(b, str):
-        return _empty("too_small" if b == "too_small" else f"b:{b}")
-    try:
-        return match_features(a, b, gate=gate)
-    except (cv2.error, ValueError, np.linalg.LinAlgError) as exc:
-        return _empty(f"error:{type(exc).__name__}")
+    return _match_sides(lambda: cache.get(data_a), lambda: cache.get(data_b), gate)
 
 
 def photo_match_udf(gate: FitGate | None = None) -> Any:

@@ -111,6 +111,9 @@ def test_bad_input_gives_a_reason_not_an_exception(sample_jpeg: bytes) -> None:
     assert score_bytes(b"not an image", sample_jpeg)["reason"].startswith("a:undecodable_image")
     assert score_bytes(sample_jpeg, None)["reason"] == "b:missing_image"
     assert score_bytes(sample_jpeg, sample_jpeg[: len(sample_jpeg) // 3])["reason"].startswith("b:")
+    tiny_jpeg = jpeg_bytes(Image.new("RGB", (8, 8), (200, 30, 30)))
+    assert score_bytes(tiny_jpeg, b"junk")["reason"].startswith("b:undecodable_image")
+    assert score_bytes(tiny_jpeg, sample_jpeg)["reason"] == "too_small"
     tiny = match_scores(np.zeros((4, 4, 3), np.uint8), decode_pixels(sample_jpeg))
     assert tiny["reason"] == "too_small" and not decide(tiny, RULE)
     flat = match_scores(np.full((64, 64, 3), 255, np.uint8), np.full((64, 64, 3), 255, np.uint8))
