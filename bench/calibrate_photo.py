@@ -24,6 +24,7 @@ import argparse
 import itertools
 import json
 import sys
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _quality_peer import components as link_components
 from quality import score_groups
 
 from dedup.benchset import read_truth
@@ -60,31 +62,23 @@ def load_candidates(job: Path) -> pd.DataFrame:
 
 
 def components(pairs: pd.DataFrame) -> list[list[str]]:
-    """Connected components (union-find) of the ``a``-``b`` edges."""
-    parent: dict[str, str] = {}
-
-    def root(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    """Connected components (two or more members) of the ``a``-``b`` edges."""
+    links: dict[str, list[str]] = defaultdict(list)
     for a, b in zip(pairs["a"], pairs["b"], strict=True):
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[ra] = rb
-    groups: dict[str, list[str]] = {}
-    for x in parent:
-        groups.setdefault(root(x), []).append(x)
-    return list(groups.values())
+        links[a].append(b)
+    return link_components(links)
 
 
 def kept(candidates: pd.DataFrame, rule: dict[str, float]) -> pd.Series:
-    """Byte-identical pairs, and checked pairs whose scores pass ``rule``."""
+    """Byte-identical pairs, and checked pairs whose scores pass ``rule``: :func:`dedup.photomatch.decide`
+    over columns (a missing score fails an at-least and passes no at-most)."""
     passes = candidates["checked"].copy()
-    for key, value in rule.items():
-        score = candidates[SCORE_OF[key]]
-        passes &= score.ge(value) if key.startswith("min_") else score.fillna(1.0).le(value)
+    for field, key in AT_LEAST.items():
+        if key in rule:
+            passes &= candidates[field].ge(rule[key])
+    for field, key in AT_MOST.items():
+        if key in rule:
+            passes &= candidates[field].fillna(1.0).le(rule[key])
     return candidates["exact"] | passes
 
 

@@ -97,11 +97,17 @@ def apply_rule(scored: DataFrame, hash_settings: dict[str, Any], verify_settings
     return scored.where((F.col("method") == "exact") | thumbs_agree(verify_settings))
 
 
-def near_candidate_distance(hash_settings: dict[str, Any], verify_settings: dict[str, Any], photo_checked: bool) -> int:
+def photo_checked(verify_settings: dict[str, Any], embedded: bool) -> bool:
+    """Whether candidates are decided by :mod:`dedup.photomatch`: with embeddings and
+    ``verify.photo_match`` on."""
+    return embedded and bool(verify_settings.get("photo_match"))
+
+
+def near_candidate_distance(hash_settings: dict[str, Any], verify_settings: dict[str, Any], photo_check: bool) -> int:
     """The dHash distance candidates are generated within: ``hash.max_distance``, or with the
     photo check on, ``verify.photo_max_distance`` when smaller (farther dHash pairs are only
     photo-checked when their cosine reaches the floor, and those the cosine LSH finds)."""
-    if photo_checked:
+    if photo_check:
         return min(int(hash_settings["max_distance"]), int(verify_settings["photo_max_distance"]))
     return int(hash_settings["max_distance"])
 
@@ -146,8 +152,7 @@ def score_pairs(
         same_family("a", "b").alias("same_family"),
     )  # fmt: skip
     exact = F.col("method") == "exact"
-    photo_match = bool(cosine_settings) and images is not None and bool(verify_settings.get("photo_match"))
-    if photo_match:
+    if photo_checked(verify_settings, bool(cosine_settings)) and images is not None:
         gate = (F.col("distance") <= int(verify_settings["photo_max_distance"])) | F.coalesce(
             F.col("cosine") >= float(cosine_settings["floor"]), F.lit(False)
         )

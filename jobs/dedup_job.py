@@ -118,7 +118,7 @@ def run_job(
         items.write.mode("overwrite").parquet(f"{work}/items")
         items = spark.read.parquet(f"{work}/items")
         n_items = items.count()
-        photo_checked = bool(dim) and bool(cfg["verify"]["photo_match"])
+        photo_checked = verify.photo_checked(cfg["verify"], embedded=bool(dim))
         near_distance = verify.near_candidate_distance(cfg["hash"], cfg["verify"], photo_checked)
         near = candidates.near_pairs(items, {**cfg["hash"], "max_distance": near_distance}, n_items)
         skipped = near.skipped_buckets.agg(F.count("*").alias("n"), F.sum("count").alias("rows")).first()
