@@ -21,7 +21,8 @@ Images are served at ``/img/<name>``. Paths under ``/fault/`` misbehave:
 ``/fault/bomb/<n>``            a PNG of a few hundred bytes declaring 100000 x 100000 pixels
 =============================  ==============================================================
 
-``hits`` counts the requests per path, so tests can tell what was downloaded again.
+``hits`` counts the requests per path as they arrive, so tests can tell what was downloaded again;
+``served`` counts the answers sent whole (a download the client may have finished).
 
 >>> server = ImageServer({"a.png": b"\\x89PNG\\r\\n\\x1a\\n..."}).start()
 >>> import requests
@@ -64,6 +65,7 @@ class ImageServer:
         self.folder = Path(images) if isinstance(images, (str, Path)) else None
         self.images = images if isinstance(images, dict) else {}
         self.hits: Counter[str] = Counter()
+        self.served: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = _QuietServer((host, port), self._handler_class())
@@ -210,7 +212,12 @@ class ImageServer:
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.end_headers()
-                with contextlib.suppress(OSError):  # the client may hang up first
+                try:
                     self.wfile.write(body)
+                    self.wfile.flush()
+                except OSError:  # the client hung up first
+                    return
+                with server._lock:
+                    server.served[self.path] += 1
 
         return Handler
