@@ -19,6 +19,7 @@ Images are served at ``/img/<name>``. Paths under ``/fault/`` misbehave:
 ``/fault/metadata/<n>``        302 to a link-local address (a cloud metadata endpoint)
 ``/fault/huge/<n>``            claims a 10 GB Content-Length
 ``/fault/bomb/<n>``            a PNG of a few hundred bytes declaring 100000 x 100000 pixels
+``/stats``                     ``hits`` and ``served`` as JSON (for a client in another process)
 =============================  ==============================================================
 
 ``hits`` counts the requests per path as they arrive, so tests can tell what was downloaded again;
@@ -36,6 +37,7 @@ b'\\x89PNG'
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import struct
 import sys
@@ -120,6 +122,10 @@ class ImageServer:
 
             def do_GET(self) -> None:
                 parts = self.path.lstrip("/").split("/")
+                if parts == ["stats"]:
+                    with server._lock:
+                        stats = {"hits": dict(server.hits), "served": dict(server.served)}
+                    return self._send(200, json.dumps(stats).encode(), "application/json")
                 seen = server.count(self.path)
                 if parts[0] == "img" and len(parts) >= 2:
                     return self._image("/".join(parts[1:]))
