@@ -19,7 +19,8 @@ Images are served at ``/img/<name>``. Paths under ``/fault/`` misbehave:
 ``/fault/metadata/<n>``        302 to a link-local address (a cloud metadata endpoint)
 ``/fault/huge/<n>``            claims a 10 GB Content-Length
 ``/fault/bomb/<n>``            a PNG of a few hundred bytes declaring 100000 x 100000 pixels
-``/stats``                     ``hits`` and ``served`` as JSON (for a client in another process)
+``/stats/<prefix>``            ``hits`` and ``served`` of the paths holding ``/<prefix>/``, as JSON
+                               (for a client in another process)
 =============================  ==============================================================
 
 ``hits`` counts the requests per path as they arrive, so tests can tell what was downloaded again;
@@ -122,9 +123,11 @@ class ImageServer:
 
             def do_GET(self) -> None:
                 parts = self.path.lstrip("/").split("/")
-                if parts == ["stats"]:
+                if parts[0] == "stats" and len(parts) == 2:
+                    part = f"/{parts[1]}/"
                     with server._lock:
-                        stats = {"hits": dict(server.hits), "served": dict(server.served)}
+                        stats = {name: {p: n for p, n in counts.items() if part in p}
+                                 for name, counts in (("hits", server.hits), ("served", server.served))}  # fmt: skip
                     return self._send(200, json.dumps(stats).encode(), "application/json")
                 seen = server.count(self.path)
                 if parts[0] == "img" and len(parts) >= 2:
