@@ -50,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
         "max_attempts": 4,
         "backoff_base_s": 0.5,
         "backoff_max_s": 8.0,
-        "max_retry_after_s": 30.0,  # a longer Retry-After is cut to this (and to the URL's budget)
+        "max_retry_after_s": 30.0,  # a longer Retry-After is cut to this; one past the URL's budget ends it
         # circuit breaker per host: open after breaker_failures attempts in a row got no answer
         # (time-outs, refused or reset connections) and the host has not answered for breaker_after_s;
         # its URLs then fail at once (host_circuit_open) until one probe per breaker_cooldown_s answers

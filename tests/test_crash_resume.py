@@ -69,6 +69,7 @@ def killed_run(served, catalog, out, log_path, when, settings=BASE_SETTINGS):
             job.wait()
     assert job.returncode == -signal.SIGKILL
     assert not (out / "manifest.json").exists()  # no finished run to mistake it for
+    time.sleep(1)  # the server counts an answer once it is sent whole: let those under way settle
     return dict(served.served), dict(served.hits)
 
 
