@@ -182,14 +182,19 @@ def peer(url_list: list[str], out: Path, timeout_s: float) -> dict[str, Any]:
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
+    # its own session: on a time-out the whole group goes, its worker processes too
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                             start_new_session=True)  # fmt: skip
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
+        _, stderr = child.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
         return {"error": f"did not finish in {timeout_s:.0f} s", "seconds": timeout_s, "cores": 2}
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode:
-        return {"error": done.stderr[-2000:], "seconds": wall}
+    if child.returncode:
+        return {"error": stderr[-2000:], "seconds": wall}
     ok = failed = 0
     shard_s, reasons = [], {}
     for path in (out / "images").glob("*_stats.json"):
