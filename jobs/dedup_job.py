@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 import dedup
-from dedup import candidates, cosine, embed, features, fetch, groups, incremental, ingest, outputs, verify
+from dedup import candidates, cosine, embed, features, fetch, groups, incremental, ingest, knn, outputs, verify
 from dedup.config import load_config
 from dedup.progress import StageClock
 from dedup.session import build_session
@@ -41,6 +41,19 @@ def ingest_stage(
     ingested.rejects.write.mode("overwrite").parquet(f"{out}/rejects")
     rejects = spark.read.parquet(f"{out}/rejects")
     return ingested, rejects, outputs.counts_by(rejects, "reason"), ingested.products.count()
+
+
+def cosine_candidates(
+    items: DataFrame, settings: dict[str, Any], dim: int, n_items: int, floor: float
+) -> knn.KnnCandidates | cosine.CosineCandidates:
+    """The cosine candidates of ``cosine.method``: each product's ``k`` nearest neighbours at or
+    above ``floor`` (knn), or every pair at or above it (lsh)."""
+    method = settings.get("method", "knn")
+    if method == "knn":
+        return knn.knn_pairs(items, settings, dim, n_items, floor)
+    if method == "lsh":
+        return cosine.cosine_pairs(items, {**settings, "min_cosine": floor}, dim, n_items)
+    raise ValueError(f"cosine.method must be knn or lsh, got {method!r}")
 
 
 def run_job(
@@ -126,13 +139,13 @@ def run_job(
         floor, decide = embed.cosine_thresholds(cfg["embed"], cfg) if dim else (None, None)
         cosine_cfg = {"dim": dim, "min_cosine": decide, "floor": floor} if dim else None
         if cosine_cfg:
-            similar = cosine.cosine_pairs(items, {**cfg["cosine"], "min_cosine": floor}, dim, n_items)
+            similar = cosine_candidates(items, cfg["cosine"], dim, n_items, floor)
             found = found.unionByName(similar.pairs.select("id_a", "id_b"))
         found.write.mode("overwrite").parquet(f"{work}/candidates")
         n_candidates = spark.read.parquet(f"{work}/candidates").count()
         cosine_lsh = None
         if cosine_cfg:
-            cosine_lsh = cosine.lsh_summary(similar)
+            cosine_lsh = similar.summary() if isinstance(similar, knn.KnnCandidates) else cosine.lsh_summary(similar)
             similar.release()
         note(rows=n_items, candidates=n_candidates, dhash_distance=near_distance, bands=list(near.plan.widths),
              radius=near.plan.radius, skipped_buckets=int(skipped["n"]), cosine_lsh=cosine_lsh)  # fmt: skip
