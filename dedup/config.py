@@ -74,7 +74,7 @@ DEFAULTS: dict[str, Any] = {
         # dedup/knn.py); lsh: every pair at or above the floor (SimHash LSH, dedup/cosine.py; grows as N^2)
         "method": "knn",
         "min_cosine": 0.0,  # the candidate floor: no candidate below this cosine; 0: the backend's floor
-        "k": 10,  # knn: neighbours per product (docs/candidates.md: recall against cost)
+        "k": 5,  # knn: neighbours per product (docs/candidates.md: recall against cost)
         "cell_size": 2000,  # knn: vectors per IVF cell (cells = N / cell_size); the exact search is per cell
         "probes": 2,  # knn: cells each vector is assigned to (its nearest centroids)
         "train_sample": 40_000,  # knn: most vectors the centroids are trained on (collected on the driver)

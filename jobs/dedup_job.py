@@ -152,10 +152,19 @@ def run_job(
 
     with clock.stage("verify") as note:
         photos = items.select("id", "productId", "image_url").join(ok_images, ["productId", "image_url"])
+        photos = photos.select("id", "image_bytes")
+        described = None
+        if verify.photo_checked(cfg["verify"], embedded=bool(dim)):
+            # the per-image part of the photo check, once per image that is in some candidate pair
+            pair_ids = spark.read.parquet(f"{work}/candidates")
+            pair_ids = pair_ids.select(F.col("id_a").alias("id")).union(pair_ids.select(F.col("id_b").alias("id")))
+            verify.describe_images(photos.join(pair_ids.distinct(), "id", "left_semi")).write.mode("overwrite").parquet(
+                f"{work}/described"
+            )
+            described = spark.read.parquet(f"{work}/described")
         scored = verify.score_pairs(
-            spark.read.parquet(f"{work}/candidates"), items, cfg["hash"], cfg["verify"], cosine_cfg,
-            photos.select("id", "image_bytes"),
-        )  # fmt: skip
+            spark.read.parquet(f"{work}/candidates"), items, cfg["hash"], cfg["verify"], cosine_cfg, photos, described
+        )
         scored.write.mode("overwrite").parquet(f"{work}/scored")  # the photo check runs once, here
         scored = spark.read.parquet(f"{work}/scored")
         scored.drop("id_a", "id_b").write.mode("overwrite").parquet(f"{out}/candidates")
