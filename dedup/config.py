@@ -23,6 +23,9 @@ DEFAULTS: dict[str, Any] = {
         "spark.sql.shuffle.partitions": "8",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.execution.arrow.maxRecordsPerBatch": "2000",
+        # rows per Parquet read batch: the photo check's stored descriptions are ~40 KB a row, and
+        # Spark's default 4,096 would ask for one ~150 MB buffer per batch
+        "spark.sql.parquet.columnarReaderBatchSize": "1024",
         "spark.ui.showConsoleProgress": "false",
     },
     "ingest": {
