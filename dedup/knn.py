@@ -174,8 +174,16 @@ class KnnCandidates:
         self.neighbours.unpersist()
 
 
+def _one_thread_per_task() -> None:
+    """faiss (OpenMP) on one thread: Spark runs a task per core already."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+
+
 def _assign(centroids: np.ndarray, dim: int, probes: int) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     def assign(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        _one_thread_per_task()
         for frame in batches:
             cells = nearest_cells(unit_rows(frame["embedding"], dim), centroids, probes)
             yield pd.DataFrame({
@@ -192,6 +200,7 @@ def _search(settings: dict[str, Any], dim: int) -> Callable[[pd.DataFrame], pd.D
     split_at, seed = int(settings["split_factor"]) * cell_size, int(settings["seed"])
 
     def search(frame: pd.DataFrame) -> pd.DataFrame:
+        _one_thread_per_task()
         ids = frame["id"].to_numpy(np.int64)
         (a, b, cos), blocked = cell_neighbours(ids, unit_rows(frame["embedding"], dim), k, cell_size, split_at,
                                                probes, seed)  # fmt: skip
