@@ -52,6 +52,15 @@ NEIGHBOUR_SCHEMA = "id long, nbr long, cosine float, blocked long"
 _IVF_FROM_CELLS = 1024  # above this many cells, assign through a faiss IVF index over the centroids
 
 
+def check_settings(settings: dict[str, Any]) -> None:
+    """Refuse ``cosine`` settings that cannot work (ValueError with the reason), before Spark starts."""
+    if settings.get("method", "knn") not in ("knn", "lsh"):
+        raise ValueError(f"cosine.method must be knn or lsh, got {settings['method']!r}")
+    for key in ("k", "cell_size", "probes", "train_sample", "max_cells", "split_factor", "max_group_rows"):
+        if int(settings[key]) < 1:
+            raise ValueError(f"cosine.{key} must be at least 1, got {settings[key]}")
+
+
 def plan_cells(n_items: int, settings: dict[str, Any]) -> int:
     """How many cells ``n_items`` vectors are partitioned into: ``ceil(n / cosine.cell_size)``,
     at most ``cosine.max_cells``."""
@@ -215,9 +224,8 @@ def knn_pairs(items: DataFrame, settings: dict[str, Any], dim: int, n_items: int
     """(id_a, id_b, cosine) for each product of ``items`` (id long, embedding binary) and its
     ``cosine.k`` nearest neighbours at ``cosine >= floor`` (module doc). Rows with a null
     embedding take no part; ``n_items`` sizes the partition."""
+    check_settings(settings)
     k = int(settings["k"])
-    if k < 1:
-        raise ValueError(f"cosine.k must be at least 1, got {k}")
     vectors = items.select("id", "embedding").where(F.col("embedding").isNotNull())
     cells = plan_cells(n_items, settings)
     seed = int(settings["seed"])

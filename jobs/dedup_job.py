@@ -48,12 +48,10 @@ def cosine_candidates(
 ) -> knn.KnnCandidates | cosine.CosineCandidates:
     """The cosine candidates of ``cosine.method``: each product's ``k`` nearest neighbours at or
     above ``floor`` (knn), or every pair at or above it (lsh)."""
-    method = settings.get("method", "knn")
-    if method == "knn":
+    knn.check_settings(settings)
+    if settings.get("method", "knn") == "knn":
         return knn.knn_pairs(items, settings, dim, n_items, floor)
-    if method == "lsh":
-        return cosine.cosine_pairs(items, {**settings, "min_cosine": floor}, dim, n_items)
-    raise ValueError(f"cosine.method must be knn or lsh, got {method!r}")
+    return cosine.cosine_pairs(items, {**settings, "min_cosine": floor}, dim, n_items)
 
 
 def run_job(
@@ -272,6 +270,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(config, args.overrides)
         embed.check_settings(cfg)
+        knn.check_settings(cfg["cosine"])
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         print(f"dedup: bad configuration: {exc}", file=sys.stderr)
         return 2

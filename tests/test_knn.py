@@ -79,6 +79,9 @@ def test_a_cell_too_large_for_one_task_is_cut_and_counted(spark):
     found.release()
 
 
-def test_k_must_be_positive(spark):
+def test_settings_that_cannot_work_are_refused(spark):
     with pytest.raises(ValueError, match=r"cosine\.k"):
         knn.knn_pairs(frame(spark, clustered(10)), settings(k=0), DIM, 10, 0.5)
+    with pytest.raises(ValueError, match=r"cosine\.method"):
+        knn.check_settings(settings(method="annoy"))
+    knn.check_settings(settings(method="lsh"))
