@@ -31,6 +31,8 @@ def query_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", required=True, help="a dedup run's output folder")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_URL", help="image files or http(s) URLs")
     parser.add_argument("--limit", type=int, default=50, help="matches listed per input, best first (default 50)")
+    parser.add_argument("--candidates", action="store_true",
+                        help="also list the candidates that were not duplicates, with their evidence")  # fmt: skip
     _add_settings(parser)
     args = parser.parse_args(argv)
     problems = [f"{path}: no such file" for path in args.inputs if not is_url(path) and not os.path.isfile(path)]
@@ -42,7 +44,7 @@ def query_main(argv: list[str] | None = None) -> int:
 
     def work(spark: Any, _cfg: dict) -> int:
         try:
-            answer = run_query(spark, args.index, args.inputs, args.config, args.overrides, args.limit)
+            answer = run_query(spark, args.index, args.inputs, args.config, args.overrides, args.limit, args.candidates)
         except QueryError as exc:
             print(f"dedup query: {exc}", file=sys.stderr)
             return 2
@@ -53,7 +55,7 @@ def query_main(argv: list[str] | None = None) -> int:
 
 
 def report_main(argv: list[str] | None = None) -> int:
-    from dedup.report import ReportError, write_report
+    from dedup.report import CERTAINTIES, SIGNALS, ReportError, write_report
 
     parser = argparse.ArgumentParser(
         prog="dedup report", description="Write a static HTML report of a job output's duplicate groups."
@@ -61,6 +63,15 @@ def report_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="a dedup run's output folder")
     parser.add_argument("--dest", help="local folder for the report (default: OUT/report); replaced if it exists")
     parser.add_argument("--per-page", type=int, default=50, help="groups per page (default 50)")
+    parser.add_argument(
+        "--signal",
+        action="append",
+        choices=SIGNALS,
+        metavar="SIGNAL",
+        help=f"only groups with a pair decided by this signal ({', '.join(SIGNALS)}; repeatable)",
+    )
+    parser.add_argument("--certainty", action="append", choices=CERTAINTIES, metavar="CERTAINTY",
+                        help=f"only groups of this certainty ({', '.join(CERTAINTIES)}; repeatable)")  # fmt: skip
     _add_settings(parser)
     args = parser.parse_args(argv)
     if _local_folder_missing(args.out):
@@ -73,7 +84,8 @@ def report_main(argv: list[str] | None = None) -> int:
 
     def work(spark: Any, _cfg: dict) -> int:
         try:
-            summary = write_report(spark, args.out, dest, per_page=args.per_page)
+            summary = write_report(spark, args.out, dest, per_page=args.per_page, signals=args.signal,
+                                   certainties=args.certainty)  # fmt: skip
         except ReportError as exc:
             print(f"dedup report: {exc}", file=sys.stderr)
             return 2
