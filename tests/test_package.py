@@ -84,3 +84,4 @@ def test_the_wheel_alone_installs_a_working_job(tmp_path):
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-4000:]
     assert "pairwise precision" in demo.stdout and "embedder sscd_distilled" in demo.stdout
     assert (tmp_path / "demo-out" / "manifest.json").exists() and (tmp_path / "demo-out" / "demo_eval.json").exists()
+    assert len(list((tmp_path / "demo-out" / "queries").glob("*.jpg"))) == 4  # what the README queries
