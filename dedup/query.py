@@ -50,7 +50,13 @@ PHOTO_EVIDENCE = ("reason", "inliers", "matches", "inlier_ratio", "structure", "
 
 
 class QueryError(Exception):
-    """A bad input or index; the message says which and why."""
+    """A bad input or index; the message says which and why, ``kind`` what went wrong: ``missing``
+    (no such file), ``refused`` (the fetch policy), ``download`` (a failed download),
+    ``not_an_image``, ``index`` or ``config``."""
+
+    def __init__(self, message: str, kind: str = "input") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -70,7 +76,7 @@ def read_source(source: str, fetch_settings: dict[str, Any]) -> bytes:
     if not is_url(source):
         path = Path(source)
         if not path.is_file():
-            raise QueryError(f"{source}: no such file")
+            raise QueryError(f"{source}: no such file", "missing")
         return path.read_bytes()
     fetcher = Fetcher(fetch_settings)
     try:
@@ -79,8 +85,11 @@ def read_source(source: str, fetch_settings: dict[str, Any]) -> bytes:
         fetcher.close()
     if result.status != "ok" or result.content is None:
         if result.reason in REFUSALS:
-            raise QueryError(f"{source}: refused by the fetch policy ({result.reason}; see fetch.allowed_hosts)")
-        raise QueryError(f"{source}: download failed ({result.reason}, {result.attempts} attempt(s))")
+            raise QueryError(
+                f"{source}: refused by the fetch policy ({result.reason}; see fetch.allowed_hosts)", "refused"
+            )
+        kind = "too_large" if result.reason == "too_large" else "download"
+        raise QueryError(f"{source}: download failed ({result.reason}, {result.attempts} attempt(s))", kind)
     return result.content
 
 
@@ -88,7 +97,7 @@ def checked_image(source: str, data: bytes, cfg: dict[str, Any]) -> QueryImage:
     """The input, once its bytes decode as the job decodes them; QueryError when they do not."""
     record = features.hash_features(data, int(cfg["features"]["max_image_pixels"]))
     if record.get("decode_error"):
-        raise QueryError(f"{source}: not an image the job can read ({record['decode_error']})")
+        raise QueryError(f"{source}: not an image the job can read ({record['decode_error']})", "not_an_image")
     return QueryImage(source, data)
 
 
@@ -101,7 +110,7 @@ def index_features(spark: SparkSession, index_dir: str) -> DataFrame:
     """The ok feature rows of a job output; QueryError when the folder is not one."""
     path = f"{index_dir}/features"
     if not path_exists(spark, path):
-        raise QueryError(f"index not found: {path} does not exist (give a dedup run's --out folder)")
+        raise QueryError(f"index not found: {path} does not exist (give a dedup run's --out folder)", "index")
     return spark.read.parquet(path).where(F.col("feature_status") == "ok")
 
 
@@ -126,11 +135,13 @@ def plan_of(cfg: dict[str, Any], index: DataFrame) -> Plan:
     try:
         embed.check_settings(cfg)
     except (ValueError, RuntimeError) as exc:
-        raise QueryError(f"bad configuration: {exc}") from exc
+        raise QueryError(f"bad configuration: {exc}", "config") from exc
     dim = features.embedding_dim(index, cfg["embed"])
     if features.embedding_on(cfg["embed"]) and not dim:
         backend = cfg["embed"]["backend"]
-        raise QueryError(f"the index holds no embeddings: query it with --set embed.backend=none (not {backend})")
+        raise QueryError(
+            f"the index holds no embeddings: query it with --set embed.backend=none (not {backend})", "config"
+        )
     photo = verify.photo_checked(cfg["verify"], embedded=bool(dim))
     floor, decide = embed.cosine_thresholds(cfg["embed"], cfg) if dim else (None, None)
     k = None if cfg["cosine"].get("method") == "lsh" else int(cfg["cosine"].get("k", DEFAULT_K))
@@ -150,7 +161,7 @@ def query_features(spark: SparkSession, images: list[QueryImage], cfg: dict[str,
     found = [rows[f"query:{n}"] for n in range(len(images))]
     for image, row in zip(images, found, strict=True):
         if row["feature_status"] != "ok":
-            raise QueryError(f"{image.source}: not an image the job can read ({row['feature_reason']})")
+            raise QueryError(f"{image.source}: not an image the job can read ({row['feature_reason']})", "not_an_image")
     return found
 
 
@@ -340,6 +351,73 @@ def describe(plan: Plan, cfg: dict[str, Any]) -> dict[str, Any]:
     return rule
 
 
+class Index:
+    """A job output opened for queries: its ok features, the run's settings (its manifest's, then
+    ``config_path`` and ``overrides``) and the decision they make. ``cache`` keeps the features in
+    Spark's memory for many calls (``dedup serve``)."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        index_dir: str,
+        config_path: str | None = None,
+        overrides: list[str] | None = None,
+        cache: bool = False,
+    ) -> None:
+        self.spark, self.index_dir = spark, index_dir
+        features_table = index_features(spark, index_dir)
+        try:
+            self.cfg = load_config(config_path, overrides, base=job_settings_of(recorded_config(spark, index_dir)))
+        except (OSError, KeyError, ValueError) as exc:
+            raise QueryError(f"bad configuration: {exc}", "config") from exc
+        self.plan = plan_of(self.cfg, features_table)
+        self.features = features_table.cache() if cache else features_table
+
+    def read(self, source: str) -> QueryImage:
+        """A file or URL as an input (QueryError when it is missing, refused, fails or is no image)."""
+        return self.check(source, read_source(source, self.cfg["fetch"]))
+
+    def check(self, source: str, data: bytes) -> QueryImage:
+        """Bytes as an input, named ``source`` (QueryError when they are not an image the job reads)."""
+        return checked_image(source, data, self.cfg)
+
+    @property
+    def rule(self) -> dict[str, Any]:
+        return describe(self.plan, self.cfg)
+
+    def answer(self, images: list[QueryImage], limit: int = 50, with_candidates: bool = False) -> dict[str, Any]:
+        """The JSON-ready answer for ``images``: one features job, one pass over ``features/`` and
+        one over ``images/`` for all of them."""
+        spark, cfg, plan = self.spark, self.cfg, self.plan
+        queries = query_features(spark, images, cfg)
+        found = find_candidates(spark, self.index_dir, self.features, queries, plan, cfg)
+        scored = decide(spark, self.index_dir, queries, images, found, plan, cfg)
+        by_item = {(r["query"], r["productId"]): r for r in found}
+        ids = sorted({r["productId"] for r in found})
+        groups = _lookup(spark, f"{self.index_dir}/groups", ids, ["group_id", "keep"])
+        results = []
+        for n, image in enumerate(images):
+            matches, others = [], []
+            for pair in scored:
+                if -1 - n not in (pair["id_a"], pair["id_b"]):
+                    continue
+                product_id = pair["b"] if pair["a"] == f"query:{n}" else pair["a"]
+                match = _match(pair, by_item[(n, product_id)], groups.get(product_id, {}))
+                (matches if pair["duplicate"] else others).append(match)
+            matches.sort(key=_sort_key)
+            result = {
+                "input": image.source,
+                "sha256": queries[n]["sha256"],
+                "dhash": f"{queries[n]['dhash'] & 0xFFFFFFFFFFFFFFFF:016x}",
+                "candidates": len(matches) + len(others),
+                "matches": matches[:limit],
+            }
+            if with_candidates:
+                result["not_duplicates"] = sorted(others, key=_sort_key)
+            results.append(result)
+        return {"index": self.index_dir, "rule": self.rule, "limit": limit, "results": results}
+
+
 def run_query(
     spark: SparkSession,
     index_dir: str,
@@ -351,38 +429,5 @@ def run_query(
 ) -> dict[str, Any]:
     """Look the ``sources`` up in the job output ``index_dir``; the JSON-ready answer.
     ``with_candidates`` also lists every candidate that was not found a duplicate, with its evidence."""
-    index = index_features(spark, index_dir)
-    try:
-        cfg = load_config(config_path, overrides, base=job_settings_of(recorded_config(spark, index_dir)))
-    except (OSError, KeyError, ValueError) as exc:
-        raise QueryError(f"bad configuration: {exc}") from exc
-    images = [checked_image(source, read_source(source, cfg["fetch"]), cfg) for source in sources]
-    plan = plan_of(cfg, index)
-    queries = query_features(spark, images, cfg)
-    found = find_candidates(spark, index_dir, index, queries, plan, cfg)
-    scored = decide(spark, index_dir, queries, images, found, plan, cfg)
-
-    by_item = {(r["query"], r["productId"]): r for r in found}
-    ids = sorted({r["productId"] for r in found})
-    groups = _lookup(spark, f"{index_dir}/groups", ids, ["group_id", "keep"])
-    results = []
-    for n, image in enumerate(images):
-        matches, others = [], []
-        for pair in scored:
-            if -1 - n not in (pair["id_a"], pair["id_b"]):
-                continue
-            product_id = pair["b"] if pair["a"] == f"query:{n}" else pair["a"]
-            match = _match(pair, by_item[(n, product_id)], groups.get(product_id, {}))
-            (matches if pair["duplicate"] else others).append(match)
-        matches.sort(key=_sort_key)
-        result = {
-            "input": image.source,
-            "sha256": queries[n]["sha256"],
-            "dhash": f"{queries[n]['dhash'] & 0xFFFFFFFFFFFFFFFF:016x}",
-            "candidates": len(matches) + len(others),
-            "matches": matches[:limit],
-        }
-        if with_candidates:
-            result["not_duplicates"] = sorted(others, key=_sort_key)
-        results.append(result)
-    return {"index": index_dir, "rule": describe(plan, cfg), "limit": limit, "results": results}
+    index = Index(spark, index_dir, config_path, overrides)
+    return index.answer([index.read(source) for source in sources], limit, with_candidates)

@@ -1,10 +1,13 @@
-"""``dedup query`` and ``dedup report``: look images up in a job's output, and browse its groups."""
+"""``dedup query``, ``dedup serve`` and ``dedup report``: look images up in a job's output (once, or
+over HTTP), and browse its groups."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 from typing import Any
 
@@ -49,6 +52,43 @@ def query_main(argv: list[str] | None = None) -> int:
             print(f"dedup query: {exc}", file=sys.stderr)
             return 2
         print(json.dumps(answer, indent=2))
+        return 0
+
+    return run_with_session(args.config, args.overrides, work)
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    from dedup.query import Index, QueryError
+    from dedup.serve import QueryServer
+
+    parser = argparse.ArgumentParser(
+        prog="dedup serve", description="Answer dedup query over HTTP: POST /query (image bytes), GET /query?url="
+    )
+    parser.add_argument("--index", required=True, help="a dedup run's output folder")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
+    _add_settings(parser)
+    args = parser.parse_args(argv)
+    if _local_folder_missing(args.index):
+        print(f"dedup serve: index not found: {args.index} is not a folder", file=sys.stderr)
+        return 2
+
+    def work(spark: Any, _cfg: dict) -> int:
+        try:
+            index = Index(spark, args.index, args.config, args.overrides, cache=True)
+        except QueryError as exc:
+            print(f"dedup serve: {exc}", file=sys.stderr)
+            return 2
+        server = QueryServer(index, args.host, args.port)
+        print(f"dedup serve: listening on {server.url} (POST /query, GET /query?url=, GET /health)", flush=True)
+
+        def stop(_signum: int, _frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)  # a plain kill stops it as Ctrl-C does, the session with it
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
+        server.stop()
         return 0
 
     return run_with_session(args.config, args.overrides, work)
