@@ -38,7 +38,6 @@ class QueryServer:
         self._lock = threading.Lock()  # one Spark query at a time
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -46,8 +45,8 @@ class QueryServer:
         return f"http://{host}:{port}"
 
     def start(self) -> QueryServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        """Serve from a background thread (tests; ``dedup serve`` calls :meth:`serve_forever`)."""
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def serve_forever(self) -> None:
@@ -57,8 +56,7 @@ class QueryServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> QueryServer:
-        return self.start()
+    __enter__ = start
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
