@@ -172,7 +172,10 @@ def _bit_count(values: np.ndarray) -> np.ndarray:
 def candidate_scan(index: DataFrame, queries: list[dict[str, Any]], plan: Plan, match_flips: bool) -> DataFrame:
     """One pass over the index: (query, productId, image_url, cosine, by_cosine, the row's
     features) for every index row that is a candidate of an input, the cosine neighbours cut to
-    each input's best ``plan.k`` within each batch (the global cut follows)."""
+    each input's best ``plan.k`` within each batch (the global cut follows). The cut comes before
+    the ``status/`` filter, so in a folder that also holds features of products a later run no
+    longer listed (re-runs into one ``--out`` over another dump), such a row can take one of a
+    batch's ``k`` places; nightly outputs (``--previous``) carry only current products."""
     q_sha = np.array([q["sha256"] for q in queries], dtype=object)
     q_dhash = np.array([q["dhash"] for q in queries], dtype=np.int64).view(np.uint64)
     q_flip = np.array([q["dhash_flip"] for q in queries], dtype=np.int64).view(np.uint64)
