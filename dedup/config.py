@@ -132,6 +132,10 @@ DEFAULTS: dict[str, Any] = {
         "max_size": 50,  # larger components are re-split with the strict rule, then flagged
         "strict_max_distance": 2,  # the strict rule: exact or dHash distance at or below this
         "max_iterations": 40,
+        # which member of a group to keep (groups/ rank 1, keep.json): sort keys applied in order,
+        # each "KEY asc|desc" (dedup/groups.py KEEP_KEYS; productId asc always breaks the last tie):
+        # in stock first, then the largest image, the most seller ratings, the listing seen first
+        "keep_rule": ["in_stock desc", "image_pixels desc", "seller_ratings desc", "first_seen asc", "productId asc"],
     },
     "output": {
         "write_json": True,

@@ -9,15 +9,28 @@ Chaining guard: near-duplicate edges chain (A~B~C~...~Z) into one giant group. C
 larger than ``groups.max_size`` are split again using only their strict edges (exact, or dHash
 distance at most ``groups.strict_max_distance``); what is still too large is flagged
 ``oversized`` and left out of ``duplicates.json``.
+
+Night to night (:func:`stable_ids`, :func:`changes`): with the previous run's ``groups/``, a group
+keeps the id of a previous group when it holds more than half of that group's members (at most one
+group can); a group that inherits nothing is named by its smallest productId that no inherited id
+already uses. ``changes/`` says which groups are new, grew, shrank, changed (both) or dissolved.
+
+A decision per group (:func:`rank_members`): each member gets a ``rank`` (1 = keep) by the sort
+keys of ``groups.keep_rule`` over its listing (:data:`KEEP_KEYS`), and ``keep`` (true for rank 1,
+false for the others, null in oversized groups, which need a person).
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import DataFrame, Window, WindowSpec
+import pandas as pd
+from PIL import Image
+from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 
 def _checkpoint(frame: DataFrame) -> DataFrame:
@@ -100,3 +113,248 @@ def _with_sizes(labels: DataFrame) -> DataFrame:
 
 def _by_component() -> WindowSpec:
     return Window.partitionBy("component")
+
+
+def _min_by_column(frame: DataFrame, keys: list[str], order: list[Column]) -> DataFrame:
+    """The first row of each ``keys`` group by ``order``."""
+    window = Window.partitionBy(*keys).orderBy(*order)
+    return frame.withColumn("_n", F.row_number().over(window)).where("_n = 1").drop("_n")
+
+
+def stable_ids(members: DataFrame, previous: DataFrame | None) -> DataFrame:
+    """``members`` (productId, group_id: its smallest productId, ...) with ``group_id`` replaced by
+    the previous run's id where the group holds more than half of a previous group's members
+    (``previous``: its ``groups/``; None: ids stay the smallest productId).
+
+    Of two previous groups a group holds most of (a merge) it keeps the one it shares most with,
+    then the larger, then the smaller id. A group inheriting nothing takes its smallest productId
+    that no inherited id already is (``productId~hash`` in the rare case that all are).
+    """
+    if previous is None:
+        return members
+    old = previous.select("productId", F.col("group_id").alias("old_id"))
+    old_sizes = old.groupBy("old_id").agg(F.count("*").alias("old_size"))
+    shared = (
+        members.select("productId", F.col("group_id").alias("key"))
+        .join(old, "productId")
+        .groupBy("key", "old_id")
+        .agg(F.count("*").alias("shared"))
+        .join(old_sizes, "old_id")
+        .where(F.col("shared") * 2 > F.col("old_size"))  # a majority of the old group: one key at most
+    )
+    inherited = _min_by_column(shared, ["key"], [F.desc("shared"), F.desc("old_size"), "old_id"]).select(
+        "key", "old_id"
+    )
+    taken = inherited.select(F.col("old_id").alias("productId"))
+    fresh_keys = members.select(F.col("group_id").alias("key")).distinct().join(inherited, "key", "left_anti")
+    fresh = (
+        members.select("productId", F.col("group_id").alias("key"))
+        .join(fresh_keys, "key", "left_semi")
+        .join(taken, "productId", "left_anti")
+        .groupBy("key")
+        .agg(F.min("productId").alias("fresh_id"))
+    )
+    fallback = members.groupBy(F.col("group_id").alias("key")).agg(
+        F.concat(
+            F.min("productId"), F.lit("~"),
+            F.substring(F.sha1(F.array_join(F.array_sort(F.collect_list("productId")), ",")), 1, 8),
+        ).alias("fallback_id")
+    )  # fmt: skip
+    names = (
+        fallback.join(inherited, "key", "left")
+        .join(fresh, "key", "left")
+        .select("key", F.coalesce("old_id", "fresh_id", "fallback_id").alias("stable_id"))
+    )
+    renamed = members.join(names, members["group_id"] == names["key"]).drop("key", "group_id")
+    return renamed.withColumnRenamed("stable_id", "group_id").select(*members.columns)
+
+
+CHANGES_SCHEMA = T.StructType(
+    [
+        T.StructField("group_id", T.StringType()),
+        T.StructField("change", T.StringType()),  # new, grew, shrank, changed or dissolved
+        T.StructField("group_size", T.LongType()),  # members now (0: dissolved)
+        T.StructField("previous_size", T.LongType()),  # members in the previous run (0: new)
+        T.StructField("added", T.ArrayType(T.StringType())),  # members now that were not in it then
+        T.StructField("removed", T.ArrayType(T.StringType())),  # members then that are not in it now
+        T.StructField("previous_groups", T.ArrayType(T.StringType())),  # other previous groups its members were in
+        T.StructField("now_in", T.ArrayType(T.StringType())),  # other groups its former members are in now
+    ]
+)
+CHANGE_KINDS = ("new", "grew", "shrank", "changed", "dissolved", "unchanged")
+
+
+def changes(members: DataFrame, previous: DataFrame | None) -> DataFrame:
+    """Every group that is new, grew, shrank, changed (gained and lost) or dissolved since the
+    ``previous`` run's groups (None: every group is new), and ``unchanged`` ones, as
+    :data:`CHANGES_SCHEMA` rows; the caller writes the changed ones to ``changes/``."""
+    spark = members.sparkSession
+    now = members.select("productId", "group_id")
+    then = (
+        previous if previous is not None else spark.createDataFrame([], "productId string, group_id string")
+    ).select("productId", "group_id")
+    both = now.alias("n").join(then.alias("t"), "productId", "full")
+    went_to = both.where(F.col("t.group_id").isNotNull() & F.col("n.group_id").isNotNull()).select(
+        F.col("t.group_id").alias("old"), F.col("n.group_id").alias("new")
+    )
+    by_new = now.groupBy("group_id").agg(F.collect_set("productId").alias("now_members"))
+    by_old = then.groupBy("group_id").agg(F.collect_set("productId").alias("then_members"))
+    came = went_to.where(F.col("old") != F.col("new")).groupBy(F.col("new").alias("group_id"))
+    came = came.agg(F.array_sort(F.collect_set("old")).alias("previous_groups"))
+    gone = went_to.where(F.col("old") != F.col("new")).groupBy(F.col("old").alias("group_id"))
+    gone = gone.agg(F.array_sort(F.collect_set("new")).alias("now_in"))
+    empty = F.array().cast("array<string>")
+    table = (
+        by_new.join(by_old, "group_id", "full")
+        .join(came, "group_id", "left")
+        .join(gone, "group_id", "left")
+        .select(
+            "group_id",
+            F.coalesce("now_members", empty).alias("now_members"),
+            F.coalesce("then_members", empty).alias("then_members"),
+            F.coalesce("previous_groups", empty).alias("previous_groups"),
+            F.coalesce("now_in", empty).alias("now_in"),
+        )
+        .withColumn("added", F.array_sort(F.array_except("now_members", "then_members")))
+        .withColumn("removed", F.array_sort(F.array_except("then_members", "now_members")))
+    )
+    gained, lost = F.size("added") > 0, F.size("removed") > 0
+    change = (
+        F.when(F.size("then_members") == 0, "new")
+        .when(F.size("now_members") == 0, "dissolved")
+        .when(gained & lost, "changed")
+        .when(gained, "grew")
+        .when(lost, "shrank")
+        .otherwise("unchanged")
+    )
+    return table.select(
+        "group_id",
+        change.alias("change"),
+        F.size("now_members").cast("long").alias("group_size"),
+        F.size("then_members").cast("long").alias("previous_size"),
+        "added",
+        "removed",
+        "previous_groups",
+        "now_in",
+    )
+
+
+def _truthy(column: Column) -> Column:
+    """2 for a listing in stock, 0 for one out of stock, 1 when the dump does not say."""
+    value = F.lower(F.trim(column))
+    return (
+        F.when(value.isin("true", "1", "yes", "y", "in stock", "instock", "available"), 2)
+        .when(value.isin("false", "0", "no", "n", "out of stock", "outofstock", "unavailable"), 0)
+        .otherwise(1)
+    )
+
+
+def _number(column: Column) -> Column:
+    """A number written in the dump (``1,234``, `` 499.00``), or null."""
+    return F.regexp_replace(F.trim(column), ",", "").try_cast("double")
+
+
+KEEP_KEYS = {
+    "in_stock": "inStock: in stock, then not said, then out of stock (desc)",
+    "image_pixels": "width x height of the downloaded image, read from its header",
+    "image_bytes": "size of the downloaded image in bytes",
+    "seller_ratings": "sellerNoOfRatings (missing counts as none)",
+    "seller_rating": "sellerAverageRating (missing counts as the lowest)",
+    "price": "sellingPrice, else specialPrice, else mrp (asc: cheapest first)",
+    "first_seen": "the UTC day this output's lineage first downloaded the image (asc: oldest first)",
+    "productId": "the productId (asc: the smallest first; always the last tie-break)",
+}
+"""Sort keys ``groups.keep_rule`` may name, each ``KEY asc`` or ``KEY desc``."""
+
+
+def parse_keep_rule(rule: list[str] | str) -> list[tuple[str, bool]]:
+    """``["in_stock desc", "price asc"]`` -> [(key, descending)], ``productId asc`` appended; a
+    ValueError names an unknown key or direction.
+
+    >>> parse_keep_rule("in_stock desc, image_pixels desc")
+    [('in_stock', True), ('image_pixels', True), ('productId', False)]
+    >>> parse_keep_rule(["colour desc"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: groups.keep_rule: unknown key 'colour' (known: in_stock, image_pixels, ...)
+    """
+    items = [part.strip() for part in (rule.split(",") if isinstance(rule, str) else rule) if part.strip()]
+    parsed = []
+    for item in items:
+        key, _, direction = item.partition(" ")
+        direction = direction.strip().lower() or "asc"
+        if key not in KEEP_KEYS:
+            raise ValueError(f"groups.keep_rule: unknown key {key!r} (known: {', '.join(KEEP_KEYS)})")
+        if direction not in ("asc", "desc"):
+            raise ValueError(f"groups.keep_rule: {item!r}: the direction is asc or desc")
+        parsed.append((key, direction == "desc"))
+    if not any(key == "productId" for key, _ in parsed):
+        parsed.append(("productId", False))
+    return parsed
+
+
+@F.pandas_udf(T.StructType([T.StructField("width", T.IntegerType()), T.StructField("height", T.IntegerType())]))
+def image_size_udf(images: pd.Series) -> pd.DataFrame:
+    """Width and height from each image's header (no pixels decoded); nulls where it does not open."""
+    sizes = []
+    for data in images:
+        try:
+            with Image.open(io.BytesIO(bytes(data))) as opened:
+                sizes.append(opened.size)
+        except Exception:  # any unreadable header: no size, the rule ranks it last
+            sizes.append((None, None))
+    return pd.DataFrame(sizes, columns=["width", "height"], index=images.index).astype("Int32")
+
+
+LISTING_COLUMNS = ("title", "seller", "price", "in_stock", "seller_ratings", "image_url", "image_width",
+                   "image_height", "image_bytes", "first_seen")  # fmt: skip
+"""What ``groups/`` carries of each member's listing, for the report and for people."""
+
+
+def rank_members(members: DataFrame, products: DataFrame, images: DataFrame, settings: dict[str, Any]) -> DataFrame:
+    """``members`` (productId, group_id, group_size, oversized) with each listing's
+    :data:`LISTING_COLUMNS`, ``rank`` in its group by ``groups.keep_rule`` and ``keep``.
+
+    ``products``: the catalog rows (productId, image_url, title, sellerName, sellingPrice, ...);
+    ``images``: ``images/`` (productId, image_url, fetch_status, n_bytes, fetched_at, image_bytes).
+    """
+    rule = parse_keep_rule(settings["keep_rule"])
+    listing = members.join(
+        products.select("productId", "image_url", "title", "sellerName", "sellingPrice", "specialPrice", "mrp",
+                        "inStock", "sellerNoOfRatings", "sellerAverageRating"),
+        "productId", "left",
+    )  # fmt: skip
+    ok = images.where(F.col("fetch_status") == "ok").select("productId", "image_url", "n_bytes", "fetched_at",
+                                                           "image_bytes")  # fmt: skip
+    listing = listing.join(ok, ["productId", "image_url"], "left").withColumn("size", image_size_udf("image_bytes"))
+    listing = listing.select(
+        *members.columns,
+        "title",
+        F.col("sellerName").alias("seller"),
+        F.coalesce(_number(F.col("sellingPrice")), _number(F.col("specialPrice")), _number(F.col("mrp"))).alias(
+            "price"
+        ),
+        F.when(_truthy(F.col("inStock")) == 2, True).when(_truthy(F.col("inStock")) == 0, False).alias("in_stock"),
+        _number(F.col("sellerNoOfRatings")).cast("long").alias("seller_ratings"),
+        _number(F.col("sellerAverageRating")).alias("_seller_rating"),
+        "image_url",
+        F.col("size.width").alias("image_width"),
+        F.col("size.height").alias("image_height"),
+        F.col("n_bytes").alias("image_bytes"),
+        F.to_date(F.timestamp_millis("fetched_at")).alias("first_seen"),
+        _truthy(F.col("inStock")).alias("_in_stock"),
+    )
+    keys = {
+        "in_stock": F.col("_in_stock"),
+        "image_pixels": F.col("image_width").cast("long") * F.col("image_height"),
+        "image_bytes": F.col("image_bytes"),
+        "seller_ratings": F.coalesce(F.col("seller_ratings"), F.lit(0)),
+        "seller_rating": F.col("_seller_rating"),
+        "price": F.col("price"),
+        "first_seen": F.col("first_seen"),
+        "productId": F.col("productId"),
+    }
+    order = [keys[key].desc_nulls_last() if desc else keys[key].asc_nulls_last() for key, desc in rule]
+    ranked = listing.withColumn("rank", F.row_number().over(Window.partitionBy("group_id").orderBy(*order)))
+    keep = F.when(F.col("oversized"), F.lit(None).cast("boolean")).otherwise(F.col("rank") == 1)
+    return ranked.withColumn("keep", keep).drop("_in_stock", "_seller_rating")

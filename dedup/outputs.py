@@ -1,4 +1,4 @@
-"""Outputs: the status of every input row, ``duplicates.json`` and the manifest.
+"""Outputs: the status of every input row, ``duplicates.json``, ``keep.json`` and the manifest.
 
 Files the driver writes (``duplicates.json``, ``manifest.json``) go through Hadoop's FileSystem,
 so ``--out`` may be a local folder, HDFS or an object store, and they appear atomically (written
@@ -125,6 +125,26 @@ def duplicates_json_pieces(members: DataFrame) -> Iterator[str]:
         prefix = "\n  " if first else ",\n  "
         first = False
         yield f"{prefix}{json.dumps(row['productId'])}: {json.dumps(list(row['others']))}"
+    yield "\n}\n"
+
+
+def keep_json_pieces(members: DataFrame) -> Iterator[str]:
+    """``{"group_id": {"keep": productId, "drop": [the others, by rank]}, ...}`` over groups not
+    flagged oversized (``groups/`` with ``rank``), in group_id order, pulled one partition at a time."""
+    ranked = (
+        members.where(~F.col("oversized"))
+        .groupBy("group_id")
+        .agg(F.array_sort(F.collect_list(F.struct("rank", "productId"))).alias("ranked"))
+        .select("group_id", F.col("ranked.productId").alias("ids"))
+        .orderBy("group_id")
+    )
+    yield "{"
+    first = True
+    for row in ranked.toLocalIterator():
+        prefix = "\n  " if first else ",\n  "
+        first = False
+        ids = list(row["ids"])
+        yield f"{prefix}{json.dumps(row['group_id'])}: {json.dumps({'keep': ids[0], 'drop': ids[1:]})}"
     yield "\n}\n"
 
 

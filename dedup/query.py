@@ -1,18 +1,29 @@
-"""Query: which products of a job's output look like these images? (``dedup query``)
+"""Query: which listings of a job's output are duplicates of these images? (``dedup query``)
 
-Each input, a local file or an http(s) URL (downloaded by :class:`dedup.fetch.Fetcher`, the job's
-URL policy and retries included), is hashed by :func:`dedup.features.hash_features`, the job's
-own code, and compared with every ok row of the output's ``features/`` table under the job's
-rule (:func:`dedup.verify.apply_rule`): byte-identical (``exact``), or dHash within
-``hash.max_distance`` bits (mirrored too with ``hash.match_flips``) and thumbnails within
-``verify.max_thumb_distance`` (``dhash``). The rule is the one recorded in the output's
-``manifest.json``, then ``--config`` and ``--set``.
+Each input is a local file or an http(s) URL (downloaded by :class:`dedup.fetch.Fetcher`, the
+job's URL policy and retries included). The answer is the job's own decision at the run's
+settings (the ``config`` in the output's ``manifest.json``, then ``--config`` and ``--set``):
 
-The comparison is a scan in Spark: the inputs' hashes are broadcast and every index row is
-tested against them with a few bit operations (a broadcast nested-loop join), so the index is
-read once and never shuffled nor collected. A banding join (``dedup.candidates``) would save
-nothing here: with no band index stored in the output it would have to read the whole table
-too, and then shuffle it. Only the matches (at most ``limit`` per input) reach the driver.
+1. **Features.** The inputs' bytes go through the features stage's own code
+   (:func:`dedup.features.compute_features`, in Spark): the same hashes, thumbnail and embedding
+   (the run's embedder, loaded once per Python worker) the job computes for a listing.
+2. **Candidates.** One scan of the index's ``features/``, the inputs broadcast to every task:
+   byte-identical images; dHash (or mirrored dHash) within the job's candidate distance
+   (:func:`dedup.verify.near_candidate_distance`); and each input's ``cosine.k`` nearest
+   neighbours at or above the candidate floor, by exact cosine (the job's kNN candidates, with
+   the queries as the products; an output made with ``cosine.method=lsh`` gives every neighbour at
+   or above the floor). Only products whose row ended ``ok`` in ``status/`` take part.
+3. **Decision.** :func:`dedup.verify.score_pairs`, the job's own function, over those candidates
+   with both images' bytes (the index's from its ``images/``): byte-identical, or the photo check
+   (:mod:`dedup.photomatch`) at the run's thresholds, or the hash and cosine thresholds where the
+   run decided without it (``embed.backend=none``, ``verify.photo_match=false``).
+
+A pair is scored in the order the job would score it: an input byte-identical to a listing of the
+run takes that listing's place (its ``row_id``), so an image that was in the run gets the answer
+the run gave it. An input has no ``productFamily``, so no match is set apart as a variant of it.
+
+Many inputs share one Spark session, one pass over ``features/`` and one over ``images/``; only
+the candidates (at most ``k`` + the hash candidates per input) reach the driver.
 """
 
 from __future__ import annotations
@@ -21,38 +32,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from dedup import embed, features, verify
 from dedup.config import job_settings_of, load_config
-from dedup.features import hash_features
+from dedup.cosine import decode
 from dedup.fetch import Fetcher
 from dedup.outputs import path_exists, read_json
-from dedup.verify import apply_rule, hash_signals
 
 REFUSALS = frozenset({"blocked_scheme", "blocked_address", "invalid_url"})
-QUERY_SCHEMA = T.StructType(
-    [
-        T.StructField("query", T.IntegerType()),
-        T.StructField("sha256", T.StringType()),
-        T.StructField("dhash", T.LongType()),
-        T.StructField("dhash_flip", T.LongType()),
-        T.StructField("thumb", T.BinaryType()),
-    ]
-)
+DEFAULT_K = 10  # cosine neighbours per input when the run's config names none (cosine.k)
+SCAN_COLUMNS = ("productId", "image_url", "sha256", "dhash", "dhash_flip", "thumb")
+PHOTO_RULE = ("min_inliers", "min_inlier_ratio", "min_structure", "min_tile_agreement", "max_colour_change")
+PHOTO_EVIDENCE = ("reason", "inliers", "matches", "inlier_ratio", "structure", "tile_agreement", "colour_change")
 
 
 class QueryError(Exception):
-    """A bad input or index; the message says which and why."""
+    """A bad input or index; the message says which and why, ``kind`` what went wrong: ``missing``
+    (no such file), ``refused`` (the fetch policy), ``download`` (a failed download),
+    ``not_an_image``, ``index`` or ``config``."""
+
+    def __init__(self, message: str, kind: str = "input") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
 class QueryImage:
-    """One input and its features."""
+    """One input: where it came from and its bytes."""
 
     source: str
-    features: dict[str, Any]
+    data: bytes
 
 
 def is_url(source: str) -> bool:
@@ -64,7 +76,7 @@ def read_source(source: str, fetch_settings: dict[str, Any]) -> bytes:
     if not is_url(source):
         path = Path(source)
         if not path.is_file():
-            raise QueryError(f"{source}: no such file")
+            raise QueryError(f"{source}: no such file", "missing")
         return path.read_bytes()
     fetcher = Fetcher(fetch_settings)
     try:
@@ -73,17 +85,20 @@ def read_source(source: str, fetch_settings: dict[str, Any]) -> bytes:
         fetcher.close()
     if result.status != "ok" or result.content is None:
         if result.reason in REFUSALS:
-            raise QueryError(f"{source}: refused by the fetch policy ({result.reason}; see fetch.allowed_hosts)")
-        raise QueryError(f"{source}: download failed ({result.reason}, {result.attempts} attempt(s))")
+            raise QueryError(
+                f"{source}: refused by the fetch policy ({result.reason}; see fetch.allowed_hosts)", "refused"
+            )
+        kind = "too_large" if result.reason == "too_large" else "download"
+        raise QueryError(f"{source}: download failed ({result.reason}, {result.attempts} attempt(s))", kind)
     return result.content
 
 
-def query_image(source: str, cfg: dict[str, Any]) -> QueryImage:
-    """Read and hash one input with the job's code; QueryError when it is not a usable image."""
-    features = hash_features(read_source(source, cfg["fetch"]), int(cfg["features"]["max_image_pixels"]))
-    if features.get("decode_error"):
-        raise QueryError(f"{source}: not an image the job can read ({features['decode_error']})")
-    return QueryImage(source, features)
+def checked_image(source: str, data: bytes, cfg: dict[str, Any]) -> QueryImage:
+    """The input, once its bytes decode as the job decodes them; QueryError when they do not."""
+    record = features.hash_features(data, int(cfg["features"]["max_image_pixels"]))
+    if record.get("decode_error"):
+        raise QueryError(f"{source}: not an image the job can read ({record['decode_error']})", "not_an_image")
+    return QueryImage(source, data)
 
 
 def recorded_config(spark: SparkSession, index_dir: str) -> dict[str, Any]:
@@ -95,44 +110,315 @@ def index_features(spark: SparkSession, index_dir: str) -> DataFrame:
     """The ok feature rows of a job output; QueryError when the folder is not one."""
     path = f"{index_dir}/features"
     if not path_exists(spark, path):
-        raise QueryError(f"index not found: {path} does not exist (give a dedup run's --out folder)")
-    return (
-        spark.read.parquet(path)
-        .where(F.col("feature_status") == "ok")
-        .select("productId", "image_url", "sha256", "dhash", "dhash_flip", "thumb")
+        raise QueryError(f"index not found: {path} does not exist (give a dedup run's --out folder)", "index")
+    return spark.read.parquet(path).where(F.col("feature_status") == "ok")
+
+
+@dataclass
+class Plan:
+    """How the run decided, so the query decides the same way."""
+
+    dim: int  # embedding dimension (0: hashes only)
+    photo_checked: bool
+    near_distance: int  # dHash candidates within this
+    floor: float | None  # cosine candidates at or above this
+    min_cosine: float | None  # the cosine rule's threshold (without the photo check)
+    k: int | None  # cosine candidates per input (None: every one at or above the floor)
+
+    @property
+    def cosine_settings(self) -> dict[str, Any] | None:
+        return {"dim": self.dim, "min_cosine": self.min_cosine, "floor": self.floor} if self.dim else None
+
+
+def plan_of(cfg: dict[str, Any], index: DataFrame) -> Plan:
+    """The decision the run's settings make over this index (QueryError when they cannot)."""
+    try:
+        embed.check_settings(cfg)
+    except (ValueError, RuntimeError) as exc:
+        raise QueryError(f"bad configuration: {exc}", "config") from exc
+    dim = features.embedding_dim(index, cfg["embed"])
+    if features.embedding_on(cfg["embed"]) and not dim:
+        backend = cfg["embed"]["backend"]
+        raise QueryError(
+            f"the index holds no embeddings: query it with --set embed.backend=none (not {backend})", "config"
+        )
+    photo = verify.photo_checked(cfg["verify"], embedded=bool(dim))
+    floor, decide = embed.cosine_thresholds(cfg["embed"], cfg) if dim else (None, None)
+    k = None if cfg["cosine"].get("method") == "lsh" else int(cfg["cosine"].get("k", DEFAULT_K))
+    return Plan(dim, photo, verify.near_candidate_distance(cfg["hash"], cfg["verify"], photo), floor, decide, k)
+
+
+def query_features(spark: SparkSession, images: list[QueryImage], cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each input's feature row, made by the features stage's own UDF at the run's settings."""
+    frame = spark.createDataFrame(
+        [(f"query:{n}", image.source, image.data) for n, image in enumerate(images)],
+        "productId string, image_url string, image_bytes binary",
     )
+    embed_cfg = embed.stage_model_files(spark, cfg["embed"]) if features.embedding_on(cfg["embed"]) else None
+    rows = {
+        row["productId"]: row.asDict() for row in features.compute_features(frame, cfg["features"], embed_cfg).collect()
+    }
+    found = [rows[f"query:{n}"] for n in range(len(images))]
+    for image, row in zip(images, found, strict=True):
+        if row["feature_status"] != "ok":
+            raise QueryError(f"{image.source}: not an image the job can read ({row['feature_reason']})", "not_an_image")
+    return found
 
 
-def search(queries: DataFrame, index: DataFrame, cfg: dict[str, Any], limit: int) -> DataFrame:
-    """Index rows that are duplicates of each query row under the job's rule, best ``limit`` per query."""
-    hash_settings = cfg["hash"]
-    t, flips = int(hash_settings["max_distance"]), bool(hash_settings["match_flips"])
-    q, i = F.broadcast(queries).alias("q"), index.alias("i")
+def _bit_count(values: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(values).astype(np.int16)
 
-    def within(left: str, right: str) -> Any:
-        return F.bit_count(F.col(left).bitwiseXOR(F.col(right))) <= t
 
-    close = (F.col("q.sha256") == F.col("i.sha256")) | within("q.dhash", "i.dhash")
-    if flips:
-        close = close | within("q.dhash_flip", "i.dhash") | within("q.dhash", "i.dhash_flip")
-    scored = i.join(q, close).select(
-        "q.query", "i.productId", "i.image_url",
-        *hash_signals("q", "i", flips),
-        F.col("q.thumb").alias("thumb_a"), F.col("i.thumb").alias("thumb_b"),
-    )  # fmt: skip
-    ranked = Window.partitionBy("query").orderBy(
-        F.col("method") != "exact", "distance", "thumb_distance", "productId", "image_url"
+def candidate_scan(index: DataFrame, queries: list[dict[str, Any]], plan: Plan, match_flips: bool) -> DataFrame:
+    """One pass over the index: (query, productId, image_url, cosine, by_cosine, the row's
+    features) for every index row that is a candidate of an input, the cosine neighbours cut to
+    each input's best ``plan.k`` within each batch (the global cut follows). The cut comes before
+    the ``status/`` filter, so in a folder that also holds features of products a later run no
+    longer listed (re-runs into one ``--out`` over another dump), such a row can take one of a
+    batch's ``k`` places; nightly outputs (``--previous``) carry only current products."""
+    q_sha = np.array([q["sha256"] for q in queries], dtype=object)
+    q_dhash = np.array([q["dhash"] for q in queries], dtype=np.int64).view(np.uint64)
+    q_flip = np.array([q["dhash_flip"] for q in queries], dtype=np.int64).view(np.uint64)
+    q_vectors = decode([q["embedding"] for q in queries], plan.dim) if plan.dim else None
+    columns = [*SCAN_COLUMNS, *(["embedding"] if plan.dim else [])]
+
+    def scan(batches):
+        for frame in batches:
+            dhash = frame["dhash"].to_numpy(np.int64).view(np.uint64)[:, None]
+            distance = _bit_count(dhash ^ q_dhash[None, :])
+            if match_flips:
+                flip = frame["dhash_flip"].to_numpy(np.int64).view(np.uint64)[:, None]
+                mirrored = np.minimum(_bit_count(flip ^ q_dhash[None, :]), _bit_count(dhash ^ q_flip[None, :]))
+                distance = np.minimum(distance, mirrored)
+            keep = (frame["sha256"].to_numpy(object)[:, None] == q_sha[None, :]) | (distance <= plan.near_distance)
+            sims = np.full(keep.shape, np.nan)
+            by_cosine = np.zeros(keep.shape, dtype=bool)
+            if plan.dim:
+                has = frame["embedding"].notna().to_numpy()
+                if has.any():
+                    sims[has] = decode(frame["embedding"][has], plan.dim) @ q_vectors.T
+                above = np.nan_to_num(sims, nan=-2.0) >= plan.floor
+                if plan.k is not None:  # this batch's best k per input; the global cut follows
+                    ranks = np.argsort(np.argsort(-np.nan_to_num(sims, nan=-2.0), axis=0, kind="stable"), axis=0)
+                    above &= ranks < plan.k
+                by_cosine = above
+            rows, cols = np.nonzero(keep | by_cosine)
+            picked = frame.iloc[rows].reset_index(drop=True)
+            picked.insert(0, "query", cols.astype(np.int32))
+            picked["cosine"] = sims[rows, cols]
+            picked["by_cosine"] = by_cosine[rows, cols]
+            picked["by_hash"] = keep[rows, cols]
+            yield picked[["query", *columns, "cosine", "by_cosine", "by_hash"]]
+
+    schema = index.select(*columns).schema
+    out = f"query int, {', '.join(f'{f.name} {f.dataType.simpleString()}' for f in schema.fields)}, "
+    return index.select(*columns).mapInPandas(scan, out + "cosine double, by_cosine boolean, by_hash boolean")
+
+
+def _live(spark: SparkSession, index_dir: str) -> DataFrame | None:
+    """productId and row_id of the products whose row ended ok (None: an output without status/)."""
+    path = f"{index_dir}/status"
+    if not path_exists(spark, path):
+        return None
+    return spark.read.parquet(path).where(F.col("status") == "ok").select("productId", "row_id")
+
+
+def find_candidates(
+    spark: SparkSession, index_dir: str, index: DataFrame, queries: list[dict[str, Any]], plan: Plan, cfg: dict
+) -> list[dict[str, Any]]:
+    """The candidates of every input (live products only, the best ``k`` cosine neighbours each)."""
+    found = candidate_scan(index, queries, plan, bool(cfg["hash"]["match_flips"]))
+    live = _live(spark, index_dir)
+    found = found.join(live, "productId") if live is not None else found.withColumn("row_id", F.lit(None).cast("long"))
+    if plan.dim and plan.k is not None:
+        best = Window.partitionBy("query", "by_cosine").orderBy(F.desc("cosine"), "productId")
+        found = found.withColumn("_n", F.row_number().over(best))
+        found = found.where(F.col("by_hash") | (F.col("by_cosine") & (F.col("_n") <= plan.k))).drop("_n")
+    return [row.asDict() for row in found.collect()]
+
+
+ITEMS_SCHEMA = (
+    "id long, productId string, family array<string>, sha256 string, dhash long, dhash_flip long, thumb binary"
+)
+
+
+def decide(
+    spark: SparkSession,
+    index_dir: str,
+    queries: list[dict[str, Any]],
+    images: list[QueryImage],
+    found: list[dict[str, Any]],
+    plan: Plan,
+    cfg: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """:func:`dedup.verify.score_pairs` over the candidates: every pair with its signals and decision."""
+    if not found:
+        return []
+    # an input byte-identical to listings of the run takes the place of the first of them
+    twin: dict[int, int] = {}
+    for row in found:
+        if row["sha256"] == queries[row["query"]]["sha256"] and row["row_id"] is not None:
+            twin[row["query"]] = min(twin.get(row["query"], row["row_id"]), row["row_id"])
+    item_rows, byte_rows, pairs = {}, {}, set()
+    key_of = {}
+    for n, query in enumerate(queries):
+        item_rows[-1 - n] = (-1 - n, f"query:{n}", [], *(query[c] for c in ("sha256", "dhash", "dhash_flip", "thumb")))
+        item_rows[-1 - n] += (query["embedding"],) if plan.dim else ()
+        byte_rows[-1 - n] = images[n].data
+    for row in found:
+        n, row_id = row["query"], row["row_id"]
+        item_id = row_id if row_id is not None else hash((row["productId"], row["image_url"])) & ((1 << 62) - 1)
+        item_rows[item_id] = (
+            item_id,
+            row["productId"],
+            [],
+            *(row[c] for c in ("sha256", "dhash", "dhash_flip", "thumb")),
+        )
+        item_rows[item_id] += (row["embedding"],) if plan.dim else ()
+        key_of[item_id] = (row["productId"], row["image_url"])
+        place = twin.get(n)
+        query_first = place is None or row_id is None or place < row_id
+        pairs.add((-1 - n, item_id) if query_first else (item_id, -1 - n))
+    schema = ITEMS_SCHEMA + (", embedding binary" if plan.dim else "")
+    items = spark.createDataFrame(list(item_rows.values()), schema)
+    candidates = spark.createDataFrame(sorted(pairs), "id_a long, id_b long")
+
+    stored = spark.createDataFrame(
+        [(i, *key) for i, key in key_of.items()], "id long, productId string, image_url string"
     )
-    matches = apply_rule(scored, hash_settings, cfg["verify"])
-    return matches.withColumn("rank", F.row_number().over(ranked)).where(F.col("rank") <= limit)
+    index_bytes = (
+        spark.read.parquet(f"{index_dir}/images")
+        .where(F.col("fetch_status") == "ok")
+        .select("productId", "image_url", "image_bytes")
+        .join(F.broadcast(stored), ["productId", "image_url"])
+        .select("id", "image_bytes")
+    )
+    query_bytes = spark.createDataFrame([(i, b) for i, b in byte_rows.items()], "id long, image_bytes binary")
+    photos = index_bytes.unionByName(query_bytes) if plan.photo_checked else None
+    scored = verify.score_pairs(candidates, items, cfg["hash"], cfg["verify"], plan.cosine_settings, photos)
+    return [row.asDict(recursive=True) for row in scored.collect()]
 
 
-def _lookup(spark: SparkSession, path: str, product_ids: list[str], frame_filter: Any, column: str) -> dict:
-    """productId -> ``column`` from the table at ``path`` for these ids (a filtered scan)."""
+def _lookup(spark: SparkSession, path: str, product_ids: list[str], columns: list[str]) -> dict[str, dict]:
+    """productId -> ``columns`` from the table at ``path`` for these ids (a filtered scan)."""
     if not product_ids or not path_exists(spark, path):
         return {}
-    rows = spark.read.parquet(path).where(F.col("productId").isin(product_ids) & frame_filter)
-    return {row["productId"]: row[column] for row in rows.select("productId", column).collect()}
+    table = spark.read.parquet(path)
+    present = [c for c in columns if c in table.columns]
+    rows = table.where(F.col("productId").isin(product_ids)).select("productId", *present).collect()
+    return {row["productId"]: {c: row[c] for c in present} for row in rows}
+
+
+def _rounded(value: Any, digits: int = 4) -> Any:
+    return round(float(value), digits) if isinstance(value, float) and not np.isnan(value) else value
+
+
+def _match(pair: dict[str, Any], found_row: dict[str, Any], group: dict[str, Any]) -> dict[str, Any]:
+    photo = pair.get("photo")
+    cosine = pair.get("cosine")
+    return {
+        "productId": found_row["productId"],
+        "image_url": found_row["image_url"],
+        "method": pair["method"],
+        "cosine": None if cosine is None or np.isnan(cosine) else round(float(cosine), 4),
+        "distance": int(pair["distance"]),
+        "flipped": bool(pair["flipped"]),
+        "thumb_distance": _rounded(pair["thumb_distance"], 5),
+        "photo": {k: _rounded(photo[k]) for k in PHOTO_EVIDENCE} if photo else None,
+        "group_id": group.get("group_id"),
+        "keep": group.get("keep"),
+    }
+
+
+def _sort_key(match: dict[str, Any]) -> tuple:
+    cosine = match["cosine"] if match["cosine"] is not None else -2.0
+    return (match["method"] != "exact", -cosine, match["distance"], match["productId"], match["image_url"])
+
+
+def describe(plan: Plan, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The rule the answer was decided by, for the JSON."""
+    rule: dict[str, Any] = {
+        "decision": "photo" if plan.photo_checked else ("cosine" if plan.dim else "hash"),
+        "embedder": cfg["embed"]["backend"] if plan.dim else "none",
+        "dhash_candidates_within": plan.near_distance,
+        "max_distance": int(cfg["hash"]["max_distance"]),
+        "match_flips": bool(cfg["hash"]["match_flips"]),
+        "max_thumb_distance": float(cfg["verify"]["max_thumb_distance"]),
+    }
+    if plan.dim:
+        rule.update(candidate_cosine=plan.floor, k=plan.k)
+    if plan.photo_checked:
+        rule["photo"] = {key: cfg["verify"][key] for key in PHOTO_RULE}
+    elif plan.dim:
+        rule["min_cosine"] = plan.min_cosine
+    return rule
+
+
+class Index:
+    """A job output opened for queries: its ok features, the run's settings (its manifest's, then
+    ``config_path`` and ``overrides``) and the decision they make. ``cache`` keeps the features in
+    Spark's memory for many calls (``dedup serve``)."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        index_dir: str,
+        config_path: str | None = None,
+        overrides: list[str] | None = None,
+        cache: bool = False,
+    ) -> None:
+        self.spark, self.index_dir = spark, index_dir
+        features_table = index_features(spark, index_dir)
+        try:
+            self.cfg = load_config(config_path, overrides, base=job_settings_of(recorded_config(spark, index_dir)))
+        except (OSError, KeyError, ValueError) as exc:
+            raise QueryError(f"bad configuration: {exc}", "config") from exc
+        self.plan = plan_of(self.cfg, features_table)
+        self.features = features_table.cache() if cache else features_table
+
+    def read(self, source: str) -> QueryImage:
+        """A file or URL as an input (QueryError when it is missing, refused, fails or is no image)."""
+        return self.check(source, read_source(source, self.cfg["fetch"]))
+
+    def check(self, source: str, data: bytes) -> QueryImage:
+        """Bytes as an input, named ``source`` (QueryError when they are not an image the job reads)."""
+        return checked_image(source, data, self.cfg)
+
+    @property
+    def rule(self) -> dict[str, Any]:
+        return describe(self.plan, self.cfg)
+
+    def answer(self, images: list[QueryImage], limit: int = 50, with_candidates: bool = False) -> dict[str, Any]:
+        """The JSON-ready answer for ``images``: one features job, one pass over ``features/`` and
+        one over ``images/`` for all of them."""
+        spark, cfg, plan = self.spark, self.cfg, self.plan
+        queries = query_features(spark, images, cfg)
+        found = find_candidates(spark, self.index_dir, self.features, queries, plan, cfg)
+        scored = decide(spark, self.index_dir, queries, images, found, plan, cfg)
+        by_item = {(r["query"], r["productId"]): r for r in found}
+        ids = sorted({r["productId"] for r in found})
+        groups = _lookup(spark, f"{self.index_dir}/groups", ids, ["group_id", "keep"])
+        results = []
+        for n, image in enumerate(images):
+            matches, others = [], []
+            for pair in scored:
+                if -1 - n not in (pair["id_a"], pair["id_b"]):
+                    continue
+                product_id = pair["b"] if pair["a"] == f"query:{n}" else pair["a"]
+                match = _match(pair, by_item[(n, product_id)], groups.get(product_id, {}))
+                (matches if pair["duplicate"] else others).append(match)
+            matches.sort(key=_sort_key)
+            result = {
+                "input": image.source,
+                "sha256": queries[n]["sha256"],
+                "dhash": f"{queries[n]['dhash'] & 0xFFFFFFFFFFFFFFFF:016x}",
+                "candidates": len(matches) + len(others),
+                "matches": matches[:limit],
+            }
+            if with_candidates:
+                result["not_duplicates"] = sorted(others, key=_sort_key)
+            results.append(result)
+        return {"index": self.index_dir, "rule": self.rule, "limit": limit, "results": results}
 
 
 def run_query(
@@ -142,54 +428,9 @@ def run_query(
     config_path: str | None = None,
     overrides: list[str] | None = None,
     limit: int = 50,
+    with_candidates: bool = False,
 ) -> dict[str, Any]:
-    """Look the ``sources`` up in the job output ``index_dir``; the JSON-ready answer."""
-    index = index_features(spark, index_dir)
-    try:
-        cfg = load_config(config_path, overrides, base=job_settings_of(recorded_config(spark, index_dir)))
-    except (OSError, KeyError, ValueError) as exc:
-        raise QueryError(f"bad configuration: {exc}") from exc
-    images = [query_image(source, cfg) for source in sources]
-    queries = spark.createDataFrame(
-        [(n, im.features["sha256"], im.features["dhash"], im.features["dhash_flip"], im.features["thumb"])
-         for n, im in enumerate(images)],
-        QUERY_SCHEMA,
-    )  # fmt: skip
-    found = search(queries, index, cfg, limit).collect()
-
-    # features/ also holds images of products a later run no longer listed: keep the ones whose
-    # status is ok, and name the group each match is in
-    ids = sorted({row["productId"] for row in found})
-    live = _lookup(spark, f"{index_dir}/status", ids, F.col("status") == "ok", "status")
-    groups = _lookup(spark, f"{index_dir}/groups", ids, F.lit(True), "group_id")
-    status_known = path_exists(spark, f"{index_dir}/status")
-    results = []
-    for n, image in enumerate(images):
-        rows = sorted((r for r in found if r["query"] == n), key=lambda r: r["rank"])
-        matches = [
-            {
-                "productId": r["productId"],
-                "image_url": r["image_url"],
-                "method": r["method"],
-                "distance": int(r["distance"]),
-                "flipped": bool(r["flipped"]),
-                "thumb_distance": round(float(r["thumb_distance"]), 5),
-                "group_id": groups.get(r["productId"]),
-            }
-            for r in rows
-            if r["productId"] in live or not status_known
-        ]
-        results.append(
-            {
-                "input": image.source,
-                "sha256": image.features["sha256"],
-                "dhash": f"{image.features['dhash'] & 0xFFFFFFFFFFFFFFFF:016x}",
-                "matches": matches,
-            }
-        )
-    rule = {
-        "max_distance": int(cfg["hash"]["max_distance"]),
-        "match_flips": bool(cfg["hash"]["match_flips"]),
-        "max_thumb_distance": float(cfg["verify"]["max_thumb_distance"]),
-    }
-    return {"index": index_dir, "rule": rule, "limit": limit, "results": results}
+    """Look the ``sources`` up in the job output ``index_dir``; the JSON-ready answer.
+    ``with_candidates`` also lists every candidate that was not found a duplicate, with its evidence."""
+    index = Index(spark, index_dir, config_path, overrides)
+    return index.answer([index.read(source) for source in sources], limit, with_candidates)

@@ -1,4 +1,4 @@
-"""The ``dedup`` command: ``dedup run``, ``demo``, ``bench-set``, ``eval``, ``query`` and ``report``."""
+"""The ``dedup`` command: ``dedup run``, ``demo``, ``bench-set``, ``eval``, ``query``, ``serve`` and ``report``."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dedup", description="Find duplicate product listings by their images.")
     parser.add_argument(
         "command",
-        choices=["run", "demo", "bench-set", "eval", "query", "report"],
+        choices=["run", "demo", "bench-set", "eval", "query", "serve", "report"],
         help="run: the job in local mode; demo: a self-made catalog; bench-set: a benchmark set from photos; "
         "eval: score an output against a bench set's truth; query: look images up in an output; "
+        "serve: dedup query over HTTP; "
         "report: an HTML report of an output's groups",
     )
     if not argv or argv[0] in ("-h", "--help"):
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         return quality.eval_main(rest)
     if command == "query":
         return operate.query_main(rest)
+    if command == "serve":
+        return operate.serve_main(rest)
     if command == "report":
         return operate.report_main(rest)
     parser.error(f"unknown command {command!r}")

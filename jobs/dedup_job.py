@@ -190,12 +190,20 @@ def run_job(
 
     with clock.stage("groups") as note:
         built = groups.build_groups(edges, items, cfg["groups"])
-        built.members.drop("id").write.mode("overwrite").parquet(f"{out}/groups")
+        built.members.drop("id").write.mode("overwrite").parquet(f"{work}/components")
+        before = spark.read.parquet(f"{previous}/groups") if previous else None  # ids kept night to night
+        named = groups.stable_ids(spark.read.parquet(f"{work}/components"), before)
+        ranked = groups.rank_members(named, ingested.products, spark.read.parquet(images_path), cfg["groups"])
+        ranked.write.mode("overwrite").parquet(f"{out}/groups")
         members = spark.read.parquet(f"{out}/groups")
+        changed = groups.changes(members, before)
+        changed.where(F.col("change") != "unchanged").write.mode("overwrite").parquet(f"{out}/changes")
+        changes_by_kind = {kind: 0 for kind in groups.CHANGE_KINDS} | outputs.counts_by(changed, "change")
         histogram = outputs.size_histogram(members)
         largest = members.agg(F.max("group_size")).first()[0] or 0
         n_oversized = members.where("oversized").select("group_id").distinct().count()
-        note(rows=members.count(), groups=sum(histogram.values()), largest=largest, oversized=n_oversized)
+        note(rows=members.count(), groups=sum(histogram.values()), largest=largest, oversized=n_oversized,
+             **{k: v for k, v in changes_by_kind.items() if v})  # fmt: skip
 
     with clock.stage("outputs") as note:
         status = outputs.row_status(rejects, ingested.products, fetched, feats)
@@ -205,6 +213,7 @@ def run_job(
         failures = outputs.counts_by(status.where("status = 'failed'"), "reason")
         if cfg["output"]["write_json"]:
             outputs.write_text(spark, f"{out}/duplicates.json", outputs.duplicates_json_pieces(members))
+            outputs.write_text(spark, f"{out}/keep.json", outputs.keep_json_pieces(members))
         note(rows=sum(by_status.values()), **by_status)
 
     manifest = {
@@ -240,6 +249,7 @@ def run_job(
         "largest_group": largest,
         "groups_resplit": built.resplit_components,
         "groups_oversized": n_oversized,
+        "group_changes": changes_by_kind,  # since --previous (without one, every group is new); changes/
         "stage_seconds": clock.seconds,
         "config": cfg,
         "versions": {
@@ -285,6 +295,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         cfg = load_config(config, args.overrides)
         embed.check_settings(cfg)
         knn.check_settings(cfg["cosine"])
+        groups.parse_keep_rule(cfg["groups"]["keep_rule"])
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         print(f"dedup: bad configuration: {exc}", file=sys.stderr)
         return 2

@@ -8,16 +8,20 @@ recall of the groups against the truth it planted.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
 import sys
+from pathlib import Path
+
+from PIL import Image, ImageOps
 
 from dedup.config import load_config
 from dedup.evaluate import pair_scores
 from dedup.imageserver import ImageServer
 from dedup.session import build_session
-from dedup.synth import dump_line, make_catalog, write_catalog_csv
+from dedup.synth import SyntheticCatalog, dump_line, jpeg_bytes, make_catalog, product_image, write_catalog_csv
 from jobs.dedup_job import run_job
 
 
@@ -34,6 +38,25 @@ def dirty_lines(base_url: str, some_row: dict[str, str]) -> list[str]:
         dump_line("SOFT404000000001", "soft 404", "desc", f"{base_url}/fault/html/a-200x200-x.jpeg"),
         dump_line("SERVERERR0000001", "server error", "desc", f"{base_url}/fault/status/500/a-200x200-x.jpeg"),
     ]
+
+
+def write_queries(catalog: SyntheticCatalog, folder: Path) -> list[Path]:
+    """Images to try ``dedup query`` on: a cropped and a padded copy of a listing's photo (neither in
+    the catalog), the photo itself, and a product that is not listed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    row = next(r for r in catalog.rows if catalog.transforms[r["productId"]] == "original")
+    url = next(u for u in row["imageUrlStr"].split(";") if "-200x200-" in u)
+    photo = Image.open(io.BytesIO(catalog.images[url.split("/img/")[1]])).convert("RGB")
+    pid = row["productId"]
+    images = {
+        f"{pid}-cropped.jpg": jpeg_bytes(photo.crop((16, 16, 208, 208)).resize((224, 224))),
+        f"{pid}-padded.jpg": jpeg_bytes(ImageOps.expand(photo.resize((176, 176)), 24, fill=(255, 255, 255))),
+        f"{pid}-listed.jpg": catalog.images[url.split("/img/")[1]],
+        "not-listed.jpg": jpeg_bytes(product_image(987_654_321)),
+    }
+    for name, data in images.items():
+        (folder / name).write_bytes(data)
+    return [folder / name for name in images]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             spark.stop()
 
+    queries = write_queries(catalog, Path(args.out) / "queries")
     predicted = {row["productId"]: row["group_id"] for row in members}
     truth = {pid: index for index, group in enumerate(catalog.truth_groups) for pid in group}
     scores = pair_scores(predicted, truth)
@@ -79,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{scores['predicted_pairs']} predicted)\n"
         f"demo: embedder {manifest['embedding']['backend']} ({manifest['embedding']['dim']}-d), "
         f"pairs by method {manifest['pairs_by_method']}\n"
-        f"demo: outputs in {args.out}/ (pairs/, candidates/, groups/, duplicates.json, status/, manifest.json, ...)"
+        f"demo: outputs in {args.out}/ (pairs/, candidates/, groups/, changes/, duplicates.json, keep.json, status/, "
+        f"manifest.json, ...)\n"
+        f"demo: {len(queries)} images to look up in {args.out}/queries/ (dedup query --index {args.out} ...)"
     )
     return 0
 

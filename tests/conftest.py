@@ -82,6 +82,29 @@ def served_job(spark, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def photo_job(spark, tmp_path_factory):
+    """A small catalog with planted duplicates and listing data (stock, seller ratings), run through
+    the job at its defaults (the embedder and the photo check) once: (catalog, output folder, server)."""
+    import random
+
+    from dedup.config import load_config
+    from dedup.synth import make_catalog, write_catalog_csv
+    from jobs.dedup_job import run_job
+
+    folder = tmp_path_factory.mktemp("photo_job")
+    with ImageServer({}) as server:
+        catalog = make_catalog(24, duplicate_share=0.6, family_share=0.0, seed=31, base_url=server.base_url)
+        rng = random.Random(31)
+        for row in catalog.rows:
+            row.update(inStock=rng.choice(["true", "true", "false"]), sellerNoOfRatings=str(rng.randrange(0, 5000)))
+        server.images.update(catalog.images)
+        write_catalog_csv(catalog.rows, folder / "catalog.csv")
+        cfg = load_config(None, ["fetch.allowed_hosts=127.0.0.1", "fetch.max_attempts=2", "fetch.backoff_base_s=0.01"])
+        run_job(spark, cfg, str(folder / "catalog.csv"), str(folder / "out"), echo=False)
+        yield catalog, str(folder / "out"), server
+
+
+@pytest.fixture(scope="session")
 def group_sets(spark):
     """A function: a job output folder -> its groups as a set of sorted productId tuples."""
 

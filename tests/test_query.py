@@ -1,8 +1,10 @@
-"""dedup query: images looked up in a job's output with the job's own features and rule."""
+"""dedup query: images looked up in a job's output with the job's own features and decision."""
 
+import io
 import json
 
 import pytest
+from PIL import Image, ImageOps
 from pyspark.sql import functions as F
 
 from dedup.query import QueryError, run_query
@@ -34,7 +36,8 @@ def test_query_answers_as_the_job_paired(spark, served_job, tmp_path):
     answer = run_query(spark, out, [str(path), mirror_url])
     assert [r["input"] for r in answer["results"]] == [str(path), mirror_url]
     rule = answer["rule"]
-    assert rule == {"max_distance": 3, "match_flips": True, "max_thumb_distance": 0.03}  # the run's rule
+    assert rule == {"decision": "hash", "embedder": "none", "dhash_candidates_within": 3, "max_distance": 3,
+                    "match_flips": True, "max_thumb_distance": 0.03}  # the run's rule  # fmt: skip
     for result, product_id in zip(answer["results"], [original, mirror], strict=True):
         found = {m["productId"]: m for m in result["matches"]}
         assert found[product_id]["method"] == "exact" and found[product_id]["distance"] == 0
@@ -102,3 +105,63 @@ def test_query_command_prints_json_and_exits_non_zero_on_bad_input(run_cli, serv
     assert no_index.returncode == 2 and "index not found" in no_index.stderr
     refused = run_cli("query", "--index", out, server.url("fault/status/404/x.jpeg"))
     assert refused.returncode == 2 and "download failed (http_404" in refused.stderr
+
+
+def job_candidates_of(spark, out, product_id):
+    """The run's scored candidates of one product (candidates/): partner -> row."""
+    rows = spark.read.parquet(f"{out}/candidates").where((F.col("a") == product_id) | (F.col("b") == product_id))
+    return {r["b"] if r["a"] == product_id else r["a"]: r for r in rows.collect()}
+
+
+def test_a_listing_of_the_run_gets_the_answer_the_run_gave_it(spark, photo_job, tmp_path):
+    catalog, out, _ = photo_job
+    groups = {r["productId"]: r for r in spark.read.parquet(f"{out}/groups").collect()}
+    in_groups = [pid for pid in (r["productId"] for r in catalog.rows) if pid in groups]
+    assert len(in_groups) >= 10
+    sources = []
+    for product_id in in_groups:
+        path = tmp_path / f"{product_id}.jpg"
+        path.write_bytes(image_of(catalog, product_id)[1])
+        sources.append(str(path))
+    answer = run_query(spark, out, sources, with_candidates=True)  # all of them in one call
+    assert answer["rule"]["decision"] == "photo" and answer["rule"]["embedder"] == "sscd_distilled"
+    photo_pairs = 0
+    for product_id, result in zip(in_groups, answer["results"], strict=True):
+        found = {m["productId"]: m for m in result["matches"]}
+        assert found[product_id]["method"] == "exact"
+        # the same duplicates, by the same signal, with the same evidence, as the run's pairs/
+        partners = job_pairs_of(spark, out, product_id)
+        twins = {pid for pid, m in found.items() if m["method"] == "exact"} - {product_id}
+        assert set(found) - {product_id} == set(partners), product_id
+        for partner, pair in partners.items():
+            match = found[partner]
+            assert match["method"] == pair["method"] and match["group_id"] == groups[partner]["group_id"]
+            assert match["keep"] == groups[partner]["keep"]
+            if pair["method"] == "photo":
+                photo_pairs += 1
+                assert match["photo"]["inliers"] == pair["photo"]["inliers"]
+                assert match["photo"]["structure"] == pytest.approx(pair["photo"]["structure"], abs=1e-4)
+                assert match["cosine"] == pytest.approx(pair["cosine"], abs=1e-3)
+        # and every candidate the run rejected is rejected again
+        rejected = {m["productId"] for m in result["not_duplicates"]}
+        for partner, row in job_candidates_of(spark, out, product_id).items():
+            if not row["duplicate"] and partner not in twins:
+                assert partner in rejected, (product_id, partner)
+    assert photo_pairs >= 5  # the photo check decided, not only byte identity
+
+
+def test_an_edited_copy_not_in_the_run_finds_its_original(spark, photo_job, tmp_path):
+    catalog, out, _ = photo_job
+    original = next(pid for pid, kind in catalog.transforms.items() if kind == "original")
+    photo = Image.open(io.BytesIO(image_of(catalog, original)[1])).convert("RGB")
+    crop = tmp_path / "crop.jpg"
+    crop.write_bytes(jpeg_bytes(photo.crop((14, 14, 210, 210)).resize((224, 224))))
+    pad = tmp_path / "pad.jpg"
+    pad.write_bytes(jpeg_bytes(ImageOps.expand(photo.resize((180, 180)), 22, fill=(255, 255, 255))))
+    new = tmp_path / "new.jpg"
+    new.write_bytes(jpeg_bytes(product_image(424_242)))
+    answer = run_query(spark, out, [str(crop), str(pad), str(new)])
+    for result in answer["results"][:2]:
+        match = {m["productId"]: m for m in result["matches"]}[original]
+        assert match["method"] == "photo" and match["photo"]["inliers"] >= 20 and match["cosine"] >= 0.7
+    assert answer["results"][2]["matches"] == []

@@ -13,12 +13,17 @@ param               Variable                               default
 ``catalog``         ``dedup_catalog``                      ``/data/dumps/catalog.csv``
 ``out_root``        ``dedup_out_root``                     ``/data/dedup``
 ``run_date``        (none)                                 the run's ``{{ ds }}``
+``previous``        (none)                                 the last finished run; ``none``: a full run
 ``sets``            (none)                                 ``[]`` (``--set key=value`` each)
 ==================  =====================================  ===============================
 
-Each run writes to ``<out_root>/<run date>``. A retry runs into the same folder, so the images
-the failed attempt downloaded are reused (the fetch stage skips what is already fetched ok).
-``conf/airflow/check_dag.py`` loads this file in a DagBag and renders the command.
+Each run writes to ``<out_root>/<run date>`` and is incremental: ``conf/last-finished-run.sh``
+finds the last finished run before it (the latest ``<out_root>/<date>`` holding a
+``manifest.json``) and the command passes it as ``--previous``, so only new and changed listings
+are downloaded and embedded, and group ids carry over (``changes/`` says what changed). The first
+night finds none and runs in full. A retry runs into the same folder with the same previous run,
+so the images the failed attempt downloaded are reused too (the fetch stage skips what is already
+fetched ok). ``conf/airflow/check_dag.py`` loads this file in a DagBag and renders the command.
 """
 
 from __future__ import annotations
@@ -36,8 +41,13 @@ COMMAND = """\
 {%- set catalog = params.catalog or var.value.get('dedup_catalog', '/data/dumps/catalog.csv') -%}
 {%- set out_root = params.out_root or var.value.get('dedup_out_root', '/data/dedup') -%}
 {%- set run_date = params.run_date or ds -%}
-cd {{ repo | sh }} && ./spark-submit.sh --master {{ master | sh }} --config {{ config | sh }} \
---catalog {{ catalog | sh }} --out {{ (out_root ~ '/' ~ run_date) | sh }}
+cd {{ repo | sh }} && \
+{%- if params.previous and params.previous != 'none' %} previous={{ params.previous | sh }} &&
+{%- elif params.previous == 'none' %} previous= &&
+{%- else %} previous="$(conf/last-finished-run.sh {{ out_root | sh }} {{ run_date | sh }})" &&
+{%- endif %} echo "dedup_nightly: previous run: ${previous:-none (a full run)}" && \
+./spark-submit.sh --master {{ master | sh }} --config {{ config | sh }} \
+--catalog {{ catalog | sh }} --out {{ (out_root ~ '/' ~ run_date) | sh }} ${previous:+--previous "$previous"}
 {%- for assignment in params.sets %} --set {{ assignment | sh }}{% endfor %}
 """
 
@@ -68,6 +78,7 @@ with DAG(
         "catalog": _optional("the catalog dump to read"),
         "out_root": _optional("outputs go to <out_root>/<run date>"),
         "run_date": _optional("the output folder's date (default: the run's ds)"),
+        "previous": _optional("--previous: a run's folder, or none for a full run (default: the last finished run)"),
         "sets": Param([], type="array", items={"type": "string"}, description="--set key=value overrides"),
     },
     user_defined_filters={"sh": lambda value: shlex.quote(str(value))},

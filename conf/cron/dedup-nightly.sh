@@ -11,6 +11,9 @@
 #   DEDUP_CONFIG    TOML profile (default: $DEDUP_HOME/conf/cluster.toml)
 #   DEDUP_CATALOG   the dump to read (default: /data/dumps/catalog.csv)
 #   DEDUP_OUT_ROOT  outputs go to $DEDUP_OUT_ROOT/$DEDUP_RUN_DATE (default: /data/dedup)
+#   DEDUP_PREVIOUS  the run passed as --previous (default: the last finished run under
+#                   DEDUP_OUT_ROOT before this date, found by conf/last-finished-run.sh; none:
+#                   a full run)
 #   DEDUP_LOG_DIR   one log file per run (default: /var/log/dedup); logs older than
 #                   DEDUP_LOG_KEEP_DAYS (default: 30) are removed
 #   DEDUP_LOCK      the flock lock file (default: /var/lock/dedup-nightly.lock)
@@ -45,17 +48,27 @@ fi
 log="$DEDUP_LOG_DIR/dedup-$DEDUP_RUN_DATE-$(date -u +%Y%m%dT%H%M%SZ)-$$.log"
 find "$DEDUP_LOG_DIR" -maxdepth 1 -name 'dedup-*.log' -mtime "+$DEDUP_LOG_KEEP_DAYS" -delete 2>/dev/null
 
+# incremental: the last finished run is the --previous of this one (none on the first night)
+previous="${DEDUP_PREVIOUS:-}"
+if [[ -z "$previous" ]]; then
+  previous="$("$DEDUP_HOME/conf/last-finished-run.sh" "$DEDUP_OUT_ROOT" "$DEDUP_RUN_DATE" 2>>"$log")" || previous=""
+elif [[ "$previous" == none ]]; then
+  previous=""
+fi
+export DEDUP_PREVIOUS_RUN="$previous"  # for DEDUP_JOB_COMMAND
+
 if [[ -n "${DEDUP_JOB_COMMAND:-}" ]]; then
   job=(bash -c "$DEDUP_JOB_COMMAND")
 else
   job=("$DEDUP_HOME/spark-submit.sh" --master "$DEDUP_MASTER" --config "$DEDUP_CONFIG"
-       --catalog "$DEDUP_CATALOG" --out "$DEDUP_OUT_ROOT/$DEDUP_RUN_DATE")
+       --catalog "$DEDUP_CATALOG" --out "$DEDUP_OUT_ROOT/$DEDUP_RUN_DATE" ${previous:+--previous "$previous"})
 fi
 
 {
   echo "dedup-nightly: started $(date -u +%FT%TZ) pid $$ run date $DEDUP_RUN_DATE"
+  echo "dedup-nightly: previous run: ${previous:-none (a full run)}"
   echo "dedup-nightly: command: ${job[*]}"
-} >"$log"
+} >>"$log"
 started=$SECONDS
 # the lock stays held (fd 9) for the job and its children; the lock file itself is never removed
 "${job[@]}" >>"$log" 2>&1 9>&-
