@@ -12,7 +12,9 @@ settings (the ``config`` in the output's ``manifest.json``, then ``--config`` an
    (:func:`dedup.verify.near_candidate_distance`); and each input's ``cosine.k`` nearest
    neighbours at or above the candidate floor, by exact cosine (the job's kNN candidates, with
    the queries as the products; an output made with ``cosine.method=lsh`` gives every neighbour at
-   or above the floor). Only products whose row ended ``ok`` in ``status/`` take part.
+   or above the floor). An input byte-identical to listings of the run also gets those listings'
+   other candidates from the run's ``candidates/`` (the pairs that came from the other product's
+   ``k`` nearest). Only products whose row ended ``ok`` in ``status/`` take part.
 3. **Decision.** :func:`dedup.verify.score_pairs`, the job's own function, over those candidates
    with both images' bytes (the index's from its ``images/``): byte-identical, or the photo check
    (:mod:`dedup.photomatch`) at the run's thresholds, or the hash and cosine thresholds where the
@@ -22,8 +24,9 @@ A pair is scored in the order the job would score it: an input byte-identical to
 run takes that listing's place (its ``row_id``), so an image that was in the run gets the answer
 the run gave it. An input has no ``productFamily``, so no match is set apart as a variant of it.
 
-Many inputs share one Spark session, one pass over ``features/`` and one over ``images/``; only
-the candidates (at most ``k`` + the hash candidates per input) reach the driver.
+Many inputs share one Spark session, one pass over ``features/`` (and a filtered read of it for
+the twins' candidates) and one over ``images/``; only the candidates (``k``, the hash candidates
+and a twin's candidates in the run, per input) reach the driver.
 """
 
 from __future__ import annotations
@@ -234,7 +237,50 @@ def find_candidates(
         best = Window.partitionBy("query", "by_cosine").orderBy(F.desc("cosine"), "productId")
         found = found.withColumn("_n", F.row_number().over(best))
         found = found.where(F.col("by_hash") | (F.col("by_cosine") & (F.col("_n") <= plan.k))).drop("_n")
-    return [row.asDict() for row in found.collect()]
+    rows = [row.asDict() for row in found.collect()]
+    return rows + _twins_candidates(spark, index_dir, index, queries, rows, live)
+
+
+def _twins_candidates(
+    spark: SparkSession,
+    index_dir: str,
+    index: DataFrame,
+    queries: list[dict[str, Any]],
+    found: list[dict[str, Any]],
+    live: DataFrame | None,
+) -> list[dict[str, Any]]:
+    """For an input byte-identical to listings of the run, the run's other candidates of those
+    listings (``candidates/``), as rows like :func:`candidate_scan`'s. A kNN candidate pair comes
+    from either product's ``k`` nearest neighbours, and the scan sees only the input's side: the
+    run's candidates bring the other side (the products that had the listing among theirs), so a
+    listing of the run is scored against every candidate the run scored it against."""
+    twins: dict[int, set[str]] = {}
+    for row in found:
+        if row["sha256"] == queries[row["query"]]["sha256"] and row["row_id"] is not None:
+            twins.setdefault(row["query"], set()).add(row["productId"])
+    path = f"{index_dir}/candidates"
+    if not twins or not path_exists(spark, path):
+        return []
+    listed = sorted(set().union(*twins.values()))
+    pairs = spark.read.parquet(path).where(F.col("a").isin(listed) | F.col("b").isin(listed)).select("a", "b")
+    pairs = pairs.collect()
+    have = {(row["query"], row["productId"]) for row in found}
+    wanted: dict[str, list[int]] = {}
+    for n, ids in twins.items():
+        partners = {p.b for p in pairs if p.a in ids} | {p.a for p in pairs if p.b in ids}
+        for partner in sorted(partners - ids):
+            if (n, partner) not in have:
+                wanted.setdefault(partner, []).append(n)
+    if not wanted:
+        return []
+    columns = [c for c in (*SCAN_COLUMNS, "embedding") if c in index.columns]
+    rows = index.where(F.col("productId").isin(sorted(wanted))).select(*columns)
+    rows = rows.join(live, "productId") if live is not None else rows.withColumn("row_id", F.lit(None).cast("long"))
+    extra = []
+    for row in rows.collect():
+        for n in wanted[row["productId"]]:
+            extra.append({**row.asDict(), "query": n, "cosine": None, "by_cosine": False, "by_hash": False})
+    return extra
 
 
 ITEMS_SCHEMA = (
