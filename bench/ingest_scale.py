@@ -34,9 +34,9 @@ from collections import Counter
 from pathlib import Path
 
 from dedup.config import load_config
+from dedup.devkit.synth import dump_line
 from dedup.schema import CATALOG_COLUMNS, CATALOG_SCHEMA
 from dedup.session import build_session
-from dedup.synth import dump_line
 from jobs.stages import ingest_stage
 
 _TEXT = (

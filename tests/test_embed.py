@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dedup.devkit.synth import jpeg_bytes, product_image
 from dedup.embed import cached_embedder, load_embedder, resize_square, stage_model_files, task_device
 from dedup.features import compute_features
-from dedup.synth import jpeg_bytes, product_image
 from dedup.vectors import from_bytes, stack
 
 
