@@ -42,13 +42,16 @@ def run_job(
         fetched = stages.fetch_stage(spark, ingested, cfg["fetch"], out, work, previous)
         note(**fetched.counts())
     with clock.stage("features") as note:
-        made = stages.features_stage(spark, fetched, cfg, out, previous)
+        made = stages.features_stage(spark, fetched, cfg["features"], cfg["embed"], out, previous)
         note(**made.counts())
     with clock.stage("candidates") as note:
-        found = stages.candidates_stage(ingested, made, cfg, work)
+        found = stages.candidates_stage(
+            ingested, made, work, hash_settings=cfg["hash"], exact_settings=cfg["exact"], embed_settings=cfg["embed"],
+            cosine_settings=cfg["cosine"], verify_settings=cfg["verify"],
+        )  # fmt: skip
         note(**found.counts())
     with clock.stage("verify") as note:
-        verified = stages.verify_stage(spark, found, made, cfg, work, out)
+        verified = stages.verify_stage(found, made, cfg["hash"], cfg["verify"], work, out)
         note(**verified.counts())
     with clock.stage("groups") as note:
         grouped = stages.groups_stage(spark, verified, found, ingested, fetched, cfg["groups"], work, out, previous)
@@ -93,7 +96,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         config = os.path.basename(config)  # shipped with --files to a driver in cluster deploy mode
     try:
         cfg = load_config(config, args.overrides)
-        embed.check_settings(cfg)
+        embed.check_settings(cfg["embed"], cfg["cosine"], cfg["verify"])
         knn.check_settings(cfg["cosine"])
         groups.parse_keep_rule(cfg["groups"]["keep_rule"])
     except (OSError, KeyError, ValueError, RuntimeError) as exc:

@@ -18,6 +18,8 @@ from dedup import candidates, cosine, embed, features, fetch, fetchstore, groups
 from dedup import verify as verification
 from dedup.outputs import materialise
 
+Table = dict[str, Any]  # one table of the job's settings (dedup/config.py), e.g. cfg["hash"]
+
 
 @dataclass
 class IngestResult:
@@ -40,7 +42,7 @@ class IngestResult:
         return {"rows": self.n_rows, "valid": self.n_valid, "rejected": self.n_rejected}
 
 
-def ingest_stage(spark: SparkSession, catalog: str, settings: dict[str, Any], work: str, out: str) -> IngestResult:
+def ingest_stage(spark: SparkSession, catalog: str, settings: Table, work: str, out: str) -> IngestResult:
     """The rows to ``work``/rows, the rejects to ``out``/rejects."""
     rows = materialise(ingest.validate(ingest.read_catalog(spark, catalog, settings), settings), f"{work}/rows")
     # repeated productIds: found once over two columns, then joined (by broadcast when few) by every
@@ -75,7 +77,7 @@ class FetchResult:
 
 
 def fetch_stage(
-    spark: SparkSession, ingested: IngestResult, settings: dict[str, Any], out: str, work: str, previous: str | None
+    spark: SparkSession, ingested: IngestResult, settings: Table, out: str, work: str, previous: str | None
 ) -> FetchResult:
     """Download what ``out``/images lacks (seeded from ``previous``) and commit it there."""
     products = ingested.ingested.products
@@ -111,7 +113,12 @@ class FeaturesResult:
 
 
 def features_stage(
-    spark: SparkSession, fetched: FetchResult, cfg: dict[str, Any], out: str, previous: str | None
+    spark: SparkSession,
+    fetched: FetchResult,
+    features_settings: Table,
+    embed_settings: Table,
+    out: str,
+    previous: str | None,
 ) -> FeaturesResult:
     """Features of the ok images to ``out``/features, reused from ``previous`` where its settings match."""
     # An ok image is never fetched twice into one output (the fetch stage skips ok keys), so
@@ -120,13 +127,14 @@ def features_stage(
     ok_images = fetchstore.read_images(spark, fetched.images_path).where(F.col("fetch_status") == "ok")
 
     def compute(images: DataFrame) -> DataFrame:
-        embed_cfg = embed.stage_model_files(spark, cfg["embed"]) if features.embedding_on(cfg["embed"]) else None
-        return features.compute_features(images, cfg["features"], embed_cfg)
+        embed_cfg = embed.stage_model_files(spark, embed_settings) if features.embedding_on(embed_settings) else None
+        return features.compute_features(images, features_settings, embed_cfg)
 
-    made = incremental.reuse_features(ok_images, compute, cfg, previous)
+    settings = incremental.feature_settings({"features": features_settings, "embed": embed_settings})
+    made = incremental.reuse_features(ok_images, compute, settings, previous)
     table = materialise(made.table, f"{out}/features")
     by_status = outputs.counts_by(table, "feature_status")
-    return FeaturesResult(ok_images, table, by_status, features.embedding_dim(table, cfg["embed"]), made)
+    return FeaturesResult(ok_images, table, by_status, features.embedding_dim(table, embed_settings), made)
 
 
 @dataclass
@@ -160,17 +168,27 @@ class CandidatesResult:
 
 
 def cosine_candidates(
-    items: DataFrame, settings: dict[str, Any], dim: int, n_items: int, floor: float
+    items: DataFrame, settings: Table, dim: int, n_items: int, floor: float
 ) -> knn.KnnCandidates | cosine.CosineCandidates:
     """The cosine candidates of ``cosine.method``: each product's ``k`` nearest neighbours at or
     above ``floor`` (knn), or every pair at or above it (lsh)."""
     knn.check_settings(settings)
-    if settings.get("method", "knn") == "knn":
+    if settings["method"] == "knn":
         return knn.knn_pairs(items, settings, dim, n_items, floor)
     return cosine.cosine_pairs(items, {**settings, "min_cosine": floor}, dim, n_items)
 
 
-def candidates_stage(ingested: IngestResult, made: FeaturesResult, cfg: dict[str, Any], work: str) -> CandidatesResult:
+def candidates_stage(
+    ingested: IngestResult,
+    made: FeaturesResult,
+    work: str,
+    *,
+    hash_settings: Table,
+    exact_settings: Table,
+    embed_settings: Table,
+    cosine_settings: Table,
+    verify_settings: Table,
+) -> CandidatesResult:
     """Candidate pairs to ``work``/candidates: exact bytes, near dHash and (with embeddings) cosine."""
     dim = made.dim
     embedding = ["embedding"] if dim else []
@@ -181,15 +199,15 @@ def candidates_stage(ingested: IngestResult, made: FeaturesResult, cfg: dict[str
     )
     items = materialise(items, f"{work}/items")
     n_items = items.count()
-    photo_checked = verification.photo_checked(cfg["verify"], embedded=bool(dim))
-    near_distance = verification.near_candidate_distance(cfg["hash"], cfg["verify"], photo_checked)
-    near = candidates.near_pairs(items, {**cfg["hash"], "max_distance": near_distance}, n_items)
+    photo_checked = verification.photo_checked(verify_settings, embedded=bool(dim))
+    near_distance = verification.near_candidate_distance(hash_settings, verify_settings, photo_checked)
+    near = candidates.near_pairs(items, {**hash_settings, "max_distance": near_distance}, n_items)
     skipped = near.skipped_buckets.agg(F.count("*").alias("n"), F.sum("count").alias("rows")).first()
-    found = candidates.exact_pairs(items, cfg["exact"]).unionByName(near.pairs)
-    floor, decide = embed.cosine_thresholds(cfg["embed"], cfg) if dim else (None, None)
+    found = candidates.exact_pairs(items, exact_settings).unionByName(near.pairs)
+    floor, decide = embed.cosine_thresholds(embed_settings, cosine_settings, verify_settings) if dim else (None, None)
     cosine_cfg = {"dim": dim, "min_cosine": decide, "floor": floor} if dim else None
     if cosine_cfg:
-        similar = cosine_candidates(items, cfg["cosine"], dim, n_items, floor)
+        similar = cosine_candidates(items, cosine_settings, dim, n_items, floor)
         found = found.unionByName(similar.pairs.select("id_a", "id_b"))
     pairs_path = f"{work}/candidates"
     n_candidates = materialise(found, pairs_path).count()
@@ -221,9 +239,10 @@ class VerifyResult:
 
 
 def verify_stage(
-    spark: SparkSession, found: CandidatesResult, made: FeaturesResult, cfg: dict[str, Any], work: str, out: str
+    found: CandidatesResult, made: FeaturesResult, hash_settings: Table, verify_settings: Table, work: str, out: str
 ) -> VerifyResult:
     """Score every candidate pair (``out``/candidates) and keep those the rule accepts (``out``/pairs)."""
+    spark = found.items.sparkSession
     photos = found.items.select("id", "productId", "image_url").join(made.ok_images, ["productId", "image_url"])
     photos = photos.select("id", "image_bytes")
     described = None
@@ -234,12 +253,12 @@ def verify_stage(
         described = verification.describe_images(photos.join(pair_ids.distinct(), "id", "left_semi"))
         described = materialise(described, f"{work}/described")
     scored = verification.score_pairs(
-        spark.read.parquet(found.pairs_path), found.items, cfg["hash"], cfg["verify"], found.cosine_cfg, photos,
+        spark.read.parquet(found.pairs_path), found.items, hash_settings, verify_settings, found.cosine_cfg, photos,
         described,
     )  # fmt: skip
     scored = materialise(scored, f"{work}/scored")  # the photo check runs once, here
     scored.drop("id_a", "id_b").write.mode("overwrite").parquet(f"{out}/candidates")
-    verified = verification.kept_pairs(scored, cfg["verify"])
+    verified = verification.kept_pairs(scored, verify_settings)
     edges = materialise(verified.pairs, f"{work}/edges")
     edges.select(*verification.PAIR_COLUMNS).write.mode("overwrite").parquet(f"{out}/pairs")
     pairs_by_method = outputs.counts_by(edges, "method")
@@ -269,7 +288,7 @@ def groups_stage(
     found: CandidatesResult,
     ingested: IngestResult,
     fetched: FetchResult,
-    settings: dict[str, Any],
+    settings: Table,
     work: str,
     out: str,
     previous: str | None,
@@ -309,7 +328,7 @@ def outputs_stage(
     fetched: FetchResult,
     made: FeaturesResult,
     grouped: GroupsResult,
-    settings: dict[str, Any],
+    settings: Table,
     out: str,
 ) -> OutputsResult:
     """Each row's status to ``out``/status; ``duplicates.json`` and ``keep.json`` where ``write_json``."""
