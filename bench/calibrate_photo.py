@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _quality_peer import components as link_components
 from quality import score_groups
 
-from dedup.benchset import read_truth
+from dedup.devkit.benchset import read_truth
 from dedup.photomatch import AT_LEAST, AT_MOST
 
 GRID: dict[str, tuple[float, ...]] = {

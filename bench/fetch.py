@@ -1,7 +1,7 @@
 """Fetch under faults and resume (issue 13): images/s per core on loopback, side by side.
 
 Real product photos (``--n`` of them, default 1,686, a seeded sample of the shared fashion
-catalog) are served on loopback by ``dedup.imageserver`` from a process of its own. A share of the
+catalog) are served on loopback by ``dedup.devkit.imageserver`` from a process of its own. A share of the
 URLs (0%, 5%, 20%) is faulty, the fault kinds of the tests taken in turn: hangs, slow drips (a byte
 every 50 ms), resets, 500s, 503-then-ok, 429 with Retry-After then ok, redirects and HTML bodies.
 Each tool gets URLs of its own (the same photos and faults under another prefix), so a fault that
@@ -17,7 +17,7 @@ recovers after k requests recovers for each tool alike. Parts (``--parts``, all 
 * ``commits``: the fetch stage at 0% faults with its commits (files committed by the tasks as they
   go) against the same pool written by one Spark write (one commit at the end), interleaved.
 * ``job``: the whole job (``run_job``, defaults) on a catalog of the photos, clean, and with 20% of
-  the URLs faulty plus the dump's dirty lines (``dedup.synth.dirty_dump_lines``).
+  the URLs faulty plus the dump's dirty lines (``dedup.devkit.synth.dirty_dump_lines``).
 * ``kill``: ``dedup run`` on the clean catalog at its defaults, SIGKILLed (its process group) once
   about ``--kill-at`` images were served whole, then run again into the same ``--out``; how many
   of the images served before the kill the rerun downloads again, and whether the groups equal the
@@ -74,7 +74,7 @@ def log(*parts: Any) -> None:
 
 def serve(folder: str) -> None:
     """The child: serve ``folder``'s photos under any ``<prefix>/`` (``img/<prefix>/<file>``)."""
-    from dedup.imageserver import ImageServer
+    from dedup.devkit.imageserver import ImageServer
 
     class Prefixed(ImageServer):
         def image(self, name: str) -> bytes | None:
@@ -210,7 +210,7 @@ def peer(url_list: list[str], out: Path, timeout_s: float) -> dict[str, Any]:
 
 def write_catalog(path: Path, url_list: list[str], dirty: bool, base_url: str) -> dict[str, int]:
     """A dump with one row per URL (all four sizes the same URL), and the dirty lines if asked."""
-    from dedup.synth import catalog_lines, dirty_dump_lines, write_dump_bytes
+    from dedup.devkit.synth import catalog_lines, dirty_dump_lines, write_dump_bytes
 
     rows = [
         {"productId": f"BENCH{i:011d}", "title": f"Bench item {i}", "imageUrlStr": ";".join([url] * 4),

@@ -31,9 +31,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from dedup.config import DEFAULTS
+from dedup.devkit.synth import jpeg_bytes
 from dedup.features import hash_features
 from dedup.imaging import THUMB_SIZE, hamming, thumb_distance
-from dedup.synth import jpeg_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGES = REPO.parent / "shared" / "data" / "fashion-catalog" / "images"

@@ -4,7 +4,7 @@ What it measures, on one image set built from the fashion-catalog photos (origin
 near-duplicate variants: JPEG re-encode, resize to 160/300 px, brightness 0.9/1.1, mirror):
 
 * the real job (``jobs.dedup_job.run_job``) in-process in Spark ``local[2]``, images served on
-  loopback by ``dedup.imageserver.ImageServer`` from a catalog CSV in the dump layout with about 1%
+  loopback by ``dedup.devkit.imageserver.ImageServer`` from a catalog CSV in the dump layout with about 1%
   broken links (404, 500, HTML soft-404) and 50 dirty lines; each repeat writes to a fresh output
   folder, so every repeat downloads every image again. Per run: wall seconds of ``run_job`` (the
   session is started once, before, and timed apart), stage seconds, images hashed
@@ -52,7 +52,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from PIL import Image, ImageEnhance, ImageOps
 
-from dedup.synth import jpeg_bytes
+from dedup.devkit.synth import jpeg_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = str(REPO.parent / "shared" / "data" / "fashion-catalog" / "images")
@@ -90,7 +90,7 @@ VARIANTS: dict[str, Callable[[Image.Image], bytes]] = {
 
 
 def image_name(index: int, data: bytes) -> str:
-    """``p<index>-x-<token>.jpg``: splits into stem and token the way ``dedup.synth.image_names`` wants."""
+    """``p<index>-x-<token>.jpg``: splits into stem and token the way ``dedup.devkit.synth.image_names`` wants."""
     return f"p{index:06d}-x-{hashlib.sha1(data).hexdigest()[:10]}.jpg"
 
 
@@ -164,7 +164,7 @@ def load_images(folder: Path) -> dict[str, bytes]:
 
 def write_catalog(path: Path, names: list[str], base_url: str) -> dict[str, int]:
     """One row per image, ~1% rows with broken links, 50 dirty lines; return the expected counts."""
-    from dedup.synth import dump_line, image_names, image_url_str, write_catalog_csv
+    from dedup.devkit.synth import dump_line, image_names, image_url_str, write_catalog_csv
 
     brands, sellers = ["Acme", "Zed", "Mio"], ["SellerA", "SellerB", "SellerC"]
     rows = [
@@ -220,9 +220,9 @@ def run_job_repeats(
     """The real job, ``repeats`` times, each into a fresh output folder; then the features stage
     alone, interleaved with the peers' hashing (:func:`features_steady_state`)."""
     from dedup.config import load_config
-    from dedup.imageserver import ImageServer
+    from dedup.devkit.imageserver import ImageServer
+    from dedup.devkit.synth import image_names
     from dedup.session import build_session
-    from dedup.synth import image_names
     from jobs.dedup_job import run_job
 
     served = {alias: data for name, data in images.items() for alias in image_names(name)}

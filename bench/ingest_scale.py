@@ -8,7 +8,7 @@ invalid UTF-8. Then, in one Spark session (``local[2]``), rounds that interleave
 * ``bare_count``: ``spark.read.csv(path, header=True).count()`` (Spark skips parsing the columns),
 * ``bare_parquet``: ``spark.read.csv`` with the 32-column schema written to Parquet (every column
   parsed and written: the floor of any ingest that keeps the rows),
-* ``ingest``: the job's ingest stage as ``jobs/dedup_job.py`` runs it (``ingest.ingest_stage``):
+* ``ingest``: the job's ingest stage as ``jobs/dedup_job.py`` runs it (``jobs.stages.ingest_stage``):
   read, validate, write the rows, split, write the rejects, count by reason,
 
 checks the rejects against the reasons the generator wrote, and prints medians and ratios. Run
@@ -34,10 +34,10 @@ from collections import Counter
 from pathlib import Path
 
 from dedup.config import load_config
+from dedup.devkit.synth import dump_line
 from dedup.schema import CATALOG_COLUMNS, CATALOG_SCHEMA
 from dedup.session import build_session
-from dedup.synth import dump_line
-from jobs.dedup_job import ingest_stage
+from jobs.stages import ingest_stage
 
 _TEXT = (
     "cotton slim fit casual shirt women men printed solid blue red round neck sleeve pack of regular comfortable "
@@ -155,8 +155,8 @@ def _run(mode: str, spark, dump: str, out: Path, cfg: dict) -> dict:
     if mode == "bare_parquet":
         spark.read.csv(dump, header=True, schema=CATALOG_SCHEMA).write.parquet(str(target / "rows"))
         return {}
-    _, _, rejected_by_reason, n_valid = ingest_stage(spark, dump, cfg["ingest"], str(target / "_work"), str(target))
-    return {"valid": n_valid, "rejected": rejected_by_reason}
+    ingested = ingest_stage(spark, dump, cfg["ingest"], str(target / "_work"), str(target))
+    return {"valid": ingested.n_valid, "rejected": ingested.rejected_by_reason}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 candidates per product as the catalog grows, and the job's seconds against fastdup's.
 
 The set (built here, not by ``dedup bench-set``): every photo of ``--photos`` (the 9,583 shared
-fashion photos) plus one edited copy of each (``dedup.benchset.edit``, the transforms and
+fashion photos) plus one edited copy of each (``dedup.devkit.benchset.edit``, the transforms and
 combinations of the dev set in turn, seeded): 19,166 listings; the small catalog is a seeded
 quarter of the photos with their copies (4,792 listings, the size issue 12 measured first).
 Each catalog is served on loopback (an ephemeral port) and run through ``jobs.dedup_job.run_job``
@@ -34,11 +34,11 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from scale import _meta  # noqa: E402
 
-from dedup.benchset import COMBINABLE, TRANSFORMS, edit  # noqa: E402
 from dedup.config import load_config  # noqa: E402
-from dedup.imageserver import ImageServer  # noqa: E402
+from dedup.devkit.benchset import COMBINABLE, TRANSFORMS, edit  # noqa: E402
+from dedup.devkit.imageserver import ImageServer  # noqa: E402
+from dedup.devkit.synth import image_url_str, write_catalog_csv  # noqa: E402
 from dedup.session import build_session  # noqa: E402
-from dedup.synth import image_url_str, write_catalog_csv  # noqa: E402
 from jobs.dedup_job import run_job  # noqa: E402
 
 DEFAULT_PHOTOS = REPO.parent / "shared" / "data" / "fashion-catalog" / "images"

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from dedup.benchset import read_truth  # noqa: E402
+from dedup.devkit.benchset import read_truth  # noqa: E402
 from dedup.vectors import normalise, stack  # noqa: E402
 
 KS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20)

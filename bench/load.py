@@ -2,7 +2,7 @@
 
 For each ``--sizes`` (default 50,000 and 200,000 rows) a fresh driver process runs
 ``jobs.dedup_job.run_job`` (Spark ``local[2]``, ``spark.driver.memory=--driver-memory``) on a
-catalog in the dump's layout whose images are served on loopback by ``dedup.imageserver`` from
+catalog in the dump's layout whose images are served on loopback by ``dedup.devkit.imageserver`` from
 another process (so the server's memory is not the driver's). The images are small generated
 JPEGs (96x96, a smooth random colour field each, about 1 in 20 a brightness-shifted copy of an
 earlier one, so there are groups to find); the catalog adds about 1% broken links and 50 dirty
@@ -60,10 +60,10 @@ def _hash_path() -> Any:
 
 def build_images(folder: Path, n: int, seed: int = 7) -> list[str]:
     """``n`` small JPEGs in ``folder`` (reused if there), saved under the 200x200 name the job fetches;
-    returns the catalog names (:func:`dedup.synth.image_names` gives the served ones)."""
+    returns the catalog names (:func:`dedup.devkit.synth.image_names` gives the served ones)."""
     import simplejpeg
 
-    from dedup.synth import image_names
+    from dedup.devkit.synth import image_names
 
     hp = _hash_path()
     done = folder / f".done-{n}"
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print("RESULT " + json.dumps(result))
         return 0
 
-    from dedup.imageserver import ImageServer
+    from dedup.devkit.imageserver import ImageServer
 
     out = args.out.resolve()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                                "date": time.strftime("%Y-%m-%d"), "sizes": {}}  # fmt: skip
     # the server in its own process: its threads and file reads are not the driver's
     server_code = (
-        "import sys, time; from dedup.imageserver import ImageServer; "
+        "import sys, time; from dedup.devkit.imageserver import ImageServer; "
         f"s = ImageServer({str(out / 'images')!r}).start(); print(s.base_url, flush=True); time.sleep(1e9)"
     )
     server = subprocess.Popen([sys.executable, "-c", server_code], stdout=subprocess.PIPE, text=True)

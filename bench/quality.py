@@ -41,10 +41,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from dedup.benchset import build_bench_set, read_truth
 from dedup.config import load_config
-from dedup.evaluate import best_at_precision, evaluate_output, group_pair_scores, load_truth, pair_scores
-from dedup.imageserver import ImageServer
+from dedup.devkit.benchset import build_bench_set, read_truth
+from dedup.devkit.evaluate import best_at_precision, evaluate_output, group_pair_scores, load_truth, pair_scores
+from dedup.devkit.imageserver import ImageServer
 from dedup.session import build_session
 from jobs.dedup_job import run_job
 

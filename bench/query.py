@@ -2,7 +2,7 @@
 
 Steps (one run, one machine):
 
-1. An index of about 20k listings: ``dedup.benchset.build_bench_set`` over the fashion-catalog
+1. An index of about 20k listings: ``dedup.devkit.benchset.build_bench_set`` over the fashion-catalog
    photos with ``--copied-share`` (0.6: 9,462 photos, 60% of them with 1-3 edited copies) served
    on loopback, then ``dedup run`` (the command, default settings: the embedder, cosine candidates
    and the photo check) into ``WORK/index``. Kept between runs: a second run reuses it.
@@ -36,8 +36,8 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from dedup.benchset import build_bench_set, edit, read_truth
-from dedup.imageserver import ImageServer
+from dedup.devkit.benchset import build_bench_set, edit, read_truth
+from dedup.devkit.imageserver import ImageServer
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTOS = REPO.parent / "shared" / "data" / "fashion-catalog" / "images"

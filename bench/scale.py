@@ -1,7 +1,7 @@
 """Scale benchmark: candidates, verification and groups on synthetic feature tables of 10k-1M products.
 
 For each kind and size, a feature table with planted near duplicates is generated inside Spark
-(``dedup.synthfeatures``: one row per ``spark.range`` id, made in the tasks), written to Parquet
+(``dedup.devkit.synthfeatures``: one row per ``spark.range`` id, made in the tasks), written to Parquet
 (reused when already there) and read back; then, timed one after the other:
 
 * ``hash``: ``candidates.near_pairs`` (64-bit dHashes, mirrored hashes probed) -> ``verify.score_pairs``
@@ -47,8 +47,9 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dedup import candidates, cosine, groups, synthfeatures, verify
+from dedup import candidates, cosine, groups, verify
 from dedup.config import DEFAULTS
+from dedup.devkit import synthfeatures
 from dedup.session import build_session
 
 REPO = Path(__file__).resolve().parent.parent

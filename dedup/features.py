@@ -73,19 +73,19 @@ def feature_type(embed_settings: dict[str, Any] | None) -> T.StructType:
 
 
 def embedding_on(embed_settings: dict[str, Any] | None) -> bool:
-    return bool(embed_settings) and embed_settings.get("backend", "none") != "none"
+    return bool(embed_settings) and embed_settings["backend"] != "none"
 
 
 def _embed_records(records: list[dict[str, Any]], pixels: list[np.ndarray | None], settings: dict[str, Any]) -> None:
     """Add ``embedding`` to each decoded record, ``embed.batch_size`` images per model call."""
     embedder = cached_embedder(settings)
     decoded = [i for i, p in enumerate(pixels) if p is not None]
-    step = max(1, int(settings.get("batch_size", 64)))
+    step = max(1, int(settings["batch_size"]))
     for start in range(0, len(decoded), step):
         chunk = decoded[start : start + step]
         batch = np.stack([resize_square(pixels[i], embedder.input_size) for i in chunk])
         for i, vector in zip(chunk, embedder.embed(batch), strict=True):
-            records[i]["embedding"] = to_bytes(vector, settings.get("dtype", "float32"))
+            records[i]["embedding"] = to_bytes(vector, settings["dtype"])
 
 
 def embedding_dim(features: DataFrame, embed_settings: dict[str, Any]) -> int:
@@ -95,7 +95,7 @@ def embedding_dim(features: DataFrame, embed_settings: dict[str, Any]) -> int:
     row = features.where(F.col("embedding").isNotNull()).select(F.length("embedding").alias("n")).first()
     if row is None:
         return 0
-    return int(row["n"]) // DTYPES[embed_settings.get("dtype", "float32")].itemsize
+    return int(row["n"]) // DTYPES[embed_settings["dtype"]].itemsize
 
 
 def features_udf(max_pixels: int, embed_settings: dict[str, Any] | None = None):

@@ -73,18 +73,19 @@ class Features:
 def reuse_features(
     ok_images: DataFrame,
     compute: Callable[[DataFrame], DataFrame],
-    cfg: dict[str, Any],
+    settings: dict[str, Any],
     previous: str | None,
 ) -> Features:
     """``compute(ok_images)``, except for keys whose features the previous run already made with
-    the same feature settings and columns: those rows are taken from ``previous/features`` whole."""
+    the same feature settings (``settings``: :func:`feature_settings` of this run's config) and
+    columns: those rows are taken from ``previous/features`` whole."""
     spark = ok_images.sparkSession
     if previous is None:
         return Features(compute(ok_images), 0, False)
     recorded = outputs.read_json(spark, f"{previous}/manifest.json").get("config", {})
     old = spark.read.parquet(f"{previous}/features")
     wanted = compute(ok_images.limit(0)).schema  # the columns this version writes (planned, not run)
-    same = feature_settings(recorded) == feature_settings(cfg) and _columns(old.schema) == _columns(wanted)
+    same = feature_settings(recorded) == settings and _columns(old.schema) == _columns(wanted)
     if not same:
         return Features(compute(ok_images), 0, False)
     reused = old.join(ok_images.select(*KEYS), KEYS, "left_semi").select(*wanted.fieldNames())

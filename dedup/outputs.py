@@ -158,6 +158,13 @@ def size_histogram(members: DataFrame) -> dict[str, int]:
     return {name: int(counts.get(name, 0)) for *_, name in [*bins, (0, 0, ">100")]}
 
 
+def materialise(frame: DataFrame, path: str) -> DataFrame:
+    """Write ``frame`` to Parquet at ``path`` and return the table read back: later stages read
+    what was written, so the plan that made it runs once."""
+    frame.write.mode("overwrite").parquet(path)
+    return frame.sparkSession.read.parquet(path)
+
+
 def counts_by(frame: DataFrame, column: str) -> dict[str, int]:
     """Row counts per value of ``column``: a small aggregate, collected."""
     return {str(key): int(n) for key, n in frame.groupBy(column).count().collect()}

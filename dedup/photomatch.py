@@ -26,7 +26,7 @@ the geometry of local detail. :func:`match_scores` measures it:
 
 :func:`decide` applies the thresholds; :func:`photo_match_udf` scores pairs of image bytes in Spark.
 
->>> from dedup.synth import product_image
+>>> from dedup.devkit.synth import product_image
 >>> import numpy as np
 >>> a = np.asarray(product_image(6))
 >>> s = match_scores(a, a[:, ::-1])

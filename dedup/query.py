@@ -136,7 +136,7 @@ class Plan:
 def plan_of(cfg: dict[str, Any], index: DataFrame) -> Plan:
     """The decision the run's settings make over this index (QueryError when they cannot)."""
     try:
-        embed.check_settings(cfg)
+        embed.check_settings(cfg["embed"], cfg["cosine"], cfg["verify"])
     except (ValueError, RuntimeError) as exc:
         raise QueryError(f"bad configuration: {exc}", "config") from exc
     dim = features.embedding_dim(index, cfg["embed"])
@@ -146,7 +146,7 @@ def plan_of(cfg: dict[str, Any], index: DataFrame) -> Plan:
             f"the index holds no embeddings: query it with --set embed.backend=none (not {backend})", "config"
         )
     photo = verify.photo_checked(cfg["verify"], embedded=bool(dim))
-    floor, decide = embed.cosine_thresholds(cfg["embed"], cfg) if dim else (None, None)
+    floor, decide = embed.cosine_thresholds(cfg["embed"], cfg["cosine"], cfg["verify"]) if dim else (None, None)
     k = None if cfg["cosine"].get("method") == "lsh" else int(cfg["cosine"].get("k", DEFAULT_K))
     return Plan(dim, photo, verify.near_candidate_distance(cfg["hash"], cfg["verify"], photo), floor, decide, k)
 

@@ -53,7 +53,7 @@ class ReportError(Exception):
 def preview_jpeg(data: bytes | None, side: int = THUMB_SIDE, max_pixels: int = 50_000_000) -> bytes | None:
     """A small JPEG of the image (longer side ``side``), or None when it does not decode.
 
-    >>> from dedup.synth import jpeg_bytes, product_image
+    >>> from dedup.devkit.synth import jpeg_bytes, product_image
     >>> from PIL import Image
     >>> Image.open(io.BytesIO(preview_jpeg(jpeg_bytes(product_image(3)), side=64))).size
     (64, 64)

@@ -1,4 +1,6 @@
-"""The catalog dump's 32 columns, read as strings, and the tables the job writes."""
+"""The catalog dump's 32 columns, read as strings, and the schema of ``images/`` (the fetch
+stage's table, written by tasks through pyarrow). The other tables' columns are set where their
+stage makes them (``status/``: :func:`dedup.outputs.row_status`; ``pairs/``: :mod:`dedup.verify`)."""
 
 from __future__ import annotations
 
@@ -31,15 +33,5 @@ FETCH_SCHEMA = T.StructType(
         T.StructField("elapsed_ms", T.LongType(), False),
         T.StructField("image_bytes", T.BinaryType(), True),
         T.StructField("fetched_at", T.LongType(), False),  # ms since the epoch
-    ]
-)
-
-STATUS_SCHEMA = T.StructType(
-    [
-        T.StructField("row_id", T.LongType(), False),
-        T.StructField("productId", T.StringType(), True),
-        T.StructField("status", T.StringType(), False),  # ok, rejected or failed
-        T.StructField("reason", T.StringType(), True),
-        T.StructField("stage", T.StringType(), False),
     ]
 )

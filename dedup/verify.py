@@ -1,8 +1,12 @@
 """Verify: decide each candidate pair from both products' features, and name the signal.
 
-A pair is a duplicate when its images are byte-identical (method ``exact``); or when its dHashes
-(or one image's and the other's mirrored dHash) differ in at most ``hash.max_distance`` bits and
-their 12x12 colour thumbnails agree: ``thumb_distance`` (1 - correlation) at most
+A pair is a duplicate when its images are byte-identical (method ``exact``). With an embedder and
+``verify.photo_match`` on (the default), any other candidate whose dHash distance is at most
+``verify.photo_max_distance`` or whose cosine reaches the candidate floor is decided by the photo
+check, :mod:`dedup.photomatch` (method ``photo``), and no other is a duplicate. Without the photo
+check (``embed.backend=none`` or ``verify.photo_match=false``): when its dHashes (or one image's
+and the other's mirrored dHash) differ in at most ``hash.max_distance`` bits and their 12x12
+colour thumbnails agree: ``thumb_distance`` (1 - correlation) at most
 ``verify.max_thumb_distance`` (method ``dhash``); or, with embeddings, when their exact cosine is
 at least the backend's ``min_cosine`` (method ``cosine``). Every candidate keeps every signal
 (``scored``), so users can re-threshold without re-running. The thumbnail check is where the precision

@@ -18,10 +18,10 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from dedup.config import load_config
-from dedup.evaluate import pair_scores
-from dedup.imageserver import ImageServer
+from dedup.devkit.evaluate import pair_scores
+from dedup.devkit.imageserver import ImageServer
+from dedup.devkit.synth import SyntheticCatalog, dump_line, jpeg_bytes, make_catalog, product_image, write_catalog_csv
 from dedup.session import build_session
-from dedup.synth import SyntheticCatalog, dump_line, jpeg_bytes, make_catalog, product_image, write_catalog_csv
 from jobs.dedup_job import run_job
 
 

@@ -9,8 +9,8 @@ import sys
 
 from pyspark.sql import SparkSession
 
-from dedup.benchset import build_bench_set
-from dedup.evaluate import evaluate_output, report_table
+from dedup.devkit.benchset import build_bench_set
+from dedup.devkit.evaluate import evaluate_output, report_table
 from dedup.session import run_with_session
 
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from dedup.imageserver import ImageServer
-from dedup.synth import jpeg_bytes
+from dedup.devkit.imageserver import ImageServer
+from dedup.devkit.synth import jpeg_bytes
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -50,7 +50,7 @@ def run_cli():
 
 @pytest.fixture(scope="session")
 def sample_jpeg() -> bytes:
-    from dedup.synth import product_image
+    from dedup.devkit.synth import product_image
 
     return jpeg_bytes(product_image(1))
 
@@ -66,7 +66,7 @@ def served_job(spark, tmp_path_factory):
     """A small catalog with planted duplicates (mirror and exact copies among them), its images
     served on loopback, run through the job once: (catalog, output folder, server)."""
     from dedup.config import load_config
-    from dedup.synth import make_catalog, write_catalog_csv
+    from dedup.devkit.synth import make_catalog, write_catalog_csv
     from jobs.dedup_job import run_job
 
     folder = tmp_path_factory.mktemp("served_job")
@@ -88,7 +88,7 @@ def photo_job(spark, tmp_path_factory):
     import random
 
     from dedup.config import load_config
-    from dedup.synth import make_catalog, write_catalog_csv
+    from dedup.devkit.synth import make_catalog, write_catalog_csv
     from jobs.dedup_job import run_job
 
     folder = tmp_path_factory.mktemp("photo_job")

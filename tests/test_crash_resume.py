@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from dedup.config import load_config
-from dedup.imageserver import ImageServer
-from dedup.synth import delayed, make_catalog, write_catalog_csv
+from dedup.devkit.imageserver import ImageServer
+from dedup.devkit.synth import delayed, make_catalog, write_catalog_csv
 from jobs.dedup_job import run_job
 
 pytestmark = pytest.mark.slow  # three killed runs, their reruns and one clean run: a few minutes

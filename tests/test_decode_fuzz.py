@@ -4,8 +4,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dedup.config import DEFAULTS
+from dedup.devkit.synth import bomb_png, encoded, jpeg_bytes, odd_images, product_image
 from dedup.features import hash_features
-from dedup.synth import bomb_png, encoded, jpeg_bytes, odd_images, product_image
 
 MAX_PIXELS = DEFAULTS["features"]["max_image_pixels"]
 

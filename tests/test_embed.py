@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dedup.devkit.synth import jpeg_bytes, product_image
 from dedup.embed import cached_embedder, load_embedder, resize_square, stage_model_files, task_device
 from dedup.features import compute_features
-from dedup.synth import jpeg_bytes, product_image
 from dedup.vectors import from_bytes, stack
 
 
@@ -71,7 +71,9 @@ def vgg16_weights(tmp_path_factory) -> str:
 
 @pytest.mark.slow
 def test_vgg16_fc2_inside_spark_with_a_staged_weights_file(spark, images, vgg16_weights):
-    settings = stage_model_files(spark, {"backend": "vgg16", "weights": vgg16_weights, "batch_size": 4})
+    settings = stage_model_files(
+        spark, {"backend": "vgg16", "weights": vgg16_weights, "batch_size": 4, "dtype": "float32"}
+    )
     rows = _embed_in_spark(spark, {k: images[k] for k in ("original", "copy", "other0")}, settings)
     vectors = stack([row["embedding"] for row in rows.values()], 4096)
     assert vectors.shape == (3, 4096)
@@ -107,7 +109,9 @@ def mean_colour_onnx(tmp_path_factory) -> str:
 
 def test_any_onnx_model_by_path(spark, mean_colour_onnx):
     red = jpeg_bytes(Image.new("RGB", (100, 80), (200, 30, 30)), quality=95)
-    settings = stage_model_files(spark, {"backend": "onnx", "model_path": mean_colour_onnx, "batch_size": 8})
+    settings = stage_model_files(
+        spark, {"backend": "onnx", "model_path": mean_colour_onnx, "batch_size": 8, "dtype": "float32"}
+    )
     rows = _embed_in_spark(spark, {"red": red}, settings)
     expected = (np.array([200, 30, 30]) / 255.0 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
     expected /= np.linalg.norm(expected)

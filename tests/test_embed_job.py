@@ -6,8 +6,8 @@ import pytest
 from PIL import ImageOps
 
 from dedup.config import load_config
-from dedup.imageserver import ImageServer
-from dedup.synth import image_names, image_url_str, jpeg_bytes, product_image, write_catalog_csv
+from dedup.devkit.imageserver import ImageServer
+from dedup.devkit.synth import image_names, image_url_str, jpeg_bytes, product_image, write_catalog_csv
 from jobs.dedup_job import run_job
 
 

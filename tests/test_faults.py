@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 
 from dedup.config import load_config
-from dedup.imageserver import ImageServer
-from dedup.synth import (
+from dedup.devkit.imageserver import ImageServer
+from dedup.devkit.synth import (
     catalog_lines,
     dirty_dump_lines,
     dump_line,

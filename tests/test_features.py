@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dedup.devkit.synth import bomb_png, encoded, jpeg_bytes, odd_images, product_image
 from dedup.features import compute_features, hash_features
 from dedup.imaging import (
     _decode_plain_jpeg,
@@ -15,7 +16,6 @@ from dedup.imaging import (
     thumb_distances,
     thumbnail,
 )
-from dedup.synth import bomb_png, encoded, jpeg_bytes, odd_images, product_image
 
 
 @pytest.fixture(scope="module")

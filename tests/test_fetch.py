@@ -6,7 +6,7 @@ import pytest
 
 from dedup import fetch
 from dedup.config import load_config
-from dedup.imageserver import ImageServer
+from dedup.devkit.imageserver import ImageServer
 
 
 def settings(**changes):

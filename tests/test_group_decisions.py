@@ -8,7 +8,7 @@ import pytest
 
 from dedup import groups
 from dedup.config import load_config
-from dedup.synth import jpeg_bytes, product_image
+from dedup.devkit.synth import jpeg_bytes, product_image
 
 MEMBERS = "productId string, group_id string, group_size long, oversized boolean"
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from dedup.config import load_config
-from dedup.imageserver import ImageServer
+from dedup.devkit.imageserver import ImageServer
+from dedup.devkit.synth import image_names, image_url_str, make_catalog, write_catalog_csv
 from dedup.incremental import check_previous
-from dedup.synth import image_names, image_url_str, make_catalog, write_catalog_csv
 from jobs.dedup_job import run_job
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,6 +1,6 @@
 from dedup import ingest
 from dedup.config import load_config
-from dedup.synth import catalog_lines, dirty_dump_lines, dump_line, write_catalog_csv, write_dump_bytes
+from dedup.devkit.synth import catalog_lines, dirty_dump_lines, dump_line, write_catalog_csv, write_dump_bytes
 
 
 def urls(stem: str, host: str = "http://h.example") -> str:

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dedup.imageserver import ImageServer
-from dedup.synth import make_catalog, write_catalog_csv
+from dedup.devkit.imageserver import ImageServer
+from dedup.devkit.synth import make_catalog, write_catalog_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 

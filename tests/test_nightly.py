@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from dedup.imageserver import ImageServer
-from dedup.synth import image_names, image_url_str, jpeg_bytes, product_image, write_catalog_csv
+from dedup.devkit.imageserver import ImageServer
+from dedup.devkit.synth import image_names, image_url_str, jpeg_bytes, product_image, write_catalog_csv
 from tests.test_schedule import check_dag
 
 ROOT = Path(__file__).resolve().parent.parent

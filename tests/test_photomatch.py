@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dedup.benchset import edit
+from dedup.devkit.benchset import edit
+from dedup.devkit.synth import jpeg_bytes, product_image
 from dedup.imaging import decode_pixels
 from dedup.photomatch import DEFAULT_SETTINGS, FeatureCache, decide, match_scores, photo_match_udf, score_bytes
-from dedup.synth import jpeg_bytes, product_image
 
 SEEDS = (1, 12, 13)  # a dress, a bag and a shoe with enough print for keypoints
 # Synthetic products have 5-10x fewer keypoints than real photos: a looser inlier count than the

@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from dedup.benchset import COMBINABLE, TRANSFORMS, build_bench_set, edit, read_truth
 from dedup.config import load_config
-from dedup.evaluate import evaluate_output, pair_scores, report_table
-from dedup.imageserver import ImageServer
-from dedup.synth import jpeg_bytes, product_image
+from dedup.devkit.benchset import COMBINABLE, TRANSFORMS, build_bench_set, edit, read_truth
+from dedup.devkit.evaluate import evaluate_output, pair_scores, report_table
+from dedup.devkit.imageserver import ImageServer
+from dedup.devkit.synth import jpeg_bytes, product_image
 from jobs.cli import main as cli
 from jobs.dedup_job import run_job
 

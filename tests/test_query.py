@@ -7,8 +7,8 @@ import pytest
 from PIL import Image, ImageOps
 from pyspark.sql import functions as F
 
+from dedup.devkit.synth import jpeg_bytes, product_image
 from dedup.query import QueryError, run_query
-from dedup.synth import jpeg_bytes, product_image
 
 
 def image_of(catalog, product_id):

@@ -14,9 +14,9 @@ import pytest
 import requests
 from PIL import Image
 
+from dedup.devkit.synth import jpeg_bytes
 from dedup.query import Index
 from dedup.serve import QueryServer
-from dedup.synth import jpeg_bytes
 from tests.test_query import image_of, job_pairs_of
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,6 +4,7 @@ environment it ships (``--ship-env``). The run on a real standalone cluster is t
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import tarfile
@@ -39,7 +40,13 @@ def test_local_master_ships_the_package_and_profile_and_forwards_job_arguments()
     assert options[options.index("--master") + 1] == "local[2]"
     assert "--archives" not in options  # local mode runs on the venv it starts from
     with zipfile.ZipFile(ROOT / "dist" / "dedup.zip") as package:
-        assert {"dedup/incremental.py", "jobs/dedup_job.py"} <= set(package.namelist())
+        names = set(package.namelist())
+        assert {"dedup/incremental.py", "jobs/dedup_job.py", "jobs/stages.py"} <= names
+        # the dev kit (demo generator, fault-injecting server, bench set) stays on the machine it runs from
+        assert not [name for name in names if name.startswith("dedup/devkit/")]
+        assert not {"dedup/synth.py", "dedup/imageserver.py", "jobs/demo.py"} & names
+        imports_kit = re.compile(r"^\s*(from|import) dedup\.devkit", re.MULTILINE)  # doctests aside
+        assert not [name for name in names if imports_kit.search(package.read(name).decode())]
 
 
 @pytest.mark.parametrize("mode", ["client", "cluster"])

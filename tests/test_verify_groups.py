@@ -1,8 +1,8 @@
 import random
 
 from dedup import groups, verify
+from dedup.devkit.synth import product_image
 from dedup.imaging import thumbnail
-from dedup.synth import product_image
 
 
 def union_find_components(edges, nodes):

@@ -48,7 +48,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from dedup.synth import bomb_png
+from dedup.devkit.synth import bomb_png
 
 HANG_LIMIT_S = 120.0  # a hung request ends at the latest then, or when the server stops
 

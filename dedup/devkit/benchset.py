@@ -5,7 +5,7 @@ From a folder of original photos, :func:`build_bench_set` writes, deterministica
 * ``images/``: every listing's JPEG, flat, named ``<productid>-x-200x200-<token>.jpg`` (the name the
   catalog's 200x200 URL asks for, and a flat folder the peers can read);
 * ``catalog.csv``: one row per listing in the dump's 32 columns, URLs under ``base_url`` (serve the
-  folder there with :class:`dedup.imageserver.ImageServer`);
+  folder there with :class:`dedup.devkit.imageserver.ImageServer`);
 * ``truth.csv``: productId, group, transform, source, split, image. Listings with the same ``group``
   are duplicates; an empty group is a singleton. ``transform`` is ``original``, ``exact_real``
   (a byte-identical copy already in the photo folder: a real duplicate listing) or one of
@@ -16,7 +16,7 @@ A share of the originals get 1-3 edited copies; every other photo stays a single
 products (the same cut in another colour, shoes shot in the same pose) are the hard negatives.
 
 >>> import tempfile
->>> from dedup.synth import jpeg_bytes, product_image
+>>> from dedup.devkit.synth import jpeg_bytes, product_image
 >>> src, out = tempfile.mkdtemp(), tempfile.mkdtemp()
 >>> for i in range(6):
 ...     _ = (Path(src) / f"{i}.jpg").write_bytes(jpeg_bytes(product_image(i)))
@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from dedup.synth import image_url_str, jpeg_bytes, write_catalog_csv
+from dedup.devkit.synth import image_url_str, jpeg_bytes, write_catalog_csv
 
 Transform = Callable[[Image.Image, random.Random], Image.Image]
 TRUTH_COLUMNS = ("productId", "group", "transform", "source", "split", "image")
