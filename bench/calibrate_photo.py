@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     points = sweep(candidates, truth, "calibration", grid)
     chosen = choose(points, args.target_precision)
     holdout = score_groups(components(candidates[kept(candidates, chosen["rule"])]), truth, "holdout")
-    replayed = {k: holdout[k] for k in ("precision", "recall", "f1", "lookalike_false_pairs", "recall_by_transform")}
+    replayed = {k: holdout[k] for k in ("precision", "recall", "f1", "lookalike_false_pairs", "recall_by_transform",
+                                           "recall_by_range")}  # fmt: skip
     result = {"command": " ".join([sys.executable, *sys.argv]), "rules": len(points), "chosen": chosen,
               "holdout_replayed": replayed}  # fmt: skip
     if args.out:

@@ -4,8 +4,9 @@ next to imagededup and Immaculate on the same images in the same run.
 Steps (all in one run, one machine):
 
 1. ``dedup.benchset.build_bench_set`` over the photo folder (default: the fashion-catalog photos):
-   seeded edited copies of 30% of the photos, every other photo a singleton; each photo and its
-   copies fall in the calibration or the holdout split.
+   seeded edited copies of 35% of the photos (``--edits v2``, the default: every parameter drawn
+   over wide ranges, stacks, augly; ``--edits v1``: the first dev set, 30%), every other photo a
+   singleton; each photo and its copies fall in the calibration or the holdout split.
 2. The images are served on loopback and the real job (``jobs.dedup_job.run_job``, Spark local[2])
    runs over the whole catalog twice: with the defaults (the embedder, cosine LSH and the
    same-photograph check, whose thresholds ``bench/calibrate_photo.py`` chose on the calibration
@@ -14,7 +15,8 @@ Steps (all in one run, one machine):
    ``dedup.evaluate.threshold_sweep`` over (dHash distance, thumbnail distance), re-running the
    job's later stages until the groups reach the target precision there.
 4. The holdout split is scored for each run: group-level (every pair implied by the groups)
-   precision, recall and F1, recall per transform, and false pairs among look-alike originals
+   precision, recall and F1, recall per edit kind and per parameter range (with the copies behind
+   each), and false pairs among look-alike originals
    (two photos of different products); ``dedup eval`` reports (cosine sweep included) go in
    results.json.
 5. Peers over the same image folder, each with its defaults: imagededup PHash, DHash, WHash,
@@ -24,7 +26,7 @@ Steps (all in one run, one machine):
 Run from the repository root (peers: ``make bench-venv`` and ``make immaculate-venv``)::
 
     SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$PWD/.venv/bin/python .venv/bin/python bench/quality.py \\
-        [--photos DIR] [--out bench-out/quality] [--seed 0] [--peers imagededup:phash,immaculate:sscd,...]
+        [--photos DIR] [--out bench-out/quality] [--seed 0] [--edits v2|v1] [--peers imagededup:phash,...]
 """
 
 from __future__ import annotations
@@ -77,15 +79,22 @@ def score_groups(groups: list[list[str]], truth: list[dict[str, str]], split: st
         n * (n - 1) // 2 for n in same_source.values()
     )
     original_of = {t["group"]: pid for pid, t in rows.items() if t["group"] and t["transform"] == "original"}
-    found: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_range: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for pid, t in rows.items():
         if t["group"] and t["transform"] != "original":
-            kind = t["transform"].split(":")[0]
             other = original_of.get(t["group"])
-            found[kind][0] += 1
-            found[kind][1] += int(pid in predicted and predicted.get(other) == predicted[pid])
-    scores["recall_by_transform"] = {k: v[1] / v[0] for k, v in sorted(found.items())}
+            grouped = int(pid in predicted and predicted.get(other) == predicted[pid])
+            for counts in [by_kind[t["transform"].split(":")[0]], *(by_range[r] for r in _ranges(t))]:
+                counts[0] += 1
+                counts[1] += grouped
+    scores["recall_by_transform"] = {k: {"copies": n, "recall": found / n} for k, (n, found) in sorted(by_kind.items())}
+    scores["recall_by_range"] = {k: {"copies": n, "recall": found / n} for k, (n, found) in sorted(by_range.items())}
     return scores
+
+
+def _ranges(row: dict[str, str]) -> list[str]:
+    return [label for label in (row.get("ranges") or "").split(";") if label]
 
 
 def n_pairs(n: int) -> int:
@@ -153,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", default=str(DEFAULT_PHOTOS))
     parser.add_argument("--out", default=str(REPO / "bench-out" / "quality"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--edits", default="v2", choices=["v2", "v1"],
+                        help="the bench set's generator (v1: the first dev set, rebuilt byte for byte)")  # fmt: skip
     parser.add_argument("--target-precision", type=float, default=0.99)
     parser.add_argument("--peers", default=DEFAULT_PEERS, help="comma-separated tool:method, or empty")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -164,9 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     set_dir, job_out = out / "set", out / "job"
     base_url = f"http://127.0.0.1:{PORT}"
-    if not (set_dir / "meta.json").exists() or json.loads((set_dir / "meta.json").read_text())["seed"] != args.seed:
-        print(f"quality: building the bench set in {set_dir}", file=sys.stderr)
-        build_bench_set(args.photos, set_dir, seed=args.seed, base_url=base_url)
+    built = json.loads((set_dir / "meta.json").read_text()) if (set_dir / "meta.json").exists() else {}
+    if (built.get("seed"), built.get("edits", "v1")) != (args.seed, args.edits):
+        print(f"quality: building the bench set ({args.edits}) in {set_dir}", file=sys.stderr)
+        build_bench_set(args.photos, set_dir, seed=args.seed, base_url=base_url, edits=args.edits)
     meta = json.loads((set_dir / "meta.json").read_text())
     truth = read_truth(set_dir / "truth.csv")
     truth_path = str((set_dir / "truth.csv").resolve())
@@ -260,13 +272,23 @@ def table(results: dict[str, Any]) -> str:
         if "candidates" in job.get(name, {}):
             lines.append(f"\ndedup job {name}: {job[name]['candidates']:,} candidate pairs, "
                          f"{100 * job[name]['candidate_share_of_all_pairs']:.3f}% of all pairs")  # fmt: skip
-    kinds = sorted({k for _, _, s in rows for k in s["recall_by_transform"]})
-    lines += ["", "| transform | " + " | ".join(name for name, _, _ in rows) + " |",
-              "|---|" + "---:|" * len(rows)]  # fmt: skip
-    for kind in kinds:
-        cells = " | ".join(f"{s['recall_by_transform'].get(kind, 0):.2f}" for _, _, s in rows)
-        lines.append(f"| {kind} | {cells} |")
+    for key, title in (("recall_by_transform", "edit kind"), ("recall_by_range", "edit / parameter range")):
+        lines += ["", *recall_columns([(name, s) for name, _, s in rows], key, title)]
     return "\n".join(lines + (["", *failed] if failed else [])) + "\n"
+
+
+def recall_columns(methods: list[tuple[str, dict[str, Any]]], key: str, title: str) -> list[str]:
+    """Markdown: group recall per edit kind (or parameter range) of each method, with the copies behind it."""
+    names = sorted({k for _, s in methods for k in s.get(key, {})})
+    if not names:
+        return []
+    lines = [f"| {title} | copies | " + " | ".join(name for name, _ in methods) + " |",
+             "|---|---:|" + "---:|" * len(methods)]  # fmt: skip
+    for name in names:
+        copies = max(s[key][name]["copies"] for _, s in methods if name in s.get(key, {}))
+        cells = " | ".join(f"{s[key][name]['recall']:.2f}" if name in s.get(key, {}) else "-" for _, s in methods)
+        lines.append(f"| {name} | {copies} | {cells} |")
+    return lines
 
 
 if __name__ == "__main__":
