@@ -57,7 +57,6 @@ PEER_PYTHONS = {"imagededup": REPO / ".venv-bench" / "bin" / "python",
                 "immaculate": REPO / ".venv-immaculate" / "bin" / "python"}  # fmt: skip
 DEFAULT_PEERS = ("imagededup:phash,imagededup:dhash,imagededup:whash,imagededup:ahash,imagededup:cnn,"
                  "immaculate:pdq,immaculate:phash,immaculate:sscd_distilled,immaculate:sscd")  # fmt: skip
-PORT = 8799
 JOB_OVERRIDES = ["fetch.allowed_hosts=127.0.0.1", "spark.master=local[2]", "spark.ui.enabled=false"]
 ORIGINALS = ("original", "exact_real")
 
@@ -151,6 +150,15 @@ def calibrate(spark: Any, cfg: dict[str, Any], catalog: str, out: Path, truth_pa
             "verify.max_thumb_distance": fallback["max_thumb_distance"]}, tried  # fmt: skip
 
 
+def served_catalog(set_dir: Path, written: str, served: str, out: Path) -> str:
+    """A copy of the set's catalog.csv whose image URLs point at ``served`` (the loopback server on
+    an ephemeral port) instead of ``written``; a run's downloads are reused by later runs only at
+    the same address."""
+    path = out / "catalog-served.csv"
+    path.write_text((set_dir / "catalog.csv").read_text(encoding="utf-8").replace(written, served), encoding="utf-8")
+    return str(path)
+
+
 def previous_run(job_out: Path) -> str | None:
     """An earlier run under ``job_out`` whose downloads (and, with the same settings, features) are reused."""
     finished = sorted(job_out.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
@@ -174,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     set_dir, job_out = out / "set", out / "job"
-    base_url = f"http://127.0.0.1:{PORT}"
+    base_url = "http://127.0.0.1:8799"  # written into catalog.csv; each run serves on its own port (see served_catalog)
     built = json.loads((set_dir / "meta.json").read_text()) if (set_dir / "meta.json").exists() else {}
     if (built.get("seed"), built.get("edits", "v1")) != (args.seed, args.edits):
         print(f"quality: building the bench set ({args.edits}) in {set_dir}", file=sys.stderr)
@@ -182,13 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     meta = json.loads((set_dir / "meta.json").read_text())
     truth = read_truth(set_dir / "truth.csv")
     truth_path = str((set_dir / "truth.csv").resolve())
-    catalog = str(set_dir / "catalog.csv")
     results: dict[str, Any] = {"command": shlex.join([sys.executable, *sys.argv]), "set": meta, "job": {}}
 
     cfg = load_config(None, JOB_OVERRIDES + args.overrides)
     spark = build_session(cfg["spark"])
     try:
-        with ImageServer(set_dir / "images", port=PORT):
+        with ImageServer(set_dir / "images") as server:
+            catalog = served_catalog(set_dir, meta["base_url"], server.base_url, out)
             for name, extra in (("default", []), ("hashes_only", ["embed.backend=none"])):
                 run_cfg = load_config(None, JOB_OVERRIDES + args.overrides + extra)
                 folder = job_out / name

@@ -495,7 +495,8 @@ def augly_edit(image: Image.Image, rng: random.Random) -> tuple[str, Image.Image
     for name in names:
         function, kwargs = _augly_call(name, rng)
         image = function(image.convert("RGB"), **kwargs).convert("RGB")
-        recorded = {k: (v.rsplit("/", 1)[-1] if isinstance(v, str) else v) for k, v in kwargs.items()}
+        recorded = {k: v.rsplit("/", 1)[-1] if isinstance(v, str) else list(v) if isinstance(v, tuple) else v
+                    for k, v in kwargs.items()}  # fmt: skip
         calls.append({"fn": name, **recorded})
     return "+".join(names), image, {"calls": calls}
 

@@ -65,7 +65,7 @@ def load_truth(spark: SparkSession, path: str, split: str | None = None) -> Data
     """truth.csv as productId, group (null for singletons), transform, kind (the transform before
     ``:``), source, split, ranges (an array of parameter-range labels, empty for a v1 file); only
     ``split``'s rows when given."""
-    truth = spark.read.csv(path, header=True, schema=TRUTH_SCHEMA)
+    truth = spark.read.csv(path, header=True, schema=TRUTH_SCHEMA, escape='"')  # params: JSON in a quoted field
     if split:
         truth = truth.where(F.col("split") == split)
     return truth.select(
