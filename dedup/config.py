@@ -23,6 +23,9 @@ DEFAULTS: dict[str, Any] = {
         "spark.sql.shuffle.partitions": "8",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.execution.arrow.maxRecordsPerBatch": "2000",
+        # rows per Parquet read batch: the photo check's stored descriptions are ~40 KB a row, and
+        # Spark's default 4,096 would ask for one ~150 MB buffer per batch
+        "spark.sql.parquet.columnarReaderBatchSize": "1024",
         "spark.ui.showConsoleProgress": "false",
     },
     "ingest": {
@@ -70,12 +73,22 @@ DEFAULTS: dict[str, Any] = {
         "device": "auto",  # auto (the task's GPU if Spark assigned one, else CPU), cpu or gpu
     },
     "cosine": {
-        "min_cosine": 0.0,  # LSH candidates: pairs at or above this cosine; 0: the backend's candidate floor
-        "target_recall": 0.99,  # LSH planned to find this share of pairs at min_cosine
-        "rows": 0,  # SimHash bits per band; 0: planned with the bands (dedup/cosine.py)
-        "bands": 0,  # bands of rows bits; 0: the least reaching target_recall at min_cosine
-        "max_bucket_size": 2000,  # LSH buckets with more members are skipped and logged
-        "seed": 17,  # the random hyperplanes
+        # knn: each product's k nearest neighbours at or above the floor (bounded work per product,
+        # dedup/knn.py); lsh: every pair at or above the floor (SimHash LSH, dedup/cosine.py; grows as N^2)
+        "method": "knn",
+        "min_cosine": 0.0,  # the candidate floor: no candidate below this cosine; 0: the backend's floor
+        "k": 5,  # knn: neighbours per product (docs/candidates.md: recall against cost)
+        "cell_size": 2000,  # knn: vectors per IVF cell (cells = N / cell_size); the exact search is per cell
+        "probes": 2,  # knn: cells each vector is assigned to (its nearest centroids)
+        "train_sample": 40_000,  # knn: most vectors the centroids are trained on (collected on the driver)
+        "max_cells": 16_384,  # knn: most cells (the centroid table the driver builds and ships)
+        "split_factor": 4,  # knn: a cell over split_factor x cell_size members is re-split inside its task
+        "max_group_rows": 200_000,  # knn: a cell over this is cut into groups of this size (counted)
+        "target_recall": 0.99,  # lsh: planned to find this share of pairs at min_cosine
+        "rows": 0,  # lsh: SimHash bits per band; 0: planned with the bands (dedup/cosine.py)
+        "bands": 0,  # lsh: bands of rows bits; 0: the least reaching target_recall at min_cosine
+        "max_bucket_size": 2000,  # lsh: buckets with more members are skipped and logged
+        "seed": 17,  # the random hyperplanes (lsh), the sample and k-means (knn)
     },
     "exact": {
         "max_pairs_group_size": 100,  # larger byte-identical groups emit star edges, not all pairs

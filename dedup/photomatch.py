@@ -40,8 +40,10 @@ False
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -124,13 +126,24 @@ def _grey(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
-class Features:
+class Picture:
+    """One image at :data:`MAX_SIDE` for the comparison step: RGB and grey; no keypoints."""
+
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.rgb = np.ascontiguousarray(rgb)
+        self.grey = _grey(self.rgb)
+
+    def mirror(self) -> Picture:
+        """The left-right mirror image."""
+        return Picture(self.rgb[:, ::-1])
+
+
+class Features(Picture):
     """One image ready for matching: RGB at :data:`MAX_SIDE`, grey, ORB points and descriptors;
     the mirrored image's are computed on first use (:meth:`mirrored`)."""
 
     def __init__(self, rgb: np.ndarray, mirrored_of: Features | None = None) -> None:
-        self.rgb = np.ascontiguousarray(rgb)
-        self.grey = _grey(self.rgb)
+        super().__init__(rgb)
         keypoints, self.descriptors = _orb().detectAndCompute(self.grey, None)
         self.points = np.float32([k.pt for k in keypoints]).reshape(-1, 2)
         self._mirrored = mirrored_of
@@ -147,7 +160,65 @@ class Features:
         return self._mirrored
 
 
-def _fit(a: Features, b: Features) -> tuple[int, int, np.ndarray | None]:
+@dataclass(frozen=True)
+class Keypoints:
+    """ORB points (float32, n x 2) and descriptors (uint8, n x 32; None without keypoints) of one image."""
+
+    points: np.ndarray
+    descriptors: np.ndarray | None
+
+
+_HEADER = struct.Struct("<BHHHHB")  # version, height, width, direct and mirrored keypoints, descriptor bytes
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Description:
+    """The per-image part of the photo check (:func:`describe`): the grey image's shape at
+    :data:`MAX_SIDE` and the keypoints of the image and of its mirror image. :meth:`to_bytes`
+    stores it in about 40 bytes a keypoint (~38 KB for 2 x 480), exact: a pair matched from two
+    stored descriptions scores as :func:`match_scores` does (tested)."""
+
+    shape: tuple[int, int]
+    direct: Keypoints
+    mirror: Keypoints
+
+    def to_bytes(self) -> bytes:
+        width = next((k.descriptors.shape[1] for k in (self.direct, self.mirror) if k.descriptors is not None), 32)
+        parts = [_HEADER.pack(_VERSION, *self.shape, len(self.direct.points), len(self.mirror.points), width)]
+        for side in (self.direct, self.mirror):
+            parts.append(np.ascontiguousarray(side.points, dtype="<f4").tobytes())
+            if side.descriptors is not None:
+                parts.append(np.ascontiguousarray(side.descriptors, dtype=np.uint8).tobytes())
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> Description:
+        version, height, width, n_direct, n_mirror, size = _HEADER.unpack_from(blob)
+        if version != _VERSION:
+            raise ValueError(f"photo description version {version}, expected {_VERSION}")
+        offset, sides = _HEADER.size, []
+        for n in (n_direct, n_mirror):
+            points = np.frombuffer(blob, "<f4", 2 * n, offset).reshape(n, 2)
+            offset += 8 * n
+            descriptors = np.frombuffer(blob, np.uint8, n * size, offset).reshape(n, size) if n else None
+            offset += n * size
+            sides.append(Keypoints(points, descriptors))
+        return cls((height, width), *sides)
+
+
+def describe(pixels: np.ndarray) -> Description | str:
+    """The :class:`Description` of an RGB uint8 array of any size, or ``too_small``."""
+    side = prepare_side(pixels)
+    if isinstance(side, str):
+        return side
+    mirrored = side.mirrored()
+    return Description(
+        side.grey.shape, Keypoints(side.points, side.descriptors), Keypoints(mirrored.points, mirrored.descriptors)
+    )
+
+
+def _fit(a: Keypoints | Features, b: Keypoints | Features) -> tuple[int, int, np.ndarray | None]:
     """(inliers, ratio-test matches, 2x3 similarity taking b to a) of two images' keypoints."""
     if a.descriptors is None or b.descriptors is None or len(a.points) < 2 or len(b.points) < 2:
         return 0, 0, None
@@ -260,7 +331,7 @@ def _colour_change(rgb_a: np.ndarray, rgb_b: np.ndarray, region: np.ndarray) -> 
                      (_robust_map_misses(pa, pb) > COLOUR_LEVELS).mean()))  # fmt: skip
 
 
-def _compare(a: Features, b: Features, matrix: np.ndarray) -> dict[str, float]:
+def _compare(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, float]:
     """Structure and colour of ``b`` warped onto ``a`` by ``matrix``, over their shared interior."""
     h, w = a.grey.shape
     warped = cv2.warpAffine(b.rgb, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
@@ -289,24 +360,25 @@ FitGate = tuple[int, float]
 """(min_inliers, min_inlier_ratio): a fit short of either is not compared further (reason ``weak_fit``)."""
 
 
-def match_features(a: Features, b: Features, strong: int = 60, gate: FitGate | None = None) -> dict[str, Any]:
-    """:func:`match_scores` of two images' :class:`Features`. The mirrored match is skipped when
-    the direct one already has ``strong`` inliers at a ratio of at least 0.8 (a symmetric product
-    matches its mirror image too, at a lower ratio). With ``gate``, a pair whose fit falls short
-    of it keeps its fit scores and reason ``weak_fit``, and skips the comparison (most
-    candidates; the comparison is about a third of a pair's cost): no rule at that gate could keep it."""
-    if min(a.grey.shape) < MIN_SIDE or min(b.grey.shape) < MIN_SIDE:
-        return _empty("too_small")
+def _fit_sides(
+    a: Keypoints | Features,
+    b: Keypoints | Features,
+    b_mirrored: Callable[[], Keypoints | Features],
+    strong: int,
+    gate: FitGate | None,
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The fit half of :func:`match_features` on keypoints alone: the scores so far and the matrix
+    the comparison is to use (None when there is nothing left to compare: ``no_fit``, ``weak_fit``)."""
     inliers, matches, matrix = _fit(a, b)
-    side, flipped = b, False
+    flipped = False
     if not (inliers >= strong and inliers >= 0.8 * matches):
-        mirrored = _fit(a, b.mirrored())
+        mirrored = _fit(a, b_mirrored())
         if mirrored[0] > inliers:
-            (inliers, matches, matrix), side, flipped = mirrored, b.mirrored(), True
+            (inliers, matches, matrix), flipped = mirrored, True
     if matrix is None:
         scores = _empty("no_fit")
         scores["matches"] = matches
-        return scores
+        return scores, None
     scores = {
         "reason": None,
         "inliers": inliers,
@@ -317,8 +389,21 @@ def match_features(a: Features, b: Features, strong: int = 60, gate: FitGate | N
         "rotation": float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))),
     }
     if gate is not None and (inliers < gate[0] or scores["inlier_ratio"] < gate[1]):
-        return {**_empty("weak_fit"), **scores, "reason": "weak_fit"}
-    scores.update(_compare(a, side, matrix))
+        return {**_empty("weak_fit"), **scores, "reason": "weak_fit"}, None
+    return scores, matrix
+
+
+def match_features(a: Features, b: Features, strong: int = 60, gate: FitGate | None = None) -> dict[str, Any]:
+    """:func:`match_scores` of two images' :class:`Features`. The mirrored match is skipped when
+    the direct one already has ``strong`` inliers at a ratio of at least 0.8 (a symmetric product
+    matches its mirror image too, at a lower ratio). With ``gate``, a pair whose fit falls short
+    of it keeps its fit scores and reason ``weak_fit``, and skips the comparison (most
+    candidates; the comparison is about a third of a pair's cost): no rule at that gate could keep it."""
+    if min(a.grey.shape) < MIN_SIDE or min(b.grey.shape) < MIN_SIDE:
+        return _empty("too_small")
+    scores, matrix = _fit_sides(a, b, b.mirrored, strong, gate)
+    if matrix is not None:
+        scores.update(_compare(a, b.mirrored() if scores["flipped"] else b, matrix))
     return scores
 
 
@@ -441,3 +526,140 @@ def photo_match_udf(gate: FitGate | None = None) -> Any:
         return pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS], index=a.index)
 
     return scores
+
+
+Described = Description | str
+"""One image's :class:`Description`, or why it cannot be compared (``too_small``, a decode
+reason, ``missing_image``, or ``error:<type>`` when describing it raised)."""
+
+
+def describe_bytes(data: bytes | None) -> Described:
+    """:func:`describe` of image bytes, decoded as :func:`score_bytes` decodes them; never raises."""
+    if data is None:
+        return "missing_image"
+    pixels = decode_for_match(data)
+    if isinstance(pixels, str):
+        return pixels
+    try:
+        return describe(pixels)
+    except MATCH_ERRORS as exc:
+        return f"error:{type(exc).__name__}"
+
+
+def _unreadable(a: Described, b: Described) -> dict[str, Any] | None:
+    """The scores of a pair one of whose sides has no description, ranked as :func:`_match_sides`
+    ranks them (a failure to describe, then an unreadable image, then one too small); else None."""
+    for side in (a, b):
+        if isinstance(side, str) and side.startswith("error:"):
+            return _empty(side)
+    reasons = [(name, side) for name, side in (("a", a), ("b", b)) if isinstance(side, str)]
+    for name, side in reasons:
+        if side != "too_small":
+            return _empty(f"{name}:{side}")
+    return _empty("too_small") if reasons else None
+
+
+def fit_descriptions(
+    a: Described, b: Described, gate: FitGate | None = None, strong: int = 60
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The fit of two described images (no pixels): the scores so far and the 2x3 matrix the
+    comparison (:func:`compare_pixels`) is still to run with, or None when the scores are final."""
+    unreadable = _unreadable(a, b)
+    if unreadable is not None:
+        return unreadable, None
+    if min(a.shape) < MIN_SIDE or min(b.shape) < MIN_SIDE:
+        return _empty("too_small"), None
+    try:
+        return _fit_sides(a.direct, b.direct, lambda: b.mirror, strong, gate)
+    except MATCH_ERRORS as exc:
+        return _empty(f"error:{type(exc).__name__}"), None
+
+
+def compare_pixels(
+    pixels_a: np.ndarray, pixels_b: np.ndarray, scores: dict[str, Any], matrix: np.ndarray
+) -> dict[str, Any]:
+    """``scores`` of a fitted pair (from :func:`fit_descriptions`) completed by the comparison of
+    its pixels (decoded as for :func:`describe`) under ``matrix``; never raises."""
+    try:
+        picture_b = Picture(prepare(pixels_b))
+        side = picture_b.mirror() if scores["flipped"] else picture_b
+        return {**scores, **_compare(Picture(prepare(pixels_a)), side, matrix)}
+    except MATCH_ERRORS as exc:
+        return _empty(f"error:{type(exc).__name__}")
+
+
+def match_descriptions(
+    a: Described,
+    b: Described,
+    pixels_a: Callable[[], np.ndarray],
+    pixels_b: Callable[[], np.ndarray],
+    gate: FitGate | None = None,
+) -> dict[str, Any]:
+    """:func:`match_scores` from two stored descriptions; the pixels (``pixels_a()``,
+    ``pixels_b()``) are decoded only for a pair whose fit leaves a comparison to run."""
+    scores, matrix = fit_descriptions(a, b, gate)
+    if matrix is None:
+        return scores
+    return compare_pixels(pixels_a(), pixels_b(), scores, matrix)
+
+
+DESCRIBED_SCHEMA = T.StructType([T.StructField("description", T.BinaryType()), T.StructField("reason", T.StringType())])
+"""One image's stored :class:`Description` (null where there is none) and why not."""
+FIT_SCHEMA = T.StructType([*SCORES_SCHEMA.fields, T.StructField("matrix", T.ArrayType(T.DoubleType()))])
+""":data:`SCORES_SCHEMA` after the fit, with the matrix the comparison is still to run with (else null)."""
+_SCORE_NAMES = [name for name, _ in SCORE_FIELDS]
+
+
+def _loaded(blob: bytes | None, reason: str | None) -> Described:
+    return Description.from_bytes(bytes(blob)) if blob is not None else (reason or "missing_image")
+
+
+def describe_udf() -> Any:
+    """A pandas UDF: image bytes in, :data:`DESCRIBED_SCHEMA` out (:func:`describe_bytes`)."""
+
+    @F.pandas_udf(DESCRIBED_SCHEMA)
+    def described(images: pd.Series) -> pd.DataFrame:
+        rows = [describe_bytes(None if data is None else bytes(data)) for data in images]
+        return pd.DataFrame(
+            {"description": [r.to_bytes() if isinstance(r, Description) else None for r in rows],
+             "reason": [r if isinstance(r, str) else None for r in rows]},
+            index=images.index,
+        )  # fmt: skip
+
+    return described
+
+
+def fit_udf(gate: FitGate | None = None) -> Any:
+    """A pandas UDF over two :data:`DESCRIBED_SCHEMA` columns: :func:`fit_descriptions` as
+    :data:`FIT_SCHEMA`; no pixels are decoded."""
+
+    @F.pandas_udf(FIT_SCHEMA)
+    def fitted(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+        rows = []
+        for blob_a, why_a, blob_b, why_b in zip(a["description"], a["reason"], b["description"], b["reason"],
+                                                strict=True):  # fmt: skip
+            scores, matrix = fit_descriptions(_loaded(blob_a, why_a), _loaded(blob_b, why_b), gate)
+            rows.append({**scores, "matrix": None if matrix is None else matrix.ravel().tolist()})
+        return pd.DataFrame(rows, columns=[*_SCORE_NAMES, "matrix"], index=a.index)
+
+    return fitted
+
+
+def compare_udf() -> Any:
+    """A pandas UDF over a :data:`FIT_SCHEMA` column and both images' bytes: the final scores
+    (:data:`SCORES_SCHEMA`) of pairs whose fit left a comparison to run (:func:`compare_pixels`)."""
+
+    @F.pandas_udf(SCORES_SCHEMA)
+    def compared(fit: pd.DataFrame, data_a: pd.Series, data_b: pd.Series) -> pd.DataFrame:
+        rows = []
+        for record, x, y in zip(fit.to_dict("records"), data_a, data_b, strict=True):
+            scores = {name: record[name] for name in _SCORE_NAMES}
+            matrix = record["matrix"]
+            if matrix is not None and len(matrix) == 6:
+                pixels = [decode_for_match(None if d is None else bytes(d)) for d in (x, y)]
+                bad = next((f"{n}:{p}" for n, p in zip("ab", pixels, strict=True) if isinstance(p, str)), None)
+                scores = _empty(bad) if bad else compare_pixels(*pixels, scores, np.asarray(matrix).reshape(2, 3))
+            rows.append(scores)
+        return pd.DataFrame(rows, columns=_SCORE_NAMES, index=fit.index)
+
+    return compared

@@ -119,6 +119,7 @@ def score_pairs(
     verify_settings: dict[str, Any],
     cosine_settings: dict[str, Any] | None = None,
     images: DataFrame | None = None,
+    described: DataFrame | None = None,
 ) -> DataFrame:
     """Every candidate with its signals and the decision: candidates (id_a, id_b) and items (id,
     productId, family, sha256, dhash, dhash_flip, thumb and, with ``cosine_settings`` = {"dim",
@@ -126,7 +127,8 @@ def score_pairs(
     null for no duplicate), distance, flipped, thumb_distance, cosine, photo, same_family and
     ``duplicate`` out.
 
-    With embeddings, ``images`` (id, image_bytes) and ``verify.photo_match`` on, a candidate that
+    With embeddings, ``images`` (id, image_bytes; ``described``: :func:`describe_images` of them,
+    else computed here) and ``verify.photo_match`` on, a candidate that
     is not byte-identical is decided by :mod:`dedup.photomatch` (method ``photo``) instead of the
     dHash and cosine thresholds, when its cosine is at least the candidate ``floor`` or its dHash
     distance at most ``verify.photo_max_distance`` (white-background photos put many unrelated
@@ -157,7 +159,7 @@ def score_pairs(
             F.col("cosine") >= float(cosine_settings["floor"]), F.lit(False)
         )
         fit_gate = (int(verify_settings["min_inliers"]), float(verify_settings["min_inlier_ratio"]))
-        scored = _with_photo_scores(scored, images, gate, fit_gate)
+        scored = _with_photo_scores(scored, images, gate, fit_gate, described)
         decided_method = F.when(exact, "exact").when(photomatch.decide_column(F.col("photo"), verify_settings), "photo")
     else:
         by_hash = within_distance(hash_settings) & thumbs_agree(verify_settings)
@@ -184,15 +186,35 @@ def kept_pairs(scored: DataFrame, verify_settings: dict[str, Any]) -> Verified:
     )
 
 
-def _with_photo_scores(scored: DataFrame, images: DataFrame, gate: Column, fit_gate: photomatch.FitGate) -> DataFrame:
-    """``photo``: the :mod:`dedup.photomatch` scores, from both images' bytes, of each pair that
-    is not byte-identical and passes ``gate`` (null for the others: not checked, not kept); pairs
-    whose keypoint fit falls short of ``fit_gate`` keep their fit scores only (``weak_fit``)."""
-    bytes_a = images.select(F.col("id").alias("id_a"), F.col("image_bytes").alias("bytes_a"))
-    bytes_b = images.select(F.col("id").alias("id_b"), F.col("image_bytes").alias("bytes_b"))
+def describe_images(images: DataFrame) -> DataFrame:
+    """(id, described): each image's :class:`dedup.photomatch.Description` (decode, downscale,
+    keypoints and descriptors of the image and its mirror), computed once per image; write it
+    out before :func:`score_pairs` reads it for both sides of every pair."""
+    return images.select("id", photomatch.describe_udf()("image_bytes").alias("described"))
+
+
+def _with_photo_scores(
+    scored: DataFrame, images: DataFrame, gate: Column, fit_gate: photomatch.FitGate, described: DataFrame | None
+) -> DataFrame:
+    """``photo``: the :mod:`dedup.photomatch` scores of each pair that is not byte-identical and
+    passes ``gate`` (null for the others: not checked, not kept). The fit runs on both images'
+    stored descriptions (``described``, from :func:`describe_images`); only pairs whose fit
+    reaches ``fit_gate`` bring their image bytes to the comparison; the others keep their fit
+    scores (``weak_fit``, ``no_fit``)."""
+    described = describe_images(images) if described is None else described
     checked = (F.col("method") != "exact") & gate
     skipped = scored.where(~checked).withColumn("photo", F.lit(None).cast(photomatch.SCORES_SCHEMA))
-    near = scored.where(checked).join(bytes_a, "id_a").join(bytes_b, "id_b")
-    photo_scores = photomatch.photo_match_udf(fit_gate)
-    near = near.withColumn("photo", photo_scores("bytes_a", "bytes_b")).drop("bytes_a", "bytes_b")
+    side_a = described.select(F.col("id").alias("id_a"), F.col("described").alias("described_a"))
+    side_b = described.select(F.col("id").alias("id_b"), F.col("described").alias("described_b"))
+    near = scored.where(checked).join(side_a, "id_a", "left").join(side_b, "id_b", "left")
+    fitted = near.withColumn("fit", photomatch.fit_udf(fit_gate)("described_a", "described_b"))
+    fitted = fitted.drop("described_a", "described_b")
+    compare = F.col("fit.matrix").isNotNull()
+    bytes_a = images.select(F.col("id").alias("bytes_id_a"), F.col("image_bytes").alias("bytes_a"))
+    bytes_b = images.select(F.col("id").alias("bytes_id_b"), F.col("image_bytes").alias("bytes_b"))
+    fitted = fitted.join(bytes_a, compare & (F.col("id_a") == F.col("bytes_id_a")), "left")
+    fitted = fitted.join(bytes_b, compare & (F.col("id_b") == F.col("bytes_id_b")), "left")
+    fit_scores = F.struct(*[F.col(f"fit.{name}").alias(name) for name in photomatch.SCORES_SCHEMA.fieldNames()])
+    photo = F.when(compare, photomatch.compare_udf()("fit", "bytes_a", "bytes_b")).otherwise(fit_scores)
+    near = fitted.withColumn("photo", photo).drop("fit", "bytes_id_a", "bytes_id_b", "bytes_a", "bytes_b")
     return skipped.unionByName(near)

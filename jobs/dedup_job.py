@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 import dedup
-from dedup import candidates, cosine, embed, features, fetch, groups, incremental, ingest, outputs, verify
+from dedup import candidates, cosine, embed, features, fetch, groups, incremental, ingest, knn, outputs, verify
 from dedup.config import load_config
 from dedup.progress import StageClock
 from dedup.session import build_session
@@ -41,6 +41,17 @@ def ingest_stage(
     ingested.rejects.write.mode("overwrite").parquet(f"{out}/rejects")
     rejects = spark.read.parquet(f"{out}/rejects")
     return ingested, rejects, outputs.counts_by(rejects, "reason"), ingested.products.count()
+
+
+def cosine_candidates(
+    items: DataFrame, settings: dict[str, Any], dim: int, n_items: int, floor: float
+) -> knn.KnnCandidates | cosine.CosineCandidates:
+    """The cosine candidates of ``cosine.method``: each product's ``k`` nearest neighbours at or
+    above ``floor`` (knn), or every pair at or above it (lsh)."""
+    knn.check_settings(settings)
+    if settings.get("method", "knn") == "knn":
+        return knn.knn_pairs(items, settings, dim, n_items, floor)
+    return cosine.cosine_pairs(items, {**settings, "min_cosine": floor}, dim, n_items)
 
 
 def run_job(
@@ -126,23 +137,32 @@ def run_job(
         floor, decide = embed.cosine_thresholds(cfg["embed"], cfg) if dim else (None, None)
         cosine_cfg = {"dim": dim, "min_cosine": decide, "floor": floor} if dim else None
         if cosine_cfg:
-            similar = cosine.cosine_pairs(items, {**cfg["cosine"], "min_cosine": floor}, dim, n_items)
+            similar = cosine_candidates(items, cfg["cosine"], dim, n_items, floor)
             found = found.unionByName(similar.pairs.select("id_a", "id_b"))
         found.write.mode("overwrite").parquet(f"{work}/candidates")
         n_candidates = spark.read.parquet(f"{work}/candidates").count()
         cosine_lsh = None
         if cosine_cfg:
-            cosine_lsh = cosine.lsh_summary(similar)
+            cosine_lsh = similar.summary() if isinstance(similar, knn.KnnCandidates) else cosine.lsh_summary(similar)
             similar.release()
         note(rows=n_items, candidates=n_candidates, dhash_distance=near_distance, bands=list(near.plan.widths),
              radius=near.plan.radius, skipped_buckets=int(skipped["n"]), cosine_lsh=cosine_lsh)  # fmt: skip
 
     with clock.stage("verify") as note:
         photos = items.select("id", "productId", "image_url").join(ok_images, ["productId", "image_url"])
+        photos = photos.select("id", "image_bytes")
+        described = None
+        if verify.photo_checked(cfg["verify"], embedded=bool(dim)):
+            # the per-image part of the photo check, once per image that is in some candidate pair
+            pair_ids = spark.read.parquet(f"{work}/candidates")
+            pair_ids = pair_ids.select(F.col("id_a").alias("id")).union(pair_ids.select(F.col("id_b").alias("id")))
+            verify.describe_images(photos.join(pair_ids.distinct(), "id", "left_semi")).write.mode("overwrite").parquet(
+                f"{work}/described"
+            )
+            described = spark.read.parquet(f"{work}/described")
         scored = verify.score_pairs(
-            spark.read.parquet(f"{work}/candidates"), items, cfg["hash"], cfg["verify"], cosine_cfg,
-            photos.select("id", "image_bytes"),
-        )  # fmt: skip
+            spark.read.parquet(f"{work}/candidates"), items, cfg["hash"], cfg["verify"], cosine_cfg, photos, described
+        )
         scored.write.mode("overwrite").parquet(f"{work}/scored")  # the photo check runs once, here
         scored = spark.read.parquet(f"{work}/scored")
         scored.drop("id_a", "id_b").write.mode("overwrite").parquet(f"{out}/candidates")
@@ -250,6 +270,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(config, args.overrides)
         embed.check_settings(cfg)
+        knn.check_settings(cfg["cosine"])
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         print(f"dedup: bad configuration: {exc}", file=sys.stderr)
         return 2

@@ -135,3 +135,57 @@ def test_udf_scores_pairs_inside_spark(spark) -> None:
     assert not decide(scored["lookalike"], RULE)
     assert scored["garbage"]["reason"].startswith("a:undecodable_image")
     assert scored["missing"]["reason"] == "b:missing_image" and scored["missing"]["inliers"] == 0
+
+
+def split_pairs() -> list[tuple[bytes | None, bytes | None]]:
+    """Image-bytes pairs of every kind the check meets: copies (flips included), look-alikes,
+    strangers, an image too small, one that does not decode, one missing."""
+    pairs: list[tuple[bytes | None, bytes | None]] = []
+    for seed in SEEDS:
+        original = product_image(seed)
+        data = jpeg_bytes(original)
+        for transform in ("flip", "combo:crop+hue", "rotate", "text"):
+            pairs.append((data, edit(original, transform, random.Random(seed))))
+        pairs += [(data, jpeg_bytes(lookalike(original, seed))), (data, jpeg_bytes(product_image(seed + 40)))]
+    tiny = jpeg_bytes(Image.new("RGB", (8, 8), (200, 30, 30)))
+    sample = pairs[0][0]
+    pairs += [(tiny, sample), (b"junk", sample), (sample, None), (tiny, b"junk"), (None, tiny)]
+    return pairs
+
+
+@pytest.mark.parametrize("gate", [None, (RULE["min_inliers"], RULE["min_inlier_ratio"])])
+def test_stored_descriptions_score_as_match_scores(gate) -> None:
+    from dedup.photomatch import Description, decode_for_match, describe_bytes, match_descriptions
+
+    for data_a, data_b in split_pairs():
+        described = []
+        for data in (data_a, data_b):
+            side = describe_bytes(data)
+            if isinstance(side, Description):  # through its stored form, as the job keeps it
+                side = Description.from_bytes(side.to_bytes())
+            described.append(side)
+        pixels = [lambda data=data: decode_for_match(data) for data in (data_a, data_b)]
+        split = match_descriptions(*described, *pixels, gate)
+        assert split == score_bytes(data_a, data_b, gate), (split, score_bytes(data_a, data_b, gate))
+
+
+def test_describe_fit_compare_udfs_score_as_photo_match_udf(spark) -> None:
+    from pyspark.sql import functions as F
+
+    from dedup.photomatch import compare_udf, describe_udf, fit_udf
+
+    gate = (RULE["min_inliers"], RULE["min_inlier_ratio"])
+    rows = [(i, a, b) for i, (a, b) in enumerate(split_pairs())]
+    frame = spark.createDataFrame(rows, "i int, a binary, b binary")
+    described = frame.select("i", "a", "b", describe_udf()("a").alias("da"), describe_udf()("b").alias("db"))
+    fitted = described.select("i", "a", "b", fit_udf(gate)("da", "db").alias("fit"))
+    compared = fitted.where(F.col("fit.matrix").isNotNull()).select("i", compare_udf()("fit", "a", "b").alias("s"))
+    final = {r["i"]: r["fit"].asDict() for r in fitted.collect()}
+    for r in compared.collect():
+        final[r["i"]] = r["s"].asDict()
+    reference = frame.select("i", photo_match_udf(gate)("a", "b").alias("s")).collect()
+    reference = {r["i"]: r["s"].asDict() for r in reference}
+    assert any(f["matrix"] is not None for f in (r["fit"] for r in fitted.collect()))
+    for i, scores in final.items():
+        scores.pop("matrix", None)
+        assert scores == reference[i], (i, scores, reference[i])

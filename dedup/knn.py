@@ -1,0 +1,263 @@
+"""Cosine candidates with bounded work per product: each product's ``k`` nearest neighbours by
+embedding, at or above a cosine floor, found by IVF partitioning in Spark.
+
+Why not pairs above a threshold: on catalog photos (many white-background shots of one cut) the
+share of pairs above any useful floor does not shrink as the catalog grows, so pairs above it
+grow as N², and so does the photo check after them (docs/BENCHMARKS.md, issue 12). The ``k``
+nearest neighbours are at most ``k`` per product at any N, and hold a copy even when an edit
+(a quarter turn, a crop) moves its cosine below the old floor.
+
+How (nothing on the driver grows with N but the centroid table, ``cells`` x ``dim``, capped by
+``cosine.max_cells``):
+
+1. ``cells = ceil(n / cosine.cell_size)`` centroids, trained with faiss k-means (spherical) on a
+   seeded sample of at most ``cosine.train_sample`` vectors.
+2. Each vector is assigned to its ``cosine.probes`` nearest cells (``mapInPandas``; with many
+   cells through a faiss IVF index over the centroids, so assigning costs ``O(sqrt(cells))``).
+3. Each cell's members meet in one ``applyInPandas`` group: exact top-``k`` by inner product
+   (faiss ``IndexFlatIP``). A cell over ``cosine.split_factor x cell_size`` members is split by
+   k-means inside the task into sub-cells (each member in its ``probes`` nearest); a sub-cell
+   k-means cannot split (near-identical vectors) is searched in seeded blocks of ``cell_size``,
+   and its members are counted (``rows_in_blocks``). A cell over ``cosine.max_group_rows`` is
+   cut into that many rows per group by a hash of the id before it reaches a task (memory), also
+   counted (``rows_in_cut_cells``). Nothing is skipped.
+4. Per product: its best ``k`` distinct neighbours over every cell it was in, kept at
+   ``cosine >= floor``; pairs (id_a < id_b) distinct, with their cosine.
+
+Recall against exact kNN is measured on a sample by ``bench/knn_scale.py`` (docs/BENCHMARKS.md).
+
+>>> plan_cells(10_000, {"cell_size": 2000, "max_cells": 4096})
+5
+>>> plan_cells(50, {"cell_size": 2000, "max_cells": 4096})
+1
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from dedup.cosine import decode
+
+log = logging.getLogger(__name__)
+NEIGHBOUR_SCHEMA = "id long, nbr long, cosine float, blocked long"
+_IVF_FROM_CELLS = 1024  # above this many cells, assign through a faiss IVF index over the centroids
+
+
+def check_settings(settings: dict[str, Any]) -> None:
+    """Refuse ``cosine`` settings that cannot work (ValueError with the reason), before Spark starts."""
+    if settings.get("method", "knn") not in ("knn", "lsh"):
+        raise ValueError(f"cosine.method must be knn or lsh, got {settings['method']!r}")
+    for key in ("k", "cell_size", "probes", "train_sample", "max_cells", "split_factor", "max_group_rows"):
+        if int(settings[key]) < 1:
+            raise ValueError(f"cosine.{key} must be at least 1, got {settings[key]}")
+
+
+def plan_cells(n_items: int, settings: dict[str, Any]) -> int:
+    """How many cells ``n_items`` vectors are partitioned into: ``ceil(n / cosine.cell_size)``,
+    at most ``cosine.max_cells``."""
+    return max(1, min(int(settings["max_cells"]), math.ceil(n_items / int(settings["cell_size"]))))
+
+
+def unit_rows(blobs: pd.Series, dim: int) -> np.ndarray:
+    """Stored embeddings as unit-norm float32 rows (C-contiguous, as faiss wants them)."""
+    x = decode(blobs, dim)
+    return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12), dtype=np.float32)
+
+
+def train_centroids(sample: np.ndarray, cells: int, seed: int, iterations: int = 20) -> np.ndarray:
+    """``cells`` unit centroids of ``sample`` rows (faiss spherical k-means, seeded)."""
+    import faiss
+
+    cells = max(1, min(cells, len(sample)))
+    if cells == 1:
+        centroid = sample.mean(axis=0, keepdims=True)
+        return (centroid / max(float(np.linalg.norm(centroid)), 1e-12)).astype(np.float32)
+    kmeans = faiss.Kmeans(sample.shape[1], cells, niter=iterations, seed=seed, spherical=True,
+                          max_points_per_centroid=max(256, math.ceil(len(sample) / cells)), verbose=False)  # fmt: skip
+    kmeans.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
+
+
+def nearest_cells(vectors: np.ndarray, centroids: np.ndarray, probes: int) -> np.ndarray:
+    """(n, probes) indices of each vector's nearest centroids by inner product: exact (flat)
+    up to ``_IVF_FROM_CELLS`` centroids, else through an IVF index over them."""
+    import faiss
+
+    probes = min(probes, len(centroids))
+    dim = centroids.shape[1]
+    if len(centroids) <= _IVF_FROM_CELLS:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        coarse = max(8, int(math.sqrt(len(centroids))))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, coarse, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = 1
+        index.train(centroids)
+        index.nprobe = max(4, coarse // 8)
+    index.add(centroids)
+    _, cells = index.search(vectors, probes)
+    return cells
+
+
+def top_k(ids: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact top-``k`` neighbours (self left out) of every row among the rows: (id, nbr, cosine)."""
+    import faiss
+
+    n = len(ids)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    sims, at = index.search(vectors, min(k + 1, n))
+    rows = np.repeat(np.arange(n), at.shape[1])
+    cols, sims = at.ravel(), sims.ravel()
+    keep = (cols >= 0) & (cols != rows)
+    return ids[rows[keep]], ids[cols[keep]], sims[keep]
+
+
+def cell_neighbours(
+    ids: np.ndarray, vectors: np.ndarray, k: int, cell_size: int, split_at: int, probes: int, seed: int
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
+    """Top-``k`` within one cell, splitting it when over ``split_at`` rows (module doc, step 3);
+    returns the neighbour rows and how many members were searched in blocks."""
+    if len(ids) <= split_at:
+        return top_k(ids, vectors, k), 0
+    parts = train_centroids(vectors, math.ceil(len(ids) / cell_size), seed)
+    assigned = nearest_cells(vectors, parts, probes)
+    found, blocked = [], 0
+    rng = np.random.default_rng(seed)
+    for part in range(len(parts)):
+        members = np.flatnonzero((assigned == part).any(axis=1))
+        if len(members) > split_at:  # k-means could not split it: near-identical vectors
+            blocked += len(members)
+            members = rng.permutation(members)
+            blocks = [members[i : i + cell_size] for i in range(0, len(members), cell_size)]
+        else:
+            blocks = [members]
+        found += [top_k(ids[b], vectors[b], k) for b in blocks]
+    if not found:
+        return top_k(ids[:0], vectors[:0], k), blocked
+    return tuple(np.concatenate(column) for column in zip(*found, strict=True)), blocked
+
+
+@dataclass
+class KnnCandidates:
+    """Pairs (id_a < id_b, cosine >= floor) among each product's ``k`` nearest neighbours, and
+    the figures of the partition for the manifest (:meth:`summary`)."""
+
+    pairs: DataFrame
+    cells: int
+    sample: int
+    neighbours: DataFrame  # (id, nbr, cosine) before the floor and the top-k cut, persisted
+    cell_sizes: DataFrame  # (cell, count)
+    settings: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """Cells, their sizes, and the members searched in blocks or cut cells (never skipped)."""
+        split_at = int(self.settings["split_factor"]) * int(self.settings["cell_size"])
+        cut_at = int(self.settings["max_group_rows"])
+        sizes = self.cell_sizes.agg(
+            F.max("count").alias("largest"),
+            F.sum(F.when(F.col("count") > split_at, F.col("count")).otherwise(0)).alias("split"),
+            F.sum(F.when(F.col("count") > cut_at, F.col("count")).otherwise(0)).alias("cut"),
+        ).first()
+        blocked = self.neighbours.where("id < 0").agg(F.sum("blocked")).first()[0]
+        summary = {"method": "knn", "k": int(self.settings["k"]), "cells": self.cells,
+                   "probes": int(self.settings["probes"]), "train_sample": self.sample,
+                   "largest_cell": int(sizes["largest"] or 0), "rows_in_split_cells": int(sizes["split"] or 0),
+                   "rows_in_blocks": int(blocked or 0), "rows_in_cut_cells": int(sizes["cut"] or 0),
+                   "skipped_rows": 0}  # fmt: skip
+        if summary["rows_in_blocks"] or summary["rows_in_cut_cells"]:
+            log.warning("cosine kNN: %s", summary)
+        return summary
+
+    def release(self) -> None:
+        self.neighbours.unpersist()
+
+
+def _one_thread_per_task() -> None:
+    """faiss (OpenMP) on one thread: Spark runs a task per core already."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+
+
+def _assign(centroids: np.ndarray, dim: int, probes: int) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    def assign(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        _one_thread_per_task()
+        for frame in batches:
+            cells = nearest_cells(unit_rows(frame["embedding"], dim), centroids, probes)
+            yield pd.DataFrame({
+                "cell": cells.ravel().astype(np.int64),
+                "id": np.repeat(frame["id"].to_numpy(np.int64), cells.shape[1]),
+                "embedding": np.repeat(frame["embedding"].to_numpy(object), cells.shape[1]),
+            })[lambda f: f["cell"] >= 0]  # fmt: skip
+
+    return assign
+
+
+def _search(settings: dict[str, Any], dim: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    k, cell_size, probes = int(settings["k"]), int(settings["cell_size"]), int(settings["probes"])
+    split_at, seed = int(settings["split_factor"]) * cell_size, int(settings["seed"])
+
+    def search(frame: pd.DataFrame) -> pd.DataFrame:
+        _one_thread_per_task()
+        ids = frame["id"].to_numpy(np.int64)
+        (a, b, cos), blocked = cell_neighbours(ids, unit_rows(frame["embedding"], dim), k, cell_size, split_at,
+                                               probes, seed)  # fmt: skip
+        found = pd.DataFrame({"id": a, "nbr": b, "cosine": cos.astype(np.float32), "blocked": np.int64(0)})
+        note = pd.DataFrame({"id": [-1], "nbr": [-1], "cosine": [np.float32(0)], "blocked": [blocked]})
+        return pd.concat([found, note], ignore_index=True)
+
+    return search
+
+
+def knn_pairs(items: DataFrame, settings: dict[str, Any], dim: int, n_items: int, floor: float) -> KnnCandidates:
+    """(id_a, id_b, cosine) for each product of ``items`` (id long, embedding binary) and its
+    ``cosine.k`` nearest neighbours at ``cosine >= floor`` (module doc). Rows with a null
+    embedding take no part; ``n_items`` sizes the partition."""
+    check_settings(settings)
+    k = int(settings["k"])
+    vectors = items.select("id", "embedding").where(F.col("embedding").isNotNull())
+    cells = plan_cells(n_items, settings)
+    seed = int(settings["seed"])
+    sample_rows = 0
+    if cells > 1:
+        limit = int(settings["train_sample"])
+        fraction = min(1.0, 1.2 * limit / max(1, n_items))
+        rows = vectors.sample(fraction=fraction, seed=seed).limit(limit).collect()  # bounded: train_sample rows
+        sample_rows = len(rows)
+        centroids = train_centroids(unit_rows(pd.Series([r["embedding"] for r in rows]), dim), cells, seed)
+        cells = len(centroids)
+        assigned = vectors.mapInPandas(_assign(centroids, dim, int(settings["probes"])),
+                                       "cell long, id long, embedding binary")  # fmt: skip
+    else:
+        assigned = vectors.select(F.lit(0).cast("long").alias("cell"), "id", "embedding")
+    cell_sizes = assigned.groupBy("cell").count()
+    cut_at = int(settings["max_group_rows"])
+    parts = F.greatest(F.lit(1), F.ceil(F.col("count") / cut_at)).cast("long")
+    grouped = assigned.join(F.broadcast(cell_sizes), "cell").withColumn(
+        "part", F.pmod(F.xxhash64("id"), parts)
+    )  # a cell over max_group_rows is cut into groups a task can hold (counted: rows_in_cut_cells)
+    neighbours = grouped.groupBy("cell", "part").applyInPandas(_search(settings, dim), NEIGHBOUR_SCHEMA).persist()
+    best = Window.partitionBy("id").orderBy(F.col("cosine").desc(), F.col("nbr"))
+    top = (
+        neighbours.where("id >= 0")
+        .dropDuplicates(["id", "nbr"])
+        .withColumn("rank", F.row_number().over(best))
+        .where((F.col("rank") <= k) & (F.col("cosine") >= floor))
+    )
+    pairs = (
+        top.select(F.least("id", "nbr").alias("id_a"), F.greatest("id", "nbr").alias("id_b"), "cosine")
+        .groupBy("id_a", "id_b")
+        .agg(F.max("cosine").cast("double").alias("cosine"))
+    )
+    return KnnCandidates(pairs, cells, sample_rows, neighbours, cell_sizes, settings)

@@ -1,0 +1,87 @@
+"""Cosine kNN candidates: each product's k nearest neighbours, bounded per product, none skipped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dedup import knn
+from dedup.config import DEFAULTS
+from dedup.vectors import normalise, to_bytes
+
+DIM = 32
+
+
+def clustered(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` unit vectors around 8 shared directions (a dense catalog: every cut shot alike)."""
+    rng = np.random.default_rng(seed)
+    centres = normalise(rng.standard_normal((8, DIM)))
+    return normalise(centres[rng.integers(0, 8, n)] + 0.45 * rng.standard_normal((n, DIM)) / np.sqrt(DIM))
+
+
+def frame(spark, vectors: np.ndarray):
+    rows = [(i, to_bytes(v, "float16")) for i, v in enumerate(vectors)]
+    return spark.createDataFrame(rows, "id long, embedding binary")
+
+
+def exact_top(vectors: np.ndarray, k: int, floor: float) -> set[tuple[int, int]]:
+    """Every product's exact top-k at or above the floor, as pairs (a < b)."""
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -2)
+    pairs = set()
+    for i, row in enumerate(sims):
+        for j in np.argsort(-row, kind="stable")[:k]:
+            if row[j] >= floor:
+                pairs.add((min(i, int(j)), max(i, int(j))))
+    return pairs
+
+
+def settings(**changes):
+    return dict(DEFAULTS["cosine"]) | changes
+
+
+@pytest.mark.parametrize("cell_size", [2000, 100])  # one cell (exact), then 12 cells with probes
+def test_knn_pairs_are_each_products_nearest_neighbours(spark, cell_size):
+    vectors = clustered(1200)
+    stored = np.stack([np.frombuffer(to_bytes(v, "float16"), "<f2").astype(np.float32) for v in vectors])
+    stored = normalise(stored)
+    found = knn.knn_pairs(frame(spark, vectors), settings(k=5, cell_size=cell_size), DIM, len(vectors), 0.3)
+    pairs = {(r["id_a"], r["id_b"]): r["cosine"] for r in found.pairs.collect()}
+    truth = exact_top(stored, 5, 0.3)
+    recall = len(truth & set(pairs)) / len(truth)
+    assert recall == 1.0 if cell_size == 2000 else recall >= 0.9, recall
+    assert all(c >= 0.3 for c in pairs.values())
+    per_product = np.bincount([i for pair in pairs for i in pair], minlength=len(vectors))
+    assert len(pairs) <= 5 * len(vectors) and per_product.mean() <= 2 * 5  # at most k pairs per product
+    summary = found.summary()
+    assert summary["cells"] == knn.plan_cells(1200, settings(cell_size=cell_size)) and summary["skipped_rows"] == 0
+    found.release()
+
+
+def test_an_oversized_cell_is_split_and_identical_vectors_are_searched_in_blocks(spark):
+    rng = np.random.default_rng(3)
+    vectors = np.concatenate([np.repeat(normalise(rng.standard_normal((1, DIM))), 300, axis=0), clustered(300, 1)])
+    found = knn.knn_pairs(frame(spark, vectors), settings(k=3, cell_size=50, split_factor=2, probes=1), DIM,
+                          len(vectors), 0.0)  # fmt: skip
+    pairs = found.pairs.collect()
+    summary = found.summary()
+    assert summary["rows_in_split_cells"] > 0 and summary["rows_in_blocks"] >= 300, summary
+    touched = {i for r in pairs for i in (r["id_a"], r["id_b"])}
+    assert set(range(300)) <= touched  # every copy of the one image still has neighbours
+    found.release()
+
+
+def test_a_cell_too_large_for_one_task_is_cut_and_counted(spark):
+    vectors = clustered(400, 2)
+    found = knn.knn_pairs(frame(spark, vectors), settings(k=3, max_group_rows=150), DIM, len(vectors), 0.0)
+    summary = found.summary()
+    assert summary["rows_in_cut_cells"] == 400 and found.pairs.count() > 0
+    found.release()
+
+
+def test_settings_that_cannot_work_are_refused(spark):
+    with pytest.raises(ValueError, match=r"cosine\.k"):
+        knn.knn_pairs(frame(spark, clustered(10)), settings(k=0), DIM, 10, 0.5)
+    with pytest.raises(ValueError, match=r"cosine\.method"):
+        knn.check_settings(settings(method="annoy"))
+    knn.check_settings(settings(method="lsh"))
