@@ -7,7 +7,9 @@ the geometry of local detail. :func:`match_scores` measures it:
 
 1. Both images downscaled to at most :data:`MAX_SIDE` pixels a side, in grey.
 2. ORB keypoints; ratio-test matches of ``a`` against ``b`` and against ``b`` mirrored, each fitted
-   with a RANSAC similarity (rotation, scale, shift); the side with more inliers wins.
+   with a RANSAC similarity and a RANSAC affine map (a scale per direction and shear too: a copy
+   may be stretched on one axis, sheared or tilted), within :data:`MAX_ANISOTROPY`, the one with
+   more inliers kept; the side with more inliers wins.
    ``inliers`` and ``inlier_ratio`` (inliers / ratio-test matches) measure the fit.
 3. ``b`` warped onto ``a`` with the fit; ``structure`` is the correlation of their band-pass
    (difference of Gaussians) images over the products' shared interior, silhouette edges left out:
@@ -60,6 +62,7 @@ MIN_SIDE = 32  # smaller images are not compared
 ORB_FEATURES = 500
 RATIO = 0.8  # Lowe's ratio test
 RANSAC_PIXELS = 4.0  # reprojection tolerance, at MAX_SIDE scale
+MAX_ANISOTROPY = 1.4  # the fit may scale one direction this much more than the other (a stretch, a shear)
 DOG_SIGMAS = (1.5, 4.0)  # the band the structure is compared in (pixels at MAX_SIDE scale)
 TRIM = 0.1  # share of worst-fitting pixels the structure correlation leaves out
 TILE = 32  # pixels a side of the tiles the structure is also checked in
@@ -219,7 +222,15 @@ def describe(pixels: np.ndarray) -> Description | str:
 
 
 def _fit(a: Keypoints | Features, b: Keypoints | Features) -> tuple[int, int, np.ndarray | None]:
-    """(inliers, ratio-test matches, 2x3 similarity taking b to a) of two images' keypoints."""
+    """(inliers, ratio-test matches, 2x3 affine map taking b to a) of two images' keypoints.
+
+    An affine map, not a similarity: a copy stretched on one axis (a marketplace's resize to its
+    frame), sheared or slightly tilted in perspective keeps its keypoints on one affine map, which
+    a similarity (one scale) cannot follow. It must keep orientation (mirror images are matched
+    on their own) and scale no direction more than :data:`MAX_ANISOTROPY` times another. Both a
+    RANSAC similarity and a RANSAC affine map are fitted to the same matches and the one with
+    more inliers is kept (the similarity on ties): with three more degrees of freedom the affine
+    RANSAC sometimes settles on a worse model of a plainly similar copy."""
     if a.descriptors is None or b.descriptors is None or len(a.points) < 2 or len(b.points) < 2:
         return 0, 0, None
     knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors, b.descriptors, k=2)
@@ -228,12 +239,23 @@ def _fit(a: Keypoints | Features, b: Keypoints | Features) -> tuple[int, int, np
         return 0, len(good), None
     src = b.points[[m.trainIdx for m in good]]
     dst = a.points[[m.queryIdx for m in good]]
-    matrix, mask = cv2.estimateAffinePartial2D(
-        src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS, maxIters=500, confidence=0.99
-    )
-    if matrix is None or mask is None:
+    best: tuple[int, np.ndarray | None] = (0, None)
+    for estimate in (cv2.estimateAffinePartial2D, cv2.estimateAffine2D):  # similarity first: it wins ties
+        matrix, mask = estimate(
+            src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS, maxIters=500, confidence=0.99
+        )
+        if matrix is not None and mask is not None and _plausible(matrix) and int(mask.sum()) > best[0]:
+            best = (int(mask.sum()), matrix)
+    if best[1] is None:
         return 0, len(good), None
-    return int(mask.sum()), len(good), matrix
+    return best[0], len(good), best[1]
+
+
+def _plausible(matrix: np.ndarray) -> bool:
+    """An affine map a copy's edit can make: orientation kept, anisotropy within :data:`MAX_ANISOTROPY`."""
+    linear = matrix[:, :2]
+    singular = np.linalg.svd(linear, compute_uv=False)
+    return bool(np.linalg.det(linear) > 0 and singular[0] <= MAX_ANISOTROPY * singular[1])
 
 
 def _band(grey: np.ndarray) -> np.ndarray:
@@ -385,7 +407,7 @@ def _fit_sides(
         "matches": matches,
         "inlier_ratio": inliers / matches if matches else 0.0,
         "flipped": flipped,
-        "scale": float(np.hypot(matrix[0, 0], matrix[1, 0])),
+        "scale": float(np.sqrt(abs(np.linalg.det(matrix[:, :2])))),
         "rotation": float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))),
     }
     if gate is not None and (inliers < gate[0] or scores["inlier_ratio"] < gate[1]):

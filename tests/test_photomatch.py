@@ -10,7 +10,15 @@ from PIL import Image
 
 from dedup.benchset import edit
 from dedup.imaging import decode_pixels
-from dedup.photomatch import DEFAULT_SETTINGS, FeatureCache, decide, match_scores, photo_match_udf, score_bytes
+from dedup.photomatch import (
+    DEFAULT_SETTINGS,
+    FeatureCache,
+    _plausible,
+    decide,
+    match_scores,
+    photo_match_udf,
+    score_bytes,
+)
 from dedup.synth import jpeg_bytes, product_image
 
 SEEDS = (1, 12, 13)  # a dress, a bag and a shoe with enough print for keypoints
@@ -44,6 +52,35 @@ def test_edited_copy_is_the_same_photograph(transform: str, seed: int) -> None:
     assert scores["reason"] is None
     assert decide(scores, RULE), scores
     assert scores["flipped"] == (transform == "flip")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("aspect", [0.82, 1.18])
+def test_a_copy_stretched_on_one_axis_is_the_same_photograph(aspect: float, seed: int) -> None:
+    """A marketplace's resize to its frame scales one axis more than the other: the affine fit
+    follows it (a similarity, one scale for both axes, finds no fit with enough inliers)."""
+    original = product_image(seed)
+    stretched = original.resize((round(original.width * aspect), original.height), Image.Resampling.LANCZOS)
+    scores = match_scores(np.asarray(original), decode_pixels(jpeg_bytes(stretched)))
+    assert decide(scores, RULE), scores
+    sheared = match_scores(
+        np.asarray(original),
+        decode_pixels(
+            jpeg_bytes(
+                original.transform(
+                    original.size, Image.Transform.AFFINE, (1, 0.15, 0, 0, 1, 0), fillcolor=(255, 255, 255)
+                )
+            )
+        ),
+    )
+    assert decide(sheared, RULE), sheared  # fmt: skip
+
+
+def test_the_fit_keeps_orientation_and_bounds_the_stretch() -> None:
+    assert _plausible(np.array([[1.2, 0.0, 3.0], [0.0, 0.95, -2.0]]))  # 26% more on one axis
+    assert not _plausible(np.array([[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))  # a mirror: matched on its own
+    assert not _plausible(np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))  # one axis doubled: no edit of a copy
+    assert not _plausible(np.array([[1.0, 0.9, 0.0], [0.0, 1.0, 0.0]]))  # a shear a copy is not given
 
 
 @pytest.mark.parametrize("seed", SEEDS)
