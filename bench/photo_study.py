@@ -47,7 +47,8 @@ FLOOR = 0.7
 
 @dataclass(frozen=True)
 class Variant:
-    """One photo-check design: ``fit`` (similarity, affine or homography), keypoint ``scales``
+    """One photo-check design: ``fit`` (similarity, affine, homography, or best: the similarity or
+    the affine map with more inliers, as dedup/photomatch.py fits), keypoint ``scales``
     (the longer side each description is computed at), ``quarter`` (a second chance with b turned
     by 90, 180, 270 degrees), ``band`` (fixed: DoG 1.5-4 px; adaptive: a coarser band when either
     image lacks fine detail), ``fast`` (ORB's FAST threshold)."""
@@ -76,6 +77,7 @@ VARIANTS = (
     Variant(fit="affine", scales=(256, 128), band="adaptive"),
     Variant(fit="affine", scales=(256, 128), quarter=True),
     Variant(fit="affine", fast=5),
+    Variant(fit="best"),  # what dedup/photomatch.py does now
 )
 
 
@@ -151,6 +153,11 @@ def fit(a: tuple, b: tuple, model: str) -> tuple[int, int, np.ndarray | None]:
         matrix, mask = cv2.findHomography(src, dst, maxIters=500, confidence=0.99, **kw)
         if matrix is not None and (abs(matrix[2, 0]) > 2e-3 or abs(matrix[2, 1]) > 2e-3):
             return 0, len(good), None  # more perspective than a small warp: not a copy's
+    elif model == "best":  # as dedup/photomatch.py: the similarity or the affine map, whichever has more inliers
+        inliers, matrix = pm._fit(pm.Keypoints(pa, da), pm.Keypoints(pb, db))[0::2]
+        if matrix is None:
+            return 0, len(good), None
+        return inliers, len(good), np.vstack([matrix, [0, 0, 1]])
     else:
         estimate = cv2.estimateAffine2D if model == "affine" else cv2.estimateAffinePartial2D
         matrix, mask = estimate(src, dst, maxIters=500, confidence=0.99, **kw)
