@@ -96,6 +96,32 @@ def _ranges(row: dict[str, str]) -> list[str]:
     return [label for label in (row.get("ranges") or "").split(";") if label]
 
 
+def candidate_recall(job: Path, truth: list[dict[str, str]], split: str) -> dict[str, dict[str, Any]]:
+    """Per edit kind and parameter range of ``split``: the share of copies whose pair with their
+    original is in the job's ``candidates/`` (a candidate at all) and photo-checked."""
+    frame = pq.read_table(job / "candidates", columns=["a", "b", "photo"]).to_pandas()
+    pairs = {frozenset(p) for p in zip(frame["a"], frame["b"], strict=True)}
+    checked = {frozenset(p) for p, s in zip(zip(frame["a"], frame["b"], strict=True), frame["photo"], strict=True)
+               if s is not None}  # fmt: skip
+    original_of = {t["group"]: t["productId"] for t in truth if t["group"] and t["transform"] == "original"}
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for t in truth:
+        if t["split"] == split and t["group"] and t["transform"] != "original":
+            pair = frozenset((t["productId"], original_of[t["group"]]))
+            for key in [t["transform"].split(":")[0], *_ranges(t)]:
+                counts[key][0] += 1
+                counts[key][1] += pair in pairs
+                counts[key][2] += pair in checked
+    return {k: {"copies": n, "candidate": c / n, "checked": k_ / n} for k, (n, c, k_) in sorted(counts.items())}
+
+
+def score_job(job: Path, truth: list[dict[str, str]]) -> dict[str, Any]:
+    """Group-level scores of a finished job output on both splits, with candidate recall per edit."""
+    groups = job_groups(job)
+    return {split: {**score_groups(groups, truth, split), "candidate_recall": candidate_recall(job, truth, split)}
+            for split in ("calibration", "holdout")}  # fmt: skip
+
+
 def n_pairs(n: int) -> int:
     return max(1, n * (n - 1) // 2)
 
@@ -179,8 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--previous", help="an earlier job output on the same set whose images and features to reuse")
     parser.add_argument("--calibrate-hash", action="store_true",
                         help="also sweep and re-run the hash-only rule (several job runs)")  # fmt: skip
+    parser.add_argument("--score-job", type=Path,
+                        help="only score this finished job output against the set's truth (no Spark), into "
+                             "--out/score-<name>.json")  # fmt: skip
     args = parser.parse_args(argv)
     out = Path(args.out)
+    if args.score_job:
+        scores = score_job(args.score_job, read_truth(out / "set" / "truth.csv"))
+        (out / f"score-{args.score_job.name}.json").write_text(json.dumps(scores, indent=2))
+        print(json.dumps({s: {k: v[k] for k in ("precision", "recall", "f1", "lookalike_false_pairs")}
+                          for s, v in scores.items()}, indent=2))  # fmt: skip
+        return 0
     set_dir, job_out = out / "set", out / "job"
     base_url = "http://127.0.0.1:8799"  # written into catalog.csv; each run serves on its own port (see served_catalog)
     built = json.loads((set_dir / "meta.json").read_text()) if (set_dir / "meta.json").exists() else {}
