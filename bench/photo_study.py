@@ -323,10 +323,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default="", help="comma-separated indexes of VARIANTS (default: all)")
     parser.add_argument("--limit", type=int, default=0, help="a seeded sample of this many pairs (0: all)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--candidates-only", type=float, metavar="FLOOR",
+                        help="only print candidate recall per edit kind (copy-to-original pairs): at the 0.7 "
+                             "floor, among the k nearest at cosine >= FLOOR, among the k nearest")  # fmt: skip
     args = parser.parse_args(argv)
     truth = read_truth(args.set / "truth.csv")
     image_of = {t["productId"]: args.set / "images" / t["image"] for t in truth}
     pairs = study_pairs(args.job, truth, args.split, args.k)
+    if args.candidates_only is not None:
+        copies = pairs[pairs["same"] & (pairs["kind"] != "copy+copy")]
+        found = {"floor 0.7": copies["floor"], f"k={args.k}, cosine >= {args.candidates_only}":
+                 copies["knn"] & (copies["cosine"] >= args.candidates_only), f"k={args.k}": copies["knn"]}  # fmt: skip
+        print(json.dumps({name: recall_table(copies, keep.to_numpy(), "kind") for name, keep in found.items()}))
+        return 0
     if args.limit and len(pairs) > args.limit:  # every true pair, and a seeded sample of the others
         others = pairs[~pairs["same"]].sample(max(0, args.limit - int(pairs["same"].sum())), random_state=0)
         pairs = pd.concat([pairs[pairs["same"]], others]).reset_index(drop=True)
