@@ -330,11 +330,20 @@ def main(argv: list[str] | None = None) -> int:
     truth = read_truth(args.set / "truth.csv")
     image_of = {t["productId"]: args.set / "images" / t["image"] for t in truth}
     pairs = study_pairs(args.job, truth, args.split, args.k)
-    if args.candidates_only is not None:
-        copies = pairs[pairs["same"] & (pairs["kind"] != "copy+copy")]
-        found = {"floor 0.7": copies["floor"], f"k={args.k}, cosine >= {args.candidates_only}":
-                 copies["knn"] & (copies["cosine"] >= args.candidates_only), f"k={args.k}": copies["knn"]}  # fmt: skip
-        print(json.dumps({name: recall_table(copies, keep.to_numpy(), "kind") for name, keep in found.items()}))
+    if args.candidates_only is not None:  # over every copy of the split, found or not
+        by_pair = {frozenset(p): k for k, p in enumerate(zip(pairs["a"], pairs["b"], strict=True))}
+        original_of = {t["group"]: t["productId"] for t in truth if t["group"] and t["transform"] == "original"}
+        copies = [t for t in truth if t["split"] == args.split and t["group"] and t["transform"] != "original"]
+        index = [by_pair.get(frozenset((t["productId"], original_of[t["group"]])), -1) for t in copies]
+        table = pd.DataFrame({"same": True, "kind": [t["transform"].split(":")[0] for t in copies],
+                              "ranges": [t["ranges"] for t in copies]})  # fmt: skip
+        known = np.array(index) >= 0
+        cosine = np.where(known, pairs["cosine"].to_numpy()[np.maximum(index, 0)], -1.0)
+        floor = known & pairs["floor"].to_numpy()[np.maximum(index, 0)]
+        knn = known & pairs["knn"].to_numpy()[np.maximum(index, 0)]
+        above = knn & (cosine >= args.candidates_only)
+        found = {"floor 0.7": floor, f"k={args.k}, cosine >= {args.candidates_only}": above, f"k={args.k}": knn}
+        print(json.dumps({name: recall_table(table, keep, "kind") for name, keep in found.items()}))
         return 0
     if args.limit and len(pairs) > args.limit:  # every true pair, and a seeded sample of the others
         others = pairs[~pairs["same"]].sample(max(0, args.limit - int(pairs["same"].sum())), random_state=0)
