@@ -9,7 +9,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(VENV))/bin/python
 export PYSPARK_DRIVER_PYTHON := $(abspath $(VENV))/bin/python
 
-.PHONY: venv demo test lint bench bench-venv immaculate-venv fastdup-venv bench-quality airflow-venv chromium clean
+.PHONY: venv demo test lint bench bench-venv immaculate-venv img2dataset-venv fastdup-venv bench-fetch bench-quality airflow-venv chromium clean
 
 $(VENV)/.installed: setup.py requirements.txt
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it or set PYTHON312=/path/to/python3.12"; exit 1; }
@@ -68,6 +68,14 @@ bench-venv: .venv-bench/.installed
 
 immaculate-venv: .venv-immaculate/.installed
 
+# img2dataset (the peer in bench/fetch.py, the bulk image downloader users pick) in its own venv.
+.venv-img2dataset/.installed:
+	test -x .venv-img2dataset/bin/python || $(PYTHON312) -m venv .venv-img2dataset
+	.venv-img2dataset/bin/pip install --quiet --disable-pip-version-check img2dataset==1.47.0
+	touch $@
+
+img2dataset-venv: .venv-img2dataset/.installed
+
 # fastdup (a peer in bench/job_scale.py) in its own venv: its pins are not the job's.
 .venv-fastdup/.installed:
 	test -x .venv-fastdup/bin/python || $(PYTHON312) -m venv .venv-fastdup
@@ -79,8 +87,11 @@ fastdup-venv: .venv-fastdup/.installed
 bench: venv bench-venv
 	$(VENV)/bin/python bench/hash_path.py
 
+bench-fetch: venv img2dataset-venv
+	$(VENV)/bin/python bench/fetch.py
+
 bench-quality: venv bench-venv immaculate-venv
 	$(VENV)/bin/python bench/quality.py
 
 clean:
-	rm -rf $(VENV) .venv-airflow demo-out bench-out build dist *.egg-info
+	rm -rf $(VENV) .venv-airflow .venv-img2dataset demo-out bench-out build dist *.egg-info

@@ -39,16 +39,37 @@ DEFAULTS: dict[str, Any] = {
     "fetch": {
         "allowed_hosts": [],  # hosts always allowed, even on loopback/private addresses
         "block_private_networks": True,  # refuse loopback, link-local and private targets
-        "partitions": 0,  # 0: 4 x default parallelism (of each batch)
-        "batch_rows": 50_000,  # images committed per Spark write: a crash keeps every finished batch
-        "threads_per_task": 16,
+        "partitions": 0,  # fetch tasks; 0: Spark's default parallelism (one long task per core)
+        # downloads at once in each task; slow URLs hold a thread each while waiting, no CPU
+        "threads_per_task": 64,
+        "max_connections_per_host": 32,  # of those, at most this many on one host (scheme, name, port)
         "connect_timeout_s": 5.0,
-        "read_timeout_s": 10.0,
-        "total_timeout_s": 30.0,  # whole download of one image, slow drips included
+        "read_timeout_s": 10.0,  # longest wait for the next bytes (the headers included)
+        "total_timeout_s": 30.0,  # one attempt's whole download, slow drips included
+        "url_budget_s": 20.0,  # all attempts of one URL and the waits between them together
+        # a body slower than min_bytes_per_s on average, once slow_after_s into it, is cut (too_slow)
+        "min_bytes_per_s": 2048.0,
+        "slow_after_s": 2.0,
         "max_attempts": 4,
         "backoff_base_s": 0.5,
         "backoff_max_s": 8.0,
-        "max_retry_after_s": 30.0,
+        "max_retry_after_s": 30.0,  # a longer Retry-After is cut to this; one past the URL's budget ends it
+        # circuit breaker per host: open after breaker_failures attempts in a row got no answer
+        # (time-outs, refused or reset connections) and the host has not answered for breaker_after_s;
+        # its URLs then fail at once (host_circuit_open) until one probe per breaker_cooldown_s answers
+        "breaker_failures": 8,
+        "breaker_after_s": 30.0,
+        "breaker_cooldown_s": 60.0,
+        # commits: each task commits its finished downloads as Parquet files of its own under
+        # images/ (dedup/fetchstore.py); a file is committed once it holds commit_share of the
+        # rows the task committed before it (and at least commit_min_rows), so a crash loses at
+        # most about that share of the finished work; it is committed sooner when it reaches
+        # commit_max_rows, commit_max_bytes of bodies or commit_max_s of age
+        "commit_share": 0.1,
+        "commit_min_rows": 16,
+        "commit_max_rows": 1000,
+        "commit_max_bytes": 64 * 1024 * 1024,
+        "commit_max_s": 10.0,
         "max_bytes": 10_000_000,
         "max_redirects": 5,
         "user_agent": "dedup/0.1 (+catalog duplicate finder)",

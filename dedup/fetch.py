@@ -1,25 +1,32 @@
 """Fetch: download each product's image inside ``mapPartitions``, one pooled session per task.
 
 Every row comes out with ``fetch_status`` ok or failed and a reason. Transient failures (5xx,
-429 with Retry-After, connection errors, read time-outs) are retried with exponential backoff
-and jitter, a bounded number of times. A body is kept only when its leading bytes are an image
-and it fits in ``fetch.max_bytes``; a slow drip is cut at ``fetch.total_timeout_s``. Only http
-and https; redirects are followed by hand so that each hop passes the URL policy too, and every
-connection is checked at the address it reached (see :class:`UrlPolicy`).
+429 with Retry-After, connection errors, time-outs) are retried with exponential backoff and
+jitter, within one time budget per URL for all of its attempts and waits together
+(``fetch.url_budget_s``). A body is kept only when its leading bytes are an image and it fits in
+``fetch.max_bytes``; a slow drip is cut once it runs below ``fetch.min_bytes_per_s``, and any
+download at ``fetch.total_timeout_s``. Only http and https; redirects are followed by hand so that
+each hop passes the URL policy too, and every connection is checked at the address it reached
+(see :class:`UrlPolicy`).
 
-Results are appended to a Parquet table (``images/``) in batches of ``fetch.batch_rows``, each its
-own commit, so a crash keeps what finished. Running again into the same output only downloads
-rows that have no ok result there yet.
+Downloads run in a streaming pool (:meth:`Fetcher.stream`): as one ends the next starts, so a slow
+URL holds only its own thread; waits between attempts hold none. At most
+``fetch.max_connections_per_host`` downloads of one host run at once, and a host that keeps timing
+out is cut off by a circuit breaker (:class:`HostBreaker`, reason ``host_circuit_open``). Results
+leave in the order they finish. ``dedup/fetchstore.py`` commits them as they come.
 """
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import random
 import socket
+import threading
 import time
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -168,12 +175,103 @@ def _retry_after_s(value: str | None) -> float | None:
             return None
 
 
+def host_of(url: str) -> str:
+    """The key of the host a URL is served by (scheme, name and port), for per-host limits.
+
+    >>> host_of("http://Img.Example.com/a.jpg"), host_of("https://img.example.com:8443/b.jpg")
+    ('http://img.example.com', 'https://img.example.com:8443')
+    """
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+
+
+class HostBreaker:
+    """A circuit breaker per host: a host that keeps failing to answer is not tried for a while.
+
+    It opens when ``failures`` attempts in a row on one host ended without an answer (connect or
+    read time-outs, refused or reset connections) and the host has not answered for ``after_s``
+    (so a burst of time-outs right after answers, as at the end of a task when only the hung URLs
+    are left, does not open it). While open, attempts on the host are refused at once. After
+    ``cooldown_s`` one probe goes through: an answer closes the breaker, a failure opens it again.
+    Any HTTP answer, a 404 or a 503 too, counts as the host answering. Thread-safe.
+
+    >>> now = [0.0]
+    >>> breaker = HostBreaker(failures=2, after_s=10, cooldown_s=30, clock=lambda: now[0])
+    >>> breaker.allow("h"), breaker.record("h", answered=False), breaker.record("h", answered=False)
+    (True, None, None)
+    >>> breaker.allow("h")  # two failures, but the host was first tried 0 s ago
+    True
+    >>> now[0] = 12.0; breaker.record("h", answered=False); breaker.allow("h")
+    False
+    >>> now[0] = 43.0; breaker.allow("h"), breaker.allow("h")  # one probe after the cooldown
+    (True, False)
+    >>> breaker.record("h", answered=True); breaker.allow("h")
+    True
+    """
+
+    def __init__(self, failures: int, after_s: float, cooldown_s: float, clock=time.monotonic) -> None:
+        self.failures, self.after_s, self.cooldown_s, self.clock = max(1, failures), after_s, cooldown_s, clock
+        self._lock = threading.Lock()
+        self._hosts: dict[str, dict[str, Any]] = {}
+        self.opened = 0  # how many times a breaker opened
+
+    def _state(self, host: str) -> dict[str, Any]:
+        fresh = {"failed": 0, "answered_at": self.clock(), "opened_at": None, "probe": False}
+        return self._hosts.setdefault(host, fresh)
+
+    def allow(self, host: str) -> bool:
+        """May an attempt on ``host`` start now?"""
+        with self._lock:
+            state = self._state(host)
+            if state["opened_at"] is None:
+                return True
+            if not state["probe"] and self.clock() - state["opened_at"] >= self.cooldown_s:
+                state["probe"] = True
+                return True
+            return False
+
+    def record(self, host: str, answered: bool) -> None:
+        """The outcome of one attempt on ``host``: did it answer at all?"""
+        with self._lock:
+            state, now = self._state(host), self.clock()
+            if answered:
+                state.update(failed=0, answered_at=now, opened_at=None, probe=False)
+                return
+            state["failed"] += 1
+            if state["probe"]:
+                state.update(opened_at=now, probe=False)
+            elif (
+                state["opened_at"] is None
+                and state["failed"] >= self.failures
+                and now - state["answered_at"] >= self.after_s
+            ):
+                state["opened_at"] = now
+                self.opened += 1
+
+
+@dataclass
+class Download:
+    """One URL on its way through the pool: its attempts so far and its time budget."""
+
+    key: Any
+    url: str
+    host: str
+    started: float
+    deadline: float  # all attempts and waits together end here (fetch.url_budget_s)
+    attempts: int = 0
+    reason: str | None = None
+    http_status: int | None = None
+
+
 class Fetcher:
     """Downloads images over one pooled ``requests.Session`` (shared by a task's threads)."""
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], breaker: HostBreaker | None = None) -> None:
         self.settings = settings
         self.policy = UrlPolicy(settings["allowed_hosts"], settings["block_private_networks"])
+        self.breaker = breaker or HostBreaker(
+            int(settings["breaker_failures"]), float(settings["breaker_after_s"]), float(settings["breaker_cooldown_s"])
+        )
         self.session = requests.Session()
         threads = max(1, int(settings["threads_per_task"]))
         adapter = _CheckedAdapter(self.policy, pool_connections=threads, pool_maxsize=threads, max_retries=0)
@@ -187,31 +285,55 @@ class Fetcher:
     def close(self) -> None:
         self.session.close()
 
+    def start(self, key: Any, url: str) -> Download:
+        now = time.monotonic()
+        return Download(key, url, host_of(url), now, now + float(self.settings["url_budget_s"]))
+
     def fetch(self, url: str) -> FetchResult:
-        """Download ``url`` with retries; never raises."""
-        started = time.monotonic()
-        attempts, http_status = 0, None
-        max_attempts = max(1, int(self.settings["max_attempts"]))
+        """Download ``url`` with retries, waiting in this thread between attempts; never raises."""
+        download = self.start(None, url)
         while True:
-            attempts += 1
-            try:
-                content, http_status = self._download(url)
-                image_format = sniff_format(content)
-                if not content:
-                    raise _Permanent("empty_body", http_status)
-                if image_format is None:
-                    raise _Permanent("not_an_image", http_status)
-                return FetchResult("ok", None, http_status, attempts, image_format, content, _ms_since(started))
-            except _Permanent as failure:
-                return FetchResult(
-                    "failed", failure.reason, failure.http_status, attempts, None, None, _ms_since(started)
-                )
-            except _Transient as failure:
-                if attempts >= max_attempts:
-                    return FetchResult(
-                        "failed", failure.reason, failure.http_status, attempts, None, None, _ms_since(started)
-                    )
-                time.sleep(self._wait_s(attempts, failure.wait_s))
+            outcome = self.attempt(download)
+            if isinstance(outcome, FetchResult):
+                return outcome
+            time.sleep(outcome)
+
+    def _failed(self, download: Download, reason: str | None = None) -> FetchResult:
+        reason = reason or download.reason or "failed"
+        return FetchResult("failed", reason, download.http_status, download.attempts, None, None,
+                           _ms_since(download.started))  # fmt: skip
+
+    def attempt(self, download: Download) -> FetchResult | float:
+        """One attempt at ``download``: its result, or the seconds to wait before the next attempt."""
+        if not self.breaker.allow(download.host):
+            return self._failed(download, "host_circuit_open")
+        remaining = download.deadline - time.monotonic()
+        download.attempts += 1
+        try:
+            content, download.http_status = self._download(download.url, remaining)
+            self.breaker.record(download.host, answered=True)
+            image_format = sniff_format(content)
+            if not content:
+                raise _Permanent("empty_body", download.http_status)
+            if image_format is None:
+                raise _Permanent("not_an_image", download.http_status)
+            return FetchResult("ok", None, download.http_status, download.attempts, image_format, content,
+                               _ms_since(download.started))  # fmt: skip
+        except _Permanent as failure:
+            if failure.http_status is not None:
+                self.breaker.record(download.host, answered=True)
+            download.reason, download.http_status = failure.reason, failure.http_status
+            return self._failed(download)
+        except _Transient as failure:
+            self.breaker.record(download.host, answered=failure.http_status is not None)
+            download.reason, download.http_status = failure.reason, failure.http_status
+            if download.attempts >= max(1, int(self.settings["max_attempts"])):
+                return self._failed(download)
+            wait_s = self._wait_s(download.attempts, failure.wait_s)
+            # another attempt only where the budget leaves it time for a reply after the wait
+            if time.monotonic() + wait_s + float(self.settings["connect_timeout_s"]) / 2 > download.deadline:
+                return self._failed(download)
+            return wait_s
 
     def _wait_s(self, attempts: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
@@ -219,11 +341,12 @@ class Fetcher:
         backoff = float(self.settings["backoff_base_s"]) * 2 ** (attempts - 1)
         return min(float(self.settings["backoff_max_s"]), backoff) * random.uniform(0.5, 1.0)
 
-    def _download(self, url: str) -> tuple[bytes, int]:
-        """One attempt: follow redirects by hand, each hop checked; return body and status."""
+    def _download(self, url: str, budget_s: float) -> tuple[bytes, int]:
+        """One attempt within ``budget_s``: follow redirects by hand, each hop checked; return body and status."""
         settings = self.settings
-        deadline = time.monotonic() + float(settings["total_timeout_s"])
-        timeout = (float(settings["connect_timeout_s"]), float(settings["read_timeout_s"]))
+        budget_s = max(0.001, budget_s)
+        deadline = time.monotonic() + min(float(settings["total_timeout_s"]), budget_s)
+        timeout = tuple(min(float(settings[name]), budget_s) for name in ("connect_timeout_s", "read_timeout_s"))
         for _hop in range(int(settings["max_redirects"]) + 1):
             if time.monotonic() > deadline:  # slow hops add up: the whole download has one deadline
                 raise _Permanent("too_slow")
@@ -255,6 +378,8 @@ class Fetcher:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             raise _Permanent("too_large", response.status_code)
+        slow_after_s, min_rate = float(self.settings["slow_after_s"]), float(self.settings["min_bytes_per_s"])
+        started = time.monotonic()
         chunks, size = [], 0
         try:
             while True:
@@ -265,41 +390,96 @@ class Fetcher:
                 size += len(chunk)
                 if size > max_bytes:
                     raise _Permanent("too_large", response.status_code)
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline or (now - started > slow_after_s and size < min_rate * (now - started)):
                     raise _Permanent("too_slow", response.status_code)
                 chunks.append(chunk)
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise _Transient("read_error", response.status_code) from exc
         return b"".join(chunks)
 
+    def stream(self, items: Iterable[tuple[Any, str]]) -> Iterator[tuple[Any, FetchResult]]:
+        """Download every (key, url) of ``items``; yield (key, result) as each one ends.
+
+        ``fetch.threads_per_task`` attempts run at once, at most ``fetch.max_connections_per_host``
+        of them on one host; a URL waiting for its next attempt is parked without a thread. At most
+        four times the threads are read ahead of the input, so memory stays bounded whatever the
+        partition's size: the keys read ahead, and the bodies of the attempts running.
+        """
+        threads = max(1, int(self.settings["threads_per_task"]))
+        per_host = max(1, int(self.settings["max_connections_per_host"]))
+        window = 4 * threads
+        source = iter(items)
+        queued: dict[str, deque[Download]] = {}  # host -> downloads ready for an attempt
+        parked: list[tuple[float, int, Download]] = []  # (when the next attempt may start, tie, download)
+        running: dict[Future, Download] = {}
+        active: Counter[str] = Counter()
+        n_open, tie, exhausted = 0, 0, False
+        pool = ThreadPoolExecutor(max_workers=threads)
+        try:
+            while True:
+                while not exhausted and n_open < window:
+                    item = next(source, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    download = self.start(*item)
+                    queued.setdefault(download.host, deque()).append(download)
+                    n_open += 1
+                now = time.monotonic()
+                while parked and parked[0][0] <= now:
+                    download = heapq.heappop(parked)[2]
+                    queued.setdefault(download.host, deque()).appendleft(download)  # retries go first
+                for host in list(queued):
+                    waiting = queued[host]
+                    while waiting and len(running) < threads and active[host] < per_host:
+                        download = waiting.popleft()
+                        running[pool.submit(self.attempt, download)] = download
+                        active[host] += 1
+                    if not waiting:
+                        del queued[host]
+                if not running:
+                    if not parked:
+                        if exhausted and not queued:
+                            return
+                        continue
+                    time.sleep(max(0.0, parked[0][0] - time.monotonic()))
+                    continue
+                timeout = max(0.0, parked[0][0] - time.monotonic()) if parked else None
+                done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+                for future in done:
+                    download = running.pop(future)
+                    active[download.host] -= 1
+                    outcome = future.result()
+                    if isinstance(outcome, FetchResult):
+                        n_open -= 1
+                        yield download.key, outcome
+                    else:
+                        tie += 1
+                        heapq.heappush(parked, (time.monotonic() + outcome, tie, download))
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
 
 def _ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def fetch_partition(rows: Iterator[Any], settings: dict[str, Any]) -> Iterator[tuple]:
-    """``mapPartitions`` body: (productId, image_url) rows in, FETCH_SCHEMA tuples out."""
+def result_row(product_id: str, url: str, result: FetchResult) -> tuple:
+    """One FETCH_SCHEMA row."""
+    return (
+        product_id, url, result.status, result.reason, result.http_status, result.attempts,
+        result.image_format, len(result.content or b""), result.elapsed_ms, result.content, int(time.time() * 1000),
+    )  # fmt: skip
+
+
+def fetch_partition(rows: Iterable[Any], settings: dict[str, Any]) -> Iterator[tuple]:
+    """``mapPartitions`` body: (productId, image_url) rows in, FETCH_SCHEMA tuples out as they finish."""
     fetcher = Fetcher(settings)
-    threads = max(1, int(settings["threads_per_task"]))
-    window = threads * 4  # bounded: at most this many bodies wait in memory
-
-    def one(row: Any) -> tuple:
-        result = fetcher.fetch(row["image_url"])
-        return (
-            row["productId"], row["image_url"], result.status, result.reason, result.http_status,
-            result.attempts, result.image_format, len(result.content or b""), result.elapsed_ms,
-            result.content, int(time.time() * 1000),
-        )  # fmt: skip
-
     try:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            batch: list[Any] = []
-            for row in rows:
-                batch.append(row)
-                if len(batch) >= window:
-                    yield from pool.map(one, batch)
-                    batch = []
-            yield from pool.map(one, batch)
+        items = (((row["productId"], row["image_url"]), row["image_url"]) for row in rows)
+        for (product_id, url), result in fetcher.stream(items):
+            yield result_row(product_id, url, result)
     finally:
         fetcher.close()
 
@@ -320,29 +500,9 @@ def fetch_images(products: DataFrame, settings: dict[str, Any], already: DataFra
     """
     spark = products.sparkSession
     todo = pending(products, already)
-    partitions = int(settings["partitions"]) or 4 * spark.sparkContext.defaultParallelism
+    partitions = int(settings["partitions"]) or spark.sparkContext.defaultParallelism
     rdd = todo.repartition(partitions).rdd.mapPartitions(lambda rows: fetch_partition(rows, settings))
     return spark.createDataFrame(rdd, FETCH_SCHEMA)
-
-
-def fetch_in_batches(
-    products: DataFrame, settings: dict[str, Any], images_path: str, scratch_path: str, already: DataFrame | None
-) -> int:
-    """Download what :func:`pending` leaves and append it to ``images_path`` in batches of about
-    ``fetch.batch_rows`` rows, one Spark write (one commit) per batch; return the number of batches.
-
-    A crash (a killed driver, a lost cluster) keeps every batch committed before it, and the next
-    run into the same output fetches only the rest. The pending keys are written to
-    ``scratch_path`` first, so the batches are fixed before anything is appended.
-    """
-    spark = products.sparkSession
-    pending(products, already).write.mode("overwrite").parquet(scratch_path)
-    todo = spark.read.parquet(scratch_path)
-    n_batches = max(1, -(-todo.count() // max(1, int(settings["batch_rows"]))))
-    batch = F.pmod(F.xxhash64("productId", "image_url"), F.lit(n_batches))
-    for index in range(n_batches):
-        fetch_images(todo.where(batch == index), settings).write.mode("append").parquet(images_path)
-    return n_batches
 
 
 def latest_results(table: DataFrame) -> DataFrame:

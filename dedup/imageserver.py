@@ -19,9 +19,12 @@ Images are served at ``/img/<name>``. Paths under ``/fault/`` misbehave:
 ``/fault/metadata/<n>``        302 to a link-local address (a cloud metadata endpoint)
 ``/fault/huge/<n>``            claims a 10 GB Content-Length
 ``/fault/bomb/<n>``            a PNG of a few hundred bytes declaring 100000 x 100000 pixels
+``/stats/<prefix>``            ``hits`` and ``served`` of the paths holding ``/<prefix>/``, as JSON
+                               (for a client in another process)
 =============================  ==============================================================
 
-``hits`` counts the requests per path, so tests can tell what was downloaded again.
+``hits`` counts the requests per path as they arrive, so tests can tell what was downloaded again;
+``served`` counts the answers sent whole (a download the client may have finished).
 
 >>> server = ImageServer({"a.png": b"\\x89PNG\\r\\n\\x1a\\n..."}).start()
 >>> import requests
@@ -35,6 +38,7 @@ b'\\x89PNG'
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import struct
 import sys
@@ -64,6 +68,7 @@ class ImageServer:
         self.folder = Path(images) if isinstance(images, (str, Path)) else None
         self.images = images if isinstance(images, dict) else {}
         self.hits: Counter[str] = Counter()
+        self.served: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = _QuietServer((host, port), self._handler_class())
@@ -118,6 +123,12 @@ class ImageServer:
 
             def do_GET(self) -> None:
                 parts = self.path.lstrip("/").split("/")
+                if parts[0] == "stats" and len(parts) == 2:
+                    part = f"/{parts[1]}/"
+                    with server._lock:
+                        stats = {name: {p: n for p, n in counts.items() if part in p}
+                                 for name, counts in (("hits", server.hits), ("served", server.served))}  # fmt: skip
+                    return self._send(200, json.dumps(stats).encode(), "application/json")
                 seen = server.count(self.path)
                 if parts[0] == "img" and len(parts) >= 2:
                     return self._image("/".join(parts[1:]))
@@ -210,7 +221,12 @@ class ImageServer:
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.end_headers()
-                with contextlib.suppress(OSError):  # the client may hang up first
+                try:
                     self.wfile.write(body)
+                    self.wfile.flush()
+                except OSError:  # the client hung up first
+                    return
+                with server._lock:
+                    server.served[self.path] += 1
 
         return Handler

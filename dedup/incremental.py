@@ -20,7 +20,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dedup import outputs
+from dedup import fetchstore, outputs
 
 KEYS = ["productId", "image_url"]
 FEATURE_SETTINGS = ("features", "embed")  # the settings tables that decide what features/ holds
@@ -49,10 +49,11 @@ def seed_images(products: DataFrame, previous: str, images_path: str) -> int:
     """Append to ``images_path`` the previous run's ok rows for current (productId, image_url)
     keys not already ok there; return how many."""
     spark = products.sparkSession
-    rows = spark.read.parquet(f"{previous}/images").where(F.col("fetch_status") == "ok")
+    rows = fetchstore.read_images(spark, f"{previous}/images").where(F.col("fetch_status") == "ok")
     rows = rows.join(products.select(*KEYS), KEYS, "left_semi")
-    if outputs.path_exists(spark, images_path):
-        done = spark.read.parquet(images_path).where(F.col("fetch_status") == "ok").select(*KEYS)
+    current = fetchstore.read_images(spark, images_path)
+    if current is not None:
+        done = current.where(F.col("fetch_status") == "ok").select(*KEYS)
         rows = rows.join(done, KEYS, "left_anti")
     n_rows = rows.count()  # before the append, which would make them "already there"
     if n_rows:

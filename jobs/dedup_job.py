@@ -20,7 +20,20 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 import dedup
-from dedup import candidates, cosine, embed, features, fetch, groups, incremental, ingest, knn, outputs, verify
+from dedup import (
+    candidates,
+    cosine,
+    embed,
+    features,
+    fetch,
+    fetchstore,
+    groups,
+    incremental,
+    ingest,
+    knn,
+    outputs,
+    verify,
+)
 from dedup.config import load_config
 from dedup.progress import StageClock
 from dedup.session import build_session
@@ -75,13 +88,13 @@ def run_job(
     with clock.stage("fetch") as note:
         images_path = f"{out}/images"
         n_carried = incremental.seed_images(ingested.products, previous, images_path) if previous else 0
-        already = spark.read.parquet(images_path) if outputs.path_exists(spark, images_path) else None
-        n_batches = fetch.fetch_in_batches(ingested.products, cfg["fetch"], images_path, f"{work}/todo", already)
+        already = fetchstore.read_images(spark, images_path)
+        fetch_run = fetchstore.fetch_and_commit(ingested.products, cfg["fetch"], images_path, f"{work}/todo", already)
+        n_downloaded = fetch_run.rows
         # outcomes without the bytes: ranking them shuffles a few columns, not every image
-        fetched = fetch.latest_results(spark.read.parquet(images_path).drop("image_bytes")).join(
+        fetched = fetch.latest_results(fetchstore.read_images(spark, images_path).drop("image_bytes")).join(
             ingested.products.select("productId", "image_url"), ["productId", "image_url"], "left_semi"
         )
-        n_downloaded = spark.read.parquet(images_path).where(F.col("fetched_at") >= int(started * 1000)).count()
         by_status = outputs.counts_by(fetched, "fetch_status")
         note(
             rows=n_downloaded,
@@ -89,14 +102,15 @@ def run_job(
             from_previous=n_carried,
             ok=by_status.get("ok", 0),
             failed=by_status.get("failed", 0),
-            batches=n_batches,
+            files=fetch_run.files,
+            commit_s=round(fetch_run.commit_s, 2),
         )
 
     with clock.stage("features") as note:
         # An ok image is never fetched twice into one output (the fetch stage skips ok keys), so
         # ok rows and their features are unique per key and need no ranking or dedup shuffle;
         # images of products no longer in the catalog drop out when features meet products.
-        ok_images = spark.read.parquet(images_path).where(F.col("fetch_status") == "ok")
+        ok_images = fetchstore.read_images(spark, images_path).where(F.col("fetch_status") == "ok")
 
         def compute(images: DataFrame) -> DataFrame:
             embed_cfg = embed.stage_model_files(spark, cfg["embed"]) if features.embedding_on(cfg["embed"]) else None

@@ -1,7 +1,12 @@
+import random
+import time
+from collections import Counter
+
 import pytest
 
 from dedup import fetch
 from dedup.config import load_config
+from dedup.imageserver import ImageServer
 
 
 def settings(**changes):
@@ -125,3 +130,81 @@ def test_fetch_images_in_spark_is_resumable(spark, image_server, tmp_path):
     assert image_server.hits["/fault/status/404/x"] == hits_before["/fault/status/404/x"] + 1  # failures retried
     latest = fetch.latest_results(spark.read.parquet(table)).collect()
     assert sorted((r["productId"], r["fetch_status"]) for r in latest) == [("P1", "ok"), ("P2", "failed")]
+
+
+def stream_all(fetcher, urls):
+    """(url, result, seconds since the start) in the order the pool yields them."""
+    started = time.monotonic()
+    return [(url, result, time.monotonic() - started) for url, result in fetcher.stream((u, u) for u in urls)]
+
+
+def test_a_slow_url_holds_only_its_own_slot(image_server):
+    # one hang among 40 quick images, 4 threads: the others all finish long before the hang
+    # gives up, and leave first (results come out in the order they finish)
+    fetcher = fetch.Fetcher(settings(threads_per_task=4, read_timeout_s=1.0, url_budget_s=1.5))
+    urls = [image_server.url("fault/hang/x")] + [image_server.url("img/a-200x200-x.jpeg")] * 40
+    out = stream_all(fetcher, urls)
+    assert [url for url, _, _ in out][-1] == urls[0] and len(out) == 41
+    quick = max(seconds for url, _, seconds in out if url != urls[0])
+    hang = out[-1]
+    assert (hang[1].status, hang[1].reason) == ("failed", "timeout")
+    assert quick < 1.0 <= hang[2] <= 2.0, (quick, hang[2])
+
+
+def test_a_hang_is_retried_within_its_budget_not_at_every_full_timeout(image_server):
+    fetcher = fetch.Fetcher(settings(connect_timeout_s=0.2, read_timeout_s=0.6, url_budget_s=1.0, max_attempts=4))
+    result = fetcher.fetch(image_server.url("fault/hang/y"))
+    assert (result.status, result.reason) == ("failed", "timeout")
+    # the first attempt waits its full read time-out, the second only what is left of the budget
+    assert result.attempts == 2 and 0.9 <= result.elapsed_ms / 1000 <= 1.3
+
+
+def test_the_pool_reads_its_input_lazily(image_server):
+    pulled = []
+
+    def rows():
+        for i in range(200):
+            pulled.append(i)
+            yield i, image_server.url("img/a-200x200-x.jpeg")
+
+    fetcher = fetch.Fetcher(settings(threads_per_task=2))
+    results = fetcher.stream(rows())
+    next(results)
+    assert len(pulled) <= 4 * 2 + 1  # read ahead by four times the threads at most
+    assert len(list(results)) == 199
+
+
+def test_connections_per_host_are_capped(sample_jpeg):
+    # 8 images that each take 0.3 s on one host, 2 connections at most: four rounds; another host's
+    # images meanwhile take the free threads
+    images = {f"a{i}.jpg": sample_jpeg for i in range(8)}
+    with ImageServer(images) as slow_host, ImageServer(images) as other_host:
+        fetcher = fetch.Fetcher(settings(threads_per_task=8, max_connections_per_host=2))
+        urls = [slow_host.url(f"fault/delay/300/a{i}.jpg") for i in range(8)]
+        urls += [other_host.url(f"fault/delay/300/a{i}.jpg") for i in range(2)]
+        out = stream_all(fetcher, urls)
+    assert [result.status for _, result, _ in out] == ["ok"] * 10
+    by_host = {}
+    for url, _, seconds in out:
+        by_host.setdefault(fetch.host_of(url), []).append(seconds)
+    slow_times, other_times = by_host[fetch.host_of(urls[0])], by_host[fetch.host_of(urls[-1])]
+    assert max(slow_times) >= 4 * 0.3 and max(other_times) < 2 * 0.3 + 0.25, (slow_times, other_times)
+
+
+def test_a_host_that_keeps_timing_out_is_cut_off(sample_jpeg):
+    with ImageServer({}) as dead, ImageServer({"a.jpg": sample_jpeg}) as alive:
+        cfg = settings(threads_per_task=4, read_timeout_s=1.0, url_budget_s=1.5, breaker_failures=3,
+                       breaker_after_s=1.0, breaker_cooldown_s=60)  # fmt: skip
+        fetcher = fetch.Fetcher(cfg)
+        urls = [dead.url(f"fault/hang/{i}") for i in range(60)] + [alive.url("img/a.jpg")] * 20
+        random.Random(3).shuffle(urls)
+        out = stream_all(fetcher, urls)
+        dead_requests = sum(dead.hits.values())
+    reasons = Counter(result.reason for url, result, _ in out if url.startswith(dead.base_url))
+    assert reasons["host_circuit_open"] >= 40 and set(reasons) <= {"timeout", "host_circuit_open"}, reasons
+    assert dead_requests <= 20  # the breaker, not the budget, ended most of them
+    cut = [result for url, result, _ in out if result.reason == "host_circuit_open"]
+    assert all(result.content is None and result.attempts <= 1 for result in cut)
+    alive_reasons = Counter(result.reason for url, result, _ in out if url.startswith(alive.base_url))
+    assert alive_reasons == {None: 20}, alive_reasons
+    assert max(seconds for _, _, seconds in out) < 15
