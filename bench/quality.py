@@ -26,7 +26,8 @@ Steps (all in one run, one machine):
 Run from the repository root (peers: ``make bench-venv`` and ``make immaculate-venv``)::
 
     SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$PWD/.venv/bin/python .venv/bin/python bench/quality.py \\
-        [--photos DIR] [--out bench-out/quality] [--seed 0] [--edits v2|v1] [--peers imagededup:phash,...]
+        [--photos DIR] [--out bench-out/quality] [--seed 0] [--edits v2|v1] [--peers imagededup:phash,...] \\
+        [--runs default,hashes_only] [--no-eval] [--previous JOB_OUTPUT]
 """
 
 from __future__ import annotations
@@ -203,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="job setting for every run (e.g. embed.backend=sscd)")  # fmt: skip
     parser.add_argument("--previous", help="an earlier job output on the same set whose images and features to reuse")
+    parser.add_argument("--runs", default="default,hashes_only",
+                        help="which job runs (default: the defaults; hashes_only: embed.backend=none)")  # fmt: skip
+    parser.add_argument("--no-eval", action="store_true",
+                        help="skip each run's `dedup eval` report (its cosine sweep re-runs stages)")  # fmt: skip
     parser.add_argument("--calibrate-hash", action="store_true",
                         help="also sweep and re-run the hash-only rule (several job runs)")  # fmt: skip
     parser.add_argument("--score-job", type=Path,
@@ -232,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ImageServer(set_dir / "images") as server:
             catalog = served_catalog(set_dir, meta["base_url"], server.base_url, out)
-            for name, extra in (("default", []), ("hashes_only", ["embed.backend=none"])):
+            runs = {"default": [], "hashes_only": ["embed.backend=none"]}
+            for name in args.runs.split(","):
+                extra = runs[name]
                 run_cfg = load_config(None, JOB_OVERRIDES + args.overrides + extra)
                 folder = job_out / name
                 started = time.perf_counter()
@@ -251,9 +258,10 @@ def main(argv: list[str] | None = None) -> int:
                     "calibration": score_groups(job_groups(folder), truth, "calibration"),
                     "rows_ok": manifest["rows_ok"],
                 }
-                results["job"][f"eval_holdout_{name}"] = evaluate_output(
-                    spark, str(folder), truth_path, run_cfg, "holdout"
-                )
+                if not args.no_eval:
+                    results["job"][f"eval_holdout_{name}"] = evaluate_output(
+                        spark, str(folder), truth_path, run_cfg, "holdout"
+                    )
             if args.calibrate_hash:
                 rule, tried = calibrate(spark, cfg, catalog, job_out / "hash_calibrated", truth_path,
                                         args.target_precision)  # fmt: skip
@@ -287,14 +295,9 @@ def main(argv: list[str] | None = None) -> int:
 def table(results: dict[str, Any]) -> str:
     """Markdown: one row per method on the holdout split, then recall per transform."""
     job = results["job"]
-    rows = [
-        (
-            f"dedup job, default ({job['default']['embed']} + photo check)",
-            job["default"]["seconds"],
-            job["default"]["holdout"],
-        ),
-        ("dedup job, hashes only (embed.backend=none)", job["hashes_only"]["seconds"], job["hashes_only"]["holdout"]),
-    ]
+    titles = {"default": f"dedup job, default ({job.get('default', {}).get('embed')} + photo check)",
+              "hashes_only": "dedup job, hashes only (embed.backend=none)"}  # fmt: skip
+    rows = [(title, job[name]["seconds"], job[name]["holdout"]) for name, title in titles.items() if name in job]
     if "calibrated" in job:
         rows.append(
             (f"dedup job, hashes only, calibrated {job['calibrated']['rule']}", None, job["calibrated"]["holdout"])
