@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="job setting for every run (e.g. embed.backend=sscd)")  # fmt: skip
     parser.add_argument("--previous", help="an earlier job output on the same set whose images and features to reuse")
     parser.add_argument("--runs", default="default,hashes_only",
-                        help="which job runs (default: the defaults; hashes_only: embed.backend=none)")  # fmt: skip
+                        help="job runs: default, hashes_only (embed.backend=none); empty: peers only")  # fmt: skip
     parser.add_argument("--no-eval", action="store_true",
                         help="skip each run's `dedup eval` report (its cosine sweep re-runs stages)")  # fmt: skip
     parser.add_argument("--calibrate-hash", action="store_true",
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         with ImageServer(set_dir / "images") as server:
             catalog = served_catalog(set_dir, meta["base_url"], server.base_url, out)
             runs = {"default": [], "hashes_only": ["embed.backend=none"]}
-            for name in args.runs.split(","):
+            for name in filter(None, args.runs.split(",")):
                 extra = runs[name]
                 run_cfg = load_config(None, JOB_OVERRIDES + args.overrides + extra)
                 folder = job_out / name
