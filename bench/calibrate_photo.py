@@ -16,6 +16,9 @@ values to calibrate below them.
 Run from the repository root, on the output of ``bench/quality.py``::
 
     .venv/bin/python bench/calibrate_photo.py --job bench-out/dev/job/default --truth bench-out/dev/set/truth.csv
+
+``--grid KEY=V1,V2`` replaces one setting's values (a narrow sweep, e.g. one threshold around the
+defaults with the others held: ``--grid min_inliers=20 --grid min_inlier_ratio=0.6 ...``).
 """
 
 from __future__ import annotations
@@ -82,11 +85,11 @@ def kept(candidates: pd.DataFrame, rule: dict[str, float]) -> pd.Series:
     return candidates["exact"] | passes
 
 
-def grid_for(job: Path) -> dict[str, tuple[float, ...]]:
-    """:data:`GRID` without the fit thresholds below those the run at ``job`` compared pairs at."""
+def grid_for(job: Path, grid: dict[str, tuple[float, ...]] = GRID) -> dict[str, tuple[float, ...]]:
+    """``grid`` without the fit thresholds below those the run at ``job`` compared pairs at."""
     verify = json.loads((job / "manifest.json").read_text())["config"]["verify"]
     floor = {key: float(verify.get(key, 0)) for key in ("min_inliers", "min_inlier_ratio")}
-    return {key: tuple(v for v in values if v >= floor.get(key, v)) for key, values in GRID.items()}
+    return {key: tuple(v for v in values if v >= floor.get(key, v)) for key, values in grid.items()}
 
 
 def sweep(
@@ -121,14 +124,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--truth", required=True)
     parser.add_argument("--target-precision", type=float, default=0.99)
     parser.add_argument("--out", help="write the sweep and the choice here as JSON")
+    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                        help="one setting's values instead of GRID's, e.g. max_colour_change=0.1,0.12")  # fmt: skip
     args = parser.parse_args(argv)
     truth = read_truth(Path(args.truth))
     candidates = load_candidates(Path(args.job))
-    grid = grid_for(Path(args.job)) if candidates["weak_fit"].any() else GRID
+    grid = dict(GRID)
+    for item in args.grid:
+        key, values = item.split("=", 1)
+        if key not in GRID:
+            parser.error(f"--grid {key}: not one of {', '.join(GRID)}")
+        grid[key] = tuple(float(v) for v in values.split(","))
+    grid = grid_for(Path(args.job), grid) if candidates["weak_fit"].any() else grid
     points = sweep(candidates, truth, "calibration", grid)
     chosen = choose(points, args.target_precision)
     holdout = score_groups(components(candidates[kept(candidates, chosen["rule"])]), truth, "holdout")
-    replayed = {k: holdout[k] for k in ("precision", "recall", "f1", "lookalike_false_pairs", "recall_by_transform")}
+    replayed = {k: holdout[k] for k in ("precision", "recall", "f1", "lookalike_false_pairs", "recall_by_transform",
+                                           "recall_by_range")}  # fmt: skip
     result = {"command": " ".join([sys.executable, *sys.argv]), "rules": len(points), "chosen": chosen,
               "holdout_replayed": replayed}  # fmt: skip
     if args.out:

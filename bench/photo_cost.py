@@ -9,20 +9,26 @@ fitted from the two descriptions (``fit_descriptions``), and the pairs whose fit
 comparison decode both images and compare (``compare_pixels``); process CPU time of each part.
 Per candidate = (describe x images / pairs) + fit + compare x compared share; per product =
 the same totals over the products, the way the job pays them (each image described once, each
-pair once). Inside Spark: the verify stage's seconds x cores / products (joins and writes
-included, an upper bound on the photo check's share).
+pair once). ``--against FILE``: another version's photomatch.py measured on the same pairs in the
+same process, and whether every pair's scores are the same. Inside Spark: the verify stage's
+seconds x cores / products (joins and writes included, an upper bound on the photo check's share).
 
     .venv/bin/python bench/photo_cost.py bench-out/dev-knn/job/default --products 400
+    git show 64ad9b5~1:dedup/photomatch.py > /tmp/photomatch-before.py
+    .venv/bin/python bench/photo_cost.py bench-out/dev-knn/job/default --against /tmp/photomatch-before.py
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import random
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -33,6 +39,49 @@ from dedup import photomatch  # noqa: E402
 from dedup.config import DEFAULTS  # noqa: E402
 
 
+def measure(pm: ModuleType, pairs: list[tuple[str, str]], needed: set[str], data: dict, gate: tuple) -> dict[str, Any]:
+    """Process CPU seconds of each part of the photo check of ``pm`` (a photomatch module) on
+    ``pairs``, the pairs compared, and every pair's final scores."""
+    started = time.process_time()
+    described = {p: pm.describe_bytes(data.get(p)) for p in needed}
+    describe_s = time.process_time() - started
+    started = time.process_time()
+    fits = [pm.fit_descriptions(described[a], described[b], gate) for a, b in pairs]
+    fit_s = time.process_time() - started
+    started = time.process_time()
+    scores, compared = [], 0
+    for (a, b), (fitted, matrix) in zip(pairs, fits, strict=True):
+        if matrix is not None:
+            pixels = [pm.decode_for_match(data[p]) for p in (a, b)]
+            fitted = pm.compare_pixels(*pixels, fitted, matrix)
+            compared += 1
+        scores.append(fitted)
+    compare_s = time.process_time() - started
+    return {"describe_s": describe_s, "fit_s": fit_s, "compare_s": compare_s, "compared": compared, "scores": scores}
+
+
+def figures(parts: dict[str, Any], n_images: int, n_pairs: int, pairs_per_product: float) -> dict[str, float]:
+    """CPU ms of each part, per pair and per product (each image described once, each pair once)."""
+    describe_ms = 1000 * parts["describe_s"] / n_images
+    pair_ms = 1000 * (parts["fit_s"] + parts["compare_s"]) / max(1, n_pairs)
+    return {
+        "compared_pairs": parts["compared"], "describe_ms_per_image": describe_ms,
+        "fit_ms_per_pair": 1000 * parts["fit_s"] / max(1, n_pairs),
+        "compare_ms_per_compared_pair": 1000 * parts["compare_s"] / max(1, parts["compared"]),
+        "bare_ms_per_candidate": describe_ms * n_images / max(1, n_pairs) + pair_ms,
+        "bare_ms_per_product": describe_ms + pair_ms * pairs_per_product,
+    }  # fmt: skip
+
+
+def load_module(path: Path) -> ModuleType:
+    """``dedup/photomatch.py`` of another commit (``git show COMMIT:dedup/photomatch.py > FILE``) as a module."""
+    spec = importlib.util.spec_from_file_location("photomatch_against", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("job", type=Path)
@@ -40,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--against", type=Path,
+                        help="another photomatch.py, measured on the same pairs (every score compared)")  # fmt: skip
     args = parser.parse_args(argv)
     manifest = json.loads((args.job / "manifest.json").read_text())
     scored = pq.read_table(args.job / "candidates", columns=["a", "b", "photo"]).to_pylist()
@@ -52,36 +103,24 @@ def main(argv: list[str] | None = None) -> int:
     data = {r["productId"]: r["image_bytes"] for r in images if r["fetch_status"] == "ok" and r["productId"] in needed}
     gate = (int(DEFAULTS["verify"]["min_inliers"]), float(DEFAULTS["verify"]["min_inlier_ratio"]))
 
-    started = time.process_time()
-    described = {p: photomatch.describe_bytes(data.get(p)) for p in needed}
-    describe_s = time.process_time() - started
-    started = time.process_time()
-    fits = [(a, b, *photomatch.fit_descriptions(described[a], described[b], gate)) for a, b in pairs]
-    fit_s = time.process_time() - started
-    started = time.process_time()
-    compared = 0
-    for a, b, scores, matrix in fits:
-        if matrix is not None:
-            pixels = [photomatch.decode_for_match(data[p]) for p in (a, b)]
-            photomatch.compare_pixels(*pixels, scores, matrix)
-            compared += 1
-    compare_s = time.process_time() - started
-    total_ms = 1000 * (describe_s + fit_s + compare_s)
-    n_products = len(chosen)
+    parts = measure(photomatch, pairs, needed, data, gate)
     job_products = int(manifest["products_hashed"])
     verify_s = float(manifest["stage_seconds"]["verify"])
     result = {
-        "job": str(args.job), "products_sampled": n_products, "pairs": len(pairs), "images_described": len(needed),
-        "compared_pairs": compared, "describe_ms_per_image": 1000 * describe_s / len(needed),
-        "fit_ms_per_pair": 1000 * fit_s / max(1, len(pairs)),
-        "compare_ms_per_compared_pair": 1000 * compare_s / max(1, compared),
-        "bare_ms_per_candidate": total_ms / max(1, len(pairs)),
-        "bare_ms_per_product": (1000 * describe_s / len(needed) * job_products
-                                + (fit_s + compare_s) * 1000 / max(1, len(pairs)) * len(checked)) / job_products,
+        "job": str(args.job), "products_sampled": len(chosen), "pairs": len(pairs), "images_described": len(needed),
+        **figures(parts, len(needed), len(pairs), len(checked) / job_products),
         "job_checked_pairs": len(checked), "job_products": job_products, "job_verify_s": verify_s,
         "spark_verify_cpu_ms_per_product": 1000 * verify_s * args.cores / job_products,
         "spark_verify_cpu_ms_per_candidate": 1000 * verify_s * args.cores / max(1, len(checked)),
     }  # fmt: skip
+    if args.against:
+        other = measure(load_module(args.against), pairs, needed, data, gate)
+        result["against"] = {
+            "module": str(args.against), **figures(other, len(needed), len(pairs), len(checked) / job_products),
+            "pairs_with_equal_scores": sum(x == y for x, y in zip(parts["scores"], other["scores"], strict=True)),
+            "kept": sum(map(photomatch.decide, parts["scores"])),
+            "kept_against": sum(map(photomatch.decide, other["scores"])),
+        }  # fmt: skip
     print(json.dumps(result, indent=1))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))

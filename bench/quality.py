@@ -3,18 +3,20 @@ next to imagededup and Immaculate on the same images in the same run.
 
 Steps (all in one run, one machine):
 
-1. ``dedup.benchset.build_bench_set`` over the photo folder (default: the fashion-catalog photos):
-   seeded edited copies of 30% of the photos, every other photo a singleton; each photo and its
-   copies fall in the calibration or the holdout split.
+1. ``dedup.devkit.benchset.build_bench_set`` over the photo folder (default: the fashion-catalog photos):
+   seeded edited copies of 35% of the photos (``--edits v2``, the default: every parameter drawn
+   over wide ranges, stacks, augly; ``--edits v1``: the first dev set, 30%), every other photo a
+   singleton; each photo and its copies fall in the calibration or the holdout split.
 2. The images are served on loopback and the real job (``jobs.dedup_job.run_job``, Spark local[2])
    runs over the whole catalog twice: with the defaults (the embedder, cosine LSH and the
    same-photograph check, whose thresholds ``bench/calibrate_photo.py`` chose on the calibration
    split), and hashes only (``embed.backend=none``); the second run reuses the first's downloads.
 3. With ``--calibrate-hash``, the hash-only rule is also calibrated on the calibration split:
-   ``dedup.evaluate.threshold_sweep`` over (dHash distance, thumbnail distance), re-running the
+   ``dedup.devkit.evaluate.threshold_sweep`` over (dHash distance, thumbnail distance), re-running the
    job's later stages until the groups reach the target precision there.
 4. The holdout split is scored for each run: group-level (every pair implied by the groups)
-   precision, recall and F1, recall per transform, and false pairs among look-alike originals
+   precision, recall and F1, recall per edit kind and per parameter range (with the copies behind
+   each), and false pairs among look-alike originals
    (two photos of different products); ``dedup eval`` reports (cosine sweep included) go in
    results.json.
 5. Peers over the same image folder, each with its defaults: imagededup PHash, DHash, WHash,
@@ -24,7 +26,8 @@ Steps (all in one run, one machine):
 Run from the repository root (peers: ``make bench-venv`` and ``make immaculate-venv``)::
 
     SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$PWD/.venv/bin/python .venv/bin/python bench/quality.py \\
-        [--photos DIR] [--out bench-out/quality] [--seed 0] [--peers imagededup:phash,immaculate:sscd,...]
+        [--photos DIR] [--out bench-out/quality] [--seed 0] [--edits v2|v1] [--peers imagededup:phash,...] \\
+        [--runs default,hashes_only] [--no-eval] [--previous JOB_OUTPUT]
 """
 
 from __future__ import annotations
@@ -55,7 +58,6 @@ PEER_PYTHONS = {"imagededup": REPO / ".venv-bench" / "bin" / "python",
                 "immaculate": REPO / ".venv-immaculate" / "bin" / "python"}  # fmt: skip
 DEFAULT_PEERS = ("imagededup:phash,imagededup:dhash,imagededup:whash,imagededup:ahash,imagededup:cnn,"
                  "immaculate:pdq,immaculate:phash,immaculate:sscd_distilled,immaculate:sscd")  # fmt: skip
-PORT = 8799
 JOB_OVERRIDES = ["fetch.allowed_hosts=127.0.0.1", "spark.master=local[2]", "spark.ui.enabled=false"]
 ORIGINALS = ("original", "exact_real")
 
@@ -77,15 +79,48 @@ def score_groups(groups: list[list[str]], truth: list[dict[str, str]], split: st
         n * (n - 1) // 2 for n in same_source.values()
     )
     original_of = {t["group"]: pid for pid, t in rows.items() if t["group"] and t["transform"] == "original"}
-    found: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_range: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for pid, t in rows.items():
         if t["group"] and t["transform"] != "original":
-            kind = t["transform"].split(":")[0]
             other = original_of.get(t["group"])
-            found[kind][0] += 1
-            found[kind][1] += int(pid in predicted and predicted.get(other) == predicted[pid])
-    scores["recall_by_transform"] = {k: v[1] / v[0] for k, v in sorted(found.items())}
+            grouped = int(pid in predicted and predicted.get(other) == predicted[pid])
+            for counts in [by_kind[t["transform"].split(":")[0]], *(by_range[r] for r in _ranges(t))]:
+                counts[0] += 1
+                counts[1] += grouped
+    scores["recall_by_transform"] = {k: {"copies": n, "recall": found / n} for k, (n, found) in sorted(by_kind.items())}
+    scores["recall_by_range"] = {k: {"copies": n, "recall": found / n} for k, (n, found) in sorted(by_range.items())}
     return scores
+
+
+def _ranges(row: dict[str, str]) -> list[str]:
+    return [label for label in (row.get("ranges") or "").split(";") if label]
+
+
+def candidate_recall(job: Path, truth: list[dict[str, str]], split: str) -> dict[str, dict[str, Any]]:
+    """Per edit kind and parameter range of ``split``: the share of copies whose pair with their
+    original is in the job's ``candidates/`` (a candidate at all) and photo-checked."""
+    frame = pq.read_table(job / "candidates", columns=["a", "b", "photo"]).to_pandas()
+    pairs = {frozenset(p) for p in zip(frame["a"], frame["b"], strict=True)}
+    checked = {frozenset(p) for p, s in zip(zip(frame["a"], frame["b"], strict=True), frame["photo"], strict=True)
+               if s is not None}  # fmt: skip
+    original_of = {t["group"]: t["productId"] for t in truth if t["group"] and t["transform"] == "original"}
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for t in truth:
+        if t["split"] == split and t["group"] and t["transform"] != "original":
+            pair = frozenset((t["productId"], original_of[t["group"]]))
+            for key in [t["transform"].split(":")[0], *_ranges(t)]:
+                counts[key][0] += 1
+                counts[key][1] += pair in pairs
+                counts[key][2] += pair in checked
+    return {k: {"copies": n, "candidate": c / n, "checked": k_ / n} for k, (n, c, k_) in sorted(counts.items())}
+
+
+def score_job(job: Path, truth: list[dict[str, str]]) -> dict[str, Any]:
+    """Group-level scores of a finished job output on both splits, with candidate recall per edit."""
+    groups = job_groups(job)
+    return {split: {**score_groups(groups, truth, split), "candidate_recall": candidate_recall(job, truth, split)}
+            for split in ("calibration", "holdout")}  # fmt: skip
 
 
 def n_pairs(n: int) -> int:
@@ -142,6 +177,15 @@ def calibrate(spark: Any, cfg: dict[str, Any], catalog: str, out: Path, truth_pa
             "verify.max_thumb_distance": fallback["max_thumb_distance"]}, tried  # fmt: skip
 
 
+def served_catalog(set_dir: Path, written: str, served: str, out: Path) -> str:
+    """A copy of the set's catalog.csv whose image URLs point at ``served`` (the loopback server on
+    an ephemeral port) instead of ``written``; a run's downloads are reused by later runs only at
+    the same address."""
+    path = out / "catalog-served.csv"
+    path.write_text((set_dir / "catalog.csv").read_text(encoding="utf-8").replace(written, served), encoding="utf-8")
+    return str(path)
+
+
 def previous_run(job_out: Path) -> str | None:
     """An earlier run under ``job_out`` whose downloads (and, with the same settings, features) are reused."""
     finished = sorted(job_out.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
@@ -153,31 +197,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", default=str(DEFAULT_PHOTOS))
     parser.add_argument("--out", default=str(REPO / "bench-out" / "quality"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--edits", default="v2", choices=["v2", "v1"],
+                        help="the bench set's generator (v1: the first dev set, rebuilt byte for byte)")  # fmt: skip
     parser.add_argument("--target-precision", type=float, default=0.99)
     parser.add_argument("--peers", default=DEFAULT_PEERS, help="comma-separated tool:method, or empty")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="job setting for every run (e.g. embed.backend=sscd)")  # fmt: skip
     parser.add_argument("--previous", help="an earlier job output on the same set whose images and features to reuse")
+    parser.add_argument("--runs", default="default,hashes_only",
+                        help="job runs: default, hashes_only (embed.backend=none); empty: peers only")  # fmt: skip
+    parser.add_argument("--no-eval", action="store_true",
+                        help="skip each run's `dedup eval` report (its cosine sweep re-runs stages)")  # fmt: skip
     parser.add_argument("--calibrate-hash", action="store_true",
                         help="also sweep and re-run the hash-only rule (several job runs)")  # fmt: skip
+    parser.add_argument("--score-job", type=Path,
+                        help="only score this finished job output against the set's truth (no Spark), into "
+                             "--out/score-<name>.json")  # fmt: skip
     args = parser.parse_args(argv)
     out = Path(args.out)
+    if args.score_job:
+        scores = score_job(args.score_job, read_truth(out / "set" / "truth.csv"))
+        (out / f"score-{args.score_job.name}.json").write_text(json.dumps(scores, indent=2))
+        print(json.dumps({s: {k: v[k] for k in ("precision", "recall", "f1", "lookalike_false_pairs")}
+                          for s, v in scores.items()}, indent=2))  # fmt: skip
+        return 0
     set_dir, job_out = out / "set", out / "job"
-    base_url = f"http://127.0.0.1:{PORT}"
-    if not (set_dir / "meta.json").exists() or json.loads((set_dir / "meta.json").read_text())["seed"] != args.seed:
-        print(f"quality: building the bench set in {set_dir}", file=sys.stderr)
-        build_bench_set(args.photos, set_dir, seed=args.seed, base_url=base_url)
+    base_url = "http://127.0.0.1:8799"  # written into catalog.csv; each run serves on its own port (see served_catalog)
+    built = json.loads((set_dir / "meta.json").read_text()) if (set_dir / "meta.json").exists() else {}
+    if (built.get("seed"), built.get("edits", "v1")) != (args.seed, args.edits):
+        print(f"quality: building the bench set ({args.edits}) in {set_dir}", file=sys.stderr)
+        build_bench_set(args.photos, set_dir, seed=args.seed, base_url=base_url, edits=args.edits)
     meta = json.loads((set_dir / "meta.json").read_text())
     truth = read_truth(set_dir / "truth.csv")
     truth_path = str((set_dir / "truth.csv").resolve())
-    catalog = str(set_dir / "catalog.csv")
     results: dict[str, Any] = {"command": shlex.join([sys.executable, *sys.argv]), "set": meta, "job": {}}
 
     cfg = load_config(None, JOB_OVERRIDES + args.overrides)
     spark = build_session(cfg["spark"])
     try:
-        with ImageServer(set_dir / "images", port=PORT):
-            for name, extra in (("default", []), ("hashes_only", ["embed.backend=none"])):
+        with ImageServer(set_dir / "images") as server:
+            catalog = served_catalog(set_dir, meta["base_url"], server.base_url, out)
+            runs = {"default": [], "hashes_only": ["embed.backend=none"]}
+            for name in filter(None, args.runs.split(",")):
+                extra = runs[name]
                 run_cfg = load_config(None, JOB_OVERRIDES + args.overrides + extra)
                 folder = job_out / name
                 started = time.perf_counter()
@@ -196,9 +258,10 @@ def main(argv: list[str] | None = None) -> int:
                     "calibration": score_groups(job_groups(folder), truth, "calibration"),
                     "rows_ok": manifest["rows_ok"],
                 }
-                results["job"][f"eval_holdout_{name}"] = evaluate_output(
-                    spark, str(folder), truth_path, run_cfg, "holdout"
-                )
+                if not args.no_eval:
+                    results["job"][f"eval_holdout_{name}"] = evaluate_output(
+                        spark, str(folder), truth_path, run_cfg, "holdout"
+                    )
             if args.calibrate_hash:
                 rule, tried = calibrate(spark, cfg, catalog, job_out / "hash_calibrated", truth_path,
                                         args.target_precision)  # fmt: skip
@@ -232,14 +295,9 @@ def main(argv: list[str] | None = None) -> int:
 def table(results: dict[str, Any]) -> str:
     """Markdown: one row per method on the holdout split, then recall per transform."""
     job = results["job"]
-    rows = [
-        (
-            f"dedup job, default ({job['default']['embed']} + photo check)",
-            job["default"]["seconds"],
-            job["default"]["holdout"],
-        ),
-        ("dedup job, hashes only (embed.backend=none)", job["hashes_only"]["seconds"], job["hashes_only"]["holdout"]),
-    ]
+    titles = {"default": f"dedup job, default ({job.get('default', {}).get('embed')} + photo check)",
+              "hashes_only": "dedup job, hashes only (embed.backend=none)"}  # fmt: skip
+    rows = [(title, job[name]["seconds"], job[name]["holdout"]) for name, title in titles.items() if name in job]
     if "calibrated" in job:
         rows.append(
             (f"dedup job, hashes only, calibrated {job['calibrated']['rule']}", None, job["calibrated"]["holdout"])
@@ -260,13 +318,23 @@ def table(results: dict[str, Any]) -> str:
         if "candidates" in job.get(name, {}):
             lines.append(f"\ndedup job {name}: {job[name]['candidates']:,} candidate pairs, "
                          f"{100 * job[name]['candidate_share_of_all_pairs']:.3f}% of all pairs")  # fmt: skip
-    kinds = sorted({k for _, _, s in rows for k in s["recall_by_transform"]})
-    lines += ["", "| transform | " + " | ".join(name for name, _, _ in rows) + " |",
-              "|---|" + "---:|" * len(rows)]  # fmt: skip
-    for kind in kinds:
-        cells = " | ".join(f"{s['recall_by_transform'].get(kind, 0):.2f}" for _, _, s in rows)
-        lines.append(f"| {kind} | {cells} |")
+    for key, title in (("recall_by_transform", "edit kind"), ("recall_by_range", "edit / parameter range")):
+        lines += ["", *recall_columns([(name, s) for name, _, s in rows], key, title)]
     return "\n".join(lines + (["", *failed] if failed else [])) + "\n"
+
+
+def recall_columns(methods: list[tuple[str, dict[str, Any]]], key: str, title: str) -> list[str]:
+    """Markdown: group recall per edit kind (or parameter range) of each method, with the copies behind it."""
+    names = sorted({k for _, s in methods for k in s.get(key, {})})
+    if not names:
+        return []
+    lines = [f"| {title} | copies | " + " | ".join(name for name, _ in methods) + " |",
+             "|---|---:|" + "---:|" * len(methods)]  # fmt: skip
+    for name in names:
+        copies = max(s[key][name]["copies"] for _, s in methods if name in s.get(key, {}))
+        cells = " | ".join(f"{s[key][name]['recall']:.2f}" if name in s.get(key, {}) else "-" for _, s in methods)
+        lines.append(f"| {name} | {copies} | {cells} |")
+    return lines
 
 
 if __name__ == "__main__":

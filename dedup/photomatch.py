@@ -7,7 +7,9 @@ the geometry of local detail. :func:`match_scores` measures it:
 
 1. Both images downscaled to at most :data:`MAX_SIDE` pixels a side, in grey.
 2. ORB keypoints; ratio-test matches of ``a`` against ``b`` and against ``b`` mirrored, each fitted
-   with a RANSAC similarity (rotation, scale, shift); the side with more inliers wins.
+   with a RANSAC similarity and a RANSAC affine map (a scale per direction and shear too: a copy
+   may be stretched on one axis, sheared or tilted), within :data:`MAX_ANISOTROPY`, the one with
+   more inliers kept; the side with more inliers wins.
    ``inliers`` and ``inlier_ratio`` (inliers / ratio-test matches) measure the fit.
 3. ``b`` warped onto ``a`` with the fit; ``structure`` is the correlation of their band-pass
    (difference of Gaussians) images over the products' shared interior, silhouette edges left out:
@@ -60,6 +62,7 @@ MIN_SIDE = 32  # smaller images are not compared
 ORB_FEATURES = 500
 RATIO = 0.8  # Lowe's ratio test
 RANSAC_PIXELS = 4.0  # reprojection tolerance, at MAX_SIDE scale
+MAX_ANISOTROPY = 1.4  # the fit may scale one direction this much more than the other (a stretch, a shear)
 DOG_SIGMAS = (1.5, 4.0)  # the band the structure is compared in (pixels at MAX_SIDE scale)
 TRIM = 0.1  # share of worst-fitting pixels the structure correlation leaves out
 TILE = 32  # pixels a side of the tiles the structure is also checked in
@@ -168,43 +171,51 @@ class Keypoints:
     descriptors: np.ndarray | None
 
 
-_HEADER = struct.Struct("<BHHHHB")  # version, height, width, direct and mirrored keypoints, descriptor bytes
-_VERSION = 1
+_HEADER = struct.Struct("<BHHHB")  # version, height, width, keypoints, descriptor bytes
+_VERSION = 2
+
+
+def _side_bytes(shape: tuple[int, int], side: Keypoints) -> bytes:
+    width = 32 if side.descriptors is None else side.descriptors.shape[1]
+    parts = [_HEADER.pack(_VERSION, *shape, len(side.points), width),
+             np.ascontiguousarray(side.points, dtype="<f4").tobytes()]  # fmt: skip
+    if side.descriptors is not None:
+        parts.append(np.ascontiguousarray(side.descriptors, dtype=np.uint8).tobytes())
+    return b"".join(parts)
+
+
+def _side_from_bytes(blob: bytes) -> tuple[tuple[int, int], Keypoints]:
+    version, height, width, n, size = _HEADER.unpack_from(blob)
+    if version != _VERSION:
+        raise ValueError(f"photo description version {version}, expected {_VERSION}")
+    points = np.frombuffer(blob, "<f4", 2 * n, _HEADER.size).reshape(n, 2)
+    descriptors = np.frombuffer(blob, np.uint8, n * size, _HEADER.size + 8 * n).reshape(n, size) if n else None
+    return (height, width), Keypoints(points, descriptors)
 
 
 @dataclass(frozen=True)
 class Description:
     """The per-image part of the photo check (:func:`describe`): the grey image's shape at
-    :data:`MAX_SIDE` and the keypoints of the image and of its mirror image. :meth:`to_bytes`
-    stores it in about 40 bytes a keypoint (~38 KB for 2 x 480), exact: a pair matched from two
-    stored descriptions scores as :func:`match_scores` does (tested)."""
+    :data:`MAX_SIDE` and the keypoints of the image and of its mirror image. :meth:`to_parts`
+    stores each side in about 40 bytes a keypoint (~19 KB for 480), exact: a pair matched from
+    two stored descriptions scores as :func:`match_scores` does (tested). The sides are stored
+    apart because a pair's fit uses the mirror of one side only (:func:`fit_descriptions`: ``b``'s),
+    so ``a``'s side travels without it (``mirror`` None)."""
 
     shape: tuple[int, int]
     direct: Keypoints
-    mirror: Keypoints
+    mirror: Keypoints | None
 
-    def to_bytes(self) -> bytes:
-        width = next((k.descriptors.shape[1] for k in (self.direct, self.mirror) if k.descriptors is not None), 32)
-        parts = [_HEADER.pack(_VERSION, *self.shape, len(self.direct.points), len(self.mirror.points), width)]
-        for side in (self.direct, self.mirror):
-            parts.append(np.ascontiguousarray(side.points, dtype="<f4").tobytes())
-            if side.descriptors is not None:
-                parts.append(np.ascontiguousarray(side.descriptors, dtype=np.uint8).tobytes())
-        return b"".join(parts)
+    def to_parts(self) -> tuple[bytes, bytes]:
+        """(direct, mirror) blobs; :meth:`from_parts` reads them back."""
+        if self.mirror is None:
+            raise ValueError("a description without its mirror side cannot be stored whole")
+        return _side_bytes(self.shape, self.direct), _side_bytes(self.shape, self.mirror)
 
     @classmethod
-    def from_bytes(cls, blob: bytes) -> Description:
-        version, height, width, n_direct, n_mirror, size = _HEADER.unpack_from(blob)
-        if version != _VERSION:
-            raise ValueError(f"photo description version {version}, expected {_VERSION}")
-        offset, sides = _HEADER.size, []
-        for n in (n_direct, n_mirror):
-            points = np.frombuffer(blob, "<f4", 2 * n, offset).reshape(n, 2)
-            offset += 8 * n
-            descriptors = np.frombuffer(blob, np.uint8, n * size, offset).reshape(n, size) if n else None
-            offset += n * size
-            sides.append(Keypoints(points, descriptors))
-        return cls((height, width), *sides)
+    def from_parts(cls, direct: bytes, mirror: bytes | None = None) -> Description:
+        shape, keys = _side_from_bytes(direct)
+        return cls(shape, keys, None if mirror is None else _side_from_bytes(mirror)[1])
 
 
 def describe(pixels: np.ndarray) -> Description | str:
@@ -218,22 +229,76 @@ def describe(pixels: np.ndarray) -> Description | str:
     )
 
 
-def _fit(a: Keypoints | Features, b: Keypoints | Features) -> tuple[int, int, np.ndarray | None]:
-    """(inliers, ratio-test matches, 2x3 similarity taking b to a) of two images' keypoints."""
+_FAISS = None
+
+
+def _faiss() -> Any:
+    global _FAISS
+    if _FAISS is None:
+        import faiss
+
+        faiss.omp_set_num_threads(1)  # one thread inside each Spark task, as dedup/knn.py does
+        _FAISS = faiss
+    return _FAISS
+
+
+def ratio_matches(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices into ``a``, indices into ``b``) of the descriptors of ``a`` whose nearest descriptor
+    in ``b`` (Hamming) passes Lowe's ratio test (:data:`RATIO`), in ``a``'s order: what
+    ``cv2.BFMatcher(NORM_HAMMING).knnMatch(a, b, k=2)`` and the test keep (ties cannot differ: a
+    tie for the nearest fails the test, and the second distance is the same whichever ties),
+    from faiss's exact Hamming search, without a Python object per descriptor.
+
+    >>> a = np.array([[0] * 32, [255] * 32], np.uint8)
+    >>> b = np.array([[255] * 31 + [0], [0] * 32, [0] * 31 + [255]], np.uint8)
+    >>> ratio_matches(a, b)  # a[0] is b[1] exactly; a[1] is 8 bits from b[0] and 8 from no other
+    (array([0, 1]), array([1, 0]))
+    """
+    distances, labels = _faiss().knn_hamming(np.ascontiguousarray(a), np.ascontiguousarray(b), 2)
+    good = (labels[:, 1] >= 0) & (distances[:, 0] < RATIO * distances[:, 1])
+    query = np.flatnonzero(good)
+    return query, labels[query, 0]
+
+
+def _fit(a: Keypoints | Features, b: Keypoints | Features, at_least: int = 0) -> tuple[int, int, np.ndarray | None]:
+    """(inliers, ratio-test matches, 2x3 affine map taking b to a) of two images' keypoints.
+
+    An affine map, not a similarity: a copy stretched on one axis (a marketplace's resize to its
+    frame), sheared or slightly tilted in perspective keeps its keypoints on one affine map, which
+    a similarity (one scale) cannot follow. It must keep orientation (mirror images are matched
+    on their own) and scale no direction more than :data:`MAX_ANISOTROPY` times another. Both a
+    RANSAC similarity and a RANSAC affine map are fitted to the same matches and the one with
+    more inliers is kept (the similarity on ties): with three more degrees of freedom the affine
+    RANSAC sometimes settles on a worse model of a plainly similar copy.
+
+    A fit that cannot have more than ``at_least`` inliers (its matches are no more) is not run:
+    ``(0, matches, None)``; nor is the affine map when the similarity already holds every match."""
     if a.descriptors is None or b.descriptors is None or len(a.points) < 2 or len(b.points) < 2:
         return 0, 0, None
-    knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors, b.descriptors, k=2)
-    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
-    if len(good) < 3:
-        return 0, len(good), None
-    src = b.points[[m.trainIdx for m in good]]
-    dst = a.points[[m.queryIdx for m in good]]
-    matrix, mask = cv2.estimateAffinePartial2D(
-        src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS, maxIters=500, confidence=0.99
-    )
-    if matrix is None or mask is None:
-        return 0, len(good), None
-    return int(mask.sum()), len(good), matrix
+    query, train = ratio_matches(a.descriptors, b.descriptors)
+    if len(query) < 3 or len(query) <= at_least:
+        return 0, len(query), None
+    src = b.points[train]
+    dst = a.points[query]
+    best: tuple[int, np.ndarray | None] = (0, None)
+    for estimate in (cv2.estimateAffinePartial2D, cv2.estimateAffine2D):  # similarity first: it wins ties
+        if best[0] == len(query):
+            break  # every match is an inlier already: no map can have more
+        matrix, mask = estimate(
+            src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS, maxIters=500, confidence=0.99
+        )
+        if matrix is not None and mask is not None and _plausible(matrix) and int(mask.sum()) > best[0]:
+            best = (int(mask.sum()), matrix)
+    if best[1] is None:
+        return 0, len(query), None
+    return best[0], len(query), best[1]
+
+
+def _plausible(matrix: np.ndarray) -> bool:
+    """An affine map a copy's edit can make: orientation kept, anisotropy within :data:`MAX_ANISOTROPY`."""
+    linear = matrix[:, :2]
+    singular = np.linalg.svd(linear, compute_uv=False)
+    return bool(np.linalg.det(linear) > 0 and singular[0] <= MAX_ANISOTROPY * singular[1])
 
 
 def _band(grey: np.ndarray) -> np.ndarray:
@@ -372,7 +437,7 @@ def _fit_sides(
     inliers, matches, matrix = _fit(a, b)
     flipped = False
     if not (inliers >= strong and inliers >= 0.8 * matches):
-        mirrored = _fit(a, b_mirrored())
+        mirrored = _fit(a, b_mirrored(), at_least=inliers)  # it must beat the direct fit to count
         if mirrored[0] > inliers:
             (inliers, matches, matrix), flipped = mirrored, True
     if matrix is None:
@@ -385,7 +450,7 @@ def _fit_sides(
         "matches": matches,
         "inlier_ratio": inliers / matches if matches else 0.0,
         "flipped": flipped,
-        "scale": float(np.hypot(matrix[0, 0], matrix[1, 0])),
+        "scale": float(np.sqrt(abs(np.linalg.det(matrix[:, :2])))),
         "rotation": float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))),
     }
     if gate is not None and (inliers < gate[0] or scores["inlier_ratio"] < gate[1]):
@@ -603,15 +668,13 @@ def match_descriptions(
     return compare_pixels(pixels_a(), pixels_b(), scores, matrix)
 
 
-DESCRIBED_SCHEMA = T.StructType([T.StructField("description", T.BinaryType()), T.StructField("reason", T.StringType())])
-"""One image's stored :class:`Description` (null where there is none) and why not."""
-FIT_SCHEMA = T.StructType([*SCORES_SCHEMA.fields, T.StructField("matrix", T.ArrayType(T.DoubleType()))])
-""":data:`SCORES_SCHEMA` after the fit, with the matrix the comparison is still to run with (else null)."""
+DESCRIBED_SCHEMA = T.StructType(
+    [T.StructField("direct", T.BinaryType()), T.StructField("mirror", T.BinaryType()),
+     T.StructField("reason", T.StringType())]
+)  # fmt: skip
+"""One image's stored :class:`Description` (:meth:`Description.to_parts`; null where there is
+none) and why not."""
 _SCORE_NAMES = [name for name, _ in SCORE_FIELDS]
-
-
-def _loaded(blob: bytes | None, reason: str | None) -> Described:
-    return Description.from_bytes(bytes(blob)) if blob is not None else (reason or "missing_image")
 
 
 def describe_udf() -> Any:
@@ -620,8 +683,9 @@ def describe_udf() -> Any:
     @F.pandas_udf(DESCRIBED_SCHEMA)
     def described(images: pd.Series) -> pd.DataFrame:
         rows = [describe_bytes(None if data is None else bytes(data)) for data in images]
+        parts = [r.to_parts() if isinstance(r, Description) else (None, None) for r in rows]
         return pd.DataFrame(
-            {"description": [r.to_bytes() if isinstance(r, Description) else None for r in rows],
+            {"direct": [p[0] for p in parts], "mirror": [p[1] for p in parts],
              "reason": [r if isinstance(r, str) else None for r in rows]},
             index=images.index,
         )  # fmt: skip
@@ -629,37 +693,71 @@ def describe_udf() -> Any:
     return described
 
 
-def fit_udf(gate: FitGate | None = None) -> Any:
-    """A pandas UDF over two :data:`DESCRIBED_SCHEMA` columns: :func:`fit_descriptions` as
-    :data:`FIT_SCHEMA`; no pixels are decoded."""
-
-    @F.pandas_udf(FIT_SCHEMA)
-    def fitted(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-        rows = []
-        for blob_a, why_a, blob_b, why_b in zip(a["description"], a["reason"], b["description"], b["reason"],
-                                                strict=True):  # fmt: skip
-            scores, matrix = fit_descriptions(_loaded(blob_a, why_a), _loaded(blob_b, why_b), gate)
-            rows.append({**scores, "matrix": None if matrix is None else matrix.ravel().tolist()})
-        return pd.DataFrame(rows, columns=[*_SCORE_NAMES, "matrix"], index=a.index)
-
-    return fitted
+def _loaded(direct: bytes | None, mirror: bytes | None, reason: str | None) -> Described:
+    if direct is None:
+        return reason or "missing_image"
+    return Description.from_parts(bytes(direct), None if mirror is None else bytes(mirror))
 
 
-def compare_udf() -> Any:
-    """A pandas UDF over a :data:`FIT_SCHEMA` column and both images' bytes: the final scores
-    (:data:`SCORES_SCHEMA`) of pairs whose fit left a comparison to run (:func:`compare_pixels`)."""
+class PixelCache:
+    """The last ``size`` images' pixels (or why they cannot be compared), by their bytes: a
+    partition's pairs arrive sorted by one side, so one image meets several others in a row."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._entries: OrderedDict[bytes, np.ndarray | str] = OrderedDict()
+
+    def get(self, data: bytes | None) -> np.ndarray | str:
+        if data is None:
+            return "missing_image"
+        data = bytes(data)
+        if data in self._entries:
+            self._entries.move_to_end(data)
+            return self._entries[data]
+        self._entries[data] = decode_for_match(data)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return self._entries[data]
+
+
+def score_described(
+    a: Described,
+    b: Described,
+    bytes_a: bytes | None,
+    bytes_b: bytes | None,
+    gate: FitGate | None,
+    cache: PixelCache | None = None,
+) -> dict[str, Any]:
+    """:func:`match_scores` of two described images: the fit from their descriptions, and for a
+    pair whose fit leaves a comparison to run, the comparison of their pixels decoded from
+    ``bytes_a`` and ``bytes_b`` (through ``cache``); never raises."""
+    scores, matrix = fit_descriptions(a, b, gate)
+    if matrix is None:
+        return scores
+    cache = cache or PixelCache(size=2)
+    pixels = [cache.get(bytes_a), cache.get(bytes_b)]
+    bad = next((f"{n}:{p}" for n, p in zip("ab", pixels, strict=True) if isinstance(p, str)), None)
+    return _empty(bad) if bad else compare_pixels(*pixels, scores, matrix)
+
+
+def pair_udf(gate: FitGate | None = None) -> Any:
+    """A pandas UDF over two sides of pairs, each a struct of the image's stored description
+    (``direct``, ``mirror``: :data:`DESCRIBED_SCHEMA`; ``a``'s mirror may be left out, the fit
+    does not use it), ``reason`` and ``image_bytes``: :func:`score_described` as
+    :data:`SCORES_SCHEMA`, with ``gate``. A null side is a missing image. One pass per pair: the
+    fit, and the decode and comparison only where the fit reaches ``gate``."""
 
     @F.pandas_udf(SCORES_SCHEMA)
-    def compared(fit: pd.DataFrame, data_a: pd.Series, data_b: pd.Series) -> pd.DataFrame:
-        rows = []
-        for record, x, y in zip(fit.to_dict("records"), data_a, data_b, strict=True):
-            scores = {name: record[name] for name in _SCORE_NAMES}
-            matrix = record["matrix"]
-            if matrix is not None and len(matrix) == 6:
-                pixels = [decode_for_match(None if d is None else bytes(d)) for d in (x, y)]
-                bad = next((f"{n}:{p}" for n, p in zip("ab", pixels, strict=True) if isinstance(p, str)), None)
-                scores = _empty(bad) if bad else compare_pixels(*pixels, scores, np.asarray(matrix).reshape(2, 3))
-            rows.append(scores)
-        return pd.DataFrame(rows, columns=_SCORE_NAMES, index=fit.index)
+    def scores(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+        cache = PixelCache()
 
-    return compared
+        def sides(frame: pd.DataFrame) -> list[tuple[Described, Any]]:
+            mirror = frame["mirror"] if "mirror" in frame else [None] * len(frame)
+            return [(_loaded(d, m, r), data) for d, m, r, data in zip(
+                frame["direct"], mirror, frame["reason"], frame["image_bytes"], strict=True)]  # fmt: skip
+
+        rows = [score_described(da, db, xa, xb, gate, cache) for (da, xa), (db, xb) in zip(sides(a), sides(b),
+                                                                                           strict=True)]  # fmt: skip
+        return pd.DataFrame(rows, columns=_SCORE_NAMES, index=a.index)
+
+    return scores

@@ -191,34 +191,35 @@ def kept_pairs(scored: DataFrame, verify_settings: dict[str, Any]) -> Verified:
 
 
 def describe_images(images: DataFrame) -> DataFrame:
-    """(id, described): each image's :class:`dedup.photomatch.Description` (decode, downscale,
-    keypoints and descriptors of the image and its mirror), computed once per image; write it
-    out before :func:`score_pairs` reads it for both sides of every pair."""
-    return images.select("id", photomatch.describe_udf()("image_bytes").alias("described"))
+    """(id, described, image_bytes): each image's :class:`dedup.photomatch.Description` (decode,
+    downscale, keypoints and descriptors of the image and its mirror; :data:`DESCRIBED_SCHEMA`),
+    computed once per image, next to its bytes for the pairs whose fit leaves a comparison to run;
+    write it out before :func:`score_pairs` reads it for both sides of every pair."""
+    return images.select("id", photomatch.describe_udf()("image_bytes").alias("described"), "image_bytes")
 
 
 def _with_photo_scores(
     scored: DataFrame, images: DataFrame, gate: Column, fit_gate: photomatch.FitGate, described: DataFrame | None
 ) -> DataFrame:
     """``photo``: the :mod:`dedup.photomatch` scores of each pair that is not byte-identical and
-    passes ``gate`` (null for the others: not checked, not kept). The fit runs on both images'
-    stored descriptions (``described``, from :func:`describe_images`); only pairs whose fit
-    reaches ``fit_gate`` bring their image bytes to the comparison; the others keep their fit
-    scores (``weak_fit``, ``no_fit``)."""
+    passes ``gate`` (null for the others: not checked, not kept), in one pass over the pairs
+    (:func:`dedup.photomatch.pair_udf`): the fit from both images' stored descriptions
+    (``described``, from :func:`describe_images`), and only for the pairs whose fit reaches
+    ``fit_gate``, the comparison of their pixels; the others keep their fit scores
+    (``weak_fit``, ``no_fit``). Each side is joined once; ``a``'s without its mirror keypoints
+    (the fit uses ``b``'s only), so a pair carries about 1.5 descriptions, not 2."""
     described = describe_images(images) if described is None else described
     checked = (F.col("method") != "exact") & gate
-    skipped = scored.where(~checked).withColumn("photo", F.lit(None).cast(photomatch.SCORES_SCHEMA))
-    side_a = described.select(F.col("id").alias("id_a"), F.col("described").alias("described_a"))
-    side_b = described.select(F.col("id").alias("id_b"), F.col("described").alias("described_b"))
-    near = scored.where(checked).join(side_a, "id_a", "left").join(side_b, "id_b", "left")
-    fitted = near.withColumn("fit", photomatch.fit_udf(fit_gate)("described_a", "described_b"))
-    fitted = fitted.drop("described_a", "described_b")
-    compare = F.col("fit.matrix").isNotNull()
-    bytes_a = images.select(F.col("id").alias("bytes_id_a"), F.col("image_bytes").alias("bytes_a"))
-    bytes_b = images.select(F.col("id").alias("bytes_id_b"), F.col("image_bytes").alias("bytes_b"))
-    fitted = fitted.join(bytes_a, compare & (F.col("id_a") == F.col("bytes_id_a")), "left")
-    fitted = fitted.join(bytes_b, compare & (F.col("id_b") == F.col("bytes_id_b")), "left")
-    fit_scores = F.struct(*[F.col(f"fit.{name}").alias(name) for name in photomatch.SCORES_SCHEMA.fieldNames()])
-    photo = F.when(compare, photomatch.compare_udf()("fit", "bytes_a", "bytes_b")).otherwise(fit_scores)
-    near = fitted.withColumn("photo", photo).drop("fit", "bytes_id_a", "bytes_id_b", "bytes_a", "bytes_b")
-    return skipped.unionByName(near)
+    scored = scored.withColumn("checked", checked)
+    fields = {"a": ("direct", "reason", "image_bytes"), "b": ("direct", "mirror", "reason", "image_bytes")}
+    for name, names in fields.items():
+        side = described.select(
+            F.col("id").alias(f"photo_id_{name}"),
+            *(F.col(f"described.{f}" if f != "image_bytes" else f).alias(f"{f}_{name}") for f in names),
+        )
+        on = F.col("checked") & (F.col(f"id_{name}") == F.col(f"photo_id_{name}"))
+        scored = scored.join(side, on, "left")
+    a, b = (F.struct(*(F.col(f"{f}_{name}").alias(f) for f in names)) for name, names in fields.items())
+    photo = F.when(F.col("checked"), photomatch.pair_udf(fit_gate)(a, b))
+    extra = ["checked", *(f"{f}_{name}" for name, names in fields.items() for f in names), "photo_id_a", "photo_id_b"]
+    return scored.withColumn("photo", photo).drop(*extra)

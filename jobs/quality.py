@@ -19,7 +19,11 @@ def bench_set_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", required=True, help="folder of original product photos")
     parser.add_argument("--out", required=True, help="folder for images/, catalog.csv, truth.csv, meta.json")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--copied-share", type=float, default=0.3, help="share of photos given edited copies")
+    parser.add_argument("--edits", default="v2", choices=["v2", "v1"],
+                        help="edit generator: v2 (wide ranges, stacks, augly) or v1 (the first dev set)")  # fmt: skip
+    parser.add_argument("--copied-share", type=float, help="share of photos given edited copies (v2 0.35, v1 0.3)")
+    parser.add_argument("--augly-share", type=float,
+                        help="v2: share of copies edited by augly (default 0.16 when augly is installed)")  # fmt: skip
     parser.add_argument("--holdout-share", type=float, default=0.5, help="share of photos in the holdout split")
     parser.add_argument("--base-url", default="http://127.0.0.1:8799", help="where images/ will be served")
     parser.add_argument("--limit", type=int, help="use a seeded sample of this many photos")
@@ -29,8 +33,9 @@ def bench_set_main(argv: list[str] | None = None) -> int:
         return 2
     try:
         meta = build_bench_set(
-            args.photos, args.out, args.seed, args.copied_share, args.holdout_share, args.base_url, args.limit
-        )
+            args.photos, args.out, args.seed, args.copied_share, args.holdout_share, args.base_url, args.limit,
+            edits=args.edits, augly_share=args.augly_share,
+        )  # fmt: skip
     except ValueError as exc:
         print(f"dedup: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,15 @@ from PIL import Image
 from dedup.devkit.benchset import edit
 from dedup.devkit.synth import jpeg_bytes, product_image
 from dedup.imaging import decode_pixels
-from dedup.photomatch import DEFAULT_SETTINGS, FeatureCache, decide, match_scores, photo_match_udf, score_bytes
+from dedup.photomatch import (
+    DEFAULT_SETTINGS,
+    FeatureCache,
+    _plausible,
+    decide,
+    match_scores,
+    photo_match_udf,
+    score_bytes,
+)
 
 SEEDS = (1, 12, 13)  # a dress, a bag and a shoe with enough print for keypoints
 # Synthetic products have 5-10x fewer keypoints than real photos: a looser inlier count than the
@@ -44,6 +52,35 @@ def test_edited_copy_is_the_same_photograph(transform: str, seed: int) -> None:
     assert scores["reason"] is None
     assert decide(scores, RULE), scores
     assert scores["flipped"] == (transform == "flip")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("aspect", [0.82, 1.18])
+def test_a_copy_stretched_on_one_axis_is_the_same_photograph(aspect: float, seed: int) -> None:
+    """A marketplace's resize to its frame scales one axis more than the other: the affine fit
+    follows it (a similarity, one scale for both axes, finds no fit with enough inliers)."""
+    original = product_image(seed)
+    stretched = original.resize((round(original.width * aspect), original.height), Image.Resampling.LANCZOS)
+    scores = match_scores(np.asarray(original), decode_pixels(jpeg_bytes(stretched)))
+    assert decide(scores, RULE), scores
+    sheared = match_scores(
+        np.asarray(original),
+        decode_pixels(
+            jpeg_bytes(
+                original.transform(
+                    original.size, Image.Transform.AFFINE, (1, 0.15, 0, 0, 1, 0), fillcolor=(255, 255, 255)
+                )
+            )
+        ),
+    )
+    assert decide(sheared, RULE), sheared  # fmt: skip
+
+
+def test_the_fit_keeps_orientation_and_bounds_the_stretch() -> None:
+    assert _plausible(np.array([[1.2, 0.0, 3.0], [0.0, 0.95, -2.0]]))  # 26% more on one axis
+    assert not _plausible(np.array([[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))  # a mirror: matched on its own
+    assert not _plausible(np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))  # one axis doubled: no edit of a copy
+    assert not _plausible(np.array([[1.0, 0.9, 0.0], [0.0, 1.0, 0.0]]))  # a shear a copy is not given
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -159,33 +196,69 @@ def test_stored_descriptions_score_as_match_scores(gate) -> None:
 
     for data_a, data_b in split_pairs():
         described = []
-        for data in (data_a, data_b):
+        for data, whole in ((data_a, False), (data_b, True)):
             side = describe_bytes(data)
-            if isinstance(side, Description):  # through its stored form, as the job keeps it
-                side = Description.from_bytes(side.to_bytes())
+            if isinstance(side, Description):  # through its stored form, as the job keeps it: a without its mirror
+                direct, mirror = side.to_parts()
+                side = Description.from_parts(direct, mirror if whole else None)
             described.append(side)
         pixels = [lambda data=data: decode_for_match(data) for data in (data_a, data_b)]
         split = match_descriptions(*described, *pixels, gate)
         assert split == score_bytes(data_a, data_b, gate), (split, score_bytes(data_a, data_b, gate))
 
 
-def test_describe_fit_compare_udfs_score_as_photo_match_udf(spark) -> None:
+def test_pair_udf_scores_as_photo_match_udf(spark) -> None:
     from pyspark.sql import functions as F
 
-    from dedup.photomatch import compare_udf, describe_udf, fit_udf
+    from dedup.photomatch import describe_udf, pair_udf
 
     gate = (RULE["min_inliers"], RULE["min_inlier_ratio"])
     rows = [(i, a, b) for i, (a, b) in enumerate(split_pairs())]
     frame = spark.createDataFrame(rows, "i int, a binary, b binary")
     described = frame.select("i", "a", "b", describe_udf()("a").alias("da"), describe_udf()("b").alias("db"))
-    fitted = described.select("i", "a", "b", fit_udf(gate)("da", "db").alias("fit"))
-    compared = fitted.where(F.col("fit.matrix").isNotNull()).select("i", compare_udf()("fit", "a", "b").alias("s"))
-    final = {r["i"]: r["fit"].asDict() for r in fitted.collect()}
-    for r in compared.collect():
-        final[r["i"]] = r["s"].asDict()
+    side_a = F.struct(
+        F.col("da.direct").alias("direct"), F.col("da.reason").alias("reason"), F.col("a").alias("image_bytes")
+    )
+    side_b = F.struct(
+        F.col("db.direct").alias("direct"), F.col("db.mirror").alias("mirror"), F.col("db.reason").alias("reason"),
+        F.col("b").alias("image_bytes"),
+    )  # fmt: skip
+    scored = {
+        r["i"]: r["s"].asDict() for r in described.select("i", pair_udf(gate)(side_a, side_b).alias("s")).collect()
+    }
     reference = frame.select("i", photo_match_udf(gate)("a", "b").alias("s")).collect()
     reference = {r["i"]: r["s"].asDict() for r in reference}
-    assert any(f["matrix"] is not None for f in (r["fit"] for r in fitted.collect()))
-    for i, scores in final.items():
-        scores.pop("matrix", None)
-        assert scores == reference[i], (i, scores, reference[i])
+    assert any(r["reason"] is None for r in reference.values())  # some pairs were compared
+    assert any(r["reason"] == "weak_fit" for r in reference.values())
+    assert scored == reference
+
+
+def test_ratio_matches_keep_what_the_opencv_matcher_keeps() -> None:
+    """faiss's exact Hamming search with the ratio test keeps the same matches, in the same
+    order, as cv2's brute-force knnMatch: on real keypoints and on descriptors full of ties."""
+    import cv2
+
+    from dedup.photomatch import RATIO, Features, ratio_matches
+
+    def reference(a: np.ndarray, b: np.ndarray) -> tuple[list[int], list[int]]:
+        knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a, b, k=2)
+        good = [m[0] for m in knn if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
+        return [m.queryIdx for m in good], [m.trainIdx for m in good]
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for seed in SEEDS:
+        original = product_image(seed)
+        a = Features.of(np.asarray(original))
+        b = Features.of(decode_pixels(edit(original, "combo:crop+hue", random.Random(seed))))
+        cases += [(a.descriptors, b.descriptors), (a.descriptors, a.mirrored().descriptors)]
+    base = rng.integers(0, 256, (40, 32), dtype=np.uint8)
+    for _ in range(20):  # few distinct bit patterns: many equal distances, nearest and second
+        a = base[rng.integers(0, 40, 200)] ^ (rng.random((200, 32)) < 0.02).astype(np.uint8)
+        b = base[rng.integers(0, 40, 150)]
+        cases.append((a, b))
+    cases.append((base[:5], base[:2]))
+    for a, b in cases:
+        query, train = ratio_matches(a, b)
+        assert (query.tolist(), train.tolist()) == reference(a, b)
+    assert sum(len(ratio_matches(a, b)[0]) for a, b in cases) > 500

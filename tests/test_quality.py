@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib
 import io
+import json
 import random
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,7 +15,8 @@ import pytest
 from PIL import Image
 
 from dedup.config import load_config
-from dedup.devkit.benchset import COMBINABLE, TRANSFORMS, build_bench_set, edit, read_truth
+from dedup.devkit import edits
+from dedup.devkit.benchset import COMBINABLE, TRANSFORMS, build_bench_set, edit, edit_v2, read_truth
 from dedup.devkit.evaluate import evaluate_output, pair_scores, report_table
 from dedup.devkit.imageserver import ImageServer
 from dedup.devkit.synth import jpeg_bytes, product_image
@@ -38,6 +40,43 @@ def test_every_transform_gives_a_decodable_jpeg(transform):
         assert image.format == "JPEG" and image.width >= 8
 
 
+@pytest.mark.parametrize("kind", [*edits.EDITS, "stack", "augly"])
+def test_every_v2_edit_gives_a_jpeg_its_params_and_ranges(kind):
+    for seed in range(4):
+        transform, data, params, labels = edit_v2(product_image(seed + 2), kind, random.Random(seed))
+        with Image.open(io.BytesIO(data)) as image:
+            assert image.format == "JPEG" and min(image.size) >= 32
+        assert transform.split(":")[0] == kind and labels
+        assert json.loads(json.dumps(params)) == params  # recorded as drawn
+        assert all(label.split("/")[0] in {kind, *edits.EDITS} for label in labels)
+
+
+def test_v2_parameters_span_the_users_definition():
+    """The drawn ranges reach what the issue asks for: aspect changes to ~20%, crops to ~70% of
+    the area, ~100 px a side, rotations to ~10 degrees and every quarter turn."""
+    image, draws = product_image(3), defaultdict(list)
+    for seed in range(60):
+        rng = random.Random(seed)
+        for kind in ("stretch", "crop", "down_up", "rotate", "quarter_turn", "jpeg"):
+            draws[kind].append(edits.EDITS[kind](image, rng)[1])
+    assert max(p["aspect_change"] for p in draws["stretch"]) > 0.17
+    assert min(p["area"] for p in draws["crop"]) < 0.74
+    assert min(p["side"] for p in draws["down_up"]) < 100
+    assert max(abs(p["angle"]) for p in draws["rotate"]) > 9
+    assert {p["angle"] for p in draws["quarter_turn"]} == {90, 180, 270}
+    assert min(p["quality"] for p in draws["jpeg"]) < 12
+
+
+def test_v1_generator_keeps_the_first_dev_sets_columns(photos, tmp_path):
+    meta = build_bench_set(photos, tmp_path / "v1", seed=3, edits="v1")
+    header = (tmp_path / "v1" / "truth.csv").read_text().splitlines()[0]
+    assert header == "productId,group,transform,source,split,image" and meta["edits"] == "v1"
+    kinds = {r["transform"].split(":")[0] for r in read_truth(tmp_path / "v1" / "truth.csv")}
+    assert kinds <= {"original", "exact_real", "combo", *TRANSFORMS}
+    with pytest.raises(ValueError, match="unknown edits"):
+        build_bench_set(photos, tmp_path / "v3", edits="v3")
+
+
 def test_bench_set_is_deterministic_and_consistent(photos, tmp_path):
     meta = build_bench_set(photos, tmp_path / "a", seed=3, copied_share=0.5)
     build_bench_set(photos, tmp_path / "b", seed=3, copied_share=0.5)
@@ -56,7 +95,10 @@ def test_bench_set_is_deterministic_and_consistent(photos, tmp_path):
         assert [r["transform"] for r in rows].count("original") == 1
         assert len({r["split"] for r in rows}) == 1
     kinds = {r["transform"].split(":")[0] for r in truth}
-    assert kinds <= {"original", "exact_real", "combo", *TRANSFORMS}
+    assert kinds <= {"original", "exact_real", "stack", "augly", *edits.EDITS} and meta["edits"] == "v2"
+    for row in truth:
+        copy = row["transform"] not in ("original", "exact_real")
+        assert bool(row["params"]) == copy == bool(row["ranges"])
 
 
 def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp_path):
@@ -79,7 +121,17 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     assert report["group_pairs"]["true_pairs"] > 0
     copies = sum(r["copies"] for r in report["recall_by_transform"].values())
     assert copies == sum(1 for t in truth if t["group"] and t["transform"] != "original")
-    assert report["recall_by_transform"]["exact_real"]["group_recall"] == 1.0  # byte-identical: always found
+    exact = report["recall_by_transform"]["exact_real"]
+    assert exact["group_recall"] == exact["candidate_recall"] == 1.0  # byte-identical: always found
+    # every parameter-range label counted once per copy that carries it, with the reference's figures
+    labels = Counter(label for t in truth if t["ranges"] for label in t["ranges"].split(";"))
+    assert {k: r["copies"] for k, r in report["recall_by_range"].items()} == dict(labels)
+    reference_scores = _bench_module("quality").score_groups([list(g) for g in _groups(members)], truth, "calibration")
+    calibration = evaluate_output(spark, str(tmp_path / "out"), str(set_dir / "truth.csv"), cfg, "calibration", 0)
+    for label, r in calibration["recall_by_range"].items():
+        assert r["group_recall"] == pytest.approx(reference_scores["recall_by_range"][label]["recall"]), label
+        assert r["pair_recall"] <= r["candidate_recall"] + 1e-9  # an emitted pair was a candidate first
+    assert "| edit / parameter range |" in report_table(report)
 
     points = report["sweep"]["points"]
     recall = {(p["max_distance"], p["max_thumb_distance"]): p["recall"] for p in points}
@@ -91,12 +143,17 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     candidates = calibrate.load_candidates(tmp_path / "out")
     rule = {key: cfg["verify"][key] for key in calibrate.SCORE_OF}
     replayed = calibrate.components(candidates[calibrate.kept(candidates, rule)])
+    assert {frozenset(g) for g in replayed} == _groups(members)
+    looser = calibrate.kept(candidates, {**rule, "max_colour_change": 1.0, "min_structure": 0.0})
+    assert looser.sum() >= calibrate.kept(candidates, rule).sum() > 0
+
+
+def _groups(members: list[dict]) -> set[frozenset[str]]:
+    """The job's groups (two or more members) from its groups/ rows."""
     groups = defaultdict(set)
     for m in members:
         groups[m["group_id"]].add(m["productId"])
-    assert {frozenset(g) for g in replayed} == {frozenset(g) for g in groups.values() if len(g) > 1}
-    looser = calibrate.kept(candidates, {**rule, "max_colour_change": 1.0, "min_structure": 0.0})
-    assert looser.sum() >= calibrate.kept(candidates, rule).sum() > 0
+    return {frozenset(g) for g in groups.values() if len(g) > 1}
 
 
 def _bench_module(name: str):

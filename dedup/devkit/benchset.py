@@ -6,13 +6,25 @@ From a folder of original photos, :func:`build_bench_set` writes, deterministica
   catalog's 200x200 URL asks for, and a flat folder the peers can read);
 * ``catalog.csv``: one row per listing in the dump's 32 columns, URLs under ``base_url`` (serve the
   folder there with :class:`dedup.devkit.imageserver.ImageServer`);
-* ``truth.csv``: productId, group, transform, source, split, image. Listings with the same ``group``
-  are duplicates; an empty group is a singleton. ``transform`` is ``original``, ``exact_real``
-  (a byte-identical copy already in the photo folder: a real duplicate listing) or one of
-  :data:`TRANSFORMS` (``combo:a+b`` for combinations). ``split`` (calibration or holdout) is drawn
-  per source photo, so a photo and its copies never straddle the two parts.
+* ``truth.csv``: productId, group, transform, source, split, image, params, ranges. Listings with
+  the same ``group`` are duplicates; an empty group is a singleton. ``transform`` is ``original``,
+  ``exact_real`` (a byte-identical copy already in the photo folder: a real duplicate listing) or
+  the copy's edit; its kind is the part before ``:``. ``split`` (calibration or holdout) is drawn
+  per source photo, so a photo and its copies never straddle the two parts. ``params`` (JSON) holds
+  every parameter the edit drew and ``ranges`` the ``;``-separated parameter ranges it falls in
+  (:func:`dedup.devkit.edits.range_labels`), so recall can be reported per range.
 
-A share of the originals get 1-3 edited copies; every other photo stays a singleton, so look-alike
+Two generators (``edits``):
+
+* ``v2`` (the default): :mod:`dedup.devkit.edits`, every parameter drawn from the seed over wide ranges:
+  resize, stretch (each axis on its own), quarter turns, small rotations, perspective and shear,
+  crops to 70% of the area, pads, banners (the photo in a larger frame with text), downscaling to
+  ~100 px and back, heavy JPEG, blur, noise, colour edits, text, logos, emoji, borders, flips,
+  stacks of 2 or 3 (``stack:a+b``) and, when augly is installed, augly's edits (``augly:fn``).
+* ``v1``: the first dev set's 16 :data:`TRANSFORMS` and ``combo:a+b`` combinations, at narrow
+  ranges; kept so that it rebuilds byte for byte (its truth.csv has the first six columns only).
+
+A share of the originals get edited copies; every other photo stays a singleton, so look-alike
 products (the same cut in another colour, shoes shot in the same pose) are the hard negatives.
 
 >>> import tempfile
@@ -20,9 +32,9 @@ products (the same cut in another colour, shoes shot in the same pose) are the h
 >>> src, out = tempfile.mkdtemp(), tempfile.mkdtemp()
 >>> for i in range(6):
 ...     _ = (Path(src) / f"{i}.jpg").write_bytes(jpeg_bytes(product_image(i)))
->>> meta = build_bench_set(src, out, seed=1, copied_share=0.5)
->>> meta["listings"] > meta["originals"] == 6, (Path(out) / "truth.csv").exists()
-(True, True)
+>>> meta = build_bench_set(src, out, seed=1, copied_share=0.5, augly_share=0)
+>>> meta["listings"] > meta["originals"] == 6, meta["edits"], (Path(out) / "truth.csv").exists()
+(True, 'v2', True)
 """
 
 from __future__ import annotations
@@ -39,10 +51,14 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
+from dedup.devkit import edits as v2
 from dedup.devkit.synth import image_url_str, jpeg_bytes, write_catalog_csv
 
 Transform = Callable[[Image.Image, random.Random], Image.Image]
-TRUTH_COLUMNS = ("productId", "group", "transform", "source", "split", "image")
+TRUTH_COLUMNS = ("productId", "group", "transform", "source", "split", "image", "params", "ranges")
+V1_COLUMNS = TRUTH_COLUMNS[:6]
+GENERATORS = ("v2", "v1")
+COPIED_SHARE = {"v1": 0.3, "v2": 0.35}  # share of photos given edited copies, by generator
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
@@ -152,16 +168,51 @@ def _photos(folder: Path) -> list[Path]:
     return photos
 
 
+def edit_v2(image: Image.Image, kind: str, rng: random.Random) -> tuple[str, bytes, dict[str, Any], list[str]]:
+    """One v2 copy of ``image``: (transform, JPEG bytes, params, range labels) for ``kind``, an
+    :data:`dedup.devkit.edits.EDITS` name, ``stack`` or ``augly``. A ``jpeg`` edit (alone or in a stack)
+    sets the saved quality; every other copy is saved at 70-94."""
+    if kind == "augly":
+        name, image, params = v2.augly_edit(image, rng)
+        transform, labels = f"augly:{name}", v2.augly_labels(name)
+    elif kind == "stack":
+        image, params = v2.stack(image, rng)
+        transform = "stack:" + "+".join(step["edit"] for step in params["steps"])
+        labels = v2.range_labels("stack", params)
+    else:
+        image, params = v2.EDITS[kind](image, rng)
+        transform, labels = kind, v2.range_labels(kind, params)
+    steps = params.get("steps", [{"edit": kind, **params}])
+    qualities = [step["quality"] for step in steps if step.get("edit") == "jpeg"]
+    quality = min(qualities) if qualities else rng.randrange(70, 95)
+    return transform, jpeg_bytes(image.convert("RGB"), quality), params, labels
+
+
 def build_bench_set(
     photos: str | Path,
     out: str | Path,
     seed: int = 0,
-    copied_share: float = 0.3,
+    copied_share: float | None = None,
     holdout_share: float = 0.5,
     base_url: str = "http://127.0.0.1:8799",
     limit: int | None = None,
+    edits: str = "v2",
+    augly_share: float | None = None,
 ) -> dict[str, Any]:
-    """Write ``images/``, ``catalog.csv``, ``truth.csv`` and ``meta.json`` into ``out``; return the meta."""
+    """Write ``images/``, ``catalog.csv``, ``truth.csv`` and ``meta.json`` into ``out``; return the meta.
+
+    ``edits`` picks the generator (``v2`` or ``v1``, see the module doc); ``copied_share``
+    defaults to :data:`COPIED_SHARE` of it. With ``v2``, ``augly_share`` of the copies come from
+    augly (default: about 0.16 when augly is installed, else 0; asking for more than 0 without
+    it is an error)."""
+    if edits not in GENERATORS:
+        raise ValueError(f"unknown edits generator {edits!r} (one of {', '.join(GENERATORS)})")
+    copied_share = COPIED_SHARE[edits] if copied_share is None else copied_share
+    if edits == "v2":
+        if augly_share is None:
+            augly_share = 4 / 25 if v2.augly_available() else 0.0
+        elif augly_share > 0 and not v2.augly_available():
+            raise ValueError("augly is not installed: pip install augly==1.0.0 (or --augly-share 0)")
     rng = random.Random(seed)
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -173,6 +224,7 @@ def build_bench_set(
         by_digest[hashlib.sha256(path.read_bytes()).hexdigest()].append(path)
 
     transforms = [*TRANSFORMS, "combo"]
+    deck: list[str] = []
     rows: list[dict[str, str]] = []
     truth: list[dict[str, str]] = []
     used_ids: set[str] = set()
@@ -184,7 +236,8 @@ def build_bench_set(
         used_ids.add(pid)
         return pid
 
-    def add(data: bytes, group: str, transform: str, source: str, split: str) -> None:
+    def add(data: bytes, group: str, transform: str, source: str, split: str, params: str = "",
+            ranges: str = "") -> None:  # fmt: skip
         pid = new_id()
         name = f"{pid.lower()}-x-{hashlib.sha256(data).hexdigest()[:10]}"
         image = f"{pid.lower()}-x-200x200-{name.rsplit('-', 1)[1]}.jpg"
@@ -197,7 +250,17 @@ def build_bench_set(
                 "categories": "Apparels>Benchmark",
             }
         )
-        truth.append(dict(zip(TRUTH_COLUMNS, (pid, group, transform, source, split, image), strict=True)))
+        values = (pid, group, transform, source, split, image, params, ranges)
+        truth.append(dict(zip(TRUTH_COLUMNS, values, strict=True)))
+
+    def next_kind() -> str:
+        """The v2 edit kinds dealt from a seeded shuffled deck, so each gets an equal share."""
+        if not deck:
+            deck.extend([*v2.EDITS, "stack", "stack", "stack"])
+            augly_slots = round(len(deck) * augly_share / (1 - augly_share)) if augly_share else 0
+            deck.extend(["augly"] * augly_slots)
+            rng.shuffle(deck)
+        return deck.pop()
 
     for paths in by_digest.values():
         source = paths[0].stem
@@ -212,33 +275,43 @@ def build_bench_set(
             continue
         with Image.open(paths[0]) as opened:
             original = ImageOps.exif_transpose(opened).convert("RGB")
-        for _ in range(rng.choice([1, 1, 2, 3])):
-            transform = transforms[next_transform % len(transforms)]
-            next_transform += 1
-            if transform == "combo":
-                transform = "combo:" + "+".join(rng.sample(COMBINABLE, rng.choice([2, 3])))
-            add(edit(original, transform, rng), group, transform, source, split)
+        if edits == "v1":
+            for _ in range(rng.choice([1, 1, 2, 3])):
+                transform = transforms[next_transform % len(transforms)]
+                next_transform += 1
+                if transform == "combo":
+                    transform = "combo:" + "+".join(rng.sample(COMBINABLE, rng.choice([2, 3])))
+                add(edit(original, transform, rng), group, transform, source, split)
+            continue
+        for _ in range(rng.choice([1, 2, 2, 3])):
+            transform, copy, params, labels = edit_v2(original, next_kind(), rng)
+            add(copy, group, transform, source, split, json.dumps(params, sort_keys=True), ";".join(labels))
 
     write_catalog_csv(rows, out / "catalog.csv")
+    columns = V1_COLUMNS if edits == "v1" else TRUTH_COLUMNS
     with open(out / "truth.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=TRUTH_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(truth)
     meta = {
         "seed": seed,
+        "edits": edits,
         "photos": str(photos),
         "base_url": base_url,
+        "copied_share": copied_share,
         "originals": len(by_digest),
         "listings": len(rows),
         "groups": len({t["group"] for t in truth if t["group"]}),
         "transforms": dict(sorted(Counter(t["transform"].split(":")[0] for t in truth).items())),
         "splits": dict(sorted(Counter(t["split"] for t in truth).items())),
     }
+    if edits == "v2":
+        meta["augly_share"] = augly_share
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 
 
 def read_truth(path: str | Path) -> list[dict[str, str]]:
-    """The rows of a ``truth.csv``."""
+    """The rows of a ``truth.csv`` (a v1 file's rows get empty ``params`` and ``ranges``)."""
     with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+        return [{"params": "", "ranges": "", **row} for row in csv.DictReader(handle)]

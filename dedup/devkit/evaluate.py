@@ -22,9 +22,8 @@ from pyspark.sql import types as T
 
 from dedup.outputs import path_exists
 
-TRUTH_SCHEMA = T.StructType(
-    [T.StructField(name, T.StringType()) for name in ("productId", "group", "transform", "source", "split", "image")]
-)
+TRUTH_COLUMNS = ("productId", "group", "transform", "source", "split", "image", "params", "ranges")
+TRUTH_SCHEMA = T.StructType([T.StructField(name, T.StringType()) for name in TRUTH_COLUMNS])  # v1 files: 6 columns
 
 
 def _pairs(n: int) -> int:
@@ -63,9 +62,10 @@ ORIGINAL_TRANSFORMS = ("original", "exact_real")
 
 
 def load_truth(spark: SparkSession, path: str, split: str | None = None) -> DataFrame:
-    """truth.csv as productId, group (null for singletons), transform, family (the transform before
-    ``:``), source, split; only ``split``'s rows when given."""
-    truth = spark.read.csv(path, header=True, schema=TRUTH_SCHEMA)
+    """truth.csv as productId, group (null for singletons), transform, kind (the transform before
+    ``:``), source, split, ranges (an array of parameter-range labels, empty for a v1 file); only
+    ``split``'s rows when given."""
+    truth = spark.read.csv(path, header=True, schema=TRUTH_SCHEMA, escape='"')  # params: JSON in a quoted field
     if split:
         truth = truth.where(F.col("split") == split)
     return truth.select(
@@ -75,6 +75,9 @@ def load_truth(spark: SparkSession, path: str, split: str | None = None) -> Data
         F.split("transform", ":").getItem(0).alias("kind"),
         "source",
         "split",
+        F.when(F.coalesce(F.col("ranges"), F.lit("")) == "", F.array().cast("array<string>"))
+        .otherwise(F.split("ranges", ";"))
+        .alias("ranges"),
     )
 
 
@@ -140,9 +143,21 @@ def group_pair_scores(members: DataFrame, truth: DataFrame) -> dict[str, float]:
     return scores
 
 
-def recall_by_transform(members: DataFrame, pairs: DataFrame, truth: DataFrame) -> dict[str, dict[str, float]]:
-    """For each transform: how many copies share a group with their original (``group_recall``) and
-    how many were emitted as a pair with it (``pair_recall``)."""
+def _ordered(pairs: DataFrame, flag: str) -> DataFrame:
+    """Distinct (a, b) of ``pairs`` with a < b, and a true column ``flag``."""
+    return (
+        pairs.select(F.least("a", "b").alias("a"), F.greatest("a", "b").alias("b"))
+        .distinct()
+        .withColumn(flag, F.lit(True))
+    )
+
+
+def copy_outcomes(
+    members: DataFrame, pairs: DataFrame, truth: DataFrame, candidates: DataFrame | None = None
+) -> DataFrame:
+    """One row per edited copy (kind, ranges): ``grouped`` (in its original's group), ``emitted``
+    (emitted as a pair with it) and, with the job's ``candidates/``, ``candidate`` (a candidate pair
+    with it) and ``checked`` (photo-checked against it)."""
     copies = truth.where(F.col("group").isNotNull() & (F.col("kind") != "original"))
     originals = truth.where(F.col("kind") == "original").select("group", F.col("productId").alias("original"))
     labels = members.where(~F.col("oversized")).select("productId", "group_id")
@@ -156,21 +171,61 @@ def recall_by_transform(members: DataFrame, pairs: DataFrame, truth: DataFrame) 
         )
         .withColumn("a", F.least("productId", "original"))
         .withColumn("b", F.greatest("productId", "original"))
-        .join(pairs.select("a", "b").distinct().withColumn("emitted", F.lit(True)), ["a", "b"], "left")
+        .join(_ordered(pairs, "emitted"), ["a", "b"], "left")
+        .withColumn("grouped", F.coalesce(F.col("group_id") == F.col("original_group"), F.lit(False)))
+        .withColumn("emitted", F.coalesce(F.col("emitted"), F.lit(False)))
     )
+    if candidates is None:
+        return joined.withColumn("candidate", F.lit(None).cast("boolean")).withColumn(
+            "checked", F.lit(None).cast("boolean")
+        )
+    checked = _ordered(candidates.where(F.col("photo").isNotNull()), "checked")
+    return (
+        joined.join(_ordered(candidates, "candidate"), ["a", "b"], "left")
+        .join(checked, ["a", "b"], "left")
+        .withColumn("candidate", F.coalesce(F.col("candidate"), F.lit(False)))
+        .withColumn("checked", F.coalesce(F.col("checked"), F.lit(False)))
+    )
+
+
+def _recall_rows(outcomes: DataFrame, by: Column | str) -> dict[str, dict[str, float]]:
+    """copies, group_recall, pair_recall (and candidate_recall, checked_share when known) per ``by``."""
     rows = (
-        joined.groupBy("kind")
+        outcomes.groupBy(F.col(by).alias("key") if isinstance(by, str) else by.alias("key"))
         .agg(
             F.count("*").alias("copies"),
-            F.sum(F.coalesce(F.col("group_id") == F.col("original_group"), F.lit(False)).cast("long")).alias("g"),
-            F.sum(F.coalesce(F.col("emitted"), F.lit(False)).cast("long")).alias("p"),
+            F.sum(F.col("grouped").cast("long")).alias("g"),
+            F.sum(F.col("emitted").cast("long")).alias("p"),
+            F.sum(F.col("candidate").cast("long")).alias("c"),
+            F.sum(F.col("checked").cast("long")).alias("k"),
         )
         .collect()
     )
-    return {
-        r["kind"]: {"copies": r["copies"], "group_recall": r["g"] / r["copies"], "pair_recall": r["p"] / r["copies"]}
-        for r in sorted(rows, key=lambda r: r["kind"])
-    }
+    report = {}
+    for r in sorted(rows, key=lambda r: r["key"]):
+        entry = {"copies": r["copies"], "group_recall": r["g"] / r["copies"], "pair_recall": r["p"] / r["copies"]}
+        if r["c"] is not None:
+            entry.update(candidate_recall=r["c"] / r["copies"], checked_share=r["k"] / r["copies"])
+        report[r["key"]] = entry
+    return report
+
+
+def recall_by_transform(
+    members: DataFrame, pairs: DataFrame, truth: DataFrame, candidates: DataFrame | None = None
+) -> dict[str, dict[str, float]]:
+    """For each transform kind: how many copies share a group with their original (``group_recall``)
+    and how many were emitted as a pair with it (``pair_recall``); with ``candidates``, how many
+    were a candidate pair with it (``candidate_recall``) and photo-checked (``checked_share``)."""
+    return _recall_rows(copy_outcomes(members, pairs, truth, candidates), "kind")
+
+
+def recall_by_range(
+    members: DataFrame, pairs: DataFrame, truth: DataFrame, candidates: DataFrame | None = None
+) -> dict[str, dict[str, float]]:
+    """:func:`recall_by_transform` per parameter-range label (truth's ``ranges``: ``kind/param:range``;
+    a stack counts under each of its steps' labels too); empty for a truth file without ranges."""
+    outcomes = copy_outcomes(members, pairs, truth, candidates).withColumn("label", F.explode("ranges"))
+    return _recall_rows(outcomes, "label")
 
 
 def threshold_sweep(
@@ -275,24 +330,46 @@ def evaluate_output(
     truth = load_truth(spark, truth_path, split).cache()
     members = spark.read.parquet(f"{out}/groups")
     pairs = spark.read.parquet(f"{out}/pairs")
+    scored_path = f"{out}/candidates"
+    scored = spark.read.parquet(scored_path) if path_exists(spark, scored_path) else None
     curve = threshold_sweep(spark.read.parquet(f"{out}/features"), truth, settings, sweep_max)
     report = {
         "split": split or "all",
         "listings": truth.count(),
         "emitted_pairs": emitted_pair_scores(pairs, truth),
         "group_pairs": group_pair_scores(members, truth),
-        "recall_by_transform": recall_by_transform(members, pairs, truth),
+        "recall_by_transform": recall_by_transform(members, pairs, truth, scored),
+        "recall_by_range": recall_by_range(members, pairs, truth, scored),
         "sweep": {"signal": "dhash+thumb", "points": curve},
         "best_at_precision": {"min_precision": min_precision, "point": best_at_precision(curve, min_precision)},
     }
-    scored_path = f"{out}/candidates"
-    if path_exists(spark, scored_path):
-        cosines = cosine_sweep(spark.read.parquet(scored_path), truth)
+    if scored is not None:
+        cosines = cosine_sweep(scored, truth)
         if any(p["predicted_pairs"] for p in cosines):
             report["cosine_sweep"] = {"signal": "cosine", "points": cosines}
             report["cosine_best_at_precision"] = best_at_precision(cosines, min_precision)
     truth.unpersist()
     return report
+
+
+def recall_table(recalls: dict[str, dict[str, float]], title: str) -> list[str]:
+    """Markdown rows of :func:`recall_by_transform` or :func:`recall_by_range` figures, with the
+    number of copies (copy-to-original pairs) behind each.
+
+    >>> print("\\n".join(recall_table({"blur": {"copies": 4, "group_recall": 0.75, "pair_recall": 0.5}}, "kind")))
+    | kind | copies | group recall | pair recall | candidate recall | photo-checked |
+    |---|---:|---:|---:|---:|---:|
+    | blur | 4 | 0.750 | 0.500 | - | - |
+    """
+    lines = [f"| {title} | copies | group recall | pair recall | candidate recall | photo-checked |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, r in recalls.items():
+        known = "candidate_recall" in r
+        candidate = f"{r['candidate_recall']:.3f}" if known else "-"
+        checked = f"{r['checked_share']:.3f}" if known else "-"
+        lines.append(f"| {name} | {r['copies']} | {r['group_recall']:.3f} | {r['pair_recall']:.3f} | "
+                     f"{candidate} | {checked} |")  # fmt: skip
+    return lines
 
 
 def report_table(report: dict[str, Any]) -> str:
@@ -309,9 +386,9 @@ def report_table(report: dict[str, Any]) -> str:
             f"| {label} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | "
             f"{s['predicted_pairs']:,} | {s['true_pairs']:,} | {s['lookalike_false_pairs']:,} |"
         )
-    lines += ["", "| transform | copies | group recall | pair recall |", "|---|---:|---:|---:|"]
-    for kind, r in report["recall_by_transform"].items():
-        lines.append(f"| {kind} | {r['copies']} | {r['group_recall']:.3f} | {r['pair_recall']:.3f} |")
+    for key, title in (("recall_by_transform", "edit kind"), ("recall_by_range", "edit / parameter range")):
+        if report.get(key):
+            lines += ["", *recall_table(report[key], title)]
     best_cosine = report.get("cosine_best_at_precision")
     if best_cosine:
         lines += [
