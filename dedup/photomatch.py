@@ -547,27 +547,39 @@ def decode_for_match(data: bytes | None) -> np.ndarray | str:
         return str(exc)
 
 
-class FeatureCache:
-    """The last ``size`` images' :class:`Features` (or why they cannot be compared), by their bytes:
-    candidate pairs arrive grouped by one side after the join, so one image meets many others."""
+class BytesCache:
+    """The last ``size`` results of ``load`` (an image's bytes to what the check needs of it, or
+    why it cannot be compared), by those bytes: a partition's pairs arrive sorted or grouped by
+    one side, so one image meets several others in a row. ``None`` is a missing image."""
 
-    def __init__(self, size: int = 32) -> None:
+    def __init__(self, load: Callable[[bytes], Any], size: int = 32) -> None:
         self.size = size
-        self._entries: OrderedDict[bytes, Prepared] = OrderedDict()
+        self._load = load
+        self._entries: OrderedDict[bytes, Any] = OrderedDict()
 
-    def get(self, data: bytes | None) -> Prepared:
+    def get(self, data: bytes | None) -> Any:
         if data is None:
             return "missing_image"
         data = bytes(data)
         if data in self._entries:
             self._entries.move_to_end(data)
             return self._entries[data]
-        pixels = decode_for_match(data)
-        entry = pixels if isinstance(pixels, str) else prepare_side(pixels)
-        self._entries[data] = entry
+        entry = self._entries[data] = self._load(data)
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)
         return entry
+
+
+def _prepared(data: bytes) -> Prepared:
+    pixels = decode_for_match(data)
+    return pixels if isinstance(pixels, str) else prepare_side(pixels)
+
+
+class FeatureCache(BytesCache):
+    """:class:`BytesCache` of each image's :class:`Features` (:func:`prepare_side`)."""
+
+    def __init__(self, size: int = 32) -> None:
+        super().__init__(_prepared, size)
 
 
 def score_bytes(
@@ -699,25 +711,11 @@ def _loaded(direct: bytes | None, mirror: bytes | None, reason: str | None) -> D
     return Description.from_parts(bytes(direct), None if mirror is None else bytes(mirror))
 
 
-class PixelCache:
-    """The last ``size`` images' pixels (or why they cannot be compared), by their bytes: a
-    partition's pairs arrive sorted by one side, so one image meets several others in a row."""
+class PixelCache(BytesCache):
+    """:class:`BytesCache` of each image's pixels (:func:`decode_for_match`)."""
 
     def __init__(self, size: int = 32) -> None:
-        self.size = size
-        self._entries: OrderedDict[bytes, np.ndarray | str] = OrderedDict()
-
-    def get(self, data: bytes | None) -> np.ndarray | str:
-        if data is None:
-            return "missing_image"
-        data = bytes(data)
-        if data in self._entries:
-            self._entries.move_to_end(data)
-            return self._entries[data]
-        self._entries[data] = decode_for_match(data)
-        if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-        return self._entries[data]
+        super().__init__(decode_for_match, size)
 
 
 def score_described(
