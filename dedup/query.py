@@ -218,6 +218,20 @@ def candidate_scan(index: DataFrame, queries: list[dict[str, Any]], plan: Plan, 
     return index.select(*columns).mapInPandas(scan, out + "cosine double, by_cosine boolean, by_hash boolean")
 
 
+def _with_row_ids(frame: DataFrame, live: DataFrame | None) -> DataFrame:
+    """``frame``'s live products with their ``row_id`` (all of them, ``row_id`` null, without ``status/``)."""
+    return frame.join(live, "productId") if live is not None else frame.withColumn("row_id", F.lit(None).cast("long"))
+
+
+def _twins_of(found: list[dict[str, Any]], queries: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """Input number -> the found rows of listings of the run byte-identical to that input."""
+    twins: dict[int, list[dict[str, Any]]] = {}
+    for row in found:
+        if row["sha256"] == queries[row["query"]]["sha256"] and row["row_id"] is not None:
+            twins.setdefault(row["query"], []).append(row)
+    return twins
+
+
 def _live(spark: SparkSession, index_dir: str) -> DataFrame | None:
     """productId and row_id of the products whose row ended ok (None: an output without status/)."""
     path = f"{index_dir}/status"
@@ -232,7 +246,7 @@ def find_candidates(
     """The candidates of every input (live products only, the best ``k`` cosine neighbours each)."""
     found = candidate_scan(index, queries, plan, bool(cfg["hash"]["match_flips"]))
     live = _live(spark, index_dir)
-    found = found.join(live, "productId") if live is not None else found.withColumn("row_id", F.lit(None).cast("long"))
+    found = _with_row_ids(found, live)
     if plan.dim and plan.k is not None:
         best = Window.partitionBy("query", "by_cosine").orderBy(F.desc("cosine"), "productId")
         found = found.withColumn("_n", F.row_number().over(best))
@@ -254,10 +268,7 @@ def _twins_candidates(
     from either product's ``k`` nearest neighbours, and the scan sees only the input's side: the
     run's candidates bring the other side (the products that had the listing among theirs), so a
     listing of the run is scored against every candidate the run scored it against."""
-    twins: dict[int, set[str]] = {}
-    for row in found:
-        if row["sha256"] == queries[row["query"]]["sha256"] and row["row_id"] is not None:
-            twins.setdefault(row["query"], set()).add(row["productId"])
+    twins = {n: {row["productId"] for row in rows} for n, rows in _twins_of(found, queries).items()}
     path = f"{index_dir}/candidates"
     if not twins or not path_exists(spark, path):
         return []
@@ -275,7 +286,7 @@ def _twins_candidates(
         return []
     columns = [c for c in (*SCAN_COLUMNS, "embedding") if c in index.columns]
     rows = index.where(F.col("productId").isin(sorted(wanted))).select(*columns)
-    rows = rows.join(live, "productId") if live is not None else rows.withColumn("row_id", F.lit(None).cast("long"))
+    rows = _with_row_ids(rows, live)
     extra = []
     for row in rows.collect():
         for n in wanted[row["productId"]]:
@@ -301,10 +312,7 @@ def decide(
     if not found:
         return []
     # an input byte-identical to listings of the run takes the place of the first of them
-    twin: dict[int, int] = {}
-    for row in found:
-        if row["sha256"] == queries[row["query"]]["sha256"] and row["row_id"] is not None:
-            twin[row["query"]] = min(twin.get(row["query"], row["row_id"]), row["row_id"])
+    twin = {n: min(row["row_id"] for row in rows) for n, rows in _twins_of(found, queries).items()}
     item_rows, byte_rows, pairs = {}, {}, set()
     key_of = {}
     for n, query in enumerate(queries):
