@@ -26,6 +26,9 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from dedup.config import load_config
+from dedup.settings import typed
+
 
 def under_spark_submit() -> bool:
     """True inside a driver started by spark-submit (it chose the master already)."""
@@ -80,10 +83,9 @@ def run_with_session(
 ) -> int:
     """For the commands: load the settings (exit status 2 with a message when they are bad),
     start the session, run ``work(spark, cfg)`` and stop the session whatever happens."""
-    from dedup.config import load_config
-
     try:
         cfg = load_config(config_path, overrides)
+        typed(cfg)  # checked once here: a clear error naming the key, before Spark starts
     except (OSError, KeyError, ValueError) as exc:
         print(f"dedup: bad configuration: {exc}", file=sys.stderr)
         return 2
