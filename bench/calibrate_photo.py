@@ -4,7 +4,9 @@ The job writes every candidate pair with every photo-match score (``candidates/`
 over those scores can be replayed without re-running the job: a pair is a duplicate when its
 images are byte-identical or its scores pass the rule; groups are the connected components of
 the duplicates (the job's oversized-group re-split is not replayed); they are scored pairwise on
-the calibration split's listings (``bench/quality.py``'s ``score_groups``). The chosen rule is the
+the calibration split's listings (:func:`dedup.devkit.metrics.score_groups`). A rule is the run's
+own photo thresholds (its manifest's ``verify``) with a grid point's values laid over them, applied
+by :meth:`dedup.photomatch.PhotoRule.frame`, the job's own check over columns. The chosen rule is the
 one with the highest calibration recall among those whose calibration precision reaches
 ``--target-precision`` (the most precise rule when none does), ties broken towards stricter
 settings. The holdout split is scored too, for the chosen rule only, and reported, never used.
@@ -27,20 +29,17 @@ import argparse
 import itertools
 import json
 import sys
-from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _quality_peer import components as link_components
-from quality import score_groups
-
+from dedup.config import job_settings_of
 from dedup.devkit.benchset import read_truth
-from dedup.photomatch import AT_LEAST, AT_MOST
+from dedup.devkit.metrics import edge_components, score_groups
+from dedup.photomatch import AT_LEAST, AT_MOST, PhotoRule
 
 GRID: dict[str, tuple[float, ...]] = {
     "min_inliers": (20, 30, 40, 60),
@@ -66,42 +65,46 @@ def load_candidates(job: Path) -> pd.DataFrame:
 
 def components(pairs: pd.DataFrame) -> list[list[str]]:
     """Connected components (two or more members) of the ``a``-``b`` edges."""
-    links: dict[str, list[str]] = defaultdict(list)
-    for a, b in zip(pairs["a"], pairs["b"], strict=True):
-        links[a].append(b)
-    return link_components(links)
+    return edge_components(pairs["a"], pairs["b"])
 
 
-def kept(candidates: pd.DataFrame, rule: dict[str, float]) -> pd.Series:
-    """Byte-identical pairs, and checked pairs whose scores pass ``rule``: :func:`dedup.photomatch.decide`
-    over columns (a missing score fails an at-least and passes no at-most)."""
-    passes = candidates["checked"].copy()
-    for field, key in AT_LEAST.items():
-        if key in rule:
-            passes &= candidates[field].ge(rule[key])
-    for field, key in AT_MOST.items():
-        if key in rule:
-            passes &= candidates[field].fillna(1.0).le(rule[key])
-    return candidates["exact"] | passes
+def kept(candidates: pd.DataFrame, rule: PhotoRule) -> pd.Series:
+    """Byte-identical pairs, and checked pairs whose scores pass ``rule`` (the job's photo check
+    over columns: a missing score fails an at-least bound and passes no at-most bound)."""
+    return candidates["exact"] | (candidates["checked"] & rule.frame(candidates))
+
+
+def run_verify(job: Path) -> dict[str, Any]:
+    """The ``verify`` table the run at ``job`` decided with (its manifest's, over the defaults)."""
+    return job_settings_of(json.loads((job / "manifest.json").read_text())["config"])["verify"]
+
+
+def rule_of(verify: Mapping[str, Any], point: Mapping[str, float]) -> PhotoRule:
+    """The photo check of ``verify`` with a grid point's thresholds laid over it."""
+    return PhotoRule.of({**verify, **point})
 
 
 def grid_for(job: Path, grid: dict[str, tuple[float, ...]] = GRID) -> dict[str, tuple[float, ...]]:
     """``grid`` without the fit thresholds below those the run at ``job`` compared pairs at."""
-    verify = json.loads((job / "manifest.json").read_text())["config"]["verify"]
-    floor = {key: float(verify.get(key, 0)) for key in ("min_inliers", "min_inlier_ratio")}
+    verify = run_verify(job)
+    floor = {key: float(verify[key]) for key in ("min_inliers", "min_inlier_ratio")}
     return {key: tuple(v for v in values if v >= floor.get(key, v)) for key, values in grid.items()}
 
 
 def sweep(
-    candidates: pd.DataFrame, truth: list[dict[str, str]], split: str, grid: dict[str, tuple[float, ...]] = GRID
+    candidates: pd.DataFrame,
+    truth: list[dict[str, str]],
+    split: str,
+    verify: Mapping[str, Any],
+    grid: dict[str, tuple[float, ...]] = GRID,
 ) -> list[dict[str, Any]]:
-    """Group-level scores on ``split`` of every rule of ``grid``."""
+    """Group-level scores on ``split`` of every rule of ``grid`` (over the run's ``verify`` table)."""
     ids = {t["productId"] for t in truth if t["split"] == split}
     local = candidates[candidates["a"].isin(ids) & candidates["b"].isin(ids)]
     points = []
     for values in itertools.product(*grid.values()):
         rule = dict(zip(grid, values, strict=True))
-        scores = score_groups(components(local[kept(local, rule)]), truth, split)
+        scores = score_groups(components(local[kept(local, rule_of(verify, rule))]), truth, split)
         points.append({"rule": rule, **{k: scores[k] for k in ("precision", "recall", "f1")}})
     return points
 
@@ -136,9 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--grid {key}: not one of {', '.join(GRID)}")
         grid[key] = tuple(float(v) for v in values.split(","))
     grid = grid_for(Path(args.job), grid) if candidates["weak_fit"].any() else grid
-    points = sweep(candidates, truth, "calibration", grid)
+    verify = run_verify(Path(args.job))
+    points = sweep(candidates, truth, "calibration", verify, grid)
     chosen = choose(points, args.target_precision)
-    holdout = score_groups(components(candidates[kept(candidates, chosen["rule"])]), truth, "holdout")
+    holdout = score_groups(components(candidates[kept(candidates, rule_of(verify, chosen["rule"]))]), truth, "holdout")
     replayed = {k: holdout[k] for k in ("precision", "recall", "f1", "lookalike_false_pairs", "recall_by_transform",
                                            "recall_by_range")}  # fmt: skip
     result = {"command": " ".join([sys.executable, *sys.argv]), "rules": len(points), "chosen": chosen,

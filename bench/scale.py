@@ -30,15 +30,10 @@ Results: a markdown table on stdout and ``<out>/results.json``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
-import os
-import platform
 import random
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,45 +45,13 @@ from pyspark.sql import functions as F
 from dedup import candidates, cosine, groups, verify
 from dedup.config import DEFAULTS
 from dedup.devkit import synthfeatures
+from dedup.devkit.benchrun import DriverMemory, run_meta, timed
+from dedup.rule import Rule
 from dedup.session import build_session
+from dedup.settings import typed
 
 REPO = Path(__file__).resolve().parent.parent
 DIMS = {"v256": 256, "v4096": 4096}
-
-
-def _vm_hwm_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _reset_hwm(pid: int) -> None:
-    with contextlib.suppress(OSError):
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-
-
-class DriverMemory:
-    """Peaks of the driver JVM heap (all heap pools) and of the JVM's and this process's RSS."""
-
-    def __init__(self, spark: SparkSession) -> None:
-        jvm = spark.sparkContext._jvm
-        self.beans = jvm.java.lang.management.ManagementFactory.getMemoryPoolMXBeans()
-        self.jvm_pid = int(jvm.java.lang.ProcessHandle.current().pid())
-
-    def reset(self) -> None:
-        for bean in self.beans:
-            bean.resetPeakUsage()
-        _reset_hwm(self.jvm_pid)
-        _reset_hwm(os.getpid())
-
-    def peaks(self) -> dict[str, float]:
-        heap = sum(b.getPeakUsage().getUsed() for b in self.beans if str(b.getType().toString()) == "Heap memory")
-        return {
-            "jvm_heap_peak_mb": round(heap / 2**20, 1),
-            "jvm_rss_peak_mb": round(_vm_hwm_mb(self.jvm_pid), 1),
-            "python_rss_peak_mb": round(_vm_hwm_mb(os.getpid()), 1),
-        }
 
 
 def _table(spark: SparkSession, kind: str, n: int, args: argparse.Namespace) -> tuple[DataFrame, float]:
@@ -127,27 +90,19 @@ def _ordered(frame: DataFrame, x: str, y: str) -> DataFrame:
     return frame.select(F.least(x, y).alias("id_a"), F.greatest(x, y).alias("id_b"))
 
 
-def _timed(stages: dict[str, float], name: str, action: Any) -> Any:
-    started = time.perf_counter()
-    result = action()
-    stages[name] = round(time.perf_counter() - started, 2)
-    return result
-
-
 def run_hash(spark: SparkSession, table: DataFrame, n: int, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     hash_settings, stages = dict(DEFAULTS["hash"]), {}
     t = int(hash_settings["max_distance"])
     items = table.select("id", "productId", "family", "sha256", "dhash", "dhash_flip", "thumb")
     near = candidates.near_pairs(items, hash_settings, n)
     cands = near.pairs.persist()
-    n_candidates = _timed(stages, "candidates", cands.count)
-    verified = verify.kept_pairs(
-        verify.score_pairs(cands, items, hash_settings, dict(DEFAULTS["verify"])), dict(DEFAULTS["verify"])
-    )
-    _timed(stages, "verify", lambda: verified.pairs.write.mode("overwrite").parquet(str(out / "pairs")))
+    n_candidates = timed(stages, "candidates", cands.count)
+    rule = Rule.of(typed(DEFAULTS), dim=0)  # the hash rule at the defaults
+    verified = verify.kept_pairs(verify.score_pairs(cands, items, rule), rule)
+    timed(stages, "verify", lambda: verified.pairs.write.mode("overwrite").parquet(str(out / "pairs")))
     pairs = spark.read.parquet(str(out / "pairs"))
     built = groups.build_groups(pairs, items, dict(DEFAULTS["groups"]))
-    _timed(stages, "groups", lambda: built.members.write.mode("overwrite").parquet(str(out / "groups")))
+    timed(stages, "groups", lambda: built.members.write.mode("overwrite").parquet(str(out / "groups")))
     skipped = near.skipped_buckets.count()
     # truth: planted pairs within t bits; and an exact scan of the queries against all rows
     planted = _ordered(table.where(F.col("planted_distance") <= t), "copy_of", "id")
@@ -189,13 +144,13 @@ def run_vectors(
     items = table.select("id", "embedding")
     found = cosine.cosine_pairs(items, settings, dim, n)
     cands = found.candidates.persist()
-    n_candidates = _timed(stages, "candidates", cands.count)
-    _timed(stages, "verify", lambda: found.pairs.write.mode("overwrite").parquet(str(out / "pairs")))
+    n_candidates = timed(stages, "candidates", cands.count)
+    timed(stages, "verify", lambda: found.pairs.write.mode("overwrite").parquet(str(out / "pairs")))
     pairs = spark.read.parquet(str(out / "pairs"))
     edges = pairs.select("id_a", "id_b", F.lit("cosine").alias("method"), F.lit(None).cast("int").alias("distance"))
     named = table.select("id", F.concat(F.lit("p"), F.col("id").cast("string")).alias("productId"))
     built = groups.build_groups(edges, named, dict(DEFAULTS["groups"]))
-    _timed(stages, "groups", lambda: built.members.write.mode("overwrite").parquet(str(out / "groups")))
+    timed(stages, "groups", lambda: built.members.write.mode("overwrite").parquet(str(out / "groups")))
     skipped, _ = found.count_skipped()
     planted = _ordered(table.where(F.col("planted_cosine") >= args.min_cosine), "copy_of", "id")
     queries = _queries(items, n, args.queries, args.seed)
@@ -310,21 +265,11 @@ def main(argv: list[str] | None = None) -> int:
             }
             results.append(result)
             print(json.dumps(result), file=sys.stderr, flush=True)
-            result["meta"] = _meta()
+            result["meta"] = run_meta()
             (out / "results.json").write_text(json.dumps({"runs": results}, indent=1))
     print(markdown(results))
     spark.stop()
     return 0
-
-
-def _meta() -> dict[str, Any]:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
-    return {
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "commit": commit.stdout.strip(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-    }
 
 
 if __name__ == "__main__":

@@ -234,35 +234,14 @@ def vgg16_weights_file() -> str:
     )
 
 
-def cosine_thresholds(
-    embed_settings: dict[str, Any], cosine_settings: dict[str, Any], verify_settings: dict[str, Any]
-) -> tuple[float, float]:
-    """(candidate floor, duplicate threshold): ``cosine.min_cosine`` and ``verify.min_cosine``
-    where set (above 0), else the backend's calibrated values."""
-    backend = embed_settings["backend"]
-    chosen = []
-    for key, settings, table in (
-        ("cosine", cosine_settings, CANDIDATE_COSINE),
-        ("verify", verify_settings, CALIBRATED_MIN_COSINE),
-    ):
-        value = float(settings["min_cosine"] or 0)
-        if value <= 0 and backend not in table:
-            raise ValueError(f"embed.backend={backend} has no calibrated threshold: set {key}.min_cosine")
-        chosen.append(value if value > 0 else table[backend])
-    return chosen[0], chosen[1]
-
-
-def check_settings(
-    embed_settings: dict[str, Any], cosine_settings: dict[str, Any], verify_settings: dict[str, Any]
-) -> None:
+def check_settings(embed_settings: dict[str, Any]) -> None:
     """Fail before Spark starts on settings that cannot work: an unknown backend, a missing model
-    package or file, no threshold (ValueError with the reason)."""
+    package or file (ValueError with the reason; the thresholds: :func:`dedup.rule.check_settings`)."""
     backend = embed_settings["backend"]
     if backend not in BACKENDS:
         raise ValueError(f"embed.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "none":
         return
-    cosine_thresholds(embed_settings, cosine_settings, verify_settings)
     if embed_settings["dtype"] not in ("float16", "float32"):
         raise ValueError(f"embed.dtype must be float16 or float32, got {embed_settings['dtype']!r}")
     if backend in ("sscd", "sscd_distilled"):

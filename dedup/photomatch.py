@@ -26,7 +26,8 @@ the geometry of local detail. :func:`match_scores` measures it:
    background and misses the product. ``colour_residual``, the RMS residual of a plain affine
    map over the interior, is kept as a measure.
 
-:func:`decide` applies the thresholds; :func:`photo_match_udf` scores pairs of image bytes in Spark.
+:class:`PhotoRule` applies the thresholds (:func:`decide`: at the defaults); :func:`photo_match_udf` scores pairs
+of image bytes in Spark.
 
 >>> from dedup.devkit.synth import product_image
 >>> import numpy as np
@@ -44,7 +45,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from dedup.config import DEFAULTS
 from dedup.imaging import DecodeError, decode_pixels
 
 MAX_SIDE = 256  # pixels a side the pair is compared at
@@ -73,15 +75,6 @@ COLOUR_LEVELS = 15.0  # RGB distance from the fitted map that counts a pixel's c
 COLOUR_TRIM = 0.3  # share of worst-fitting pixels each refit of the colour map leaves out
 COLOUR_SAMPLES = 4096  # pixels the colour map is fitted and checked on
 ERODE = 17  # pixels: the interior keeps clear of the silhouette edge, whose band-pass ring any look-alike shares
-# Calibrated on the dev set's calibration split by bench/calibrate_photo.py (docs/BENCHMARKS.md).
-DEFAULT_SETTINGS: dict[str, float] = {
-    "min_inliers": 20,
-    "min_inlier_ratio": 0.6,
-    "min_structure": 0.8,
-    "min_tile_agreement": 0.5,
-    "max_colour_change": 0.12,
-}
-
 SCORE_FIELDS: tuple[tuple[str, T.DataType], ...] = (
     ("reason", T.StringType()),
     ("inliers", T.IntegerType()),
@@ -514,27 +507,62 @@ AT_MOST = {"colour_change": "max_colour_change"}
 """Score field -> the setting it must not exceed, for the same photograph."""
 
 
-def decide(scores: dict[str, Any], settings: dict[str, Any] | None = None) -> bool:
-    """Same photograph: enough RANSAC inliers at a high enough ratio, correlated structure that
-    agrees over most tiles, and colours one global map explains. ``settings`` keys: those of
-    :data:`DEFAULT_SETTINGS`."""
-    settings = {**DEFAULT_SETTINGS, **(settings or {})}
-    if scores.get("reason") is not None:
-        return False
-    return all((scores[field] or 0) >= settings[key] for field, key in AT_LEAST.items()) and all(
-        (scores[field] if scores[field] is not None else 1.0) <= settings[key] for field, key in AT_MOST.items()
-    )
+@dataclass(frozen=True)
+class PhotoRule:
+    """The same-photograph thresholds (``verify``'s settings named in :data:`AT_LEAST` and
+    :data:`AT_MOST`; calibrated on the dev set by bench/calibrate_photo.py, docs/BENCHMARKS.md):
+    enough RANSAC inliers at a high enough ratio, correlated structure that agrees over most
+    tiles, and colours one global map explains. One definition, three forms: :meth:`decide` over
+    one pair's scores, :meth:`column` over a Spark :data:`SCORES_SCHEMA` column, :meth:`frame`
+    over a pandas frame of score columns. A pair with a ``reason`` (not compared) is no match; a
+    missing score fails an at-least bound and passes no at-most bound."""
+
+    at_least: tuple[tuple[str, float], ...]  # (score field, the least it may be)
+    at_most: tuple[tuple[str, float], ...]  # (score field, the most it may be)
+
+    @classmethod
+    def of(cls, verify_settings: Mapping[str, Any]) -> PhotoRule:
+        """The thresholds of a ``verify`` table."""
+        return cls(
+            tuple((field, float(verify_settings[key])) for field, key in AT_LEAST.items()),
+            tuple((field, float(verify_settings[key])) for field, key in AT_MOST.items()),
+        )
+
+    def _bounds(self, value: Callable[[str, float], Any]) -> list[Any]:
+        """Each bound's test on ``value(field, missing)`` (the score, ``missing`` where it has none)."""
+        return [value(field, 0.0) >= least for field, least in self.at_least] + [
+            value(field, 1.0) <= most for field, most in self.at_most
+        ]
+
+    def decide(self, scores: Mapping[str, Any]) -> bool:
+        """Same photograph, from one pair's scores (:func:`match_scores`)."""
+        if scores.get("reason") is not None:
+            return False
+        return all(self._bounds(lambda field, missing: scores[field] if scores[field] is not None else missing))
+
+    def column(self, scores: Column) -> Column:
+        """:meth:`decide` as a Spark expression over a :data:`SCORES_SCHEMA` struct column."""
+        same = scores["reason"].isNull()
+        for test in self._bounds(lambda field, missing: F.coalesce(scores[field].cast("double"), F.lit(missing))):
+            same = same & test
+        return F.coalesce(same, F.lit(False))
+
+    def frame(self, scores: pd.DataFrame) -> pd.Series:
+        """:meth:`decide` over a frame of score columns (a row per pair, NaN for a missing score),
+        for the pairs that were compared (the caller's mask: no ``reason``)."""
+        same = pd.Series(True, index=scores.index)
+        for test in self._bounds(lambda field, missing: scores[field].fillna(missing)):
+            same &= test
+        return same
 
 
-def decide_column(scores: Column, settings: dict[str, Any] | None = None) -> Column:
-    """:func:`decide` as a Spark expression over a :data:`SCORES_SCHEMA` struct column."""
-    settings = {**DEFAULT_SETTINGS, **(settings or {})}
-    same = scores["reason"].isNull()
-    for field, key in AT_LEAST.items():
-        same = same & (F.coalesce(scores[field].cast("double"), F.lit(0.0)) >= float(settings[key]))
-    for field, key in AT_MOST.items():
-        same = same & (F.coalesce(scores[field].cast("double"), F.lit(1.0)) <= float(settings[key]))
-    return F.coalesce(same, F.lit(False))
+DEFAULT_RULE = PhotoRule.of(DEFAULTS["verify"])  # the job's thresholds at the defaults (dedup/config.py)
+
+
+def decide(scores: Mapping[str, Any], settings: Mapping[str, Any] | None = None) -> bool:
+    """:meth:`PhotoRule.decide` at the defaults' thresholds, ``settings`` (verify keys) laid over them."""
+    rule = PhotoRule.of({**DEFAULTS["verify"], **settings}) if settings else DEFAULT_RULE
+    return rule.decide(scores)
 
 
 def decode_for_match(data: bytes | None) -> np.ndarray | str:

@@ -9,16 +9,17 @@ settings (the ``config`` in the output's ``manifest.json``, then ``--config`` an
    (the run's embedder, loaded once per Python worker) the job computes for a listing.
 2. **Candidates.** One scan of the index's ``features/``, the inputs broadcast to every task:
    byte-identical images; dHash (or mirrored dHash) within the job's candidate distance
-   (:func:`dedup.verify.near_candidate_distance`); and each input's ``cosine.k`` nearest
+   (:attr:`dedup.rule.Rule.near_distance`); and each input's ``cosine.k`` nearest
    neighbours at or above the candidate floor, by exact cosine (the job's kNN candidates, with
    the queries as the products; an output made with ``cosine.method=lsh`` gives every neighbour at
    or above the floor). An input byte-identical to listings of the run also gets those listings'
    other candidates from the run's ``candidates/`` (the pairs that came from the other product's
    ``k`` nearest). Only products whose row ended ``ok`` in ``status/`` take part.
 3. **Decision.** :func:`dedup.verify.score_pairs`, the job's own function, over those candidates
-   with both images' bytes (the index's from its ``images/``): byte-identical, or the photo check
-   (:mod:`dedup.photomatch`) at the run's thresholds, or the hash and cosine thresholds where the
-   run decided without it (``embed.backend=none``, ``verify.photo_match=false``).
+   with both images' bytes (the index's from its ``images/``), by the job's rule
+   (:class:`dedup.rule.Rule`, built from the run's settings as the job builds it): byte-identical,
+   or the photo check (:mod:`dedup.photomatch`) at the run's thresholds, or the hash and cosine
+   thresholds where the run decided without it (``embed.backend=none``, ``verify.photo_match=false``).
 
 A pair is scored in the order the job would score it: an input byte-identical to a listing of the
 run takes that listing's place (its ``row_id``), so an image that was in the run gets the answer
@@ -40,15 +41,18 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from dedup import embed, features, verify
+from dedup import rule as duplicate_rule
 from dedup.config import job_settings_of, load_config
 from dedup.cosine import decode
 from dedup.fetch import Fetcher
 from dedup.outputs import path_exists, read_json
+from dedup.photomatch import AT_LEAST, AT_MOST
+from dedup.rule import Rule
+from dedup.settings import Settings, Table, typed
 
 REFUSALS = frozenset({"blocked_scheme", "blocked_address", "invalid_url"})
-DEFAULT_K = 10  # cosine neighbours per input when the run's config names none (cosine.k)
 SCAN_COLUMNS = ("productId", "image_url", "sha256", "dhash", "dhash_flip", "thumb")
-PHOTO_RULE = ("min_inliers", "min_inlier_ratio", "min_structure", "min_tile_agreement", "max_colour_change")
+PHOTO_RULE = (*AT_LEAST.values(), *AT_MOST.values())  # the photo check's settings, as the answer states them
 PHOTO_EVIDENCE = ("reason", "inliers", "matches", "inlier_ratio", "structure", "tile_agreement", "colour_change")
 
 
@@ -74,7 +78,7 @@ def is_url(source: str) -> bool:
     return "://" in source
 
 
-def read_source(source: str, fetch_settings: dict[str, Any]) -> bytes:
+def read_source(source: str, fetch_settings: Table) -> bytes:
     """The bytes of a local file, or of a URL downloaded under the job's fetch policy."""
     if not is_url(source):
         path = Path(source)
@@ -96,9 +100,9 @@ def read_source(source: str, fetch_settings: dict[str, Any]) -> bytes:
     return result.content
 
 
-def checked_image(source: str, data: bytes, cfg: dict[str, Any]) -> QueryImage:
+def checked_image(source: str, data: bytes, features_settings: Table) -> QueryImage:
     """The input, once its bytes decode as the job decodes them; QueryError when they do not."""
-    record = features.hash_features(data, int(cfg["features"]["max_image_pixels"]))
+    record = features.hash_features(data, features_settings.max_image_pixels)
     if record.get("decode_error"):
         raise QueryError(f"{source}: not an image the job can read ({record['decode_error']})", "not_an_image")
     return QueryImage(source, data)
@@ -119,48 +123,42 @@ def index_features(spark: SparkSession, index_dir: str) -> DataFrame:
 
 @dataclass
 class Plan:
-    """How the run decided, so the query decides the same way."""
+    """How the run decided, so the query decides the same way: its rule (``rule.dim``: the
+    embedding dimension, 0 for hashes only) and its cosine candidates per input."""
 
-    dim: int  # embedding dimension (0: hashes only)
-    photo_checked: bool
-    near_distance: int  # dHash candidates within this
-    floor: float | None  # cosine candidates at or above this
-    min_cosine: float | None  # the cosine rule's threshold (without the photo check)
+    rule: Rule
     k: int | None  # cosine candidates per input (None: every one at or above the floor)
-
-    @property
-    def cosine_settings(self) -> dict[str, Any] | None:
-        return {"dim": self.dim, "min_cosine": self.min_cosine, "floor": self.floor} if self.dim else None
+    backend: str  # the embedder (none without embeddings)
 
 
-def plan_of(cfg: dict[str, Any], index: DataFrame) -> Plan:
-    """The decision the run's settings make over this index (QueryError when they cannot)."""
+def plan_of(settings: Settings, index: DataFrame) -> Plan:
+    """The decision the run's settings make over this index (QueryError when they cannot): the
+    query's entry, with :class:`Index`, so it reads the whole settings."""
     try:
-        embed.check_settings(cfg["embed"], cfg["cosine"], cfg["verify"])
+        duplicate_rule.check_settings(settings)
     except (ValueError, RuntimeError) as exc:
         raise QueryError(f"bad configuration: {exc}", "config") from exc
-    dim = features.embedding_dim(index, cfg["embed"])
-    if features.embedding_on(cfg["embed"]) and not dim:
-        backend = cfg["embed"]["backend"]
+    dim = features.embedding_dim(index, settings.embed)
+    if features.embedding_on(settings.embed) and not dim:
+        backend = settings.embed.backend
         raise QueryError(
             f"the index holds no embeddings: query it with --set embed.backend=none (not {backend})", "config"
         )
-    photo = verify.photo_checked(cfg["verify"], embedded=bool(dim))
-    floor, decide = embed.cosine_thresholds(cfg["embed"], cfg["cosine"], cfg["verify"]) if dim else (None, None)
-    k = None if cfg["cosine"].get("method") == "lsh" else int(cfg["cosine"].get("k", DEFAULT_K))
-    return Plan(dim, photo, verify.near_candidate_distance(cfg["hash"], cfg["verify"], photo), floor, decide, k)
+    k = None if settings.cosine.method == "lsh" else settings.cosine.k
+    return Plan(Rule.of(settings, dim), k, settings.embed.backend if dim else "none")
 
 
-def query_features(spark: SparkSession, images: list[QueryImage], cfg: dict[str, Any]) -> list[dict[str, Any]]:
+def query_features(
+    spark: SparkSession, images: list[QueryImage], features_settings: Table, embed_settings: Table
+) -> list[dict[str, Any]]:
     """Each input's feature row, made by the features stage's own UDF at the run's settings."""
     frame = spark.createDataFrame(
         [(f"query:{n}", image.source, image.data) for n, image in enumerate(images)],
         "productId string, image_url string, image_bytes binary",
     )
-    embed_cfg = embed.stage_model_files(spark, cfg["embed"]) if features.embedding_on(cfg["embed"]) else None
-    rows = {
-        row["productId"]: row.asDict() for row in features.compute_features(frame, cfg["features"], embed_cfg).collect()
-    }
+    embed_cfg = embed.stage_model_files(spark, embed_settings) if features.embedding_on(embed_settings) else None
+    made = features.compute_features(frame, features_settings, embed_cfg).collect()
+    rows = {row["productId"]: row.asDict() for row in made}
     found = [rows[f"query:{n}"] for n in range(len(images))]
     for image, row in zip(images, found, strict=True):
         if row["feature_status"] != "ok":
@@ -172,7 +170,7 @@ def _bit_count(values: np.ndarray) -> np.ndarray:
     return np.bitwise_count(values).astype(np.int16)
 
 
-def candidate_scan(index: DataFrame, queries: list[dict[str, Any]], plan: Plan, match_flips: bool) -> DataFrame:
+def candidate_scan(index: DataFrame, queries: list[dict[str, Any]], plan: Plan) -> DataFrame:
     """One pass over the index: (query, productId, image_url, cosine, by_cosine, the row's
     features) for every index row that is a candidate of an input, the cosine neighbours cut to
     each input's best ``plan.k`` within each batch (the global cut follows). The cut comes before
@@ -182,25 +180,26 @@ def candidate_scan(index: DataFrame, queries: list[dict[str, Any]], plan: Plan, 
     q_sha = np.array([q["sha256"] for q in queries], dtype=object)
     q_dhash = np.array([q["dhash"] for q in queries], dtype=np.int64).view(np.uint64)
     q_flip = np.array([q["dhash_flip"] for q in queries], dtype=np.int64).view(np.uint64)
-    q_vectors = decode([q["embedding"] for q in queries], plan.dim) if plan.dim else None
-    columns = [*SCAN_COLUMNS, *(["embedding"] if plan.dim else [])]
+    rule = plan.rule
+    q_vectors = decode([q["embedding"] for q in queries], rule.dim) if rule.dim else None
+    columns = [*SCAN_COLUMNS, *(["embedding"] if rule.dim else [])]
 
     def scan(batches):
         for frame in batches:
             dhash = frame["dhash"].to_numpy(np.int64).view(np.uint64)[:, None]
             distance = _bit_count(dhash ^ q_dhash[None, :])
-            if match_flips:
+            if rule.match_flips:
                 flip = frame["dhash_flip"].to_numpy(np.int64).view(np.uint64)[:, None]
                 mirrored = np.minimum(_bit_count(flip ^ q_dhash[None, :]), _bit_count(dhash ^ q_flip[None, :]))
                 distance = np.minimum(distance, mirrored)
-            keep = (frame["sha256"].to_numpy(object)[:, None] == q_sha[None, :]) | (distance <= plan.near_distance)
+            keep = (frame["sha256"].to_numpy(object)[:, None] == q_sha[None, :]) | (distance <= rule.near_distance)
             sims = np.full(keep.shape, np.nan)
             by_cosine = np.zeros(keep.shape, dtype=bool)
-            if plan.dim:
+            if rule.dim:
                 has = frame["embedding"].notna().to_numpy()
                 if has.any():
-                    sims[has] = decode(frame["embedding"][has], plan.dim) @ q_vectors.T
-                above = np.nan_to_num(sims, nan=-2.0) >= plan.floor
+                    sims[has] = decode(frame["embedding"][has], rule.dim) @ q_vectors.T
+                above = np.nan_to_num(sims, nan=-2.0) >= rule.floor
                 if plan.k is not None:  # this batch's best k per input; the global cut follows
                     ranks = np.argsort(np.argsort(-np.nan_to_num(sims, nan=-2.0), axis=0, kind="stable"), axis=0)
                     above &= ranks < plan.k
@@ -241,13 +240,13 @@ def _live(spark: SparkSession, index_dir: str) -> DataFrame | None:
 
 
 def find_candidates(
-    spark: SparkSession, index_dir: str, index: DataFrame, queries: list[dict[str, Any]], plan: Plan, cfg: dict
+    spark: SparkSession, index_dir: str, index: DataFrame, queries: list[dict[str, Any]], plan: Plan
 ) -> list[dict[str, Any]]:
     """The candidates of every input (live products only, the best ``k`` cosine neighbours each)."""
-    found = candidate_scan(index, queries, plan, bool(cfg["hash"]["match_flips"]))
+    found = candidate_scan(index, queries, plan)
     live = _live(spark, index_dir)
     found = _with_row_ids(found, live)
-    if plan.dim and plan.k is not None:
+    if plan.rule.dim and plan.k is not None:
         best = Window.partitionBy("query", "by_cosine").orderBy(F.desc("cosine"), "productId")
         found = found.withColumn("_n", F.row_number().over(best))
         found = found.where(F.col("by_hash") | (F.col("by_cosine") & (F.col("_n") <= plan.k))).drop("_n")
@@ -306,9 +305,8 @@ def decide(
     images: list[QueryImage],
     found: list[dict[str, Any]],
     plan: Plan,
-    cfg: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """:func:`dedup.verify.score_pairs` over the candidates: every pair with its signals and decision."""
+    """:func:`dedup.verify.score_pairs` over the candidates: every pair with its signals and the rule's decision."""
     if not found:
         return []
     # an input byte-identical to listings of the run takes the place of the first of them
@@ -317,7 +315,7 @@ def decide(
     key_of = {}
     for n, query in enumerate(queries):
         item_rows[-1 - n] = (-1 - n, f"query:{n}", [], *(query[c] for c in ("sha256", "dhash", "dhash_flip", "thumb")))
-        item_rows[-1 - n] += (query["embedding"],) if plan.dim else ()
+        item_rows[-1 - n] += (query["embedding"],) if plan.rule.dim else ()
         byte_rows[-1 - n] = images[n].data
     for row in found:
         n, row_id = row["query"], row["row_id"]
@@ -328,12 +326,12 @@ def decide(
             [],
             *(row[c] for c in ("sha256", "dhash", "dhash_flip", "thumb")),
         )
-        item_rows[item_id] += (row["embedding"],) if plan.dim else ()
+        item_rows[item_id] += (row["embedding"],) if plan.rule.dim else ()
         key_of[item_id] = (row["productId"], row["image_url"])
         place = twin.get(n)
         query_first = place is None or row_id is None or place < row_id
         pairs.add((-1 - n, item_id) if query_first else (item_id, -1 - n))
-    schema = ITEMS_SCHEMA + (", embedding binary" if plan.dim else "")
+    schema = ITEMS_SCHEMA + (", embedding binary" if plan.rule.dim else "")
     items = spark.createDataFrame(list(item_rows.values()), schema)
     candidates = spark.createDataFrame(sorted(pairs), "id_a long, id_b long")
 
@@ -348,8 +346,8 @@ def decide(
         .select("id", "image_bytes")
     )
     query_bytes = spark.createDataFrame([(i, b) for i, b in byte_rows.items()], "id long, image_bytes binary")
-    photos = index_bytes.unionByName(query_bytes) if plan.photo_checked else None
-    scored = verify.score_pairs(candidates, items, cfg["hash"], cfg["verify"], plan.cosine_settings, photos)
+    photos = index_bytes.unionByName(query_bytes) if plan.rule.photo_checked else None
+    scored = verify.score_pairs(candidates, items, plan.rule, photos)
     return [row.asDict(recursive=True) for row in scored.collect()]
 
 
@@ -389,22 +387,24 @@ def _sort_key(match: dict[str, Any]) -> tuple:
     return (match["method"] != "exact", -cosine, match["distance"], match["productId"], match["image_url"])
 
 
-def describe(plan: Plan, cfg: dict[str, Any]) -> dict[str, Any]:
-    """The rule the answer was decided by, for the JSON."""
+def describe(plan: Plan, verify_settings: Table) -> dict[str, Any]:
+    """The rule the answer was decided by, for the JSON (the photo check's thresholds as the
+    ``verify`` table states them)."""
+    decided = plan.rule
     rule: dict[str, Any] = {
-        "decision": "photo" if plan.photo_checked else ("cosine" if plan.dim else "hash"),
-        "embedder": cfg["embed"]["backend"] if plan.dim else "none",
-        "dhash_candidates_within": plan.near_distance,
-        "max_distance": int(cfg["hash"]["max_distance"]),
-        "match_flips": bool(cfg["hash"]["match_flips"]),
-        "max_thumb_distance": float(cfg["verify"]["max_thumb_distance"]),
+        "decision": "photo" if decided.photo_checked else ("cosine" if decided.dim else "hash"),
+        "embedder": plan.backend,
+        "dhash_candidates_within": decided.near_distance,
+        "max_distance": decided.max_distance,
+        "match_flips": decided.match_flips,
+        "max_thumb_distance": decided.max_thumb_distance,
     }
-    if plan.dim:
-        rule.update(candidate_cosine=plan.floor, k=plan.k)
-    if plan.photo_checked:
-        rule["photo"] = {key: cfg["verify"][key] for key in PHOTO_RULE}
-    elif plan.dim:
-        rule["min_cosine"] = plan.min_cosine
+    if decided.dim:
+        rule.update(candidate_cosine=decided.floor, k=plan.k)
+    if decided.photo_checked:
+        rule["photo"] = {key: verify_settings[key] for key in PHOTO_RULE}
+    elif decided.dim:
+        rule["min_cosine"] = decided.min_cosine
     return rule
 
 
@@ -424,31 +424,32 @@ class Index:
         self.spark, self.index_dir = spark, index_dir
         features_table = index_features(spark, index_dir)
         try:
-            self.cfg = load_config(config_path, overrides, base=job_settings_of(recorded_config(spark, index_dir)))
+            cfg = load_config(config_path, overrides, base=job_settings_of(recorded_config(spark, index_dir)))
+            self.settings = typed(cfg)
         except (OSError, KeyError, ValueError) as exc:
             raise QueryError(f"bad configuration: {exc}", "config") from exc
-        self.plan = plan_of(self.cfg, features_table)
+        self.plan = plan_of(self.settings, features_table)
         self.features = features_table.cache() if cache else features_table
 
     def read(self, source: str) -> QueryImage:
         """A file or URL as an input (QueryError when it is missing, refused, fails or is no image)."""
-        return self.check(source, read_source(source, self.cfg["fetch"]))
+        return self.check(source, read_source(source, self.settings.fetch))
 
     def check(self, source: str, data: bytes) -> QueryImage:
         """Bytes as an input, named ``source`` (QueryError when they are not an image the job reads)."""
-        return checked_image(source, data, self.cfg)
+        return checked_image(source, data, self.settings.features)
 
     @property
     def rule(self) -> dict[str, Any]:
-        return describe(self.plan, self.cfg)
+        return describe(self.plan, self.settings.verify)
 
     def answer(self, images: list[QueryImage], limit: int = 50, with_candidates: bool = False) -> dict[str, Any]:
         """The JSON-ready answer for ``images``: one features job, one pass over ``features/`` and
         one over ``images/`` for all of them."""
-        spark, cfg, plan = self.spark, self.cfg, self.plan
-        queries = query_features(spark, images, cfg)
-        found = find_candidates(spark, self.index_dir, self.features, queries, plan, cfg)
-        scored = decide(spark, self.index_dir, queries, images, found, plan, cfg)
+        spark, settings, plan = self.spark, self.settings, self.plan
+        queries = query_features(spark, images, settings.features, settings.embed)
+        found = find_candidates(spark, self.index_dir, self.features, queries, plan)
+        scored = decide(spark, self.index_dir, queries, images, found, plan)
         by_item = {(r["query"], r["productId"]): r for r in found}
         ids = sorted({r["productId"] for r in found})
         groups = _lookup(spark, f"{self.index_dir}/groups", ids, ["group_id", "keep"])

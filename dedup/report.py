@@ -29,7 +29,7 @@ import html
 import io
 import math
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,40 +96,41 @@ def _column(frame: DataFrame, name: str, kind: str) -> Column:
 
 
 def check_margins(
-    verify_settings: dict[str, Any], hash_settings: dict[str, Any]
+    verify_settings: Mapping[str, Any], hash_settings: Mapping[str, Any], min_cosine: float | None
 ) -> dict[str, list[tuple[str, Column]]]:
     """Per method: (check, margin) of each check that decided it, 0 at the threshold and 1 as far
-    from it as the check goes; the pair's columns as in ``pairs/``."""
+    from it as the check goes; the pair's columns as in ``pairs/``. ``min_cosine``: the run's
+    deciding cosine (its manifest's; 0.9 where it recorded none)."""
     v, photo = verify_settings, F.col("photo")
 
     def above(value: Column, threshold: float, top: float = 1.0) -> Column:
         return (value - F.lit(threshold)) / F.lit(max(top - threshold, 1e-9))
 
-    min_inliers = float(v.get("min_inliers", 20))
-    max_distance = float(hash_settings.get("max_distance", 3))
+    min_inliers = float(v["min_inliers"])
+    max_distance = float(hash_settings["max_distance"])
     return {
         "photo": [
             ("inliers", above(photo["inliers"].cast("double"), min_inliers, 3 * min_inliers)),
-            ("inlier_ratio", above(photo["inlier_ratio"], float(v.get("min_inlier_ratio", 0.6)))),
-            ("structure", above(photo["structure"], float(v.get("min_structure", 0.8)))),
-            ("tile_agreement", above(photo["tile_agreement"], float(v.get("min_tile_agreement", 0.5)))),
+            ("inlier_ratio", above(photo["inlier_ratio"], float(v["min_inlier_ratio"]))),
+            ("structure", above(photo["structure"], float(v["min_structure"]))),
+            ("tile_agreement", above(photo["tile_agreement"], float(v["min_tile_agreement"]))),
             (
                 "colour_change",
-                F.lit(1.0) - photo["colour_change"] / F.lit(max(float(v.get("max_colour_change", 0.12)), 1e-9)),
+                F.lit(1.0) - photo["colour_change"] / F.lit(max(float(v["max_colour_change"]), 1e-9)),
             ),
         ],
         "dhash": [
             ("distance", F.lit(1.0) - F.col("distance").cast("double") / F.lit(max_distance + 1)),
             ("thumb_distance", F.lit(1.0) - F.col("thumb_distance") / F.lit(max(float(v["max_thumb_distance"]), 1e-9))),
         ],
-        "cosine": [("cosine", above(F.col("cosine"), float(v.get("_min_cosine") or 0.9)))],
+        "cosine": [("cosine", above(F.col("cosine"), float(min_cosine or 0.9)))],
     }
 
 
-def certainty_columns(pairs: DataFrame, verify_settings: dict[str, Any], hash_settings: dict[str, Any]) -> DataFrame:
-    """``pairs`` with ``margins`` (a struct: each check's margin, clipped to [0, 1], null for the
-    checks that did not decide the pair) and ``margin`` (the smallest; 1 for byte-identical pairs)."""
-    checks = check_margins(verify_settings, hash_settings)
+def certainty_columns(pairs: DataFrame, checks: dict[str, list[tuple[str, Column]]]) -> DataFrame:
+    """``pairs`` with ``margins`` (a struct: each check's margin of :func:`check_margins`, clipped
+    to [0, 1], null for the checks that did not decide the pair) and ``margin`` (the smallest; 1
+    for byte-identical pairs)."""
     fields = []
     for name in EVIDENCE:
         value = F.lit(None).cast("double")
@@ -147,7 +148,12 @@ def certainty_columns(pairs: DataFrame, verify_settings: dict[str, Any], hash_se
 
 
 def group_table(
-    spark: SparkSession, out_dir: str, side: int, max_members: int, max_pairs: int, settings: dict[str, Any]
+    spark: SparkSession,
+    out_dir: str,
+    side: int,
+    max_members: int,
+    max_pairs: int,
+    checks: dict[str, list[tuple[str, Column]]],
 ) -> tuple[DataFrame, DataFrame]:
     """One row per group: its sort keys, certainty, members (with listing data and thumbnails) and
     pairs (with their evidence); and the sort keys alone (group_id, group_size, min_margin,
@@ -172,7 +178,7 @@ def group_table(
                      _column(raw, "cosine", "double").alias("cosine"),
                      _column(raw, "photo", photomatch.SCORES_SCHEMA.simpleString()).alias("photo"))  # fmt: skip
     pairs = (
-        certainty_columns(raw, settings["verify"], settings["hash"])
+        certainty_columns(raw, checks)
         .join(side_a, "a")
         .join(side_b, "b")
         .where(F.col("group_id") == F.col("group_b"))  # a split oversized component leaves edges between groups
@@ -504,8 +510,8 @@ def write_report(
     manifest = read_json(spark, f"{out_dir}/manifest.json") or {}
     settings = job_settings_of(manifest.get("config", {}))
     embedding = manifest.get("embedding") or {}
-    settings["verify"]["_min_cosine"] = embedding.get("min_cosine")
-    groups, keys = group_table(spark, out_dir, side, max_members, max_pairs, settings)
+    checks = check_margins(settings["verify"], settings["hash"], embedding.get("min_cosine"))
+    groups, keys = group_table(spark, out_dir, side, max_members, max_pairs, checks)
     keys = keys.persist()
     by_certainty = {r["certainty"]: r["count"] for r in keys.groupBy("certainty").count().collect()}
     by_signal = {

@@ -34,7 +34,7 @@ class QueryServer:
 
     def __init__(self, index: Index, host: str = "127.0.0.1", port: int = 0) -> None:
         self.index = index
-        self.max_bytes = int(index.cfg["fetch"]["max_bytes"])
+        self.max_bytes = index.settings.fetch.max_bytes
         self._lock = threading.Lock()  # one Spark query at a time
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True

@@ -1,25 +1,19 @@
-"""Verify: decide each candidate pair from both products' features, and name the signal.
+"""Verify: score each candidate pair from both products' features, and decide it by the rule.
 
-A pair is a duplicate when its images are byte-identical (method ``exact``). With an embedder and
-``verify.photo_match`` on (the default), any other candidate whose dHash distance is at most
-``verify.photo_max_distance`` or whose cosine reaches the candidate floor is decided by the photo
-check, :mod:`dedup.photomatch` (method ``photo``), and no other is a duplicate. Without the photo
-check (``embed.backend=none`` or ``verify.photo_match=false``): when its dHashes (or one image's
-and the other's mirrored dHash) differ in at most ``hash.max_distance`` bits and their 12x12
-colour thumbnails agree: ``thumb_distance`` (1 - correlation) at most
-``verify.max_thumb_distance`` (method ``dhash``); or, with embeddings, when their exact cosine is
-at least the backend's ``min_cosine`` (method ``cosine``). Every candidate keeps every signal
-(``scored``), so users can re-threshold without re-running. The thumbnail check is where the precision
-comes from: on white-background product photos, different products of one cut share dHashes
-(measured: docs/BENCHMARKS.md). Pairs of products in the same productFamily (size or colour variants of one
-product) are not duplicates when ``verify.exclude_same_family`` is on: they are counted, not
-kept.
+:func:`score_pairs` computes every signal of a candidate (byte equality, dHash distance and
+whether the mirrored image's dHash gave it, thumbnail distance, exact cosine, and for the pairs the
+photo check compares, :mod:`dedup.photomatch`'s scores) and decides it by :class:`dedup.rule.Rule`
+(the rule, its thresholds and which candidates the photo check compares are stated there).
+``method`` names the signal that decided: ``exact``, ``photo``, or without the photo check
+``dhash`` or ``cosine``; null for no duplicate. Every candidate keeps every signal (``scored``),
+so users can re-threshold without re-running. Pairs of products in the same productFamily (size
+or colour variants of one product) are not duplicates when ``verify.exclude_same_family`` is on:
+:func:`kept_pairs` counts them, and does not keep them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame
@@ -27,7 +21,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dedup import photomatch
+from dedup.cosine import cosine_udf
 from dedup.imaging import thumb_distances
+from dedup.rule import Rule
 
 
 @F.pandas_udf(T.DoubleType())
@@ -74,115 +70,54 @@ def hash_signals(a: str, b: str, match_flips: bool) -> list[Column]:
     ]
 
 
-def within_distance(hash_settings: dict[str, Any]) -> Column:
-    """dHash distance at most ``hash.max_distance``: half of the hash rule."""
-    return F.col("distance") <= int(hash_settings["max_distance"])
-
-
-def thumbs_agree(verify_settings: dict[str, Any]) -> Column:
-    """Thumbnail distance at most ``verify.max_thumb_distance``: the other half of the hash rule."""
-    return F.col("thumb_distance") <= float(verify_settings["max_thumb_distance"])
-
-
-def apply_rule(scored: DataFrame, hash_settings: dict[str, Any], verify_settings: dict[str, Any]) -> DataFrame:
-    """The duplicates among ``scored`` pairs (``method``, ``distance``, ``thumb_a``, ``thumb_b`` and
-    any other columns): exact, or dHash within ``hash.max_distance`` with thumbnails within
-    ``verify.max_thumb_distance``. Adds ``thumb_distance`` (computed for near pairs only) and
-    drops the thumbnails."""
-    near = (F.col("method") == "dhash") & within_distance(hash_settings)
-    scored = (
-        scored.where((F.col("method") == "exact") | near)
-        .withColumn(
-            "thumb_distance",
-            F.when(F.col("method") == "exact", F.lit(0.0)).otherwise(thumb_distance_udf("thumb_a", "thumb_b")),
-        )
-        .drop("thumb_a", "thumb_b")
-    )
-    return scored.where((F.col("method") == "exact") | thumbs_agree(verify_settings))
-
-
-def photo_checked(verify_settings: dict[str, Any], embedded: bool) -> bool:
-    """Whether candidates are decided by :mod:`dedup.photomatch`: with embeddings and
-    ``verify.photo_match`` on."""
-    return embedded and bool(verify_settings.get("photo_match"))
-
-
-def near_candidate_distance(hash_settings: dict[str, Any], verify_settings: dict[str, Any], photo_check: bool) -> int:
-    """The dHash distance candidates are generated within: ``hash.max_distance``, or with the
-    photo check on, ``verify.photo_max_distance`` when smaller (farther dHash pairs are only
-    photo-checked when their cosine reaches the floor, and those the cosine LSH finds)."""
-    if photo_check:
-        return min(int(hash_settings["max_distance"]), int(verify_settings["photo_max_distance"]))
-    return int(hash_settings["max_distance"])
-
-
 def score_pairs(
     candidates: DataFrame,
     items: DataFrame,
-    hash_settings: dict[str, Any],
-    verify_settings: dict[str, Any],
-    cosine_settings: dict[str, Any] | None = None,
+    rule: Rule,
     images: DataFrame | None = None,
     described: DataFrame | None = None,
 ) -> DataFrame:
-    """Every candidate with its signals and the decision: candidates (id_a, id_b) and items (id,
-    productId, family, sha256, dhash, dhash_flip, thumb and, with ``cosine_settings`` = {"dim",
-    "min_cosine", "floor"}, embedding) in; id_a, id_b, a, b, ``method`` (the signal that decided,
-    null for no duplicate), distance, flipped, thumb_distance, cosine, photo, same_family and
-    ``duplicate`` out.
+    """Every candidate with its signals and the rule's decision: candidates (id_a, id_b) and items
+    (id, productId, family, sha256, dhash, dhash_flip, thumb and, when ``rule.dim``, embedding) in;
+    id_a, id_b, a, b, ``method`` (the signal that decided, null for no duplicate), distance,
+    flipped, thumb_distance, cosine, photo, same_family and ``duplicate`` out.
 
-    With embeddings, ``images`` (id, image_bytes; ``described``: :func:`describe_images` of them,
-    else computed here) and ``verify.photo_match`` on, a candidate that
-    is not byte-identical is decided by :mod:`dedup.photomatch` (method ``photo``) instead of the
-    dHash and cosine thresholds, when its cosine is at least the candidate ``floor`` or its dHash
-    distance at most ``verify.photo_max_distance`` (white-background photos put many unrelated
-    products within a few dHash bits); the others are not duplicates. On catalog photos,
-    look-alike products pass any single threshold; a same-photograph check tells them apart
-    (docs/BENCHMARKS.md).
+    With the photo check (``rule.photo``), ``images`` (id, image_bytes; ``described``:
+    :func:`describe_images` of them, else computed here) give the pixels of the pairs that
+    ``rule.photo_gate()`` sends to :mod:`dedup.photomatch`; ``photo`` is null for the others.
     """
     a, b = items.alias("a"), items.alias("b")
     joined = candidates.select("id_a", "id_b").distinct()
     joined = joined.join(a, F.col("id_a") == F.col("a.id")).join(b, F.col("id_b") == F.col("b.id"))
     cosine = F.lit(None).cast("double")
-    if cosine_settings:
-        from dedup.cosine import cosine_udf
-
-        cosine = cosine_udf(int(cosine_settings["dim"]))(F.col("a.embedding"), F.col("b.embedding"))
+    if rule.dim:
+        cosine = cosine_udf(rule.dim)(F.col("a.embedding"), F.col("b.embedding"))
     scored = joined.select(
         "id_a", "id_b",
         F.col("a.productId").alias("a"), F.col("b.productId").alias("b"),
-        *hash_signals("a", "b", bool(hash_settings["match_flips"])),
+        *hash_signals("a", "b", rule.match_flips),
         F.when(F.col("a.sha256") == F.col("b.sha256"), F.lit(0.0))
         .otherwise(thumb_distance_udf(F.col("a.thumb"), F.col("b.thumb"))).alias("thumb_distance"),
         cosine.alias("cosine"),
         same_family("a", "b").alias("same_family"),
     )  # fmt: skip
-    exact = F.col("method") == "exact"
-    if photo_checked(verify_settings, bool(cosine_settings)) and images is not None:
-        gate = (F.col("distance") <= int(verify_settings["photo_max_distance"])) | F.coalesce(
-            F.col("cosine") >= float(cosine_settings["floor"]), F.lit(False)
-        )
-        fit_gate = (int(verify_settings["min_inliers"]), float(verify_settings["min_inlier_ratio"]))
-        scored = _with_photo_scores(scored, images, gate, fit_gate, described)
-        decided_method = F.when(exact, "exact").when(photomatch.decide_column(F.col("photo"), verify_settings), "photo")
+    if rule.photo is not None:
+        if images is None:
+            raise ValueError("the photo check needs the images: pass images to score_pairs")
+        scored = _with_photo_scores(scored, images, rule.photo_gate(), rule.fit_gate(), described)
     else:
-        by_hash = within_distance(hash_settings) & thumbs_agree(verify_settings)
-        by_cosine = F.lit(False)
-        if cosine_settings:
-            by_cosine = F.coalesce(F.col("cosine") >= float(cosine_settings["min_cosine"]), F.lit(False))
-        decided_method = F.when(exact, "exact").when(by_hash, "dhash").when(by_cosine, "cosine")
         scored = scored.withColumn("photo", F.lit(None).cast(photomatch.SCORES_SCHEMA))
     return scored.select(
-        "id_a", "id_b", "a", "b", decided_method.alias("method"),
+        "id_a", "id_b", "a", "b", rule.decision().alias("method"),
         "distance", "flipped", "thumb_distance", "cosine", "photo", "same_family",
     ).withColumn("duplicate", F.col("method").isNotNull())  # fmt: skip
 
 
-def kept_pairs(scored: DataFrame, verify_settings: dict[str, Any]) -> Verified:
+def kept_pairs(scored: DataFrame, rule: Rule) -> Verified:
     """The duplicates among :func:`score_pairs`' rows, same-family pairs set apart when
     ``verify.exclude_same_family`` is on."""
     kept = scored.where("duplicate").drop("duplicate")
-    if not verify_settings["exclude_same_family"]:
+    if not rule.exclude_same_family:
         kept = kept.withColumn("same_family", F.lit(False))
     return Verified(
         pairs=kept.where(~F.col("same_family")).drop("same_family"),

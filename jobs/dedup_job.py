@@ -14,10 +14,12 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from dedup import embed, groups, incremental, knn, outputs
+from dedup import groups, incremental, outputs, rule
 from dedup.config import load_config
 from dedup.progress import StageClock
+from dedup.rule import Rule
 from dedup.session import build_session
+from dedup.settings import typed
 from jobs import stages
 from jobs.manifest import Run, build_manifest
 
@@ -25,8 +27,10 @@ from jobs.manifest import Run, build_manifest
 def run_job(
     spark: SparkSession, cfg: dict[str, Any], catalog: str, out: str, echo: bool = True, previous: str | None = None
 ) -> dict[str, Any]:
-    """Run every stage (jobs/stages.py); write the outputs under ``out``; return the manifest.
+    """Run every stage (jobs/stages.py) at the settings ``cfg`` (a merged config, typed here once:
+    dedup/settings.py); write the outputs under ``out``; return the manifest.
     ``previous``: an earlier run's output whose downloads and features are reused (dedup/incremental.py)."""
+    settings = typed(cfg)
     clock = StageClock(echo=echo)
     started = time.time()
     work = f"{out}/_work"  # intermediate tables, removed at the end
@@ -36,28 +40,29 @@ def run_job(
     outputs.remove_tree(spark, f"{out}/manifest.json")
 
     with clock.stage("ingest") as note:
-        ingested = stages.ingest_stage(spark, catalog, cfg["ingest"], work, out)
+        ingested = stages.ingest_stage(spark, catalog, settings.ingest, work, out)
         note(**ingested.counts())
     with clock.stage("fetch") as note:
-        fetched = stages.fetch_stage(spark, ingested, cfg["fetch"], out, work, previous)
+        fetched = stages.fetch_stage(spark, ingested, settings.fetch, out, work, previous)
         note(**fetched.counts())
     with clock.stage("features") as note:
-        made = stages.features_stage(spark, fetched, cfg["features"], cfg["embed"], out, previous)
+        made = stages.features_stage(spark, fetched, settings.features, settings.embed, out, previous)
         note(**made.counts())
     with clock.stage("candidates") as note:
+        duplicate_rule = Rule.of(settings, made.dim)  # the rule, once: dedup/rule.py
         found = stages.candidates_stage(
-            ingested, made, work, hash_settings=cfg["hash"], exact_settings=cfg["exact"], embed_settings=cfg["embed"],
-            cosine_settings=cfg["cosine"], verify_settings=cfg["verify"],
+            ingested, made, duplicate_rule, work, hash_settings=settings.hash, exact_settings=settings.exact,
+            cosine_settings=settings.cosine,
         )  # fmt: skip
         note(**found.counts())
     with clock.stage("verify") as note:
-        verified = stages.verify_stage(found, made, cfg["hash"], cfg["verify"], work, out)
+        verified = stages.verify_stage(found, made, work, out)
         note(**verified.counts())
     with clock.stage("groups") as note:
-        grouped = stages.groups_stage(spark, verified, found, ingested, fetched, cfg["groups"], work, out, previous)
+        grouped = stages.groups_stage(spark, verified, found, ingested, fetched, settings.groups, work, out, previous)
         note(**grouped.counts())
     with clock.stage("outputs") as note:
-        statuses = stages.outputs_stage(spark, ingested, fetched, made, grouped, cfg["output"], out)
+        statuses = stages.outputs_stage(spark, ingested, fetched, made, grouped, settings.output, out)
         note(**statuses.counts())
 
     run = Run(catalog, out, previous, cfg, started, ingested, fetched, made, found, verified, grouped, statuses)
@@ -96,13 +101,13 @@ def run_from_args(args: argparse.Namespace) -> int:
         config = os.path.basename(config)  # shipped with --files to a driver in cluster deploy mode
     try:
         cfg = load_config(config, args.overrides)
-        embed.check_settings(cfg["embed"], cfg["cosine"], cfg["verify"])
-        knn.check_settings(cfg["cosine"])
-        groups.parse_keep_rule(cfg["groups"]["keep_rule"])
+        settings = typed(cfg)
+        rule.check_settings(settings)
+        groups.parse_keep_rule(settings.groups.keep_rule)
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         print(f"dedup: bad configuration: {exc}", file=sys.stderr)
         return 2
-    spark = build_session(cfg["spark"])
+    spark = build_session(settings.spark)
     try:
         if not outputs.path_exists(spark, args.catalog):
             print(f"dedup: catalog not found: {args.catalog}", file=sys.stderr)

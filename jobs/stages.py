@@ -8,7 +8,7 @@ shows; ``jobs/manifest.py`` builds ``manifest.json`` from the results.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -17,8 +17,8 @@ from pyspark.sql import functions as F
 from dedup import candidates, cosine, embed, features, fetch, fetchstore, groups, incremental, ingest, knn, outputs
 from dedup import verify as verification
 from dedup.outputs import materialise
-
-Table = dict[str, Any]  # one table of the job's settings (dedup/config.py), e.g. cfg["hash"]
+from dedup.rule import Rule
+from dedup.settings import Table  # one table of the job's settings (dedup/settings.py), e.g. settings.hash
 
 
 @dataclass
@@ -130,7 +130,7 @@ def features_stage(
         embed_cfg = embed.stage_model_files(spark, embed_settings) if features.embedding_on(embed_settings) else None
         return features.compute_features(images, features_settings, embed_cfg)
 
-    settings = incremental.feature_settings({"features": features_settings, "embed": embed_settings})
+    settings = incremental.feature_settings({"features": dict(features_settings), "embed": dict(embed_settings)})
     made = incremental.reuse_features(ok_images, compute, settings, previous)
     table = materialise(made.table, f"{out}/features")
     by_status = outputs.counts_by(table, "feature_status")
@@ -145,21 +145,17 @@ class CandidatesResult:
     n_items: int
     pairs_path: str
     n_candidates: int
-    photo_checked: bool
-    near_distance: int
+    rule: Rule
     near_plan: candidates.BandPlan
     skipped_buckets: int
     rows_in_skipped_buckets: int
-    floor: float | None
-    decide: float | None
-    cosine_cfg: dict[str, Any] | None
     cosine_lsh: dict[str, Any] | None
 
     def counts(self) -> dict[str, Any]:
         return {
             "rows": self.n_items,
             "candidates": self.n_candidates,
-            "dhash_distance": self.near_distance,
+            "dhash_distance": self.rule.near_distance,
             "bands": list(self.near_plan.widths),
             "radius": self.near_plan.radius,
             "skipped_buckets": self.skipped_buckets,
@@ -175,21 +171,21 @@ def cosine_candidates(
     knn.check_settings(settings)
     if settings["method"] == "knn":
         return knn.knn_pairs(items, settings, dim, n_items, floor)
-    return cosine.cosine_pairs(items, {**settings, "min_cosine": floor}, dim, n_items)
+    return cosine.cosine_pairs(items, replace(settings, min_cosine=floor), dim, n_items)
 
 
 def candidates_stage(
     ingested: IngestResult,
     made: FeaturesResult,
+    rule: Rule,
     work: str,
     *,
     hash_settings: Table,
     exact_settings: Table,
-    embed_settings: Table,
     cosine_settings: Table,
-    verify_settings: Table,
 ) -> CandidatesResult:
-    """Candidate pairs to ``work``/candidates: exact bytes, near dHash and (with embeddings) cosine."""
+    """Candidate pairs to ``work``/candidates: exact bytes, near dHash (within ``rule.near_distance``)
+    and with embeddings, cosine (at or above ``rule.floor``)."""
     dim = made.dim
     embedding = ["embedding"] if dim else []
     items = (
@@ -199,25 +195,21 @@ def candidates_stage(
     )
     items = materialise(items, f"{work}/items")
     n_items = items.count()
-    photo_checked = verification.photo_checked(verify_settings, embedded=bool(dim))
-    near_distance = verification.near_candidate_distance(hash_settings, verify_settings, photo_checked)
-    near = candidates.near_pairs(items, {**hash_settings, "max_distance": near_distance}, n_items)
+    near = candidates.near_pairs(items, replace(hash_settings, max_distance=rule.near_distance), n_items)
     skipped = near.skipped_buckets.agg(F.count("*").alias("n"), F.sum("count").alias("rows")).first()
     found = candidates.exact_pairs(items, exact_settings).unionByName(near.pairs)
-    floor, decide = embed.cosine_thresholds(embed_settings, cosine_settings, verify_settings) if dim else (None, None)
-    cosine_cfg = {"dim": dim, "min_cosine": decide, "floor": floor} if dim else None
-    if cosine_cfg:
-        similar = cosine_candidates(items, cosine_settings, dim, n_items, floor)
+    if dim:
+        similar = cosine_candidates(items, cosine_settings, dim, n_items, rule.floor)
         found = found.unionByName(similar.pairs.select("id_a", "id_b"))
     pairs_path = f"{work}/candidates"
     n_candidates = materialise(found, pairs_path).count()
     cosine_lsh = None
-    if cosine_cfg:
+    if dim:
         cosine_lsh = similar.summary() if isinstance(similar, knn.KnnCandidates) else cosine.lsh_summary(similar)
         similar.release()
     return CandidatesResult(
-        items, n_items, pairs_path, n_candidates, photo_checked, near_distance, near.plan, int(skipped["n"]),
-        int(skipped["rows"] or 0), floor, decide, cosine_cfg, cosine_lsh,
+        items, n_items, pairs_path, n_candidates, rule, near.plan, int(skipped["n"]), int(skipped["rows"] or 0),
+        cosine_lsh,
     )  # fmt: skip
 
 
@@ -238,27 +230,22 @@ class VerifyResult:
         return {"rows": self.n_candidates, "pairs": self.n_pairs, "family_excluded": self.n_family_excluded}
 
 
-def verify_stage(
-    found: CandidatesResult, made: FeaturesResult, hash_settings: Table, verify_settings: Table, work: str, out: str
-) -> VerifyResult:
-    """Score every candidate pair (``out``/candidates) and keep those the rule accepts (``out``/pairs)."""
+def verify_stage(found: CandidatesResult, made: FeaturesResult, work: str, out: str) -> VerifyResult:
+    """Score every candidate pair (``out``/candidates) and keep those ``found.rule`` accepts (``out``/pairs)."""
     spark = found.items.sparkSession
     photos = found.items.select("id", "productId", "image_url").join(made.ok_images, ["productId", "image_url"])
     photos = photos.select("id", "image_bytes")
     described = None
-    if found.photo_checked:
+    if found.rule.photo_checked:
         # the per-image part of the photo check, once per image that is in some candidate pair
         pair_ids = spark.read.parquet(found.pairs_path)
         pair_ids = pair_ids.select(F.col("id_a").alias("id")).union(pair_ids.select(F.col("id_b").alias("id")))
         described = verification.describe_images(photos.join(pair_ids.distinct(), "id", "left_semi"))
         described = materialise(described, f"{work}/described")
-    scored = verification.score_pairs(
-        spark.read.parquet(found.pairs_path), found.items, hash_settings, verify_settings, found.cosine_cfg, photos,
-        described,
-    )  # fmt: skip
+    scored = verification.score_pairs(spark.read.parquet(found.pairs_path), found.items, found.rule, photos, described)
     scored = materialise(scored, f"{work}/scored")  # the photo check runs once, here
     scored.drop("id_a", "id_b").write.mode("overwrite").parquet(f"{out}/candidates")
-    verified = verification.kept_pairs(scored, verify_settings)
+    verified = verification.kept_pairs(scored, found.rule)
     edges = materialise(verified.pairs, f"{work}/edges")
     edges.select(*verification.PAIR_COLUMNS).write.mode("overwrite").parquet(f"{out}/pairs")
     pairs_by_method = outputs.counts_by(edges, "method")

@@ -12,7 +12,9 @@ from dedup.devkit.benchset import edit
 from dedup.devkit.synth import jpeg_bytes, product_image
 from dedup.imaging import decode_pixels
 from dedup.photomatch import (
-    DEFAULT_SETTINGS,
+    AT_LEAST,
+    AT_MOST,
+    DEFAULT_RULE,
     FeatureCache,
     _plausible,
     decide,
@@ -141,7 +143,8 @@ def test_feature_cache_decodes_an_image_once_while_it_stays() -> None:
 def test_job_defaults_are_the_calibrated_rule() -> None:
     from dedup.config import DEFAULTS
 
-    assert {k: DEFAULTS["verify"][k] for k in DEFAULT_SETTINGS} == DEFAULT_SETTINGS
+    bounds = dict(DEFAULT_RULE.at_least + DEFAULT_RULE.at_most)  # score field -> its threshold
+    assert bounds == {field: DEFAULTS["verify"][key] for field, key in {**AT_LEAST, **AT_MOST}.items()}
 
 
 def test_bad_input_gives_a_reason_not_an_exception(sample_jpeg: bytes) -> None:

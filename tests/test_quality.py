@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import io
 import json
 import random
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -17,8 +16,9 @@ from PIL import Image
 from dedup.config import load_config
 from dedup.devkit import edits
 from dedup.devkit.benchset import COMBINABLE, TRANSFORMS, build_bench_set, edit, edit_v2, read_truth
-from dedup.devkit.evaluate import evaluate_output, pair_scores, report_table
+from dedup.devkit.evaluate import evaluate_output, report_table
 from dedup.devkit.imageserver import ImageServer
+from dedup.devkit.metrics import pair_scores, score_groups
 from dedup.devkit.synth import jpeg_bytes, product_image
 from jobs.cli import main as cli
 from jobs.dedup_job import run_job
@@ -126,7 +126,7 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     # every parameter-range label counted once per copy that carries it, with the reference's figures
     labels = Counter(label for t in truth if t["ranges"] for label in t["ranges"].split(";"))
     assert {k: r["copies"] for k, r in report["recall_by_range"].items()} == dict(labels)
-    reference_scores = _bench_module("quality").score_groups([list(g) for g in _groups(members)], truth, "calibration")
+    reference_scores = score_groups([list(g) for g in _groups(members)], truth, "calibration")
     calibration = evaluate_output(spark, str(tmp_path / "out"), str(set_dir / "truth.csv"), cfg, "calibration", 0)
     for label, r in calibration["recall_by_range"].items():
         assert r["group_recall"] == pytest.approx(reference_scores["recall_by_range"][label]["recall"]), label
@@ -141,10 +141,11 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     # bench/calibrate_photo.py replays rules over candidates/: at the job's own rule, the job's groups
     calibrate = _bench_module("calibrate_photo")
     candidates = calibrate.load_candidates(tmp_path / "out")
-    rule = {key: cfg["verify"][key] for key in calibrate.SCORE_OF}
+    verify = calibrate.run_verify(tmp_path / "out")
+    rule = calibrate.rule_of(verify, {})
     replayed = calibrate.components(candidates[calibrate.kept(candidates, rule)])
     assert {frozenset(g) for g in replayed} == _groups(members)
-    looser = calibrate.kept(candidates, {**rule, "max_colour_change": 1.0, "min_structure": 0.0})
+    looser = calibrate.kept(candidates, calibrate.rule_of(verify, {"max_colour_change": 1.0, "min_structure": 0.0}))
     assert looser.sum() >= calibrate.kept(candidates, rule).sum() > 0
 
 
@@ -157,11 +158,12 @@ def _groups(members: list[dict]) -> set[frozenset[str]]:
 
 
 def _bench_module(name: str):
-    """A module of bench/ (not a package), imported by path."""
-    bench = str(Path(__file__).resolve().parent.parent / "bench")
-    if bench not in sys.path:
-        sys.path.insert(0, bench)
-    return importlib.import_module(name)
+    """A script of bench/ (not a package), loaded from its file."""
+    path = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_eval_command_refuses_missing_inputs(tmp_path, capsys):

@@ -1,8 +1,11 @@
 import random
 
 from dedup import groups, verify
+from dedup.config import load_config
 from dedup.devkit.synth import product_image
 from dedup.imaging import thumbnail
+from dedup.rule import Rule
+from dedup.settings import typed
 
 
 def union_find_components(edges, nodes):
@@ -58,8 +61,9 @@ def test_verify_decides_and_excludes_families(spark):
     items = items_frame(spark, rows)
     pairs = [(a, b) for a in range(1, 7) for b in range(a + 1, 7)]
     cands = spark.createDataFrame(pairs, "id_a long, id_b long")
-    rule = {"exclude_same_family": True, "max_thumb_distance": 0.06}
-    result = verify.kept_pairs(verify.score_pairs(cands, items, {"max_distance": 3, "match_flips": True}, rule), rule)
+    rule = Rule.of(typed(load_config(overrides=["verify.max_thumb_distance=0.06"])), dim=0)  # the hash rule
+    assert (rule.max_distance, rule.match_flips, rule.exclude_same_family) == (3, True, True)
+    result = verify.kept_pairs(verify.score_pairs(cands, items, rule), rule)
     kept = {(r["a"], r["b"]): (r["method"], r["distance"]) for r in result.pairs.collect()}
     assert kept[("A", "B")] == ("exact", 0)
     assert kept[("A", "C")] == ("dhash", 1)

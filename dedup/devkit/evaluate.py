@@ -1,64 +1,33 @@
-"""Pairwise precision and recall of predicted groups against true groups, without listing pairs.
+"""``dedup eval``: a job output's figures against a bench set's truth, in Spark.
 
-Two listings form a predicted pair when they share a predicted group, a true pair when they
-share a true group; the counts come from group-overlap sizes, so nothing is O(N^2).
-
->>> scores = pair_scores({"a": 1, "b": 1, "c": 1}, {"a": 0, "b": 0, "c": 2, "d": 2})
->>> scores["true_positive_pairs"], scores["predicted_pairs"], scores["true_pairs"]
-(1, 3, 2)
->>> round(scores["precision"], 3), scores["recall"]
-(0.333, 0.5)
+Pairwise precision and recall over the emitted pairs and over the pairs the groups imply, look-alike
+false pairs, recall per edit kind and per parameter range, and sweeps of the hash rule and the
+cosine, as :mod:`dedup.devkit.metrics` defines them (the same module the bench scripts use).
+Nothing is O(N^2): the pairs the groups imply are counted from group-overlap sizes.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Hashable, Mapping
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from dedup import candidates, verify
+from dedup.devkit.metrics import ORIGINAL_TRANSFORMS, scores_from_counts
 from dedup.outputs import path_exists
+from dedup.rule import Rule
+from dedup.settings import Table, typed
 
 TRUTH_COLUMNS = ("productId", "group", "transform", "source", "split", "image", "params", "ranges")
 TRUTH_SCHEMA = T.StructType([T.StructField(name, T.StringType()) for name in TRUTH_COLUMNS])  # v1 files: 6 columns
 
 
-def _pairs(n: int) -> int:
-    return n * (n - 1) // 2
-
-
-def scores_from_counts(true_positive: int, predicted: int, true_pairs: int) -> dict[str, float]:
-    """Pairwise precision, recall and F1 from pair counts (an empty side scores 1.0)."""
-    precision = true_positive / predicted if predicted else 1.0
-    recall = true_positive / true_pairs if true_pairs else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
-        "true_positive_pairs": true_positive,
-        "predicted_pairs": predicted,
-        "true_pairs": true_pairs,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-    }
-
-
-def pair_scores(predicted: Mapping[str, Hashable], truth: Mapping[str, Hashable]) -> dict[str, float]:
-    """``predicted`` and ``truth`` map productId -> group; products absent are singletons."""
-    predicted_pairs = sum(_pairs(n) for n in Counter(predicted.values()).values())
-    true_pairs = sum(_pairs(n) for n in Counter(truth.values()).values())
-    overlap = Counter((group, truth[pid]) for pid, group in predicted.items() if pid in truth)
-    true_positive = sum(_pairs(n) for n in overlap.values())
-    return scores_from_counts(true_positive, predicted_pairs, true_pairs)
-
-
-# --- Spark evaluation of a job's output against a bench set's truth (``dedup eval``) ---
-
 COSINE_GRID = tuple(round(0.5 + 0.02 * i, 2) for i in range(25))  # min_cosine thresholds swept: 0.50..0.98
 THUMB_GRID = (0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 2.0)  # thumbnail-distance thresholds swept
-ORIGINAL_TRANSFORMS = ("original", "exact_real")
 
 
 def load_truth(spark: SparkSession, path: str, split: str | None = None) -> DataFrame:
@@ -229,14 +198,18 @@ def recall_by_range(
 
 
 def threshold_sweep(
-    features: DataFrame, truth: DataFrame, settings: dict[str, Any], max_distance: int = 10
+    features: DataFrame,
+    truth: DataFrame,
+    hash_settings: Table,
+    exact_settings: Table,
+    rule: Rule,
+    max_distance: int = 10,
 ) -> list[dict[str, float]]:
     """Pairwise precision and recall of the rule "exact bytes, or dHash distance <= t and thumbnail
     distance <= d" for t = 0..``max_distance`` and d in :data:`THUMB_GRID`, from one candidate pass
-    at the loosest t (the job's own banding and verification, so it counts what the job would emit).
+    at the loosest t (the job's own banding and verification, so it counts what the job would emit):
+    ``rule``, the run's hash rule (:class:`dedup.rule.Rule` without embeddings), at its loosest.
     """
-    from dedup import candidates, verify
-
     items = (
         features.where(F.col("feature_status") == "ok")
         .join(truth.select("productId"), "productId")
@@ -251,11 +224,12 @@ def threshold_sweep(
         )
     ).cache()
     n_items = items.count()
-    hash_settings = {**settings["hash"], "max_distance": max_distance}
-    near = candidates.near_pairs(items, hash_settings, n_items)
-    found = candidates.exact_pairs(items, settings["exact"]).unionByName(near.pairs)
-    rule = {"max_thumb_distance": 99.0, "exclude_same_family": False}
-    scored = verify.kept_pairs(verify.score_pairs(found, items, hash_settings, rule), rule).pairs
+    near = candidates.near_pairs(items, dataclasses.replace(hash_settings, max_distance=max_distance), n_items)
+    found = candidates.exact_pairs(items, exact_settings).unionByName(near.pairs)
+    loosest = dataclasses.replace(
+        rule, near_distance=max_distance, max_distance=max_distance, max_thumb_distance=99.0, exclude_same_family=False
+    )
+    scored = verify.kept_pairs(verify.score_pairs(found, items, loosest), loosest).pairs
     grid = F.lit(None)
     for limit in reversed(THUMB_GRID):
         grid = F.when(F.col("thumb_distance") <= limit, F.lit(limit)).otherwise(grid)
@@ -321,18 +295,22 @@ def evaluate_output(
     spark: SparkSession,
     out: str,
     truth_path: str,
-    settings: dict[str, Any],
+    cfg: Mapping[str, Any],
     split: str | None = None,
     sweep_max: int = 10,
     min_precision: float = 0.99,
 ) -> dict[str, Any]:
-    """Every figure of ``dedup eval`` for the job output in ``out`` against ``truth_path``."""
+    """Every figure of ``dedup eval`` for the job output in ``out`` against ``truth_path``; ``cfg``
+    (a merged config: ``dedup eval``'s entry) gives the hash rule that is swept."""
+    settings = typed(cfg)
+    hash_rule = Rule.of(settings, dim=0)
     truth = load_truth(spark, truth_path, split).cache()
     members = spark.read.parquet(f"{out}/groups")
     pairs = spark.read.parquet(f"{out}/pairs")
     scored_path = f"{out}/candidates"
     scored = spark.read.parquet(scored_path) if path_exists(spark, scored_path) else None
-    curve = threshold_sweep(spark.read.parquet(f"{out}/features"), truth, settings, sweep_max)
+    features = spark.read.parquet(f"{out}/features")
+    curve = threshold_sweep(features, truth, settings.hash, settings.exact, hash_rule, sweep_max)
     report = {
         "split": split or "all",
         "listings": truth.count(),

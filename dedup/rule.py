@@ -1,0 +1,135 @@
+"""The duplicate rule, in one place: which candidates a run generates, which thresholds decide a
+pair, and whether the photo check runs, built once from the settings (:meth:`Rule.of`).
+
+The job's candidates and verify stages (``jobs/stages.py``), ``dedup query`` (:mod:`dedup.query`),
+``dedup eval``'s sweep (:mod:`dedup.devkit.evaluate`) and the calibration scripts in ``bench/``
+all decide through it. The rule, as :func:`dedup.verify.score_pairs` applies it to a pair's
+signals (``method`` names the signal that decided):
+
+1. **Byte-identical** images are duplicates (``exact``).
+2. **With the photo check** (embeddings, ``verify.photo_match`` on: the default), a pair whose
+   dHash distance is at most ``verify.photo_max_distance`` or whose cosine reaches the candidate
+   floor is compared by :mod:`dedup.photomatch` and is a duplicate when its scores pass
+   :class:`dedup.photomatch.PhotoRule` (``photo``); no other pair is.
+3. **Without it** (``embed.backend=none`` or ``verify.photo_match=false``): dHash distance at most
+   ``hash.max_distance`` with thumbnails within ``verify.max_thumb_distance`` (``dhash``), or, with
+   embeddings, a cosine at or above the deciding cosine (``cosine``).
+
+Candidates: byte-identical pairs, dHash pairs within :attr:`Rule.near_distance` (with the photo
+check, ``verify.photo_max_distance`` when that is smaller than ``hash.max_distance``: farther dHash
+pairs could only be decided by the cosine), and with embeddings, cosine pairs at or above
+:attr:`Rule.floor`. The floor is ``cosine.min_cosine`` and the deciding cosine
+``verify.min_cosine``; 0 means the backend's calibrated value (:func:`cosine_thresholds`).
+
+>>> from dedup.config import load_config
+>>> from dedup.settings import typed
+>>> rule = Rule.of(typed(load_config()), dim=512)
+>>> rule.photo is not None, rule.near_distance, rule.floor
+(True, 0, 0.5)
+>>> hashes = Rule.of(typed(load_config(overrides=["embed.backend=none"])), dim=0)
+>>> hashes.photo is None, hashes.near_distance, hashes.floor
+(True, 3, None)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from dedup import embed, knn
+from dedup.photomatch import PhotoRule
+from dedup.settings import Settings, Table
+
+
+def cosine_thresholds(embed_settings: Table, cosine_settings: Table, verify_settings: Table) -> tuple[float, float]:
+    """(candidate floor, deciding cosine): ``cosine.min_cosine`` and ``verify.min_cosine`` where
+    set (above 0), else the backend's calibrated values (:data:`dedup.embed.CANDIDATE_COSINE`,
+    :data:`dedup.embed.CALIBRATED_MIN_COSINE`); ValueError for a backend without one."""
+    backend = embed_settings["backend"]
+    chosen = []
+    for key, settings, table in (
+        ("cosine", cosine_settings, embed.CANDIDATE_COSINE),
+        ("verify", verify_settings, embed.CALIBRATED_MIN_COSINE),
+    ):
+        value = float(settings["min_cosine"] or 0)
+        if value <= 0 and backend not in table:
+            raise ValueError(f"embed.backend={backend} has no calibrated threshold: set {key}.min_cosine")
+        chosen.append(value if value > 0 else table[backend])
+    return chosen[0], chosen[1]
+
+
+def check_settings(settings: Settings) -> None:
+    """Fail before Spark starts on settings the rule cannot work with (ValueError with the
+    reason): the embedder's (:func:`dedup.embed.check_settings`), a missing threshold, the kNN's."""
+    embed.check_settings(settings.embed)
+    if settings.embed.backend != "none":
+        cosine_thresholds(settings.embed, settings.cosine, settings.verify)
+    knn.check_settings(settings.cosine)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """The duplicate rule of a run whose embeddings have ``dim`` dimensions (0: hashes only)."""
+
+    dim: int  # embedding dimension (0: no embeddings, no cosine)
+    photo: PhotoRule | None  # the photo check's thresholds when it decides, else None
+    near_distance: int  # dHash candidates within this distance
+    max_distance: int  # the hash rule: dHash distance at most this (hash.max_distance)
+    match_flips: bool  # the mirrored image's dHash counts too (hash.match_flips)
+    max_thumb_distance: float  # the hash rule: thumbnails this close (verify.max_thumb_distance)
+    photo_max_distance: int  # photo-checked: dHash pairs this close (verify.photo_max_distance)
+    floor: float | None  # cosine candidates at or above this (None: no embeddings)
+    min_cosine: float | None  # the cosine rule: duplicates at or above this (None: no embeddings)
+    exclude_same_family: bool  # same-family pairs set apart (verify.exclude_same_family)
+
+    @classmethod
+    def of(cls, settings: Settings, dim: int) -> Rule:
+        """The rule of ``settings`` over features with ``dim``-dimensional embeddings."""
+        return cls.from_tables(settings.hash, settings.embed, settings.cosine, settings.verify, dim)
+
+    @classmethod
+    def from_tables(
+        cls, hash_settings: Table, embed_settings: Table, cosine_settings: Table, verify_settings: Table, dim: int
+    ) -> Rule:
+        """:meth:`of` from the four tables the rule reads."""
+        photo = PhotoRule.of(verify_settings) if dim and verify_settings["photo_match"] else None
+        floor, min_cosine = cosine_thresholds(embed_settings, cosine_settings, verify_settings) if dim else (None, None)
+        max_distance = int(hash_settings["max_distance"])
+        near = min(max_distance, int(verify_settings["photo_max_distance"])) if photo else max_distance
+        return cls(
+            dim=int(dim), photo=photo, near_distance=near, max_distance=max_distance,
+            match_flips=bool(hash_settings["match_flips"]),
+            max_thumb_distance=float(verify_settings["max_thumb_distance"]),
+            photo_max_distance=int(verify_settings["photo_max_distance"]), floor=floor, min_cosine=min_cosine,
+            exclude_same_family=bool(verify_settings["exclude_same_family"]),
+        )  # fmt: skip
+
+    @property
+    def photo_checked(self) -> bool:
+        """Whether candidates are decided by the photo check."""
+        return self.photo is not None
+
+    def photo_gate(self) -> Column:
+        """Which scored pairs the photo check compares: dHash within ``photo_max_distance``, or a
+        cosine at or above the floor (byte-identical pairs are decided before)."""
+        return (F.col("distance") <= self.photo_max_distance) | F.coalesce(F.col("cosine") >= self.floor, F.lit(False))
+
+    def fit_gate(self) -> tuple[int, float]:
+        """The keypoint fit a pair must reach to be compared further (``weak_fit`` otherwise)."""
+        thresholds = dict(self.photo.at_least)
+        return int(thresholds["inliers"]), thresholds["inlier_ratio"]
+
+    def decision(self) -> Column:
+        """The ``method`` that decides a scored pair (``exact``, ``photo``, ``dhash``, ``cosine``;
+        null: not a duplicate), over its ``method`` (exact or dhash), ``distance``,
+        ``thumb_distance``, ``cosine`` and ``photo`` columns."""
+        exact = F.col("method") == "exact"
+        if self.photo is not None:
+            return F.when(exact, "exact").when(self.photo.column(F.col("photo")), "photo")
+        by_hash = (F.col("distance") <= self.max_distance) & (F.col("thumb_distance") <= self.max_thumb_distance)
+        decided = F.when(exact, "exact").when(by_hash, "dhash")
+        if self.dim:
+            decided = decided.when(F.coalesce(F.col("cosine") >= self.min_cosine, F.lit(False)), "cosine")
+        return decided
