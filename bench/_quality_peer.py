@@ -6,9 +6,11 @@ Runs under the peer's own interpreter (imagededup lives in ``.venv-bench``, Pyth
     .venv-bench/bin/python bench/_quality_peer.py --tool imagededup --method phash --images DIR
     .venv-immaculate/bin/python bench/_quality_peer.py --tool immaculate --method sscd --images DIR
 
-Prints one JSON line: ``groups`` (lists of file names that the peer calls duplicates of each other;
-for imagededup, the connected components of its duplicate map), ``seconds`` (the whole call, hashing
-and search) and, where the method cannot run, ``status: failed`` with the reason.
+Prints one JSON line: ``links`` (file name -> the file names the peer calls its duplicates: for
+imagededup, its duplicate map; for Immaculate, each set's first file -> the others), whose connected
+components ``bench/quality.py`` scores as the peer's groups (:func:`dedup.devkit.metrics.components`:
+this script runs without dedup installed), ``seconds`` (the whole call, hashing and search) and,
+where the method cannot run, ``status: failed`` with the reason.
 """
 
 from __future__ import annotations
@@ -21,26 +23,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-
-
-def components(links: dict[str, list[str]]) -> list[list[str]]:
-    """Connected components (two or more files) of a file -> duplicates map."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for name, others in links.items():
-        for other in others:
-            parent[find(name)] = find(other)
-    groups: dict[str, list[str]] = {}
-    for name in parent:
-        groups.setdefault(find(name), []).append(name)
-    return [sorted(g) for g in groups.values() if len(g) > 1]
 
 
 def run_imagededup(method: str, folder: str) -> dict[str, Any]:
@@ -62,7 +44,7 @@ def run_imagededup(method: str, folder: str) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     import imagededup
 
-    return {"groups": components(links), "seconds": seconds, "version": imagededup.__version__}
+    return {"links": links, "seconds": seconds, "version": imagededup.__version__}
 
 
 def run_immaculate(method: str, folder: str) -> dict[str, Any]:
@@ -72,17 +54,17 @@ def run_immaculate(method: str, folder: str) -> dict[str, Any]:
     result = immaculate.find_duplicates(folder, method=method)
     seconds = time.perf_counter() - started
     groups = [sorted(Path(p).name for p in group) for group in [*result.exact, *result.near]]
-    return {"groups": _merge(groups), "seconds": seconds, "version": immaculate.__version__,
+    return {"links": _links(groups), "seconds": seconds, "version": immaculate.__version__,
             "skipped": len(result.skipped)}  # fmt: skip
 
 
-def _merge(groups: list[list[str]]) -> list[list[str]]:
-    """Exact and near sets may share files: merge them into components."""
+def _links(groups: list[list[str]]) -> dict[str, list[str]]:
+    """Each set's first file -> the others (exact and near sets may share files: their components merge them)."""
     links: dict[str, list[str]] = {}
     for group in groups:
         for name in group[1:]:
             links.setdefault(group[0], []).append(name)
-    return components(links)
+    return links
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", required=True)
     parser.add_argument("--images", required=True)
     args = parser.parse_args(argv)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     record: dict[str, Any] = {"tool": args.tool, "method": args.method, "python": platform.python_version(),
                               "cpu_count": os.cpu_count()}  # fmt: skip
     try:

@@ -36,11 +36,10 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from dedup.embed import load_embedder, resize_square
+from dedup.features import decoded_features
 
-from dedup.embed import load_embedder, resize_square  # noqa: E402
-from dedup.features import decoded_features  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 DEFAULT_IMAGES = REPO.parent / "shared" / "data" / "fashion-catalog" / "images"
 

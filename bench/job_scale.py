@@ -28,18 +28,15 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
+from dedup.config import load_config
+from dedup.devkit.benchrun import run_meta
+from dedup.devkit.benchset import COMBINABLE, TRANSFORMS, edit
+from dedup.devkit.imageserver import ImageServer
+from dedup.devkit.synth import image_url_str, write_catalog_csv
+from dedup.session import build_session
+from jobs.dedup_job import run_job
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from scale import _meta  # noqa: E402
-
-from dedup.config import load_config  # noqa: E402
-from dedup.devkit.benchset import COMBINABLE, TRANSFORMS, edit  # noqa: E402
-from dedup.devkit.imageserver import ImageServer  # noqa: E402
-from dedup.devkit.synth import image_url_str, write_catalog_csv  # noqa: E402
-from dedup.session import build_session  # noqa: E402
-from jobs.dedup_job import run_job  # noqa: E402
 
 DEFAULT_PHOTOS = REPO.parent / "shared" / "data" / "fashion-catalog" / "images"
 FASTDUP_PYTHON = REPO / ".venv-fastdup" / "bin" / "python"
@@ -102,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     photos = sorted({x["photo"] for x in listings})
     small = set(random.Random(args.seed).sample(photos, round(args.small_share * len(photos))))
     sizes = {"small": [x for x in listings if x["photo"] in small], "large": listings}
-    results: dict[str, Any] = {"meta": _meta(), "runs": {}}
+    results: dict[str, Any] = {"meta": run_meta(), "runs": {}}
     cfg = load_config(None, ["fetch.allowed_hosts=127.0.0.1", "spark.master=local[2]", "spark.ui.enabled=false",
                              *args.overrides])  # fmt: skip
     spark = build_session(cfg["spark"])

@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from dedup.devkit.benchset import read_truth
+from dedup.vectors import normalise, stack
 
-from dedup.devkit.benchset import read_truth  # noqa: E402
-from dedup.vectors import normalise, stack  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 KS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20)
 FLOORS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)

@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from dedup.vectors import stack
 
-from dedup.vectors import stack  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def exact_pairs(vectors: np.ndarray, floor: float, block: int = 2048) -> set[tuple[int, int]]:

@@ -32,11 +32,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from dedup import photomatch
+from dedup.config import DEFAULTS
 
-from dedup import photomatch  # noqa: E402
-from dedup.config import DEFAULTS  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def measure(pm: ModuleType, pairs: list[tuple[str, str]], needed: set[str], data: dict, gate: tuple) -> dict[str, Any]:

@@ -38,7 +38,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,9 @@ import pyarrow.parquet as pq
 
 from dedup.config import load_config
 from dedup.devkit.benchset import build_bench_set, read_truth
-from dedup.devkit.evaluate import best_at_precision, evaluate_output, group_pair_scores, load_truth, pair_scores
+from dedup.devkit.evaluate import best_at_precision, evaluate_output, group_pair_scores, load_truth
 from dedup.devkit.imageserver import ImageServer
+from dedup.devkit.metrics import components, range_labels, score_groups
 from dedup.session import build_session
 from jobs.dedup_job import run_job
 
@@ -59,42 +60,6 @@ PEER_PYTHONS = {"imagededup": REPO / ".venv-bench" / "bin" / "python",
 DEFAULT_PEERS = ("imagededup:phash,imagededup:dhash,imagededup:whash,imagededup:ahash,imagededup:cnn,"
                  "immaculate:pdq,immaculate:phash,immaculate:sscd_distilled,immaculate:sscd")  # fmt: skip
 JOB_OVERRIDES = ["fetch.allowed_hosts=127.0.0.1", "spark.master=local[2]", "spark.ui.enabled=false"]
-ORIGINALS = ("original", "exact_real")
-
-
-def score_groups(groups: list[list[str]], truth: list[dict[str, str]], split: str) -> dict[str, Any]:
-    """Group-level scores of ``groups`` (lists of productIds) on the listings of ``split``."""
-    rows = {t["productId"]: t for t in truth if t["split"] == split}
-    predicted: dict[str, int] = {}
-    for index, group in enumerate(groups):
-        members = [pid for pid in group if pid in rows]
-        if len(members) > 1:
-            predicted.update((pid, index) for pid in members)
-    true_groups = {pid: t["group"] for pid, t in rows.items() if t["group"]}
-    scores: dict[str, Any] = pair_scores(predicted, true_groups)
-    originals = Counter(predicted[p] for p, t in rows.items() if p in predicted and t["transform"] in ORIGINALS)
-    same_source = Counter((predicted[p], t["source"]) for p, t in rows.items()
-                          if p in predicted and t["transform"] in ORIGINALS)  # fmt: skip
-    scores["lookalike_false_pairs"] = sum(n * (n - 1) // 2 for n in originals.values()) - sum(
-        n * (n - 1) // 2 for n in same_source.values()
-    )
-    original_of = {t["group"]: pid for pid, t in rows.items() if t["group"] and t["transform"] == "original"}
-    by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    by_range: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for pid, t in rows.items():
-        if t["group"] and t["transform"] != "original":
-            other = original_of.get(t["group"])
-            grouped = int(pid in predicted and predicted.get(other) == predicted[pid])
-            for counts in [by_kind[t["transform"].split(":")[0]], *(by_range[r] for r in _ranges(t))]:
-                counts[0] += 1
-                counts[1] += grouped
-    scores["recall_by_transform"] = {k: {"copies": n, "recall": found / n} for k, (n, found) in sorted(by_kind.items())}
-    scores["recall_by_range"] = {k: {"copies": n, "recall": found / n} for k, (n, found) in sorted(by_range.items())}
-    return scores
-
-
-def _ranges(row: dict[str, str]) -> list[str]:
-    return [label for label in (row.get("ranges") or "").split(";") if label]
 
 
 def candidate_recall(job: Path, truth: list[dict[str, str]], split: str) -> dict[str, dict[str, Any]]:
@@ -109,7 +74,7 @@ def candidate_recall(job: Path, truth: list[dict[str, str]], split: str) -> dict
     for t in truth:
         if t["split"] == split and t["group"] and t["transform"] != "original":
             pair = frozenset((t["productId"], original_of[t["group"]]))
-            for key in [t["transform"].split(":")[0], *_ranges(t)]:
+            for key in [t["transform"].split(":")[0], *range_labels(t)]:
                 counts[key][0] += 1
                 counts[key][1] += pair in pairs
                 counts[key][2] += pair in checked
@@ -148,7 +113,7 @@ def run_peer(tool: str, method: str, images: Path, names: dict[str, str]) -> dic
         return {"tool": tool, "method": method, "status": "failed", "reason": done.stderr.strip()[-1500:]}
     record = json.loads(lines[-1])
     if record.get("status") == "ok":
-        record["groups"] = [[names[n] for n in g if n in names] for g in record["groups"]]
+        record["groups"] = [[names[n] for n in g if n in names] for g in components(record.pop("links"))]
     record["command"] = shlex.join(command)
     return record
 

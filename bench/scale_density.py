@@ -50,18 +50,15 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from dedup import cosine, groups, knn
+from dedup.config import DEFAULTS
+from dedup.devkit.benchrun import DriverMemory, run_meta, timed
+from dedup.devkit.benchset import read_truth
+from dedup.embed import CANDIDATE_COSINE
+from dedup.session import build_session
+from dedup.vectors import normalise, stack, to_bytes
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from scale import DriverMemory, _meta, _timed  # noqa: E402
-
-from dedup import cosine, groups, knn  # noqa: E402
-from dedup.config import DEFAULTS  # noqa: E402
-from dedup.devkit.benchset import read_truth  # noqa: E402
-from dedup.embed import CANDIDATE_COSINE  # noqa: E402
-from dedup.session import build_session  # noqa: E402
-from dedup.vectors import normalise, stack, to_bytes  # noqa: E402
 
 BLOCK = 100  # ids per block: 98 drawn, then a twin of the 98th (a duplicate listing), then a planted copy of it
 THRESHOLDS = (0.6, 0.7, 0.8, 0.9, 0.95)
@@ -180,10 +177,10 @@ def run_size(spark: SparkSession, n: int, args: argparse.Namespace, model: dict[
     stages: dict[str, float] = {}
     items = table.select("id", "embedding")
     found = knn.knn_pairs(items, settings, dim, n, floor)
-    _timed(stages, "candidates", lambda: found.pairs.write.mode("overwrite").parquet(str(run / "candidates")))
+    timed(stages, "candidates", lambda: found.pairs.write.mode("overwrite").parquet(str(run / "candidates")))
     cands = spark.read.parquet(str(run / "candidates"))
     verified = cosine.verify_cosine(cands.select("id_a", "id_b"), items, dim, floor)
-    _timed(stages, "verify_cosine", lambda: verified.write.mode("overwrite").parquet(str(run / "scored")))
+    timed(stages, "verify_cosine", lambda: verified.write.mode("overwrite").parquet(str(run / "scored")))
     planted = table.where(F.col("planted_cosine").isNotNull()).select(
         (F.col("id") - 2).alias("id_a"), F.col("id").alias("id_b"), "planted_cosine"
     )
@@ -191,7 +188,7 @@ def run_size(spark: SparkSession, n: int, args: argparse.Namespace, model: dict[
     edges = kept.select("id_a", "id_b", F.lit("photo").alias("method"), F.lit(None).cast("int").alias("distance"))
     named = table.select("id", F.concat(F.lit("p"), F.col("id").cast("string")).alias("productId"))
     built = groups.build_groups(edges, named, dict(DEFAULTS["groups"]))
-    _timed(stages, "groups", lambda: built.members.write.mode("overwrite").parquet(str(run / "groups")))
+    timed(stages, "groups", lambda: built.members.write.mode("overwrite").parquet(str(run / "groups")))
     peaks = memory.peaks()
     n_pairs = cands.count()
     in_pairs = cands.select(F.col("id_a").alias("id")).union(cands.select(F.col("id_b").alias("id"))).distinct().count()
@@ -250,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     real = real_vectors(args.real_features, args.truth)
     copies = np.array([c for v in json.loads(args.copy_cosines.read_text())["copy_cosines"].values() for c in v])
     model = fit_model(real, args.clusters, args.seed)
-    results: dict[str, Any] = {"meta": _meta(), "real_photos": len(real), "copy_cosines": len(copies),
+    results: dict[str, Any] = {"meta": run_meta(), "real_photos": len(real), "copy_cosines": len(copies),
                                "real_shares": pair_shares(real), "runs": []}  # fmt: skip
     spark = build_session(dict(DEFAULTS["spark"]) | {
         "spark.master": "local[2]", "spark.app.name": "dedup-scale-density", "spark.ui.enabled": "false",

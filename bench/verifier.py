@@ -8,15 +8,17 @@ Steps (each cached under ``--out``, so a re-run only redoes what changed):
    L2-normalised 512-d out, CPU) cached as ``emb-<model>.npy``.
 3. Candidate pairs: dHash distance <= 10 (direct or mirrored) or cosine >= 0.5, blockwise over
    all listings (a bench, not product code). Each is labelled from the truth: a duplicate (same
-   group, with the copy's transform) or a look-alike (different groups).
+   group, with the copy's transform) or a false pair (different groups), a look-alike when both
+   are originals of different photos (``dedup.devkit.metrics.is_lookalike``).
 4. The verifier (``dedup.photomatch``) scores the study subset (pairs within one split with dHash
    <= STUDY_DHASH or cosine >= STUDY_COSINE: all 16 million candidates would take days at tens of
    pairs/s), then re-scores with the tile agreement the pairs any rule of the grid can keep; its
    rule is calibrated on the calibration split's pairs and reported on the holdout split:
-   pairwise precision and recall over candidates, recall per transform, look-alike false pairs, before and after, and
-   group-level scores (connected components of the kept pairs) for SSCD cosine alone at its best
-   threshold, dHash alone, the union of both, the union + verifier, and the union + verifier with
-   the shortcut (exact bytes, or dHash <= 1 and thumbnail <= --max-thumb) kept unverified.
+   pairwise precision and recall over candidates, recall per transform, false and look-alike false
+   pairs, before and after, and group-level scores (connected components of the kept pairs) for
+   SSCD cosine alone at its best threshold, dHash alone, the union of both, the union + verifier,
+   and the union + verifier with the shortcut (exact bytes, or dHash <= 1 and thumbnail <=
+   --max-thumb) kept unverified.
 5. Speed: ``dedup.photomatch.score_bytes`` pairs/s in one process (wall and CPU time).
 
 Run from the repository root::
@@ -39,9 +41,8 @@ from typing import Any
 import numpy as np
 
 from dedup.devkit.benchset import build_bench_set, read_truth
+from dedup.devkit.metrics import is_original, score_groups, true_pair_count
 from dedup.imaging import decode_pixels, dhash_pair, thumb_distances, thumbnail
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTOS = REPO.parent / "shared" / "data" / "fashion-catalog" / "images"
@@ -184,8 +185,11 @@ def candidates(table: np.ndarray, emb: np.ndarray, out: Path, block: int = 512) 
 
 def label(pairs: dict[str, np.ndarray], truth: list[dict[str, str]]) -> dict[str, np.ndarray]:
     """Adds ``duplicate`` (same truth group), ``split`` (the split both ends share, else "cross") and
-    ``transform`` (of a duplicate: the copy's transform, ``copy+copy`` between two copies)."""
+    ``transform`` (of a duplicate: the copy's transform, ``copy+copy`` between two copies; else
+    ``false``) and ``lookalike`` (two originals of different photos: a look-alike false pair)."""
     group = np.array([t["group"] or f"single-{k}" for k, t in enumerate(truth)])
+    original = np.array([is_original(t) for t in truth])
+    source = np.array([t["source"] for t in truth])
     split = np.array([t["split"] for t in truth])
     kind = np.array([t["transform"].split(":")[0] for t in truth])
     i, j = pairs["i"], pairs["j"]
@@ -196,7 +200,8 @@ def label(pairs: dict[str, np.ndarray], truth: list[dict[str, str]]) -> dict[str
         **pairs,
         "duplicate": duplicate,
         "split": np.where(same_split, split[i], "cross"),
-        "transform": np.where(duplicate, transform, "lookalike"),
+        "transform": np.where(duplicate, transform, "false"),
+        "lookalike": original[i] & original[j] & (source[i] != source[j]),
     }
 
 
@@ -304,8 +309,6 @@ def components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 def group_scores(truth: list[dict[str, str]], split: str, i: np.ndarray, j: np.ndarray) -> dict[str, Any]:
     """Group-level scores on ``split`` of the components of kept pairs (i, j) (both ends in ``split``)."""
-    from quality import score_groups
-
     labels = components(len(truth), i, j)
     members: dict[int, list[str]] = {}
     for k, lab in enumerate(labels.tolist()):
@@ -327,17 +330,10 @@ def pair_table(pairs: dict[str, np.ndarray], keep: np.ndarray, split: str, true_
         "recall": tp / true_pairs if true_pairs else 1.0,
         "kept_pairs": predicted,
         "true_kept": tp,
-        "lookalike_false_pairs": predicted - tp,
+        "false_pairs": predicted - tp,
+        "lookalike_false_pairs": int((mask & pairs["lookalike"]).sum()),
         "recall_by_transform_over_candidates": by_transform,
     }
-
-
-def true_pair_count(truth: list[dict[str, str]], split: str) -> int:
-    sizes: dict[str, int] = {}
-    for t in truth:
-        if t["group"] and t["split"] == split:
-            sizes[t["group"]] = sizes.get(t["group"], 0) + 1
-    return sum(n * (n - 1) // 2 for n in sizes.values())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,8 +18,8 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from dedup.config import load_config
-from dedup.devkit.evaluate import pair_scores
 from dedup.devkit.imageserver import ImageServer
+from dedup.devkit.metrics import pair_scores
 from dedup.devkit.synth import SyntheticCatalog, dump_line, jpeg_bytes, make_catalog, product_image, write_catalog_csv
 from dedup.session import build_session
 from jobs.dedup_job import run_job

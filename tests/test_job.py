@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from dedup.config import load_config
-from dedup.devkit.evaluate import pair_scores
 from dedup.devkit.imageserver import ImageServer
+from dedup.devkit.metrics import pair_scores
 from dedup.devkit.synth import dump_line, make_catalog, write_catalog_csv
 from jobs.dedup_job import run_job
 from jobs.demo import dirty_lines
