@@ -1,0 +1,117 @@
+"""Replay the duplicate rule (``dedup.rule.Rule``) over a finished run's scored candidates, and
+check that it makes the run's decisions, pair by pair, and the run's holdout figures.
+
+A run writes every candidate with every signal and the method that decided it (``candidates/``).
+This rebuilds the rule from the run's recorded settings (its ``manifest.json``) with this
+checkout's code and compares, over every candidate:
+
+* ``Rule.decision()``, the Spark column the verify stage decides with, to the recorded ``method``;
+* ``PhotoRule.decide`` (Python, one pair's scores) and ``PhotoRule.frame`` (pandas, the
+  calibration replay's) to the recorded ``photo`` decisions;
+* ``Rule.photo_gate()`` to which pairs the run photo-checked (non-null ``photo``).
+
+With ``--truth``, the replayed groups (components of the replayed duplicates, same-family pairs
+left out as the run left them out) are scored on both splits next to the run's own ``groups/``
+(``dedup.devkit.metrics.score_groups``; the run's oversized-group re-split is not replayed).
+
+    .venv/bin/python bench/replay_rule.py --job bench-out/dev1-final/job/default \\
+        --truth bench-out/dev1-final/set/truth.csv [--out replay.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+from pyspark.sql import functions as F
+
+from dedup.config import job_settings_of
+from dedup.devkit.benchrun import run_meta
+from dedup.devkit.benchset import read_truth
+from dedup.devkit.metrics import edge_components, score_groups
+from dedup.photomatch import SCORE_FIELDS
+from dedup.rule import Rule
+from dedup.session import build_session
+from dedup.settings import typed
+
+SPARK = {"spark.master": "local[1]", "spark.driver.memory": "2g", "spark.ui.enabled": "false",
+         "spark.sql.shuffle.partitions": "4", "spark.ui.showConsoleProgress": "false"}  # fmt: skip
+
+
+def replay(job: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Mismatch counts of the rule's three forms and its gate against the run's decisions, and
+    the candidates with the replayed ``method`` (a, b, same_family, replayed)."""
+    manifest = json.loads((job / "manifest.json").read_text())
+    rule = Rule.of(typed(job_settings_of(manifest["config"])), int(manifest["embedding"]["dim"] or 0))
+    spark = build_session(SPARK)
+    try:
+        scored = spark.read.parquet(str(job / "candidates"))
+        replayed = scored.withColumn("replayed", rule.decision())
+        counts = replayed.agg(
+            F.count("*").alias("candidates"),
+            F.sum((~F.col("method").eqNullSafe(F.col("replayed"))).cast("long")).alias("decision_mismatches"),
+            F.sum(((F.col("method").isNull() | (F.col("method") != "exact"))
+                   & (rule.photo_gate() != F.col("photo").isNotNull())).cast("long")).alias("gate_mismatches"),
+        ).first().asDict()  # fmt: skip
+        by_method = {r["replayed"]: r["count"] for r in replayed.groupBy("replayed").count().collect()}
+        frame = replayed.select("a", "b", "method", "same_family", "replayed", "photo").toPandas()
+    finally:
+        spark.stop()
+    photo_rows = frame[frame["photo"].notna()]
+    recorded = photo_rows["method"].eq("photo").to_numpy()
+    scores = [dict(row) for row in photo_rows["photo"]]
+    python = [rule.photo.decide(one) for one in scores]
+    columns = pd.DataFrame(scores, columns=[name for name, _ in SCORE_FIELDS])  # a missing score: NaN
+    vectorised = (columns["reason"].isna() & rule.photo.frame(columns)).to_numpy()
+    counts.update(
+        photo_checked=len(photo_rows),
+        python_mismatches=int((recorded != python).sum()),
+        pandas_mismatches=int((recorded != vectorised).sum()),
+        replayed_by_method={str(k): v for k, v in sorted(by_method.items(), key=lambda kv: str(kv[0]))},
+        recorded_pairs_by_method=manifest["pairs_by_method"],
+    )
+    return counts, frame.drop(columns="photo")
+
+
+def run_groups(job: Path) -> list[list[str]]:
+    """The run's own groups (oversized left out, as in duplicates.json)."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for row in pq.read_table(job / "groups", columns=["productId", "group_id", "oversized"]).to_pylist():
+        if not row["oversized"]:
+            groups[row["group_id"]].append(row["productId"])
+    return list(groups.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--job", type=Path, required=True, help="a finished job output (candidates/, manifest.json)")
+    parser.add_argument("--truth", type=Path, help="the bench set's truth.csv: score the replayed groups")
+    parser.add_argument("--out", type=Path, help="write the result here as JSON")
+    args = parser.parse_args(argv)
+    counts, frame = replay(args.job)
+    result: dict[str, Any] = {"meta": run_meta(), "job": str(args.job), "replay": counts}
+    if args.truth:
+        truth = read_truth(args.truth)
+        kept = frame[frame["replayed"].notna() & ~frame["same_family"]]
+        replayed_groups = edge_components(kept["a"], kept["b"])
+        keys = ("precision", "recall", "f1", "lookalike_false_pairs")
+        for split in ("calibration", "holdout"):
+            replayed, recorded = (
+                score_groups(replayed_groups, truth, split),
+                score_groups(run_groups(args.job), truth, split),
+            )
+            result[split] = {"replayed": {k: replayed[k] for k in keys}, "run": {k: recorded[k] for k in keys}}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
