@@ -2,6 +2,8 @@
 
 Settings are a nested dict addressed by dotted keys (``fetch.allowed_hosts``). The ``spark``
 table holds Spark settings passed to the session builder; every other table is a job setting.
+This dict is what a run records in ``manifest.json``; at a command's entry,
+:func:`dedup.settings.typed` makes each table a frozen dataclass, checked once.
 
 >>> cfg = load_config(overrides=["fetch.max_attempts=5", "fetch.allowed_hosts=127.0.0.1,localhost"])
 >>> cfg["fetch"]["max_attempts"], cfg["fetch"]["allowed_hosts"]
