@@ -62,10 +62,11 @@ def cosine_thresholds(embed_settings: Table, cosine_settings: Table, verify_sett
 
 def check_settings(settings: Settings) -> None:
     """Fail before Spark starts on settings the rule cannot work with (ValueError with the
-    reason): the embedder's (:func:`dedup.embed.check_settings`), a missing threshold, the kNN's."""
-    embed.check_settings(settings.embed)
-    if settings.embed.backend != "none":
+    reason): a missing threshold of a known embedder, then the embedder's
+    (:func:`dedup.embed.check_settings`: an unknown backend, a missing model), then the kNN's."""
+    if settings.embed.backend in embed.BACKENDS and settings.embed.backend != "none":
         cosine_thresholds(settings.embed, settings.cosine, settings.verify)
+    embed.check_settings(settings.embed)
     knn.check_settings(settings.cosine)
 
 
