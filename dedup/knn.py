@@ -24,6 +24,12 @@ How (nothing on the driver grows with N but the centroid table, ``cells`` x ``di
 4. Per product: its best ``k`` distinct neighbours over every cell it was in, kept at
    ``cosine >= floor``; pairs (id_a < id_b) distinct, with their cosine.
 
+A product with a content region (``region_embedding``, :mod:`dedup.content`: a banner, a
+screenshot, a large pad) takes part with both vectors: each is a member of the cells it is
+assigned to and finds its own best ``k`` (step 4 per vector), and the product's neighbours are
+the union. A neighbour's cosine is the best over its vectors; a product is never its own
+neighbour. Only the few products with a region add up to ``k`` pairs each.
+
 Recall against exact kNN is measured on a sample by ``bench/knn_scale.py`` (docs/BENCHMARKS.md).
 
 >>> plan_cells(10_000, {"cell_size": 2000, "max_cells": 4096})
@@ -48,7 +54,7 @@ from pyspark.sql import functions as F
 from dedup.cosine import decode
 
 log = logging.getLogger(__name__)
-NEIGHBOUR_SCHEMA = "id long, nbr long, cosine float, blocked long"
+NEIGHBOUR_SCHEMA = "id long, slot int, nbr long, cosine float, blocked long"  # slot 1: the region vector
 _IVF_FROM_CELLS = 1024  # above this many cells, assign through a faiss IVF index over the centroids
 
 
@@ -198,6 +204,7 @@ def _assign(centroids: np.ndarray, dim: int, probes: int) -> Callable[[Iterator[
             yield pd.DataFrame({
                 "cell": cells.ravel().astype(np.int64),
                 "id": np.repeat(frame["id"].to_numpy(np.int64), cells.shape[1]),
+                "slot": np.repeat(frame["slot"].to_numpy(np.int32), cells.shape[1]),
                 "embedding": np.repeat(frame["embedding"].to_numpy(object), cells.shape[1]),
             })[lambda f: f["cell"] >= 0]  # fmt: skip
 
@@ -210,23 +217,31 @@ def _search(settings: dict[str, Any], dim: int) -> Callable[[pd.DataFrame], pd.D
 
     def search(frame: pd.DataFrame) -> pd.DataFrame:
         _one_thread_per_task()
-        ids = frame["id"].to_numpy(np.int64)
-        (a, b, cos), blocked = cell_neighbours(ids, unit_rows(frame["embedding"], dim), k, cell_size, split_at,
+        ids, slots = frame["id"].to_numpy(np.int64), frame["slot"].to_numpy(np.int32)
+        rows = np.arange(len(ids), dtype=np.int64)  # searched by row: a product may hold two vectors here
+        # k + 1: a product's other vector can take one of its places, and is dropped below
+        (a, b, cos), blocked = cell_neighbours(rows, unit_rows(frame["embedding"], dim), k + 1, cell_size, split_at,
                                                probes, seed)  # fmt: skip
-        found = pd.DataFrame({"id": a, "nbr": b, "cosine": cos.astype(np.float32), "blocked": np.int64(0)})
-        note = pd.DataFrame({"id": [-1], "nbr": [-1], "cosine": [np.float32(0)], "blocked": [blocked]})
+        other = ids[a] != ids[b]
+        found = pd.DataFrame({"id": ids[a][other], "slot": slots[a][other], "nbr": ids[b][other],
+                              "cosine": cos[other].astype(np.float32), "blocked": np.int64(0)})  # fmt: skip
+        note = pd.DataFrame({"id": [-1], "slot": [np.int32(0)], "nbr": [-1], "cosine": [np.float32(0)],
+                             "blocked": [blocked]})  # fmt: skip
         return pd.concat([found, note], ignore_index=True)
 
     return search
 
 
 def knn_pairs(items: DataFrame, settings: dict[str, Any], dim: int, n_items: int, floor: float) -> KnnCandidates:
-    """(id_a, id_b, cosine) for each product of ``items`` (id long, embedding binary) and its
-    ``cosine.k`` nearest neighbours at ``cosine >= floor`` (module doc). Rows with a null
-    embedding take no part; ``n_items`` sizes the partition."""
+    """(id_a, id_b, cosine) for each product of ``items`` (id long, embedding binary, and
+    optionally region_embedding binary) and its ``cosine.k`` nearest neighbours at
+    ``cosine >= floor`` (module doc). Null vectors take no part; ``n_items`` sizes the partition."""
     check_settings(settings)
     k = int(settings["k"])
-    vectors = items.select("id", "embedding").where(F.col("embedding").isNotNull())
+    vectors = items.select("id", F.lit(0).alias("slot"), "embedding").where(F.col("embedding").isNotNull())
+    if "region_embedding" in items.columns:
+        regions = items.select("id", F.lit(1).alias("slot"), F.col("region_embedding").alias("embedding"))
+        vectors = vectors.unionByName(regions.where(F.col("embedding").isNotNull()))
     cells = plan_cells(n_items, settings)
     seed = int(settings["seed"])
     sample_rows = 0
@@ -238,9 +253,9 @@ def knn_pairs(items: DataFrame, settings: dict[str, Any], dim: int, n_items: int
         centroids = train_centroids(unit_rows(pd.Series([r["embedding"] for r in rows]), dim), cells, seed)
         cells = len(centroids)
         assigned = vectors.mapInPandas(_assign(centroids, dim, int(settings["probes"])),
-                                       "cell long, id long, embedding binary")  # fmt: skip
+                                       "cell long, id long, slot int, embedding binary")  # fmt: skip
     else:
-        assigned = vectors.select(F.lit(0).cast("long").alias("cell"), "id", "embedding")
+        assigned = vectors.select(F.lit(0).cast("long").alias("cell"), "id", "slot", "embedding")
     cell_sizes = assigned.groupBy("cell").count()
     cut_at = int(settings["max_group_rows"])
     parts = F.greatest(F.lit(1), F.ceil(F.col("count") / cut_at)).cast("long")
@@ -248,10 +263,11 @@ def knn_pairs(items: DataFrame, settings: dict[str, Any], dim: int, n_items: int
         "part", F.pmod(F.xxhash64("id"), parts)
     )  # a cell over max_group_rows is cut into groups a task can hold (counted: rows_in_cut_cells)
     neighbours = grouped.groupBy("cell", "part").applyInPandas(_search(settings, dim), NEIGHBOUR_SCHEMA).persist()
-    best = Window.partitionBy("id").orderBy(F.col("cosine").desc(), F.col("nbr"))
+    best = Window.partitionBy("id", "slot").orderBy(F.col("cosine").desc(), F.col("nbr"))
     top = (
         neighbours.where("id >= 0")
-        .dropDuplicates(["id", "nbr"])
+        .groupBy("id", "slot", "nbr")  # one row per neighbour: its best vector, over every cell searched
+        .agg(F.max("cosine").alias("cosine"))
         .withColumn("rank", F.row_number().over(best))
         .where((F.col("rank") <= k) & (F.col("cosine") >= floor))
     )
