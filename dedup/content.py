@@ -80,7 +80,8 @@ def _largest_block(small: np.ndarray, settings: dict[str, Any]) -> tuple[int, in
     height, width = colours.shape[:2]
     background = np.zeros((height, width), bool)
     for edge in (colours[:, :1], colours[:, -1:], colours[:1, :], colours[-1:, :]):
-        background |= np.abs(colours - edge).max(axis=2) <= _TOLERANCE
+        d = np.abs(colours - edge)  # the max over channels, pairwise: numpy's reduce over 3 is 5x slower
+        background |= np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2]) <= _TOLERANCE
     foreground = cv2.morphologyEx((~background).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
     if n <= 1:
