@@ -94,6 +94,14 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 64,  # images per model call inside a UDF batch
         "dtype": "float16",  # float16 or float32: how embeddings are stored in features/
         "device": "auto",  # auto (the task's GPU if Spark assigned one, else CPU), cpu or gpu
+        # content region (dedup/content.py): an image that is a frame around a smaller photo (a
+        # banner, a screenshot, a large pad) gets a second embedding of that photo alone, searched
+        # as its own vector by the kNN (docs/candidates.md); about 4% of catalog photos get one
+        "region": True,
+        "region_side": 96,  # px: the longer side of the copy the region is searched on
+        "region_max_share": 0.6,  # a region covering more of the canvas gets no second embedding
+        "region_min_fill": 0.9,  # ... unless a filled rectangle (this share of its box foreground)
+        "region_min_outside": 0.01,  # ... or with text/blocks around it covering this share of the canvas
     },
     "cosine": {
         # knn: each product's k nearest neighbours at or above the floor (bounded work per product,

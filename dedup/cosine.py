@@ -164,6 +164,23 @@ def cosine_udf(dim: int) -> Callable[[Column | str, Column | str], Column]:
     return exact_cosine
 
 
+def best_cosine_udf(dim: int) -> Callable[..., Column]:
+    """A pandas UDF over (a, a_region, b, b_region) binary embedding columns: the best exact
+    cosine between any vector of ``a`` and any of ``b`` (a null region takes no part; null when
+    no pair of vectors is there), as the kNN ranks a product with a content region."""
+
+    @F.pandas_udf(T.DoubleType())
+    def best_cosine(a: pd.Series, a_region: pd.Series, b: pd.Series, b_region: pd.Series) -> pd.Series:
+        out = np.full(len(a), -np.inf)
+        for left, right in ((a, b), (a_region, b), (a, b_region), (a_region, b_region)):
+            ok = (left.notna() & right.notna()).to_numpy()
+            if ok.any():
+                out[ok] = np.maximum(out[ok], cosines(decode(left[ok], dim), decode(right[ok], dim)))
+        return pd.Series(np.where(np.isinf(out), np.nan, out), index=a.index)
+
+    return best_cosine
+
+
 def _band_keys(plan: HyperplanePlan, dim: int, seed: int) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """mapInPandas: (id, embedding) batches in, (id, key) out, one row per band; the key is
     ``band << rows | the band's sign bits``."""

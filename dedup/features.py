@@ -8,6 +8,11 @@ orientation, any mode to RGB; an image that does not decode gets a reason instea
 the task. JPEGs decode at reduced scale (DCT scaling): hashes alone need 9x8 and 12x12 pixels,
 so a 1/4-scale decode serves them at a fraction of a full decode's cost; with an embedder the
 decode keeps the model's input size and the hashes come from the same pixels.
+
+With ``embed.region`` (the default with an embedder) an image that is a frame around a smaller
+photo (a banner, a screenshot, a large pad: :mod:`dedup.content`) also gets ``region_embedding``,
+the embedding of that photo alone, in the same model call; other images get null there, so the
+extra cost is the region search on a 96 px copy and one embedding for the few that have one.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from dedup import content
 from dedup.embed import cached_embedder, resize_square
 from dedup.imaging import DecodeError, decode_pixels, dhash_pair, thumbnail
 from dedup.vectors import DTYPES, to_bytes
@@ -40,6 +46,7 @@ FEATURE_TYPE = T.StructType(
 
 _DRAFT_SIZE = 32  # hashes alone: JPEG decodes at the smallest DCT scale keeping 32x32 pixels (1/4 for 224x224)
 EMBEDDING_FIELD = T.StructField("embedding", T.BinaryType())  # dedup.vectors: float16 or float32 bytes
+REGION_FIELD = T.StructField("region_embedding", T.BinaryType())  # the content region's; null: none found
 
 
 def hash_features(data: bytes | None, max_pixels: int) -> dict[str, Any]:
@@ -66,10 +73,12 @@ def decoded_features(data: bytes | None, max_pixels: int, draft_size: int) -> tu
 
 
 def feature_type(embed_settings: dict[str, Any] | None) -> T.StructType:
-    """FEATURE_TYPE, plus ``embedding`` when an embed backend is on."""
+    """FEATURE_TYPE, plus ``embedding`` when an embed backend is on, and ``region_embedding``
+    with ``embed.region``."""
     if not embedding_on(embed_settings):
         return FEATURE_TYPE
-    return T.StructType([*FEATURE_TYPE.fields, EMBEDDING_FIELD])
+    region = [REGION_FIELD] if content.region_on(embed_settings) else []
+    return T.StructType([*FEATURE_TYPE.fields, EMBEDDING_FIELD, *region])
 
 
 def embedding_on(embed_settings: dict[str, Any] | None) -> bool:
@@ -77,15 +86,24 @@ def embedding_on(embed_settings: dict[str, Any] | None) -> bool:
 
 
 def _embed_records(records: list[dict[str, Any]], pixels: list[np.ndarray | None], settings: dict[str, Any]) -> None:
-    """Add ``embedding`` to each decoded record, ``embed.batch_size`` images per model call."""
+    """Add ``embedding`` (and with ``embed.region``, ``region_embedding`` where the image has a
+    content region) to each decoded record, ``embed.batch_size`` images per model call."""
     embedder = cached_embedder(settings)
-    decoded = [i for i, p in enumerate(pixels) if p is not None]
+    inputs: list[tuple[int, str, np.ndarray]] = []  # (record, field, pixels to embed)
+    region = content.region_on(settings)
+    for i, image in enumerate(pixels):
+        if image is None:
+            continue
+        inputs.append((i, "embedding", image))
+        box = content.content_box(image, settings) if region else None
+        if box is not None:
+            inputs.append((i, "region_embedding", content.crop(image, box)))
     step = max(1, int(settings["batch_size"]))
-    for start in range(0, len(decoded), step):
-        chunk = decoded[start : start + step]
-        batch = np.stack([resize_square(pixels[i], embedder.input_size) for i in chunk])
-        for i, vector in zip(chunk, embedder.embed(batch), strict=True):
-            records[i]["embedding"] = to_bytes(vector, settings["dtype"])
+    for start in range(0, len(inputs), step):
+        chunk = inputs[start : start + step]
+        batch = np.stack([resize_square(image, embedder.input_size) for _, _, image in chunk])
+        for (i, field, _), vector in zip(chunk, embedder.embed(batch), strict=True):
+            records[i][field] = to_bytes(vector, settings["dtype"])
 
 
 def embedding_dim(features: DataFrame, embed_settings: dict[str, Any]) -> int:

@@ -24,6 +24,14 @@ How (nothing on the driver grows with N but the centroid table, ``cells`` x ``di
 4. Per product: its best ``k`` distinct neighbours over every cell it was in, kept at
    ``cosine >= floor``; pairs (id_a < id_b) distinct, with their cosine.
 
+A product with a content region (``region_embedding``, :mod:`dedup.content`: a banner, a
+screenshot, a large pad) takes part with both vectors: the region vector is assigned to cells
+like any other and finds its own best ``k`` among the whole-image vectors there (step 4 per
+vector), and the product's neighbours are the union. Only whole-image vectors are searched, so
+every other product's neighbours are what they would be without regions, and two regions never
+meet (the same screenshot template's picture is not a copy); a product is never its own
+neighbour. Only the few products with a region add up to ``k`` pairs each.
+
 Recall against exact kNN is measured on a sample by ``bench/knn_scale.py`` (docs/BENCHMARKS.md).
 
 >>> plan_cells(10_000, {"cell_size": 2000, "max_cells": 4096})
@@ -48,7 +56,7 @@ from pyspark.sql import functions as F
 from dedup.cosine import decode
 
 log = logging.getLogger(__name__)
-NEIGHBOUR_SCHEMA = "id long, nbr long, cosine float, blocked long"
+NEIGHBOUR_SCHEMA = "id long, slot int, nbr long, cosine float, blocked long"  # slot 1: the region vector
 _IVF_FROM_CELLS = 1024  # above this many cells, assign through a faiss IVF index over the centroids
 
 
@@ -107,29 +115,43 @@ def nearest_cells(vectors: np.ndarray, centroids: np.ndarray, probes: int) -> np
     return cells
 
 
-def top_k(ids: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact top-``k`` neighbours (self left out) of every row among the rows: (id, nbr, cosine)."""
+def top_k(
+    ids: np.ndarray, vectors: np.ndarray, k: int, indexed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact top-``k`` neighbours (self left out) of every row among the rows (only among those
+    where ``indexed`` is true, when given): (id, nbr, cosine)."""
     import faiss
 
-    n = len(ids)
-    if n < 2:
+    targets = np.arange(len(ids)) if indexed is None else np.flatnonzero(indexed)
+    if len(ids) < 2 or len(targets) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors)
-    sims, at = index.search(vectors, min(k + 1, n))
-    rows = np.repeat(np.arange(n), at.shape[1])
+    index.add(np.ascontiguousarray(vectors[targets]))
+    sims, at = index.search(vectors, min(k + 1, len(targets)))
+    rows = np.repeat(np.arange(len(ids)), at.shape[1])
     cols, sims = at.ravel(), sims.ravel()
+    cols = np.where(cols >= 0, targets[np.maximum(cols, 0)], -1)
     keep = (cols >= 0) & (cols != rows)
     return ids[rows[keep]], ids[cols[keep]], sims[keep]
 
 
 def cell_neighbours(
-    ids: np.ndarray, vectors: np.ndarray, k: int, cell_size: int, split_at: int, probes: int, seed: int
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    k: int,
+    cell_size: int,
+    split_at: int,
+    probes: int,
+    seed: int,
+    indexed: np.ndarray | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
-    """Top-``k`` within one cell, splitting it when over ``split_at`` rows (module doc, step 3);
-    returns the neighbour rows and how many members were searched in blocks."""
+    """Top-``k`` within one cell (among the ``indexed`` rows, when given), splitting it when over
+    ``split_at`` rows (module doc, step 3); returns the neighbour rows and how many members were
+    searched in blocks."""
+    if indexed is None:
+        indexed = np.ones(len(ids), bool)
     if len(ids) <= split_at:
-        return top_k(ids, vectors, k), 0
+        return top_k(ids, vectors, k, indexed), 0
     parts = train_centroids(vectors, math.ceil(len(ids) / cell_size), seed)
     assigned = nearest_cells(vectors, parts, probes)
     found, blocked = [], 0
@@ -142,7 +164,7 @@ def cell_neighbours(
             blocks = [members[i : i + cell_size] for i in range(0, len(members), cell_size)]
         else:
             blocks = [members]
-        found += [top_k(ids[b], vectors[b], k) for b in blocks]
+        found += [top_k(ids[b], vectors[b], k, indexed[b]) for b in blocks]
     if not found:
         return top_k(ids[:0], vectors[:0], k), blocked
     return tuple(np.concatenate(column) for column in zip(*found, strict=True)), blocked
@@ -198,6 +220,7 @@ def _assign(centroids: np.ndarray, dim: int, probes: int) -> Callable[[Iterator[
             yield pd.DataFrame({
                 "cell": cells.ravel().astype(np.int64),
                 "id": np.repeat(frame["id"].to_numpy(np.int64), cells.shape[1]),
+                "slot": np.repeat(frame["slot"].to_numpy(np.int32), cells.shape[1]),
                 "embedding": np.repeat(frame["embedding"].to_numpy(object), cells.shape[1]),
             })[lambda f: f["cell"] >= 0]  # fmt: skip
 
@@ -210,37 +233,48 @@ def _search(settings: dict[str, Any], dim: int) -> Callable[[pd.DataFrame], pd.D
 
     def search(frame: pd.DataFrame) -> pd.DataFrame:
         _one_thread_per_task()
-        ids = frame["id"].to_numpy(np.int64)
-        (a, b, cos), blocked = cell_neighbours(ids, unit_rows(frame["embedding"], dim), k, cell_size, split_at,
-                                               probes, seed)  # fmt: skip
-        found = pd.DataFrame({"id": a, "nbr": b, "cosine": cos.astype(np.float32), "blocked": np.int64(0)})
-        note = pd.DataFrame({"id": [-1], "nbr": [-1], "cosine": [np.float32(0)], "blocked": [blocked]})
+        ids, slots = frame["id"].to_numpy(np.int64), frame["slot"].to_numpy(np.int32)
+        rows = np.arange(len(ids), dtype=np.int64)  # searched by row: a product may hold two vectors here
+        # every vector asks; only whole-image vectors answer (a region meets no other region: the
+        # same screenshot template's picture in two products' regions is not a copy)
+        (a, b, cos), blocked = cell_neighbours(rows, unit_rows(frame["embedding"], dim), k, cell_size, split_at,
+                                               probes, seed, slots == 0)  # fmt: skip
+        other = ids[a] != ids[b]  # a region's own product's whole image is not its neighbour
+        found = pd.DataFrame({"id": ids[a][other], "slot": slots[a][other], "nbr": ids[b][other],
+                              "cosine": cos[other].astype(np.float32), "blocked": np.int64(0)})  # fmt: skip
+        note = pd.DataFrame({"id": [-1], "slot": [np.int32(0)], "nbr": [-1], "cosine": [np.float32(0)],
+                             "blocked": [blocked]})  # fmt: skip
         return pd.concat([found, note], ignore_index=True)
 
     return search
 
 
 def knn_pairs(items: DataFrame, settings: dict[str, Any], dim: int, n_items: int, floor: float) -> KnnCandidates:
-    """(id_a, id_b, cosine) for each product of ``items`` (id long, embedding binary) and its
-    ``cosine.k`` nearest neighbours at ``cosine >= floor`` (module doc). Rows with a null
-    embedding take no part; ``n_items`` sizes the partition."""
+    """(id_a, id_b, cosine) for each product of ``items`` (id long, embedding binary, and
+    optionally region_embedding binary) and its ``cosine.k`` nearest neighbours at
+    ``cosine >= floor`` (module doc). Null vectors take no part; ``n_items`` sizes the partition."""
     check_settings(settings)
     k = int(settings["k"])
-    vectors = items.select("id", "embedding").where(F.col("embedding").isNotNull())
+    vectors = items.select("id", F.lit(0).alias("slot"), "embedding").where(F.col("embedding").isNotNull())
+    if "region_embedding" in items.columns:
+        regions = items.select("id", F.lit(1).alias("slot"), F.col("region_embedding").alias("embedding"))
+        vectors = vectors.unionByName(regions.where(F.col("embedding").isNotNull()))
     cells = plan_cells(n_items, settings)
     seed = int(settings["seed"])
     sample_rows = 0
     if cells > 1:
         limit = int(settings["train_sample"])
         fraction = min(1.0, 1.2 * limit / max(1, n_items))
-        rows = vectors.sample(fraction=fraction, seed=seed).limit(limit).collect()  # bounded: train_sample rows
+        # trained on whole-image vectors only: the cells are those a run without regions makes
+        whole = vectors.where(F.col("slot") == 0)
+        rows = whole.sample(fraction=fraction, seed=seed).limit(limit).collect()  # bounded: train_sample rows
         sample_rows = len(rows)
         centroids = train_centroids(unit_rows(pd.Series([r["embedding"] for r in rows]), dim), cells, seed)
         cells = len(centroids)
         assigned = vectors.mapInPandas(_assign(centroids, dim, int(settings["probes"])),
-                                       "cell long, id long, embedding binary")  # fmt: skip
+                                       "cell long, id long, slot int, embedding binary")  # fmt: skip
     else:
-        assigned = vectors.select(F.lit(0).cast("long").alias("cell"), "id", "embedding")
+        assigned = vectors.select(F.lit(0).cast("long").alias("cell"), "id", "slot", "embedding")
     cell_sizes = assigned.groupBy("cell").count()
     cut_at = int(settings["max_group_rows"])
     parts = F.greatest(F.lit(1), F.ceil(F.col("count") / cut_at)).cast("long")
@@ -248,10 +282,11 @@ def knn_pairs(items: DataFrame, settings: dict[str, Any], dim: int, n_items: int
         "part", F.pmod(F.xxhash64("id"), parts)
     )  # a cell over max_group_rows is cut into groups a task can hold (counted: rows_in_cut_cells)
     neighbours = grouped.groupBy("cell", "part").applyInPandas(_search(settings, dim), NEIGHBOUR_SCHEMA).persist()
-    best = Window.partitionBy("id").orderBy(F.col("cosine").desc(), F.col("nbr"))
+    best = Window.partitionBy("id", "slot").orderBy(F.col("cosine").desc(), F.col("nbr"))
     top = (
         neighbours.where("id >= 0")
-        .dropDuplicates(["id", "nbr"])
+        .groupBy("id", "slot", "nbr")  # one row per neighbour: its best vector, over every cell searched
+        .agg(F.max("cosine").alias("cosine"))
         .withColumn("rank", F.row_number().over(best))
         .where((F.col("rank") <= k) & (F.col("cosine") >= floor))
     )

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dedup import photomatch
-from dedup.cosine import cosine_udf
+from dedup.cosine import best_cosine_udf, cosine_udf
 from dedup.imaging import thumb_distances
 from dedup.rule import Rule
 
@@ -91,7 +91,11 @@ def score_pairs(
     joined = joined.join(a, F.col("id_a") == F.col("a.id")).join(b, F.col("id_b") == F.col("b.id"))
     cosine = F.lit(None).cast("double")
     if rule.dim:
-        cosine = cosine_udf(rule.dim)(F.col("a.embedding"), F.col("b.embedding"))
+        if "region_embedding" in items.columns:  # the best over both products' vectors, as the kNN ranks them
+            cosine = best_cosine_udf(rule.dim)(*(F.col(f"{side}.{column}") for side in "ab"
+                                                 for column in ("embedding", "region_embedding")))  # fmt: skip
+        else:
+            cosine = cosine_udf(rule.dim)(F.col("a.embedding"), F.col("b.embedding"))
     scored = joined.select(
         "id_a", "id_b",
         F.col("a.productId").alias("a"), F.col("b.productId").alias("b"),

@@ -188,6 +188,8 @@ def candidates_stage(
     and with embeddings, cosine (at or above ``rule.floor``)."""
     dim = made.dim
     embedding = ["embedding"] if dim else []
+    if dim and "region_embedding" in made.table.columns:  # a content region's vector (dedup/content.py)
+        embedding.append("region_embedding")
     items = (
         ingested.ingested.products.select(F.col("row_id").alias("id"), "productId", "image_url", "family")
         .join(made.table.where(F.col("feature_status") == "ok"), ["productId", "image_url"])

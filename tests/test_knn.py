@@ -85,3 +85,31 @@ def test_settings_that_cannot_work_are_refused(spark):
     with pytest.raises(ValueError, match=r"cosine\.method"):
         knn.check_settings(settings(method="annoy"))
     knn.check_settings(settings(method="lsh"))
+
+
+@pytest.mark.parametrize("cell_size", [2000, 60])  # one cell, then cells with probes and a split
+def test_a_region_vector_finds_its_own_neighbours_among_whole_images_only(spark, cell_size):
+    """Products 0-3 hold a second (region) vector near product 100+i's image; products 4 and 5
+    hold the same region vector (a screenshot template's picture), near no product's image."""
+    rng = np.random.default_rng(7)
+    vectors = clustered(300, 4)
+    regions: list[bytes | None] = [None] * len(vectors)
+    for i in range(4):
+        regions[i] = to_bytes(normalise((vectors[100 + i] + 0.05 * rng.standard_normal(DIM))[None])[0], "float16")
+    template = normalise(rng.standard_normal((1, DIM)))[0]
+    regions[4] = regions[5] = to_bytes(template, "float16")
+    rows = [(i, to_bytes(v, "float16"), r) for i, (v, r) in enumerate(zip(vectors, regions, strict=True))]
+    with_regions = spark.createDataFrame(rows, "id long, embedding binary, region_embedding binary")
+    cfg = settings(k=5, cell_size=cell_size, split_factor=2)
+    found = knn.knn_pairs(with_regions, cfg, DIM, len(rows), 0.3)
+    pairs = {(r["id_a"], r["id_b"]): r["cosine"] for r in found.pairs.collect()}
+    found.release()
+    plain = knn.knn_pairs(frame(spark, vectors), cfg, DIM, len(rows), 0.3)
+    without = {(r["id_a"], r["id_b"]) for r in plain.pairs.collect()}
+    plain.release()
+    assert all((i, 100 + i) in pairs for i in range(4))  # each region found the image it shows
+    assert not any((i, 100 + i) in without for i in range(4))
+    assert pairs.get((4, 5), 0) < 0.99  # two regions never meet (the same vector: cosine 1)
+    assert all(a != b for a, b in pairs)
+    if cell_size == 2000:  # one exact cell: every product's whole-image neighbours are unchanged
+        assert without <= set(pairs) and len(set(pairs) - without) <= 5 * 6
