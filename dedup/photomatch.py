@@ -26,8 +26,9 @@ the geometry of local detail. :func:`match_scores` measures it:
    contrast, saturation, hue, greyscale) maps every pixel the same way: a small share. Catalogs
    recolour a product on one model shot (the same face, arms and folds; a pink shirt where the
    other is white) or shoot the same item in two colours: there the map fits the model or the
-   background and misses the product, whose folds and print (its texture) stay. ``colour_residual``, the RMS residual of a plain affine
-   map over the interior, is kept as a measure.
+   background and misses the product, whose folds and print (its texture) stay.
+   ``colour_residual``, the RMS residual of a plain affine map over the interior, is kept as a
+   measure.
 
 :func:`decide` applies the thresholds; :func:`photo_match_udf` scores pairs of image bytes in Spark.
 
@@ -76,7 +77,7 @@ COLOUR_LEVELS = 15.0  # RGB distance from the fitted map that counts a pixel's c
 COLOUR_TRIM = 0.3  # share of worst-fitting pixels each refit of the colour map leaves out
 COLOUR_SAMPLES = 4096  # pixels the colour map is fitted and checked on
 BLUR_STEPS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)  # extra Gaussian sigmas tried on the sharper image (px at MAX_SIDE)
-TEXTURE_WINDOW = 9  # pixels a side of the window local texture is compared in
+TEXTURE_WINDOW = 9  # pixels a side of the window local texture is compared in (0: no overlay allowance)
 TEXTURE_CORRELATION = 0.5  # |correlation| of the band-pass images at which two textured windows agree
 OVERLAY_SHARE = 0.1  # share of the products' area whose texture may differ (an overlay) before it counts as change
 ERODE = 17  # pixels: the interior keeps clear of the silhouette edge, whose band-pass ring any look-alike shares
@@ -385,11 +386,15 @@ def _robust_map_misses(source: np.ndarray, target: np.ndarray, rounds: int = 3) 
     return np.sqrt(squared)
 
 
-def _fine_to_coarse(grey: np.ndarray, region: np.ndarray) -> float:
-    """Detail at 1-2 px over detail at 2-4 px (band-pass standard deviations) over ``region``: falls
-    as an image is blurred, and a colour, brightness or contrast edit (a linear map of the grey
-    levels) leaves it as it is."""
-    g1, g2, g4 = (cv2.GaussianBlur(grey, (0, 0), s) for s in (1.0, 2.0, 4.0))
+SHARPNESS_SIGMAS = (1.0, 2.0, 4.0)  # :func:`_fine_to_coarse`'s bands: detail at 1-2 px over detail at 2-4 px
+BLUR_SAME = 0.1  # log ratio of two images' fine-to-coarse detail below which neither is blurred
+
+
+def _fine_to_coarse(grey: np.ndarray, region: np.ndarray, extra: float = 0.0) -> float:
+    """Detail at 1-2 px over detail at 2-4 px (band-pass standard deviations) over ``region`` of
+    ``grey`` blurred by ``extra`` (the blurs composed into one): falls as an image is blurred, and
+    a colour, brightness or contrast edit (a linear map of the grey levels) leaves it as it is."""
+    g1, g2, g4 = (cv2.GaussianBlur(grey, (0, 0), float(np.hypot(s, extra))) for s in SHARPNESS_SIGMAS)
     return float((g1 - g2)[region].std() / ((g2 - g4)[region].std() + 1e-3))
 
 
@@ -397,18 +402,25 @@ def _blur_to_match(grey_a: np.ndarray, grey_b: np.ndarray, region: np.ndarray) -
     """(extra sigma for ``a``, extra sigma for ``b``): the Gaussian blur of :data:`BLUR_STEPS` (or
     none) that brings the sharper image's :func:`_fine_to_coarse` closest to the other's, so a
     blurred copy is compared with its original blurred alike (the colour map otherwise misses
-    every edge the blur softened). Steps are tried in order until the sharper one is no sharper."""
+    every edge the blur softened). None when the two are within :data:`BLUR_SAME`; else steps are
+    tried in order until the sharper one is no sharper."""
     ratio_a, ratio_b = _fine_to_coarse(grey_a, region), _fine_to_coarse(grey_b, region)
     sharper, target = (grey_a, ratio_b) if ratio_a > ratio_b else (grey_b, ratio_a)
     best, gap = 0.0, abs(np.log(max(ratio_a, ratio_b) + 1e-6) - np.log(target + 1e-6))
-    for sigma in BLUR_STEPS:
-        ratio = _fine_to_coarse(cv2.GaussianBlur(sharper, (0, 0), sigma), region)
+    for sigma in BLUR_STEPS if gap >= BLUR_SAME else ():
+        ratio = _fine_to_coarse(sharper, region, sigma)
         step_gap = abs(np.log(ratio + 1e-6) - np.log(target + 1e-6))
         if step_gap < gap:
             best, gap = sigma, step_gap
         if ratio <= target:
             break
     return (best, 0.0) if ratio_a > ratio_b else (0.0, best)
+
+
+def _band_blurred(grey: np.ndarray, extra: float) -> np.ndarray:
+    """:func:`_band` of ``grey`` blurred by ``extra`` (composed into the band's two blurs)."""
+    low, high = (float(np.hypot(s, extra)) for s in DOG_SIGMAS)
+    return cv2.GaussianBlur(grey, (0, 0), low) - cv2.GaussianBlur(grey, (0, 0), high)
 
 
 def _texture_agrees(band_a: np.ndarray, band_b: np.ndarray) -> np.ndarray:
@@ -473,9 +485,10 @@ def _compare(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, float]:
     colour_change = 0.0
     if products.sum() >= 64:
         blur = _blur_to_match(grey_a, grey_b, products)
-        matched = [_band(cv2.GaussianBlur(g, (0, 0), s)) if s else band for g, band, s in
+        matched = [_band_blurred(g, s) if s else band for g, band, s in
                    ((grey_a, band_a, blur[0]), (grey_b, band_b, blur[1]))]  # fmt: skip
-        colour_change = _colour_change(a.rgb, warped, products, blur, _texture_agrees(*matched))
+        same_texture = _texture_agrees(*matched) if TEXTURE_WINDOW else None  # 0: every missed pixel counts
+        colour_change = _colour_change(a.rgb, warped, products, blur, same_texture)
     shared = fore_a & fore_b & inside
     interior = cv2.erode(shared, np.ones((ERODE, ERODE), np.uint8)).astype(bool)
     if interior.sum() < 0.02 * h * w:  # little product in common: compare the whole overlap
