@@ -22,7 +22,9 @@ rule ``bench/calibrate_photo.py`` would choose on the **calibration** split (hig
     git show main:dedup/photomatch.py > /tmp/photomatch-main.py
     .venv/bin/python bench/photo_replay.py ... --module /tmp/photomatch-main.py --check   # same scores?
 
-``--fits FILE`` keeps the fits (a pickle) so later replays skip the keypoints and RANSAC.
+``--fits FILE`` keeps the fits (a pickle) so later replays skip the keypoints and RANSAC;
+``--scores FILE`` keeps the replayed scores; ``--set NAME=VALUE`` replays with one of the
+module's constants changed (``OVERLAY_SHARE=0.15``).
 """
 
 from __future__ import annotations
@@ -126,10 +128,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=V1,V2",
         help="choose the rule on the calibration split over these values (others at the defaults)",
     )
+    parser.add_argument("--scores", type=Path, help="write the replayed pairs' scores here (a pickle)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a numeric constant of photomatch for this replay, e.g. OVERLAY_SHARE=0.15")  # fmt: skip
     parser.add_argument("--target-precision", type=float, default=0.99)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     pm = load_module(args.module) if args.module else photomatch
+    for item in args.set:
+        name, value = item.split("=", 1)
+        if not isinstance(getattr(pm, name, None), int | float):
+            parser.error(f"--set {name}: not a numeric constant of {pm.__name__}")
+        setattr(pm, name, type(getattr(pm, name))(value))
     verify = DEFAULTS["verify"]
     gate = (int(verify["min_inliers"]), float(verify["min_inlier_ratio"]))
     pairs = compared_pairs(args.job)
@@ -141,12 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.fits:
             args.fits.write_bytes(pickle.dumps(fits))
     scores, seconds = recompare(pm, fits, data)
+    if args.scores:
+        args.scores.write_bytes(pickle.dumps(scores))
     candidates = load_candidates(args.job)
     replay = replaced(candidates, scores)
     truth = read_truth(args.truth)
     rule = {key: float(verify[key]) for key in GRID}
     result: dict[str, Any] = {
-        "command": " ".join([sys.executable, *sys.argv]), "module": str(args.module or "working tree"),
+        "command": " ".join([sys.executable, *sys.argv]), "module": str(args.module or "working tree"), "set": args.set,
         "compared_by_job": len(pairs), "replayed": len(scores), "refit_without_fit": len(pairs) - len(scores),
         "compare_ms_per_pair": 1000 * seconds / max(1, len(scores)),
     }  # fmt: skip
