@@ -390,21 +390,39 @@ SHARPNESS_SIGMAS = (1.0, 2.0, 4.0)  # :func:`_fine_to_coarse`'s bands: detail at
 BLUR_SAME = 0.1  # log ratio of two images' fine-to-coarse detail below which neither is blurred
 
 
-def _fine_to_coarse(grey: np.ndarray, region: np.ndarray, extra: float = 0.0) -> float:
+def _gaussians(grey: np.ndarray, sigmas: tuple[float, ...]) -> dict[float, np.ndarray]:
+    """``grey`` blurred at each of ``sigmas``, each computed once (the band and the sharpness share one)."""
+    return {sigma: cv2.GaussianBlur(grey, (0, 0), sigma) for sigma in sorted(set(sigmas))}
+
+
+def _fine_to_coarse(
+    grey: np.ndarray, region: np.ndarray, extra: float = 0.0, blurred: dict[float, np.ndarray] | None = None
+) -> float:
     """Detail at 1-2 px over detail at 2-4 px (band-pass standard deviations) over ``region`` of
-    ``grey`` blurred by ``extra`` (the blurs composed into one): falls as an image is blurred, and
-    a colour, brightness or contrast edit (a linear map of the grey levels) leaves it as it is."""
-    g1, g2, g4 = (cv2.GaussianBlur(grey, (0, 0), float(np.hypot(s, extra))) for s in SHARPNESS_SIGMAS)
+    ``grey`` blurred by ``extra`` (the blurs composed into one; ``blurred``: those of ``grey``
+    already made): falls as an image is blurred, and a colour, brightness or contrast edit (a
+    linear map of the grey levels) leaves it as it is."""
+    known = blurred if blurred is not None and not extra else {}
+    g1, g2, g4 = (known[s] if s in known else cv2.GaussianBlur(grey, (0, 0), float(np.hypot(s, extra)))
+                  for s in SHARPNESS_SIGMAS)  # fmt: skip
     return float((g1 - g2)[region].std() / ((g2 - g4)[region].std() + 1e-3))
 
 
-def _blur_to_match(grey_a: np.ndarray, grey_b: np.ndarray, region: np.ndarray) -> tuple[float, float]:
+def _blur_to_match(
+    grey_a: np.ndarray,
+    grey_b: np.ndarray,
+    region: np.ndarray,
+    blurred: tuple[dict[float, np.ndarray], dict[float, np.ndarray]] = ({}, {}),
+) -> tuple[float, float]:
     """(extra sigma for ``a``, extra sigma for ``b``): the Gaussian blur of :data:`BLUR_STEPS` (or
     none) that brings the sharper image's :func:`_fine_to_coarse` closest to the other's, so a
     blurred copy is compared with its original blurred alike (the colour map otherwise misses
     every edge the blur softened). None when the two are within :data:`BLUR_SAME`; else steps are
     tried in order until the sharper one is no sharper."""
-    ratio_a, ratio_b = _fine_to_coarse(grey_a, region), _fine_to_coarse(grey_b, region)
+    ratio_a, ratio_b = (
+        _fine_to_coarse(grey_a, region, 0.0, blurred[0]),
+        _fine_to_coarse(grey_b, region, 0.0, blurred[1]),
+    )
     sharper, target = (grey_a, ratio_b) if ratio_a > ratio_b else (grey_b, ratio_a)
     best, gap = 0.0, abs(np.log(max(ratio_a, ratio_b) + 1e-6) - np.log(target + 1e-6))
     for sigma in BLUR_STEPS if gap >= BLUR_SAME else ():
@@ -481,10 +499,11 @@ def _compare(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, float]:
     fore_b = cv2.warpAffine(_foreground(b.grey), matrix, (w, h), flags=cv2.INTER_NEAREST)
     products = cv2.erode((fore_a | fore_b) & inside, np.ones((5, 5), np.uint8)).astype(bool)
     grey_a, grey_b = a.grey.astype(np.float32), _grey(warped).astype(np.float32)
-    band_a, band_b = _band(grey_a), _band(grey_b)
+    blurred = (_gaussians(grey_a, DOG_SIGMAS + SHARPNESS_SIGMAS), _gaussians(grey_b, DOG_SIGMAS + SHARPNESS_SIGMAS))
+    band_a, band_b = (g[DOG_SIGMAS[0]] - g[DOG_SIGMAS[1]] for g in blurred)  # _band's, each blur made once
     colour_change = 0.0
     if products.sum() >= 64:
-        blur = _blur_to_match(grey_a, grey_b, products)
+        blur = _blur_to_match(grey_a, grey_b, products, blurred)
         matched = [_band_blurred(g, s) if s else band for g, band, s in
                    ((grey_a, band_a, blur[0]), (grey_b, band_b, blur[1]))]  # fmt: skip
         same_texture = _texture_agrees(*matched) if TEXTURE_WINDOW else None  # 0: every missed pixel counts
