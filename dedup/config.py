@@ -136,7 +136,10 @@ DEFAULTS: dict[str, Any] = {
         "min_inlier_ratio": 0.6,
         "min_structure": 0.8,
         "min_tile_agreement": 0.5,
-        "max_colour_change": 0.12,  # share of the products' area one global colour map may miss
+        # share of the products' area one global colour map may miss, compared after blurring the
+        # sharper image to the other's detail, where the texture agrees; the area whose texture
+        # differs (an overlay) counts beyond 10% (photomatch.OVERLAY_SHARE; issue 14 phase 3)
+        "max_colour_change": 0.12,
     },
     "groups": {
         "max_size": 50,  # larger components are re-split with the strict rule, then flagged

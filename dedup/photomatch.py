@@ -17,14 +17,18 @@ the geometry of local detail. :func:`match_scores` measures it:
    photo of the same cut does not. ``tile_agreement``: the share of textured 32-pixel tiles where
    they correlate, since catalogs paste products of one line onto one model shot (same face,
    arms and jeans; another shirt), which the whole-interior correlation alone lets through.
-4. ``colour_change``: the share of the two products' area (smoothed, so noise, blur and JPEG do
-   not count) whose colour one global affine colour map, fitted robustly in either direction,
-   misses by more than :data:`COLOUR_LEVELS`. A colour edit (brightness, contrast, saturation,
-   hue, greyscale) maps every pixel the same way: a small share, overlays included. Catalogs
+4. ``colour_change``: the share of the two products' area (smoothed, so noise and JPEG do not
+   count; the sharper image first blurred to the other's detail, so a blurred copy's softened
+   edges do not either) whose colour one global affine colour map, fitted robustly in either
+   direction, misses by more than :data:`COLOUR_LEVELS`, counted only where the local texture of
+   the two agrees; the pixels whose texture differs (an overlay: text, a logo, an emoji, a
+   border) count beyond the first :data:`OVERLAY_SHARE` of the area. A colour edit (brightness,
+   contrast, saturation, hue, greyscale) maps every pixel the same way: a small share. Catalogs
    recolour a product on one model shot (the same face, arms and folds; a pink shirt where the
    other is white) or shoot the same item in two colours: there the map fits the model or the
-   background and misses the product. ``colour_residual``, the RMS residual of a plain affine
-   map over the interior, is kept as a measure.
+   background and misses the product, whose folds and print (its texture) stay.
+   ``colour_residual``, the RMS residual of a plain affine map over the interior, is kept as a
+   measure.
 
 :class:`PhotoRule` applies the thresholds (:func:`decide`: at the defaults); :func:`photo_match_udf` scores pairs
 of image bytes in Spark.
@@ -74,6 +78,10 @@ COLOUR_SIGMA = 2.5  # pixels (at MAX_SIDE): smoothing before colours are compare
 COLOUR_LEVELS = 15.0  # RGB distance from the fitted map that counts a pixel's colour as changed
 COLOUR_TRIM = 0.3  # share of worst-fitting pixels each refit of the colour map leaves out
 COLOUR_SAMPLES = 4096  # pixels the colour map is fitted and checked on
+BLUR_STEPS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)  # extra Gaussian sigmas tried on the sharper image (px at MAX_SIDE)
+TEXTURE_WINDOW = 9  # pixels a side of the window local texture is compared in (0: no overlay allowance)
+TEXTURE_CORRELATION = 0.5  # |correlation| of the band-pass images at which two textured windows agree
+OVERLAY_SHARE = 0.1  # share of the products' area whose texture may differ (an overlay) before it counts as change
 ERODE = 17  # pixels: the interior keeps clear of the silhouette edge, whose band-pass ring any look-alike shares
 SCORE_FIELDS: tuple[tuple[str, T.DataType], ...] = (
     ("reason", T.StringType()),
@@ -371,26 +379,111 @@ def _robust_map_misses(source: np.ndarray, target: np.ndarray, rounds: int = 3) 
     return np.sqrt(squared)
 
 
-def _colour_change(rgb_a: np.ndarray, rgb_b: np.ndarray, region: np.ndarray) -> float:
+SHARPNESS_SIGMAS = (1.0, 2.0, 4.0)  # :func:`_fine_to_coarse`'s bands: detail at 1-2 px over detail at 2-4 px
+BLUR_SAME = 0.1  # log ratio of two images' fine-to-coarse detail below which neither is blurred
+
+
+def _gaussians(grey: np.ndarray, sigmas: tuple[float, ...]) -> dict[float, np.ndarray]:
+    """``grey`` blurred at each of ``sigmas``, each computed once (the band and the sharpness share one)."""
+    return {sigma: cv2.GaussianBlur(grey, (0, 0), sigma) for sigma in sorted(set(sigmas))}
+
+
+def _fine_to_coarse(
+    grey: np.ndarray, region: np.ndarray, extra: float = 0.0, blurred: dict[float, np.ndarray] | None = None
+) -> float:
+    """Detail at 1-2 px over detail at 2-4 px (band-pass standard deviations) over ``region`` of
+    ``grey`` blurred by ``extra`` (the blurs composed into one; ``blurred``: those of ``grey``
+    already made): falls as an image is blurred, and a colour, brightness or contrast edit (a
+    linear map of the grey levels) leaves it as it is."""
+    known = blurred if blurred is not None and not extra else {}
+    g1, g2, g4 = (known[s] if s in known else cv2.GaussianBlur(grey, (0, 0), float(np.hypot(s, extra)))
+                  for s in SHARPNESS_SIGMAS)  # fmt: skip
+    return float((g1 - g2)[region].std() / ((g2 - g4)[region].std() + 1e-3))
+
+
+def _blur_to_match(
+    grey_a: np.ndarray,
+    grey_b: np.ndarray,
+    region: np.ndarray,
+    blurred: tuple[dict[float, np.ndarray], dict[float, np.ndarray]] = ({}, {}),
+) -> tuple[float, float]:
+    """(extra sigma for ``a``, extra sigma for ``b``): the Gaussian blur of :data:`BLUR_STEPS` (or
+    none) that brings the sharper image's :func:`_fine_to_coarse` closest to the other's, so a
+    blurred copy is compared with its original blurred alike (the colour map otherwise misses
+    every edge the blur softened). None when the two are within :data:`BLUR_SAME`; else steps are
+    tried in order until the sharper one is no sharper."""
+    ratio_a, ratio_b = (
+        _fine_to_coarse(grey_a, region, 0.0, blurred[0]),
+        _fine_to_coarse(grey_b, region, 0.0, blurred[1]),
+    )
+    sharper, target = (grey_a, ratio_b) if ratio_a > ratio_b else (grey_b, ratio_a)
+    best, gap = 0.0, abs(np.log(max(ratio_a, ratio_b) + 1e-6) - np.log(target + 1e-6))
+    for sigma in BLUR_STEPS if gap >= BLUR_SAME else ():
+        ratio = _fine_to_coarse(sharper, region, sigma)
+        step_gap = abs(np.log(ratio + 1e-6) - np.log(target + 1e-6))
+        if step_gap < gap:
+            best, gap = sigma, step_gap
+        if ratio <= target:
+            break
+    return (best, 0.0) if ratio_a > ratio_b else (0.0, best)
+
+
+def _band_blurred(grey: np.ndarray, extra: float) -> np.ndarray:
+    """:func:`_band` of ``grey`` blurred by ``extra`` (composed into the band's two blurs)."""
+    low, high = (float(np.hypot(s, extra)) for s in DOG_SIGMAS)
+    return cv2.GaussianBlur(grey, (0, 0), low) - cv2.GaussianBlur(grey, (0, 0), high)
+
+
+def _texture_agrees(band_a: np.ndarray, band_b: np.ndarray) -> np.ndarray:
+    """Pixels whose local texture (band-pass images in a :data:`TEXTURE_WINDOW` window) is the same
+    in both: flat in both, or textured (standard deviation >= :data:`TILE_ENERGY`) in both and
+    correlated (|r| >= :data:`TEXTURE_CORRELATION`; a recolour may turn an edge's sign). An overlay
+    adds edges where the photo had none or others; a recolour keeps the folds and the print."""
+    window = (TEXTURE_WINDOW, TEXTURE_WINDOW)
+    mean_a, mean_b = cv2.blur(band_a, window), cv2.blur(band_b, window)
+    var_a = np.maximum(cv2.blur(band_a * band_a, window) - mean_a * mean_a, 0)
+    var_b = np.maximum(cv2.blur(band_b * band_b, window) - mean_b * mean_b, 0)
+    cov = cv2.blur(band_a * band_b, window) - mean_a * mean_b
+    textured_a, textured_b = var_a >= TILE_ENERGY**2, var_b >= TILE_ENERGY**2
+    correlated = np.abs(cov) >= TEXTURE_CORRELATION * np.sqrt(var_a * var_b + 1e-6)
+    return (~textured_a & ~textured_b) | (textured_a & textured_b & correlated)
+
+
+def _colour_change(
+    rgb_a: np.ndarray,
+    rgb_b: np.ndarray,
+    region: np.ndarray,
+    blur: tuple[float, float] = (0.0, 0.0),
+    same_texture: np.ndarray | None = None,
+) -> float:
     """Share of ``region`` whose smoothed colour the best global colour map (``b`` onto ``a`` or
     ``a`` onto ``b``, whichever fits better) misses by more than :data:`COLOUR_LEVELS`; measured
-    on at most :data:`COLOUR_SAMPLES` evenly spread pixels."""
+    on at most :data:`COLOUR_SAMPLES` evenly spread pixels. ``blur``: extra Gaussian sigmas for
+    each side (:func:`_blur_to_match`). With ``same_texture`` (:func:`_texture_agrees`), a missed
+    pixel counts only where the texture agrees, and the pixels whose texture differs count beyond
+    the first :data:`OVERLAY_SHARE` of the region (an overlay may cover that much, whatever its
+    colour; a pasted photo or another product in the same frame covers more)."""
     pixels = np.flatnonzero(region)
     if len(pixels) < 64:
         return 0.0
     pixels = pixels[:: max(1, len(pixels) // COLOUR_SAMPLES)]
 
-    def smooth(rgb: np.ndarray) -> np.ndarray:
-        blurred = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), COLOUR_SIGMA)
+    def smooth(rgb: np.ndarray, extra: float) -> np.ndarray:
+        sigma = float(np.hypot(COLOUR_SIGMA, extra))
+        blurred = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), sigma)
         return blurred.reshape(-1, 3)[pixels].astype(np.float64)
 
-    pa, pb = smooth(rgb_a), smooth(rgb_b)
-    return float(min((_robust_map_misses(pb, pa) > COLOUR_LEVELS).mean(),
-                     (_robust_map_misses(pa, pb) > COLOUR_LEVELS).mean()))  # fmt: skip
+    pa, pb = smooth(rgb_a, blur[0]), smooth(rgb_b, blur[1])
+    agrees = np.ones(len(pixels), bool) if same_texture is None else same_texture.reshape(-1)[pixels]
+    changed = min(((_robust_map_misses(pb, pa) > COLOUR_LEVELS) & agrees).mean(),
+                  ((_robust_map_misses(pa, pb) > COLOUR_LEVELS) & agrees).mean())  # fmt: skip
+    return float(changed + max(0.0, (~agrees).mean() - OVERLAY_SHARE))
 
 
 def _compare(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, float]:
-    """Structure and colour of ``b`` warped onto ``a`` by ``matrix``, over their shared interior."""
+    """Structure and colour of ``b`` warped onto ``a`` by ``matrix``, over their shared interior.
+    The colour is compared with the sharper image blurred to the other's detail and overlays
+    (pixels whose texture differs, up to :data:`OVERLAY_SHARE`) left out."""
     h, w = a.grey.shape
     warped = cv2.warpAffine(b.rgb, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
     inside = cv2.warpAffine(np.ones(b.grey.shape, np.uint8), matrix, (w, h), flags=cv2.INTER_NEAREST)
@@ -398,7 +491,16 @@ def _compare(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, float]:
     fore_a = _foreground(a.grey)
     fore_b = cv2.warpAffine(_foreground(b.grey), matrix, (w, h), flags=cv2.INTER_NEAREST)
     products = cv2.erode((fore_a | fore_b) & inside, np.ones((5, 5), np.uint8)).astype(bool)
-    colour_change = _colour_change(a.rgb, warped, products)
+    grey_a, grey_b = a.grey.astype(np.float32), _grey(warped).astype(np.float32)
+    blurred = (_gaussians(grey_a, DOG_SIGMAS + SHARPNESS_SIGMAS), _gaussians(grey_b, DOG_SIGMAS + SHARPNESS_SIGMAS))
+    band_a, band_b = (g[DOG_SIGMAS[0]] - g[DOG_SIGMAS[1]] for g in blurred)  # _band's, each blur made once
+    colour_change = 0.0
+    if products.sum() >= 64:
+        blur = _blur_to_match(grey_a, grey_b, products, blurred)
+        matched = [_band_blurred(g, s) if s else band for g, band, s in
+                   ((grey_a, band_a, blur[0]), (grey_b, band_b, blur[1]))]  # fmt: skip
+        same_texture = _texture_agrees(*matched) if TEXTURE_WINDOW else None  # 0: every missed pixel counts
+        colour_change = _colour_change(a.rgb, warped, products, blur, same_texture)
     shared = fore_a & fore_b & inside
     interior = cv2.erode(shared, np.ones((ERODE, ERODE), np.uint8)).astype(bool)
     if interior.sum() < 0.02 * h * w:  # little product in common: compare the whole overlap
@@ -406,7 +508,6 @@ def _compare(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, float]:
     if interior.sum() < 64:
         return {"overlap": overlap, "structure": 0.0, "colour_residual": 255.0, "tile_agreement": 0.0,
                 "colour_change": colour_change}  # fmt: skip
-    band_a, band_b = _band(a.grey), _band(_grey(warped))
     structure = _correlation(band_a[interior], band_b[interior])
     residual = _colour_residual(warped[interior][::4], a.rgb[interior][::4])
     tiles = _tile_agreement(band_a, band_b, interior)

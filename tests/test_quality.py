@@ -148,6 +148,16 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     looser = calibrate.kept(candidates, calibrate.rule_of(verify, {"max_colour_change": 1.0, "min_structure": 0.0}))
     assert looser.sum() >= calibrate.kept(candidates, rule).sum() > 0
 
+    # bench/photo_replay.py refits and compares again the pairs the job compared: the job's scores
+    replay = _bench_module("photo_replay")
+    out = tmp_path / "replay.json"
+    assert replay.main(["--job", str(tmp_path / "out"), "--truth", str(set_dir / "truth.csv"), "--check",
+                        "--out", str(out)]) == 0  # fmt: skip
+    replayed = json.loads(out.read_text())
+    assert replayed["replayed"] == replayed["compared_by_job"] > 0
+    assert replayed["replayed_with_other_scores"] == 0
+    assert replayed["calibration"]["recall"] == pytest.approx(reference_scores["recall"])
+
 
 def _groups(members: list[dict]) -> set[frozenset[str]]:
     """The job's groups (two or more members) from its groups/ rows."""

@@ -1,0 +1,187 @@
+"""Replay the photo check's comparison over a finished job's candidates and score the groups.
+
+The job stores every candidate with its photo scores (``candidates/``) and every image's bytes
+(``images/``). A change to the comparison (``dedup/photomatch.py``'s ``_compare``: structure,
+tiles, colour after the fitted warp) changes the scores only of the pairs the job compared
+(``reason`` null: their fit reached the run's gate); the others (``weak_fit``, ``no_fit``,
+unreadable, byte-identical) keep theirs. So this script re-fits each compared pair from the two
+images (``describe_bytes`` + ``fit_descriptions``: the same keypoints and the same RANSAC, hence
+the same fit as the job's, checked by ``--check``), compares it again with the working tree's
+check (or ``--module FILE``, another version's photomatch.py), and scores the groups the way
+``bench/calibrate_photo.py`` replays a rule: duplicates are the byte-identical pairs and the pairs
+whose scores pass the rule, groups their connected components (the job's oversized-group
+re-split is not replayed), scored pairwise per split by ``bench/quality.py``'s ``score_groups``
+(precision, recall, F1, look-alike false pairs, recall per edit kind and parameter range).
+
+The rule is the defaults (``dedup/config.py``'s ``verify``), or with ``--grid KEY=V1,V2`` the
+rule ``bench/calibrate_photo.py`` would choose on the **calibration** split (highest recall at
+``--target-precision``); the holdout is scored for that rule only.
+
+    .venv/bin/python bench/photo_replay.py --job bench-out/dev2-final/job/default \\
+        --truth bench-out/dev2/set/truth.csv --out bench-out/dev2-final/replay.json
+    git show main:dedup/photomatch.py > /tmp/photomatch-main.py
+    .venv/bin/python bench/photo_replay.py ... --module /tmp/photomatch-main.py --check   # same scores?
+
+``--fits FILE`` keeps the fits (a pickle) so later replays skip the keypoints and RANSAC;
+``--scores FILE`` keeps the replayed scores; ``--set NAME=VALUE`` replays with one of the
+module's constants changed (``OVERLAY_SHARE=0.15``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from calibrate_photo import GRID, SCORE_OF, choose, components, kept, load_candidates, sweep
+from photo_cost import load_module
+from quality import score_groups
+
+from dedup import photomatch
+from dedup.config import DEFAULTS
+from dedup.devkit.benchset import read_truth
+
+Fit = tuple[dict[str, Any], np.ndarray | None]
+KEYS = ("precision", "recall", "f1", "lookalike_false_pairs", "recall_by_transform", "recall_by_range")
+
+
+def compared_pairs(job: Path) -> list[tuple[str, str]]:
+    """The candidates the job compared (photo scores with no ``reason``)."""
+    rows = pq.read_table(job / "candidates", columns=["a", "b", "photo"]).to_pylist()
+    return [(r["a"], r["b"]) for r in rows if r["photo"] is not None and r["photo"]["reason"] is None]
+
+
+def image_bytes(job: Path, ids: set[str]) -> dict[str, bytes]:
+    table = pq.read_table(job / "images", columns=["productId", "image_bytes", "fetch_status"]).to_pylist()
+    return {r["productId"]: r["image_bytes"] for r in table if r["fetch_status"] == "ok" and r["productId"] in ids}
+
+
+def refit(pairs: list[tuple[str, str]], data: dict[str, bytes], gate: tuple[int, float]) -> dict[tuple, Fit]:
+    """Each pair's fit (scores so far, matrix) from the two images' descriptions, as the job fits it."""
+    described = {p: photomatch.describe_bytes(data.get(p)) for p in {p for pair in pairs for p in pair}}
+    return {(a, b): photomatch.fit_descriptions(described[a], described[b], gate) for a, b in pairs}
+
+
+def recompare(pm: ModuleType, fits: dict[tuple, Fit], data: dict[str, bytes]) -> tuple[dict[tuple, dict], float]:
+    """Each fitted pair's scores with ``pm``'s comparison, and the CPU seconds it took."""
+    started = time.process_time()
+    out = {}
+    for (a, b), (scores, matrix) in fits.items():
+        if matrix is None:  # the job compared it, the refit did not: keep the stored scores (counted by --check)
+            continue
+        out[(a, b)] = pm.compare_pixels(pm.decode_for_match(data[a]), pm.decode_for_match(data[b]), scores, matrix)
+    return out, time.process_time() - started
+
+
+def replaced(candidates: pd.DataFrame, scores: dict[tuple, dict]) -> pd.DataFrame:
+    """``candidates`` (:func:`calibrate_photo.load_candidates`) with the replayed pairs' scores."""
+    out = candidates.copy()
+    index = {pair: i for i, pair in enumerate(zip(out["a"], out["b"], strict=True))}
+    rows = [index[pair] for pair in scores]
+    for field in SCORE_OF.values():
+        values = [s.get(field) for s in scores.values()]
+        out.loc[out.index[rows], field] = pd.array([np.nan if v is None else float(v) for v in values], dtype=float)
+    out.loc[out.index[rows], "checked"] = [s.get("reason") is None for s in scores.values()]
+    return out
+
+
+def changed_scores(candidates: pd.DataFrame, scores: dict[tuple, dict]) -> int:
+    """How many replayed pairs' rule scores differ from the stored ones (beyond float noise)."""
+    stored = candidates.set_index(["a", "b"])
+    differ = 0
+    for pair, s in scores.items():
+        row = stored.loc[pair]
+        for field in SCORE_OF.values():
+            x, y = row[field], s.get(field)
+            if (y is None) != bool(np.isnan(x)) or (y is not None and abs(float(y) - float(x)) > 1e-6):
+                differ += 1
+                break
+    return differ
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--job", type=Path, required=True)
+    parser.add_argument("--truth", type=Path, required=True)
+    parser.add_argument(
+        "--module", type=Path, help="another photomatch.py to compare with (default: the working tree's)"
+    )
+    parser.add_argument("--fits", type=Path, help="cache of the fits (pickle): read when there, else written")
+    parser.add_argument(
+        "--check", action="store_true", help="count the replayed pairs whose scores differ from the job's"
+    )
+    parser.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="choose the rule on the calibration split over these values (others at the defaults)",
+    )
+    parser.add_argument("--scores", type=Path, help="write the replayed pairs' scores here (a pickle)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a numeric constant of photomatch for this replay, e.g. OVERLAY_SHARE=0.15")  # fmt: skip
+    parser.add_argument("--target-precision", type=float, default=0.99)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    pm = load_module(args.module) if args.module else photomatch
+    for item in args.set:
+        name, value = item.split("=", 1)
+        if not isinstance(getattr(pm, name, None), int | float):
+            parser.error(f"--set {name}: not a numeric constant of {pm.__name__}")
+        setattr(pm, name, type(getattr(pm, name))(value))
+    verify = DEFAULTS["verify"]
+    gate = (int(verify["min_inliers"]), float(verify["min_inlier_ratio"]))
+    pairs = compared_pairs(args.job)
+    data = image_bytes(args.job, {p for pair in pairs for p in pair})
+    if args.fits and args.fits.exists():
+        fits = pickle.loads(args.fits.read_bytes())
+    else:
+        fits = refit(pairs, data, gate)
+        if args.fits:
+            args.fits.write_bytes(pickle.dumps(fits))
+    scores, seconds = recompare(pm, fits, data)
+    if args.scores:
+        args.scores.write_bytes(pickle.dumps(scores))
+    candidates = load_candidates(args.job)
+    replay = replaced(candidates, scores)
+    truth = read_truth(args.truth)
+    rule = {key: float(verify[key]) for key in GRID}
+    result: dict[str, Any] = {
+        "command": " ".join([sys.executable, *sys.argv]), "module": str(args.module or "working tree"), "set": args.set,
+        "compared_by_job": len(pairs), "replayed": len(scores), "refit_without_fit": len(pairs) - len(scores),
+        "compare_ms_per_pair": 1000 * seconds / max(1, len(scores)),
+    }  # fmt: skip
+    if args.check:
+        result["replayed_with_other_scores"] = changed_scores(candidates, scores)
+    if args.grid:
+        grid = {key: (value,) for key, value in rule.items()}
+        for item in args.grid:
+            key, values = item.split("=", 1)
+            grid[key] = tuple(float(v) for v in values.split(","))
+        chosen = choose(sweep(replay, truth, "calibration", grid), args.target_precision)
+        rule = chosen["rule"]
+    result["rule"] = rule
+    groups = components(replay[kept(replay, rule)])
+    for split in ("calibration", "holdout"):
+        split_scores = score_groups(groups, truth, split)
+        result[split] = {key: split_scores[key] for key in KEYS}
+    brief = {split: {k: result[split][k] for k in KEYS[:4]} for split in ("calibration", "holdout")}
+    print(json.dumps({**{k: v for k, v in result.items() if k not in ("calibration", "holdout")}, **brief}, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
