@@ -21,7 +21,6 @@ seconds x cores / products (joins and writes included, an upper bound on the pho
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import sys
@@ -34,6 +33,7 @@ import pyarrow.parquet as pq
 
 from dedup import photomatch
 from dedup.config import DEFAULTS
+from dedup.devkit.calibration import load_module
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,15 +70,6 @@ def figures(parts: dict[str, Any], n_images: int, n_pairs: int, pairs_per_produc
         "bare_ms_per_candidate": describe_ms * n_images / max(1, n_pairs) + pair_ms,
         "bare_ms_per_product": describe_ms + pair_ms * pairs_per_product,
     }  # fmt: skip
-
-
-def load_module(path: Path) -> ModuleType:
-    """``dedup/photomatch.py`` of another commit (``git show COMMIT:dedup/photomatch.py > FILE``) as a module."""
-    spec = importlib.util.spec_from_file_location("photomatch_against", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ the same fit as the job's, checked by ``--check``), compares it again with the w
 check (or ``--module FILE``, another version's photomatch.py), and scores the groups the way
 ``bench/calibrate_photo.py`` replays a rule: duplicates are the byte-identical pairs and the pairs
 whose scores pass the rule, groups their connected components (the job's oversized-group
-re-split is not replayed), scored pairwise per split by ``bench/quality.py``'s ``score_groups``
+re-split is not replayed), scored pairwise per split by ``dedup.devkit.metrics.score_groups``
 (precision, recall, F1, look-alike false pairs, recall per edit kind and parameter range).
 
 The rule is the defaults (``dedup/config.py``'s ``verify``), or with ``--grid KEY=V1,V2`` the
@@ -42,15 +42,21 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from calibrate_photo import GRID, SCORE_OF, choose, components, kept, load_candidates, sweep
-from photo_cost import load_module
-from quality import score_groups
-
 from dedup import photomatch
 from dedup.config import DEFAULTS
 from dedup.devkit.benchset import read_truth
+from dedup.devkit.calibration import (
+    GRID,
+    SCORE_OF,
+    choose,
+    components,
+    kept,
+    load_candidates,
+    load_module,
+    rule_of,
+    sweep,
+)
+from dedup.devkit.metrics import score_groups
 
 Fit = tuple[dict[str, Any], np.ndarray | None]
 KEYS = ("precision", "recall", "f1", "lookalike_false_pairs", "recall_by_transform", "recall_by_range")
@@ -169,10 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         for item in args.grid:
             key, values = item.split("=", 1)
             grid[key] = tuple(float(v) for v in values.split(","))
-        chosen = choose(sweep(replay, truth, "calibration", grid), args.target_precision)
+        chosen = choose(sweep(replay, truth, "calibration", verify, grid), args.target_precision)
         rule = chosen["rule"]
     result["rule"] = rule
-    groups = components(replay[kept(replay, rule)])
+    groups = components(replay[kept(replay, rule_of(verify, rule))])
     for split in ("calibration", "holdout"):
         split_scores = score_groups(groups, truth, split)
         result[split] = {key: split_scores[key] for key in KEYS}

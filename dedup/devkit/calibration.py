@@ -1,0 +1,111 @@
+"""The photo check's calibration over a finished run's candidates, shared by ``bench/calibrate_photo.py``,
+``bench/photo_replay.py`` and ``bench/photo_cost.py``: load a run's candidates with their photo scores,
+replay a rule over them (:meth:`dedup.photomatch.PhotoRule.frame`), sweep a grid of thresholds on one
+split and choose the rule with the highest recall at a target precision.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dedup.config import job_settings_of
+from dedup.devkit.metrics import edge_components, score_groups
+from dedup.photomatch import AT_LEAST, AT_MOST, PhotoRule
+
+GRID: dict[str, tuple[float, ...]] = {
+    "min_inliers": (20, 30, 40, 60),
+    "min_inlier_ratio": (0.4, 0.5, 0.6, 0.7),
+    "min_structure": (0.7, 0.8, 0.9),
+    "min_tile_agreement": (0.3, 0.5, 0.7, 0.9),
+    "max_colour_change": (0.06, 0.08, 0.1, 0.12, 0.14, 0.16, 1.0),
+}
+SCORE_OF = {key: field for field, key in {**AT_LEAST, **AT_MOST}.items()}
+
+
+def load_candidates(job: Path) -> pd.DataFrame:
+    """Candidate pairs (a, b, exact) and their photo scores, one column per score."""
+    frame = pd.read_parquet(job / "candidates", columns=["a", "b", "method", "photo"])
+    scores = pd.DataFrame([p if p is not None else {} for p in frame["photo"]], index=frame.index)
+    out = pd.DataFrame({"a": frame["a"], "b": frame["b"], "exact": frame["method"] == "exact"})
+    for field in SCORE_OF.values():
+        out[field] = scores[field].astype(float) if field in scores else np.nan
+    out["checked"] = scores["reason"].isna() & frame["photo"].notna() if "reason" in scores else False
+    out["weak_fit"] = scores["reason"].eq("weak_fit") if "reason" in scores else False
+    return out
+
+
+def components(pairs: pd.DataFrame) -> list[list[str]]:
+    """Connected components (two or more members) of the ``a``-``b`` edges."""
+    return edge_components(pairs["a"], pairs["b"])
+
+
+def kept(candidates: pd.DataFrame, rule: PhotoRule) -> pd.Series:
+    """Byte-identical pairs, and checked pairs whose scores pass ``rule`` (the job's photo check
+    over columns: a missing score fails an at-least bound and passes no at-most bound)."""
+    return candidates["exact"] | (candidates["checked"] & rule.frame(candidates))
+
+
+def run_verify(job: Path) -> dict[str, Any]:
+    """The ``verify`` table the run at ``job`` decided with (its manifest's, over the defaults)."""
+    return job_settings_of(json.loads((job / "manifest.json").read_text())["config"])["verify"]
+
+
+def rule_of(verify: Mapping[str, Any], point: Mapping[str, float]) -> PhotoRule:
+    """The photo check of ``verify`` with a grid point's thresholds laid over it."""
+    return PhotoRule.of({**verify, **point})
+
+
+def grid_for(job: Path, grid: dict[str, tuple[float, ...]] = GRID) -> dict[str, tuple[float, ...]]:
+    """``grid`` without the fit thresholds below those the run at ``job`` compared pairs at."""
+    verify = run_verify(job)
+    floor = {key: float(verify[key]) for key in ("min_inliers", "min_inlier_ratio")}
+    return {key: tuple(v for v in values if v >= floor.get(key, v)) for key, values in grid.items()}
+
+
+def sweep(
+    candidates: pd.DataFrame,
+    truth: list[dict[str, str]],
+    split: str,
+    verify: Mapping[str, Any],
+    grid: dict[str, tuple[float, ...]] = GRID,
+) -> list[dict[str, Any]]:
+    """Group-level scores on ``split`` of every rule of ``grid`` (over the run's ``verify`` table)."""
+    ids = {t["productId"] for t in truth if t["split"] == split}
+    local = candidates[candidates["a"].isin(ids) & candidates["b"].isin(ids)]
+    points = []
+    for values in itertools.product(*grid.values()):
+        rule = dict(zip(grid, values, strict=True))
+        scores = score_groups(components(local[kept(local, rule_of(verify, rule))]), truth, split)
+        points.append({"rule": rule, **{k: scores[k] for k in ("precision", "recall", "f1")}})
+    return points
+
+
+def choose(points: list[dict[str, Any]], target: float) -> dict[str, Any]:
+    """Highest recall at ``target`` precision (stricter settings first on ties); else most precise."""
+    eligible = [p for p in points if p["precision"] >= target]
+    if not eligible:
+        return max(points, key=lambda p: (p["precision"], p["recall"]))
+
+    def strictness(p: dict[str, Any]) -> tuple[float, ...]:
+        return tuple(-v if k.startswith("min_") else v for k, v in p["rule"].items())
+
+    return min(eligible, key=lambda p: (-p["recall"], strictness(p)))
+
+
+def load_module(path: Path) -> ModuleType:
+    """``dedup/photomatch.py`` of another commit (``git show COMMIT:dedup/photomatch.py > FILE``) as a module."""
+    spec = importlib.util.spec_from_file_location("photomatch_against", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
