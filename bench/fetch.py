@@ -108,10 +108,12 @@ def stats(base_url: str, prefix: str) -> dict[str, dict[str, int]]:
         return json.loads(response.read())
 
 
-def fetch_settings() -> dict[str, Any]:
+def fetch_settings() -> Any:
+    """The job's ``fetch`` table at this bench's overrides (a :class:`dedup.settings.FetchSettings`)."""
     from dedup.config import load_config
+    from dedup.settings import typed
 
-    return load_config(None, JOB_OVERRIDES)["fetch"]
+    return typed(load_config(None, JOB_OVERRIDES)).fetch
 
 
 def bare(url_list: list[str]) -> dict[str, Any]:

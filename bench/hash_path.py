@@ -279,6 +279,7 @@ def features_steady_state(
     from pyspark.sql import functions as F
 
     from dedup import features, outputs
+    from dedup.settings import default_table, typed
 
     seconds: list[float] = []
     peer_seconds: dict[str, list[float]] = {method: [] for method in PEER_METHODS}
@@ -290,7 +291,8 @@ def features_steady_state(
         started = time.perf_counter()
         ok_images = spark.read.parquet(str(job_out / "images")).where(F.col("fetch_status") == "ok")
         target = str(job_out / "_features_steady")
-        features.compute_features(ok_images, cfg["features"]).write.mode("overwrite").parquet(target)
+        hashes = features.compute_features(ok_images, typed(cfg).features, default_table("embed", backend="none"))
+        hashes.write.mode("overwrite").parquet(target)
         hashed = outputs.counts_by(spark.read.parquet(target), "feature_status").get("ok", 0)
         seconds.append(time.perf_counter() - started)
     return {

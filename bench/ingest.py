@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import random
@@ -31,6 +32,7 @@ from dedup.config import load_config
 from dedup.ingest import read_catalog, split, validate
 from dedup.schema import CATALOG_COLUMNS
 from dedup.session import build_session
+from dedup.settings import typed
 
 WORDS = [
     "cotton",
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                     frame = spark.read.csv(str(dump), header=True, multiLine=False)
                     detail = {"rows": frame.count(), "tasks": frame.rdd.getNumPartitions()}
                 else:
-                    settings = cfg["ingest"] | {"multiline": mode == "ingest_multiline"}
+                    settings = dataclasses.replace(typed(cfg).ingest, multiline=mode == "ingest_multiline")
                     target = out / f"{mode}.parquet"
                     shutil.rmtree(target, ignore_errors=True)
                     raw = read_catalog(spark, str(dump), settings)

@@ -43,7 +43,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from dedup import photomatch
-from dedup.config import DEFAULTS
 from dedup.devkit.benchset import read_truth
 from dedup.devkit.calibration import (
     GRID,
@@ -57,6 +56,7 @@ from dedup.devkit.calibration import (
     sweep,
 )
 from dedup.devkit.metrics import score_groups
+from dedup.settings import default_table
 
 Fit = tuple[dict[str, Any], np.ndarray | None]
 KEYS = ("precision", "recall", "f1", "lookalike_false_pairs", "recall_by_transform", "recall_by_range")
@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(getattr(pm, name, None), int | float):
             parser.error(f"--set {name}: not a numeric constant of {pm.__name__}")
         setattr(pm, name, type(getattr(pm, name))(value))
-    verify = DEFAULTS["verify"]
-    gate = (int(verify["min_inliers"]), float(verify["min_inlier_ratio"]))
+    verify = default_table("verify")
+    gate = (verify.min_inliers, verify.min_inlier_ratio)
     pairs = compared_pairs(args.job)
     data = image_bytes(args.job, {p for pair in pairs for p in pair})
     if args.fits and args.fits.exists():
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     candidates = load_candidates(args.job)
     replay = replaced(candidates, scores)
     truth = read_truth(args.truth)
-    rule = {key: float(verify[key]) for key in GRID}
+    rule = {key: float(getattr(verify, key)) for key in GRID}
     result: dict[str, Any] = {
         "command": " ".join([sys.executable, *sys.argv]), "module": str(args.module or "working tree"), "set": args.set,
         "compared_by_job": len(pairs), "replayed": len(scores), "refit_without_fit": len(pairs) - len(scores),

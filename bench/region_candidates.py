@@ -30,6 +30,7 @@ gets a region and the CPU per image.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -48,12 +49,12 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from dedup import content, features, photomatch  # noqa: E402
-from dedup.config import DEFAULTS  # noqa: E402
 from dedup.devkit.benchset import read_truth  # noqa: E402
 from dedup.embed import cached_embedder, resize_square  # noqa: E402
+from dedup.settings import default_table  # noqa: E402
 from dedup.vectors import to_bytes  # noqa: E402
 
-EMBED = dict(DEFAULTS["embed"])
+EMBED = default_table("embed")
 
 
 def regions(paths: list[Path], batch: int = 32) -> tuple[list[bytes | None], dict[str, float]]:
@@ -68,7 +69,7 @@ def regions(paths: list[Path], batch: int = 32) -> tuple[list[bytes | None], dic
         vectors = embedder.embed(np.stack([resize_square(c, embedder.input_size) for _, c in pending]))
         cpu["embed"] += time.process_time() - t0
         for (i, _), v in zip(pending, vectors, strict=True):
-            out[i] = to_bytes(v, EMBED["dtype"])
+            out[i] = to_bytes(v, EMBED.dtype)
         pending.clear()
 
     for i, path in enumerate(paths):
@@ -92,7 +93,7 @@ def features_cpu(paths: list[Path], n: int = 300, seed: int = 0) -> float:
     """CPU seconds per image of the features record as the stage makes it without regions:
     decode, hashes, thumbnail and the first embedding (batches of 32)."""
     sample = random.Random(seed).sample(paths, min(n, len(paths)))
-    settings = {**EMBED, "region": False}
+    settings = dataclasses.replace(EMBED, region=False)
     t0 = time.process_time()
     for start in range(0, len(sample), 32):
         decoded = [features.decoded_features(p.read_bytes(), 50_000_000, 224) for p in sample[start : start + 32]]
@@ -126,7 +127,7 @@ def knn_candidates(spark: Any, ids: list[str], table: dict[str, list], with_regi
         for i, (e, r) in enumerate(zip(table["embedding"], table["region"], strict=True))
     ]
     items = spark.createDataFrame(rows, columns).repartition(8)
-    found = knn.knn_pairs(items, dict(DEFAULTS["cosine"]), 512, len(rows), 0.5)
+    found = knn.knn_pairs(items, default_table("cosine"), 512, len(rows), 0.5)
     pairs = {frozenset((ids[r["id_a"]], ids[r["id_b"]])) for r in found.pairs.collect()}
     found.release()
     return pairs
@@ -238,8 +239,8 @@ def replay(args: argparse.Namespace, truth: list[dict[str, str]], image_of: dict
     plus the accepted ones, next to the landed pairs' groups (module doc, step 3)."""
     from quality import score_groups
 
-    verify = DEFAULTS["verify"]
-    gate = (int(verify["min_inliers"]), float(verify["min_inlier_ratio"]))
+    verify = default_table("verify")
+    gate = (verify.min_inliers, verify.min_inlier_ratio)
     landed = {frozenset((p["a"], p["b"])) for p in pq.read_table(args.job / "pairs", columns=["a", "b"]).to_pylist()}
     added = sorted(tuple(sorted(p)) for p in after - before)
     cache = photomatch.FeatureCache(size=256)
@@ -249,7 +250,7 @@ def replay(args: argparse.Namespace, truth: list[dict[str, str]], image_of: dict
     for a, b in added:
         scores = photomatch.score_bytes((args.set / "images" / image_of[a]).read_bytes(),
                                         (args.set / "images" / image_of[b]).read_bytes(), gate, cache)  # fmt: skip
-        decided.append(photomatch.decide(scores, verify))
+        decided.append(photomatch.decide(scores))
         if decided[-1]:
             accepted.add(frozenset((a, b)))
     cpu = time.process_time() - t0

@@ -48,7 +48,7 @@ from dedup.devkit import synthfeatures
 from dedup.devkit.benchrun import DriverMemory, run_meta, timed
 from dedup.rule import Rule
 from dedup.session import build_session
-from dedup.settings import typed
+from dedup.settings import default_table, typed
 
 REPO = Path(__file__).resolve().parent.parent
 DIMS = {"v256": 256, "v4096": 4096}
@@ -91,8 +91,8 @@ def _ordered(frame: DataFrame, x: str, y: str) -> DataFrame:
 
 
 def run_hash(spark: SparkSession, table: DataFrame, n: int, out: Path, args: argparse.Namespace) -> dict[str, Any]:
-    hash_settings, stages = dict(DEFAULTS["hash"]), {}
-    t = int(hash_settings["max_distance"])
+    hash_settings, stages = default_table("hash"), {}
+    t = hash_settings.max_distance
     items = table.select("id", "productId", "family", "sha256", "dhash", "dhash_flip", "thumb")
     near = candidates.near_pairs(items, hash_settings, n)
     cands = near.pairs.persist()
@@ -101,13 +101,13 @@ def run_hash(spark: SparkSession, table: DataFrame, n: int, out: Path, args: arg
     verified = verify.kept_pairs(verify.score_pairs(cands, items, rule), rule)
     timed(stages, "verify", lambda: verified.pairs.write.mode("overwrite").parquet(str(out / "pairs")))
     pairs = spark.read.parquet(str(out / "pairs"))
-    built = groups.build_groups(pairs, items, dict(DEFAULTS["groups"]))
+    built = groups.build_groups(pairs, items, default_table("groups"))
     timed(stages, "groups", lambda: built.members.write.mode("overwrite").parquet(str(out / "groups")))
     skipped = near.skipped_buckets.count()
     # truth: planted pairs within t bits; and an exact scan of the queries against all rows
     planted = _ordered(table.where(F.col("planted_distance") <= t), "copy_of", "id")
     a, b = items.alias("a"), F.broadcast(_queries(items, n, args.queries, args.seed).alias("b"))
-    distance = verify.hash_signals("a", "b", bool(hash_settings["match_flips"]))[1]
+    distance = verify.hash_signals("a", "b", hash_settings.match_flips)[1]
     scan = a.crossJoin(b).where(F.col("a.id") != F.col("b.id")).where(distance <= t)
     exact = _ordered(scan, "a.id", "b.id")
     summary = _checked(stages, cands, n_candidates, pairs, planted, exact)
@@ -139,7 +139,7 @@ def _checked(
 def run_vectors(
     spark: SparkSession, table: DataFrame, n: int, dim: int, out: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
-    settings = dict(DEFAULTS["cosine"]) | {"min_cosine": args.min_cosine}
+    settings = default_table("cosine", min_cosine=args.min_cosine)
     stages: dict[str, float] = {}
     items = table.select("id", "embedding")
     found = cosine.cosine_pairs(items, settings, dim, n)
@@ -149,7 +149,7 @@ def run_vectors(
     pairs = spark.read.parquet(str(out / "pairs"))
     edges = pairs.select("id_a", "id_b", F.lit("cosine").alias("method"), F.lit(None).cast("int").alias("distance"))
     named = table.select("id", F.concat(F.lit("p"), F.col("id").cast("string")).alias("productId"))
-    built = groups.build_groups(edges, named, dict(DEFAULTS["groups"]))
+    built = groups.build_groups(edges, named, default_table("groups"))
     timed(stages, "groups", lambda: built.members.write.mode("overwrite").parquet(str(out / "groups")))
     skipped, _ = found.count_skipped()
     planted = _ordered(table.where(F.col("planted_cosine") >= args.min_cosine), "copy_of", "id")

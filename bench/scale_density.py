@@ -56,6 +56,7 @@ from dedup.devkit.benchrun import DriverMemory, run_meta, timed
 from dedup.devkit.benchset import read_truth
 from dedup.embed import CANDIDATE_COSINE
 from dedup.session import build_session
+from dedup.settings import default_table
 from dedup.vectors import normalise, stack, to_bytes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -171,7 +172,7 @@ def run_size(spark: SparkSession, n: int, args: argparse.Namespace, model: dict[
         synthetic_table(spark, n, args.seed, model, copies, args.spread).write.mode("overwrite").parquet(str(path))
     table = spark.read.parquet(str(path))
     dim = int(model["means"].shape[1])
-    settings, floor = dict(DEFAULTS["cosine"]), CANDIDATE_COSINE["sscd_distilled"]
+    settings, floor = default_table("cosine"), CANDIDATE_COSINE["sscd_distilled"]
     run = out / "runs" / f"n{n}"
     memory.reset()
     stages: dict[str, float] = {}
@@ -187,7 +188,7 @@ def run_size(spark: SparkSession, n: int, args: argparse.Namespace, model: dict[
     kept = cands.join(planted, ["id_a", "id_b"])  # the synthetic decision: the planted copies
     edges = kept.select("id_a", "id_b", F.lit("photo").alias("method"), F.lit(None).cast("int").alias("distance"))
     named = table.select("id", F.concat(F.lit("p"), F.col("id").cast("string")).alias("productId"))
-    built = groups.build_groups(edges, named, dict(DEFAULTS["groups"]))
+    built = groups.build_groups(edges, named, default_table("groups"))
     timed(stages, "groups", lambda: built.members.write.mode("overwrite").parquet(str(run / "groups")))
     peaks = memory.peaks()
     n_pairs = cands.count()
@@ -201,7 +202,7 @@ def run_size(spark: SparkSession, n: int, args: argparse.Namespace, model: dict[
     query_rows = table.where(F.col("id").isin(picks.tolist())).select("id", "embedding").collect()
     query_ids = np.array([r["id"] for r in query_rows], np.int64)
     queries = knn.unit_rows(pd.Series([r["embedding"] for r in query_rows]), dim)
-    k = int(settings["k"])
+    k = settings.k
     exact = exact_top_k(items, queries, query_ids, dim, k)
     best = found.neighbours.where(F.col("id").isin(query_ids.tolist())).toPandas()
     best = best.drop_duplicates(["id", "nbr"]).sort_values("cosine", ascending=False).groupby("id").head(k)

@@ -20,10 +20,11 @@ import itertools
 import logging
 from dataclasses import dataclass
 from math import comb
-from typing import Any
 
 from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
+
+from dedup.settings import ExactSettings, HashSettings
 
 HASH_BITS = 64
 MAX_PROBES = 5000  # bucket keys one hash may probe
@@ -96,9 +97,9 @@ def _probe_keys(band: int, value: Column, masks: list[int]) -> Column:
     )
 
 
-def exact_pairs(items: DataFrame, settings: dict[str, Any]) -> DataFrame:
+def exact_pairs(items: DataFrame, settings: ExactSettings) -> DataFrame:
     """(id_a, id_b) with id_a < id_b for products with byte-identical images."""
-    cap = int(settings["max_pairs_group_size"])
+    cap = settings.max_pairs_group_size
     sized = items.select("id", "sha256").withColumn("n", F.count("*").over(_window("sha256"))).where("n > 1")
     small = sized.where(F.col("n") <= cap)
     all_pairs = (
@@ -125,12 +126,12 @@ class NearCandidates:
     plan: BandPlan
 
 
-def near_pairs(items: DataFrame, settings: dict[str, Any], n_items: int) -> NearCandidates:
+def near_pairs(items: DataFrame, settings: HashSettings, n_items: int) -> NearCandidates:
     """(id_a, id_b, distance) for every pair whose dHashes (or mirrored dHashes) are within
     ``hash.max_distance`` bits, found by banding; ``n_items`` sizes the plan."""
-    t = int(settings["max_distance"])
-    plan = plan_bands(t, n_items, int(settings["bands"]))
-    cap = int(settings["max_bucket_size"])
+    t = settings.max_distance
+    plan = plan_bands(t, n_items, settings.bands)
+    cap = settings.max_bucket_size
     band_ids = list(range(len(plan.widths)))
 
     index = items.select(
@@ -145,7 +146,7 @@ def near_pairs(items: DataFrame, settings: dict[str, Any], n_items: int) -> Near
     index = index.join(skipped.select("band", "value"), ["band", "value"], "left_anti")
 
     probe_hashes = [F.col("dhash")]
-    if settings["match_flips"]:
+    if settings.match_flips:
         probe_hashes.append(F.col("dhash_flip"))
     probe_keys = []
     for probe_hash in probe_hashes:
@@ -159,7 +160,7 @@ def near_pairs(items: DataFrame, settings: dict[str, Any], n_items: int) -> Near
     ).select("probe_id", "probe_dhash", "probe_flip", F.col("k.band").alias("band"), F.col("k.value").alias("value"))
 
     distance = F.bit_count(F.col("probe_dhash").bitwiseXOR(F.col("dhash")))
-    if settings["match_flips"]:
+    if settings.match_flips:
         distance = F.least(distance, F.bit_count(F.col("probe_flip").bitwiseXOR(F.col("dhash"))))
     pairs = (
         probes.join(index, ["band", "value"])

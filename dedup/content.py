@@ -22,24 +22,24 @@ with nothing around it, and gets no region: on the shared catalog photos about 4
 (docs/BENCHMARKS.md, issue 14 phase 3).
 
 >>> import numpy as np
->>> from dedup.config import DEFAULTS
+>>> from dedup.settings import default_table
 >>> frame = np.full((300, 500, 3), 250, np.uint8)
 >>> rng = np.random.default_rng(0)
 >>> frame[40:200, 60:220] = rng.integers(0, 255, (160, 160, 3))  # the pasted photo
 >>> frame[230:250, 300:460] = 20  # a text bar
->>> box = content_box(frame, DEFAULTS["embed"])  # found on a 96 px copy: within a few px
+>>> box = content_box(frame, default_table("embed"))  # found on a 96 px copy: within a few px
 >>> all(abs(a - b) <= 6 for a, b in zip(box, (60, 40, 220, 200)))
 True
->>> content_box(np.full((224, 224, 3), 255, np.uint8), DEFAULTS["embed"]) is None  # nothing in it
+>>> content_box(np.full((224, 224, 3), 255, np.uint8), default_table("embed")) is None  # nothing in it
 True
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import cv2
 import numpy as np
+
+from dedup.settings import EmbedSettings
 
 _TOLERANCE = 16  # colour distance (max over channels, 0-255) to the row's or column's end within the frame
 _MIN_BLOCK = 0.01  # a block's box covers at least this share of the canvas
@@ -50,16 +50,16 @@ _MIN_SIDE = 16  # px: a smaller region is not embedded
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in the image's pixels (x1, y1 exclusive)
 
 
-def region_on(embed_settings: dict[str, Any] | None) -> bool:
+def region_on(embed_settings: EmbedSettings) -> bool:
     """Whether the features stage looks for a content region (an embedder and ``embed.region``)."""
-    return bool(embed_settings) and embed_settings["backend"] != "none" and bool(embed_settings.get("region", False))
+    return embed_settings.backend != "none" and embed_settings.region
 
 
-def content_box(pixels: np.ndarray, settings: dict[str, Any]) -> Box | None:
+def content_box(pixels: np.ndarray, settings: EmbedSettings) -> Box | None:
     """The box of the photo pasted into ``pixels`` (RGB, height x width x 3), or None when the
     image is not a frame around a smaller photo (module doc)."""
     h, w = pixels.shape[:2]
-    scale = min(1.0, int(settings["region_side"]) / max(h, w))
+    scale = min(1.0, settings.region_side / max(h, w))
     small = pixels
     if scale < 1:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -74,7 +74,7 @@ def content_box(pixels: np.ndarray, settings: dict[str, Any]) -> Box | None:
     return box
 
 
-def _largest_block(small: np.ndarray, settings: dict[str, Any]) -> tuple[int, int, int, int] | None:
+def _largest_block(small: np.ndarray, settings: EmbedSettings) -> tuple[int, int, int, int] | None:
     """(x, y, width, height) of the content block on the working-size image, or None (module doc)."""
     colours = small.astype(np.int16)
     height, width = colours.shape[:2]
@@ -105,8 +105,8 @@ def _largest_block(small: np.ndarray, settings: dict[str, Any]) -> tuple[int, in
     share = bw[best] * bh[best] / canvas
     fill = area[best] / max(1, bw[best] * bh[best])
     outside = (area[blocks].sum() - area[best]) / canvas
-    pasted = fill >= float(settings["region_min_fill"]) or outside >= float(settings["region_min_outside"])
-    if share > float(settings["region_max_share"]) or not pasted:
+    pasted = fill >= settings.region_min_fill or outside >= settings.region_min_outside
+    if share > settings.region_max_share or not pasted:
         return None
     return int(x[best]), int(y[best]), int(bw[best]), int(bh[best])
 

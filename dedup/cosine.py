@@ -35,6 +35,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from dedup.settings import CosineSettings
 from dedup.vectors import DTYPES, stack
 
 MAX_ROWS = 40  # bits per band: band values and band ids share one long key
@@ -223,22 +224,16 @@ class CosineCandidates:
         self.buckets.unpersist()
 
 
-def cosine_pairs(items: DataFrame, settings: dict[str, Any], dim: int, n_items: int) -> CosineCandidates:
+def cosine_pairs(items: DataFrame, settings: CosineSettings, dim: int, n_items: int) -> CosineCandidates:
     """(id_a, id_b, cosine) for the pairs of ``items`` (id long, embedding binary) whose cosine
     is at least ``cosine.min_cosine``, found by SimHash banding; ``n_items`` sizes the plan.
     Rows with a null embedding take no part."""
-    min_cosine = float(settings["min_cosine"])
-    plan = plan_hyperplanes(
-        min_cosine,
-        float(settings["target_recall"]),
-        n_items,
-        int(settings.get("rows", 0)),
-        int(settings.get("bands", 0)),
-    )
-    cap = int(settings["max_bucket_size"])
+    min_cosine = settings.min_cosine
+    plan = plan_hyperplanes(min_cosine, settings.target_recall, n_items, settings.rows, settings.bands)
+    cap = settings.max_bucket_size
     log.info("cosine LSH plan: %s (%d bits, recall %.4f at %.3f)", plan, plan.bits, plan.recall(min_cosine), min_cosine)
     vectors = items.select("id", "embedding").where(F.col("embedding").isNotNull())
-    index = vectors.mapInPandas(_band_keys(plan, dim, int(settings["seed"])), "id long, key long")
+    index = vectors.mapInPandas(_band_keys(plan, dim, settings.seed), "id long, key long")
     buckets = (
         index.groupBy("key")
         .agg(F.count("*").alias("count"), F.collect_list("id").alias("ids"))

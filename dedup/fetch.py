@@ -39,6 +39,7 @@ from pyspark.sql import functions as F
 
 from dedup.imaging import sniff_format
 from dedup.schema import FETCH_SCHEMA
+from dedup.settings import FetchSettings
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -266,18 +267,18 @@ class Download:
 class Fetcher:
     """Downloads images over one pooled ``requests.Session`` (shared by a task's threads)."""
 
-    def __init__(self, settings: dict[str, Any], breaker: HostBreaker | None = None) -> None:
+    def __init__(self, settings: FetchSettings, breaker: HostBreaker | None = None) -> None:
         self.settings = settings
-        self.policy = UrlPolicy(settings["allowed_hosts"], settings["block_private_networks"])
+        self.policy = UrlPolicy(settings.allowed_hosts, settings.block_private_networks)
         self.breaker = breaker or HostBreaker(
-            int(settings["breaker_failures"]), float(settings["breaker_after_s"]), float(settings["breaker_cooldown_s"])
+            settings.breaker_failures, settings.breaker_after_s, settings.breaker_cooldown_s
         )
         self.session = requests.Session()
-        threads = max(1, int(settings["threads_per_task"]))
+        threads = max(1, settings.threads_per_task)
         adapter = _CheckedAdapter(self.policy, pool_connections=threads, pool_maxsize=threads, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.session.headers["User-Agent"] = settings["user_agent"]
+        self.session.headers["User-Agent"] = settings.user_agent
         # no proxies from the environment: through a proxy the socket reaches the proxy, and the
         # policy could no longer judge the address a request really goes to
         self.session.trust_env = False
@@ -287,7 +288,7 @@ class Fetcher:
 
     def start(self, key: Any, url: str) -> Download:
         now = time.monotonic()
-        return Download(key, url, host_of(url), now, now + float(self.settings["url_budget_s"]))
+        return Download(key, url, host_of(url), now, now + self.settings.url_budget_s)
 
     def fetch(self, url: str) -> FetchResult:
         """Download ``url`` with retries, waiting in this thread between attempts; never raises."""
@@ -327,27 +328,27 @@ class Fetcher:
         except _Transient as failure:
             self.breaker.record(download.host, answered=failure.http_status is not None)
             download.reason, download.http_status = failure.reason, failure.http_status
-            if download.attempts >= max(1, int(self.settings["max_attempts"])):
+            if download.attempts >= max(1, self.settings.max_attempts):
                 return self._failed(download)
             wait_s = self._wait_s(download.attempts, failure.wait_s)
             # another attempt only where the budget leaves it time for a reply after the wait
-            if time.monotonic() + wait_s + float(self.settings["connect_timeout_s"]) / 2 > download.deadline:
+            if time.monotonic() + wait_s + self.settings.connect_timeout_s / 2 > download.deadline:
                 return self._failed(download)
             return wait_s
 
     def _wait_s(self, attempts: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
-            return min(retry_after_s, float(self.settings["max_retry_after_s"]))
-        backoff = float(self.settings["backoff_base_s"]) * 2 ** (attempts - 1)
-        return min(float(self.settings["backoff_max_s"]), backoff) * random.uniform(0.5, 1.0)
+            return min(retry_after_s, self.settings.max_retry_after_s)
+        backoff = self.settings.backoff_base_s * 2 ** (attempts - 1)
+        return min(self.settings.backoff_max_s, backoff) * random.uniform(0.5, 1.0)
 
     def _download(self, url: str, budget_s: float) -> tuple[bytes, int]:
         """One attempt within ``budget_s``: follow redirects by hand, each hop checked; return body and status."""
         settings = self.settings
         budget_s = max(0.001, budget_s)
-        deadline = time.monotonic() + min(float(settings["total_timeout_s"]), budget_s)
-        timeout = tuple(min(float(settings[name]), budget_s) for name in ("connect_timeout_s", "read_timeout_s"))
-        for _hop in range(int(settings["max_redirects"]) + 1):
+        deadline = time.monotonic() + min(settings.total_timeout_s, budget_s)
+        timeout = (min(settings.connect_timeout_s, budget_s), min(settings.read_timeout_s, budget_s))
+        for _hop in range(settings.max_redirects + 1):
             if time.monotonic() > deadline:  # slow hops add up: the whole download has one deadline
                 raise _Permanent("too_slow")
             refusal = self.policy.check(url)
@@ -374,11 +375,11 @@ class Fetcher:
         raise _Permanent("too_many_redirects")
 
     def _read_body(self, response: requests.Response, deadline: float) -> bytes:
-        max_bytes = int(self.settings["max_bytes"])
+        max_bytes = self.settings.max_bytes
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             raise _Permanent("too_large", response.status_code)
-        slow_after_s, min_rate = float(self.settings["slow_after_s"]), float(self.settings["min_bytes_per_s"])
+        slow_after_s, min_rate = self.settings.slow_after_s, self.settings.min_bytes_per_s
         started = time.monotonic()
         chunks, size = [], 0
         try:
@@ -406,8 +407,8 @@ class Fetcher:
         four times the threads are read ahead of the input, so memory stays bounded whatever the
         partition's size: the keys read ahead, and the bodies of the attempts running.
         """
-        threads = max(1, int(self.settings["threads_per_task"]))
-        per_host = max(1, int(self.settings["max_connections_per_host"]))
+        threads = max(1, self.settings.threads_per_task)
+        per_host = max(1, self.settings.max_connections_per_host)
         window = 4 * threads
         source = iter(items)
         queued: dict[str, deque[Download]] = {}  # host -> downloads ready for an attempt
@@ -473,7 +474,7 @@ def result_row(product_id: str, url: str, result: FetchResult) -> tuple:
     )  # fmt: skip
 
 
-def fetch_partition(rows: Iterable[Any], settings: dict[str, Any]) -> Iterator[tuple]:
+def fetch_partition(rows: Iterable[Any], settings: FetchSettings) -> Iterator[tuple]:
     """``mapPartitions`` body: (productId, image_url) rows in, FETCH_SCHEMA tuples out as they finish."""
     fetcher = Fetcher(settings)
     try:
@@ -493,14 +494,14 @@ def pending(products: DataFrame, already: DataFrame | None = None) -> DataFrame:
     return todo
 
 
-def fetch_images(products: DataFrame, settings: dict[str, Any], already: DataFrame | None = None) -> DataFrame:
+def fetch_images(products: DataFrame, settings: FetchSettings, already: DataFrame | None = None) -> DataFrame:
     """Download the images of ``products`` (productId, image_url) not already fetched ok.
 
     ``already`` is an earlier result table (FETCH_SCHEMA); its ok rows are not downloaded again.
     """
     spark = products.sparkSession
     todo = pending(products, already)
-    partitions = int(settings["partitions"]) or spark.sparkContext.defaultParallelism
+    partitions = settings.partitions or spark.sparkContext.defaultParallelism
     rdd = todo.repartition(partitions).rdd.mapPartitions(lambda rows: fetch_partition(rows, settings))
     return spark.createDataFrame(rdd, FETCH_SCHEMA)
 

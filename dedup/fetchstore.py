@@ -48,6 +48,7 @@ from pyspark.sql import DataFrame, SparkSession
 from dedup import outputs
 from dedup.fetch import fetch_partition, pending
 from dedup.schema import FETCH_SCHEMA
+from dedup.settings import FetchSettings
 
 INCOMING = "_incoming"
 KEYS = ["productId", "image_url"]
@@ -78,16 +79,16 @@ def _arrow_schema() -> pa.Schema:
 class TaskCommits:
     """One task attempt's committed files: buffers finished rows, commits them by the rule above."""
 
-    def __init__(self, images_path: str, run_id: str, partition: int, attempt: int, settings: dict[str, Any]) -> None:
+    def __init__(self, images_path: str, run_id: str, partition: int, attempt: int, settings: FetchSettings) -> None:
         self.fs, self.root = filesystem(images_path)
         self.direct = self.fs.type_name in _OBJECT_STORES
         self.partition_prefix = f"fetch-{run_id}-p{partition:05d}-"
         self.name_prefix = f"{self.partition_prefix}a{attempt}-"
-        self.share = float(settings["commit_share"])
-        self.min_rows = max(1, int(settings["commit_min_rows"]))
-        self.max_rows = max(self.min_rows, int(settings["commit_max_rows"]))
-        self.max_bytes = int(settings["commit_max_bytes"])
-        self.max_s = float(settings["commit_max_s"])
+        self.share = settings.commit_share
+        self.min_rows = max(1, settings.commit_min_rows)
+        self.max_rows = max(self.min_rows, settings.commit_max_rows)
+        self.max_bytes = settings.commit_max_bytes
+        self.max_s = settings.commit_max_s
         self.schema = _arrow_schema()
         self.buffer: list[tuple] = []
         self.buffer_bytes = 0
@@ -153,7 +154,7 @@ class TaskCommits:
 
 
 def commit_partition(
-    partition: int, rows: Iterable[Any], settings: dict[str, Any], images_path: str, run_id: str
+    partition: int, rows: Iterable[Any], settings: FetchSettings, images_path: str, run_id: str
 ) -> Iterator[tuple]:
     """``mapPartitionsWithIndex`` body: fetch ``rows`` (productId, image_url), commit as they finish;
     yield one summary: (partition, attempt, files, rows, adopted rows, commit seconds, seconds)."""
@@ -213,7 +214,7 @@ def drop_strays(images_path: str, run_id: str, kept: set[str]) -> int:
 
 
 def fetch_and_commit(
-    products: DataFrame, settings: dict[str, Any], images_path: str, scratch_path: str, already: DataFrame | None
+    products: DataFrame, settings: FetchSettings, images_path: str, scratch_path: str, already: DataFrame | None
 ) -> FetchRun:
     """Download what :func:`dedup.fetch.pending` leaves of ``products`` into ``images_path``,
     committed by the tasks as they go (see the module's notes). The pending keys are written to
@@ -226,7 +227,7 @@ def fetch_and_commit(
     n_todo = todo.count()
     if not n_todo:
         return run
-    partitions = min(n_todo, int(settings["partitions"]) or spark.sparkContext.defaultParallelism)
+    partitions = min(n_todo, settings.partitions or spark.sparkContext.defaultParallelism)
     run_id = run.run_id
     summaries = (
         todo.repartition(partitions)

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 from PIL import Image
 from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from dedup.settings import GroupsSettings
 
 
 def _checkpoint(frame: DataFrame) -> DataFrame:
@@ -82,14 +83,14 @@ class Groups:
     resplit_components: int
 
 
-def build_groups(pairs: DataFrame, items: DataFrame, settings: dict[str, Any]) -> Groups:
+def build_groups(pairs: DataFrame, items: DataFrame, settings: GroupsSettings) -> Groups:
     """Groups of duplicate products from verified pairs (id_a, id_b, method, distance)."""
-    max_size, rounds = int(settings["max_size"]), int(settings["max_iterations"])
+    max_size, rounds = settings.max_size, settings.max_iterations
     labels = _with_sizes(connected_components(pairs, rounds))
     big = labels.where(F.col("size") > max_size).select("id").persist()
     resplit = labels.where(F.col("size") > max_size).select("component").distinct().count()
     if resplit:
-        strict = pairs.where((F.col("method") == "exact") | (F.col("distance") <= int(settings["strict_max_distance"])))
+        strict = pairs.where((F.col("method") == "exact") | (F.col("distance") <= settings.strict_max_distance))
         strict = strict.join(big.withColumnRenamed("id", "id_a"), "id_a").join(
             big.withColumnRenamed("id", "id_b"), "id_b"
         )
@@ -311,14 +312,14 @@ LISTING_COLUMNS = ("title", "seller", "price", "in_stock", "seller_ratings", "im
 """What ``groups/`` carries of each member's listing, for the report and for people."""
 
 
-def rank_members(members: DataFrame, products: DataFrame, images: DataFrame, settings: dict[str, Any]) -> DataFrame:
+def rank_members(members: DataFrame, products: DataFrame, images: DataFrame, settings: GroupsSettings) -> DataFrame:
     """``members`` (productId, group_id, group_size, oversized) with each listing's
     :data:`LISTING_COLUMNS`, ``rank`` in its group by ``groups.keep_rule`` and ``keep``.
 
     ``products``: the catalog rows (productId, image_url, title, sellerName, sellingPrice, ...);
     ``images``: ``images/`` (productId, image_url, fetch_status, n_bytes, fetched_at, image_bytes).
     """
-    rule = parse_keep_rule(settings["keep_rule"])
+    rule = parse_keep_rule(settings.keep_rule)
     listing = members.join(
         products.select("productId", "image_url", "title", "sellerName", "sellingPrice", "specialPrice", "mrp",
                         "inStock", "sellerNoOfRatings", "sellerAverageRating"),

@@ -21,18 +21,30 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dedup import fetchstore, outputs
+from dedup.settings import EmbedSettings, FeaturesSettings
 
 KEYS = ["productId", "image_url"]
 FEATURE_SETTINGS = ("features", "embed")  # the settings tables that decide what features/ holds
 
 
-def feature_settings(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The part of a config that decides the features' values (recorded in every manifest).
+def feature_settings(features: FeaturesSettings, embed: EmbedSettings) -> dict[str, Any]:
+    """The settings that decide the features' values, as a manifest records them.
 
-    >>> feature_settings({"features": {"max_image_pixels": 9}, "hash": {"max_distance": 3}})
-    {'features': {'max_image_pixels': 9}, 'embed': {}}
+    >>> from dedup.settings import default_table
+    >>> feature_settings(default_table("features", max_image_pixels=9), default_table("embed"))["features"]
+    {'max_image_pixels': 9}
     """
-    return {section: cfg.get(section, {}) for section in FEATURE_SETTINGS}
+    return {"features": features.as_dict(), "embed": embed.as_dict()}
+
+
+def recorded_feature_settings(recorded: dict[str, Any]) -> dict[str, Any]:
+    """:func:`feature_settings` of a run's recorded config (its ``manifest.json``); a table an
+    older run did not record is None (its features are not reused).
+
+    >>> recorded_feature_settings({"features": {"max_image_pixels": 9}, "hash": {"max_distance": 3}})
+    {'features': {'max_image_pixels': 9}, 'embed': None}
+    """
+    return {section: recorded.get(section) for section in FEATURE_SETTINGS}
 
 
 def check_previous(spark: SparkSession, previous: str, out: str) -> str | None:
@@ -77,7 +89,7 @@ def reuse_features(
     previous: str | None,
 ) -> Features:
     """``compute(ok_images)``, except for keys whose features the previous run already made with
-    the same feature settings (``settings``: :func:`feature_settings` of this run's config) and
+    the same feature settings (``settings``: :func:`feature_settings` of this run's tables) and
     columns: those rows are taken from ``previous/features`` whole."""
     spark = ok_images.sparkSession
     if previous is None:
@@ -85,7 +97,7 @@ def reuse_features(
     recorded = outputs.read_json(spark, f"{previous}/manifest.json").get("config", {})
     old = spark.read.parquet(f"{previous}/features")
     wanted = compute(ok_images.limit(0)).schema  # the columns this version writes (planned, not run)
-    same = feature_settings(recorded) == settings and _columns(old.schema) == _columns(wanted)
+    same = recorded_feature_settings(recorded) == settings and _columns(old.schema) == _columns(wanted)
     if not same:
         return Features(compute(ok_images), 0, False)
     reused = old.join(ok_images.select(*KEYS), KEYS, "left_semi").select(*wanted.fieldNames())

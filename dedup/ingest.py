@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from dedup.schema import CATALOG_COLUMNS, CATALOG_READ_SCHEMA, CORRUPT_COLUMN
+from dedup.settings import IngestSettings
 
 STANDARD_SIZES = ("200x200", "400x400", "800x800")
 # The CSV parser's field limit per line. Over it, Spark does not flag the line malformed: the read
@@ -77,9 +77,9 @@ def _url_regex(size: str | None) -> str:
     return rf"(?:^|;) *((?i:https?)://(?=[^/\s?#;]){body}) *(?=;|\z)"
 
 
-def read_catalog(spark: SparkSession, path: str, settings: dict[str, Any]) -> DataFrame:
+def read_catalog(spark: SparkSession, path: str, settings: IngestSettings) -> DataFrame:
     """The dump as 32 string columns plus ``_corrupt_record`` (the raw line where it did not parse)."""
-    fmt = settings["format"]
+    fmt = settings.format
     if fmt == "csv":
         return spark.read.csv(
             path,
@@ -87,7 +87,7 @@ def read_catalog(spark: SparkSession, path: str, settings: dict[str, Any]) -> Da
             header=True,
             mode="PERMISSIVE",
             columnNameOfCorruptRecord=CORRUPT_COLUMN,
-            multiLine=bool(settings["multiline"]),
+            multiLine=settings.multiline,
             escape='"',
             enforceSchema=True,
             maxColumns=MAX_FIELDS_PER_LINE,
@@ -100,7 +100,7 @@ def read_catalog(spark: SparkSession, path: str, settings: dict[str, Any]) -> Da
     raise ValueError(f"ingest.format must be csv or jsonl, not {fmt!r}")
 
 
-def _reject_reason(settings: dict[str, Any]) -> Column:
+def _reject_reason(settings: IngestSettings) -> Column:
     """The first reason a parsed row is rejected for, or null for a valid row (repeats aside)."""
     pid = F.col("productId")
     # the reader turns bytes that are not UTF-8 into U+FFFD: a line damaged in transit or written
@@ -111,22 +111,22 @@ def _reject_reason(settings: dict[str, Any]) -> Column:
         (F.col(CORRUPT_COLUMN).isNotNull(), "malformed_line"),
         (replaced, "invalid_utf8"),
         (pid.isNull() | (pid == ""), "missing_product_id"),
-        (~pid.rlike(settings["product_id_pattern"]), "invalid_product_id"),
+        (~pid.rlike(settings.product_id_pattern), "invalid_product_id"),
         (F.col("imageUrlStr").isNull() | (F.trim("imageUrlStr") == ""), "missing_image_url"),
         (F.col("image_url").isNull(), "no_usable_image_url"),
     ]
-    if settings["category_prefix"]:
-        prefix = settings["category_prefix"]
+    if settings.category_prefix:
+        prefix = settings.category_prefix
         rules.append((~F.coalesce(F.col("categories").startswith(prefix), F.lit(False)), "filtered_category"))
-    if settings["title_regex"]:
-        rules.append((~F.coalesce(F.col("title").rlike(settings["title_regex"]), F.lit(False)), "filtered_title"))
+    if settings.title_regex:
+        rules.append((~F.coalesce(F.col("title").rlike(settings.title_regex), F.lit(False)), "filtered_title"))
     reason = F.lit(None).cast("string")
     for condition, name in reversed(rules):
         reason = F.when(condition, F.lit(name)).otherwise(reason)
     return reason
 
 
-def validate(raw: DataFrame, settings: dict[str, Any]) -> DataFrame:
+def validate(raw: DataFrame, settings: IngestSettings) -> DataFrame:
     """Every line of ``raw`` (from :func:`read_catalog`) with ``row_id`` and ``reason`` (null: valid
     so far; a repeated productId is found by :func:`split`, across the whole dump).
 
@@ -137,7 +137,7 @@ def validate(raw: DataFrame, settings: dict[str, Any]) -> DataFrame:
     checked = (
         raw.withColumn("row_id", F.monotonically_increasing_id())
         .withColumn("productId", F.trim("productId"))
-        .withColumn("image_url", pick_image_url(F.col("imageUrlStr"), settings["image_size"]))
+        .withColumn("image_url", pick_image_url(F.col("imageUrlStr"), settings.image_size))
         .withColumn("reason", _reject_reason(settings))
     )
     # the comma-separated ids, trimmed of spaces, empty ones dropped (no per-element lambdas)

@@ -34,9 +34,10 @@ neighbour. Only the few products with a region add up to ``k`` pairs each.
 
 Recall against exact kNN is measured on a sample by ``bench/knn_scale.py`` (docs/BENCHMARKS.md).
 
->>> plan_cells(10_000, {"cell_size": 2000, "max_cells": 4096})
+>>> from dedup.settings import default_table
+>>> plan_cells(10_000, default_table("cosine", cell_size=2000, max_cells=4096))
 5
->>> plan_cells(50, {"cell_size": 2000, "max_cells": 4096})
+>>> plan_cells(50, default_table("cosine", cell_size=2000, max_cells=4096))
 1
 """
 
@@ -54,25 +55,26 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from dedup.cosine import decode
+from dedup.settings import CosineSettings
 
 log = logging.getLogger(__name__)
 NEIGHBOUR_SCHEMA = "id long, slot int, nbr long, cosine float, blocked long"  # slot 1: the region vector
 _IVF_FROM_CELLS = 1024  # above this many cells, assign through a faiss IVF index over the centroids
 
 
-def check_settings(settings: dict[str, Any]) -> None:
+def check_settings(settings: CosineSettings) -> None:
     """Refuse ``cosine`` settings that cannot work (ValueError with the reason), before Spark starts."""
-    if settings.get("method", "knn") not in ("knn", "lsh"):
-        raise ValueError(f"cosine.method must be knn or lsh, got {settings['method']!r}")
+    if settings.method not in ("knn", "lsh"):
+        raise ValueError(f"cosine.method must be knn or lsh, got {settings.method!r}")
     for key in ("k", "cell_size", "probes", "train_sample", "max_cells", "split_factor", "max_group_rows"):
-        if int(settings[key]) < 1:
-            raise ValueError(f"cosine.{key} must be at least 1, got {settings[key]}")
+        if getattr(settings, key) < 1:
+            raise ValueError(f"cosine.{key} must be at least 1, got {getattr(settings, key)}")
 
 
-def plan_cells(n_items: int, settings: dict[str, Any]) -> int:
+def plan_cells(n_items: int, settings: CosineSettings) -> int:
     """How many cells ``n_items`` vectors are partitioned into: ``ceil(n / cosine.cell_size)``,
     at most ``cosine.max_cells``."""
-    return max(1, min(int(settings["max_cells"]), math.ceil(n_items / int(settings["cell_size"]))))
+    return max(1, min(settings.max_cells, math.ceil(n_items / settings.cell_size)))
 
 
 def unit_rows(blobs: pd.Series, dim: int) -> np.ndarray:
@@ -180,20 +182,20 @@ class KnnCandidates:
     sample: int
     neighbours: DataFrame  # (id, nbr, cosine) before the floor and the top-k cut, persisted
     cell_sizes: DataFrame  # (cell, count)
-    settings: dict[str, Any]
+    settings: CosineSettings
 
     def summary(self) -> dict[str, Any]:
         """Cells, their sizes, and the members searched in blocks or cut cells (never skipped)."""
-        split_at = int(self.settings["split_factor"]) * int(self.settings["cell_size"])
-        cut_at = int(self.settings["max_group_rows"])
+        split_at = self.settings.split_factor * self.settings.cell_size
+        cut_at = self.settings.max_group_rows
         sizes = self.cell_sizes.agg(
             F.max("count").alias("largest"),
             F.sum(F.when(F.col("count") > split_at, F.col("count")).otherwise(0)).alias("split"),
             F.sum(F.when(F.col("count") > cut_at, F.col("count")).otherwise(0)).alias("cut"),
         ).first()
         blocked = self.neighbours.where("id < 0").agg(F.sum("blocked")).first()[0]
-        summary = {"method": "knn", "k": int(self.settings["k"]), "cells": self.cells,
-                   "probes": int(self.settings["probes"]), "train_sample": self.sample,
+        summary = {"method": "knn", "k": self.settings.k, "cells": self.cells,
+                   "probes": self.settings.probes, "train_sample": self.sample,
                    "largest_cell": int(sizes["largest"] or 0), "rows_in_split_cells": int(sizes["split"] or 0),
                    "rows_in_blocks": int(blocked or 0), "rows_in_cut_cells": int(sizes["cut"] or 0),
                    "skipped_rows": 0}  # fmt: skip
@@ -227,9 +229,9 @@ def _assign(centroids: np.ndarray, dim: int, probes: int) -> Callable[[Iterator[
     return assign
 
 
-def _search(settings: dict[str, Any], dim: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    k, cell_size, probes = int(settings["k"]), int(settings["cell_size"]), int(settings["probes"])
-    split_at, seed = int(settings["split_factor"]) * cell_size, int(settings["seed"])
+def _search(settings: CosineSettings, dim: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    k, cell_size, probes = settings.k, settings.cell_size, settings.probes
+    split_at, seed = settings.split_factor * cell_size, settings.seed
 
     def search(frame: pd.DataFrame) -> pd.DataFrame:
         _one_thread_per_task()
@@ -249,21 +251,21 @@ def _search(settings: dict[str, Any], dim: int) -> Callable[[pd.DataFrame], pd.D
     return search
 
 
-def knn_pairs(items: DataFrame, settings: dict[str, Any], dim: int, n_items: int, floor: float) -> KnnCandidates:
+def knn_pairs(items: DataFrame, settings: CosineSettings, dim: int, n_items: int, floor: float) -> KnnCandidates:
     """(id_a, id_b, cosine) for each product of ``items`` (id long, embedding binary, and
     optionally region_embedding binary) and its ``cosine.k`` nearest neighbours at
     ``cosine >= floor`` (module doc). Null vectors take no part; ``n_items`` sizes the partition."""
     check_settings(settings)
-    k = int(settings["k"])
+    k = settings.k
     vectors = items.select("id", F.lit(0).alias("slot"), "embedding").where(F.col("embedding").isNotNull())
     if "region_embedding" in items.columns:
         regions = items.select("id", F.lit(1).alias("slot"), F.col("region_embedding").alias("embedding"))
         vectors = vectors.unionByName(regions.where(F.col("embedding").isNotNull()))
     cells = plan_cells(n_items, settings)
-    seed = int(settings["seed"])
+    seed = settings.seed
     sample_rows = 0
     if cells > 1:
-        limit = int(settings["train_sample"])
+        limit = settings.train_sample
         fraction = min(1.0, 1.2 * limit / max(1, n_items))
         # trained on whole-image vectors only: the cells are those a run without regions makes
         whole = vectors.where(F.col("slot") == 0)
@@ -271,12 +273,12 @@ def knn_pairs(items: DataFrame, settings: dict[str, Any], dim: int, n_items: int
         sample_rows = len(rows)
         centroids = train_centroids(unit_rows(pd.Series([r["embedding"] for r in rows]), dim), cells, seed)
         cells = len(centroids)
-        assigned = vectors.mapInPandas(_assign(centroids, dim, int(settings["probes"])),
+        assigned = vectors.mapInPandas(_assign(centroids, dim, settings.probes),
                                        "cell long, id long, slot int, embedding binary")  # fmt: skip
     else:
         assigned = vectors.select(F.lit(0).cast("long").alias("cell"), "id", "slot", "embedding")
     cell_sizes = assigned.groupBy("cell").count()
-    cut_at = int(settings["max_group_rows"])
+    cut_at = settings.max_group_rows
     parts = F.greatest(F.lit(1), F.ceil(F.col("count") / cut_at)).cast("long")
     grouped = assigned.join(F.broadcast(cell_sizes), "cell").withColumn(
         "part", F.pmod(F.xxhash64("id"), parts)

@@ -60,8 +60,8 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from dedup.config import DEFAULTS
 from dedup.imaging import DecodeError, decode_pixels
+from dedup.settings import VerifySettings, default_table
 
 MAX_SIDE = 256  # pixels a side the pair is compared at
 MIN_SIDE = 32  # smaller images are not compared
@@ -622,11 +622,22 @@ class PhotoRule:
     at_most: tuple[tuple[str, float], ...]  # (score field, the most it may be)
 
     @classmethod
-    def of(cls, verify_settings: Mapping[str, Any]) -> PhotoRule:
+    def of(cls, verify_settings: VerifySettings) -> PhotoRule:
         """The thresholds of a ``verify`` table."""
         return cls(
-            tuple((field, float(verify_settings[key])) for field, key in AT_LEAST.items()),
-            tuple((field, float(verify_settings[key])) for field, key in AT_MOST.items()),
+            tuple((field, float(getattr(verify_settings, key))) for field, key in AT_LEAST.items()),
+            tuple((field, float(getattr(verify_settings, key))) for field, key in AT_MOST.items()),
+        )
+
+    def with_thresholds(self, thresholds: Mapping[str, float]) -> PhotoRule:
+        """This rule with some bounds changed, each named by its ``verify`` setting (a calibration
+        grid's point: ``{"min_inliers": 30, "max_colour_change": 0.1}``); ValueError for another name."""
+        unknown = sorted(set(thresholds) - {*AT_LEAST.values(), *AT_MOST.values()})
+        if unknown:
+            raise ValueError(f"not a photo check threshold: {unknown[0]}")
+        return PhotoRule(
+            tuple((field, float(thresholds.get(AT_LEAST[field], least))) for field, least in self.at_least),
+            tuple((field, float(thresholds.get(AT_MOST[field], most))) for field, most in self.at_most),
         )
 
     def _bounds(self, value: Callable[[str, float], Any]) -> list[Any]:
@@ -657,12 +668,11 @@ class PhotoRule:
         return same
 
 
-DEFAULT_RULE = PhotoRule.of(DEFAULTS["verify"])  # the job's thresholds at the defaults (dedup/config.py)
+DEFAULT_RULE = PhotoRule.of(default_table("verify"))  # the job's thresholds at the defaults (dedup/config.py)
 
 
-def decide(scores: Mapping[str, Any], settings: Mapping[str, Any] | None = None) -> bool:
-    """:meth:`PhotoRule.decide` at the defaults' thresholds, ``settings`` (verify keys) laid over them."""
-    rule = PhotoRule.of({**DEFAULTS["verify"], **settings}) if settings else DEFAULT_RULE
+def decide(scores: Mapping[str, Any], rule: PhotoRule = DEFAULT_RULE) -> bool:
+    """:meth:`PhotoRule.decide` by ``rule`` (the defaults' thresholds unless given)."""
     return rule.decide(scores)
 
 

@@ -48,7 +48,7 @@ from dedup.fetch import Fetcher
 from dedup.outputs import path_exists, read_json
 from dedup.photomatch import AT_LEAST, AT_MOST
 from dedup.rule import Rule
-from dedup.settings import Settings, Table, typed
+from dedup.settings import EmbedSettings, FeaturesSettings, FetchSettings, Settings, VerifySettings, typed
 
 REFUSALS = frozenset({"blocked_scheme", "blocked_address", "invalid_url"})
 SCAN_COLUMNS = ("productId", "image_url", "sha256", "dhash", "dhash_flip", "thumb")
@@ -78,7 +78,7 @@ def is_url(source: str) -> bool:
     return "://" in source
 
 
-def read_source(source: str, fetch_settings: Table) -> bytes:
+def read_source(source: str, fetch_settings: FetchSettings) -> bytes:
     """The bytes of a local file, or of a URL downloaded under the job's fetch policy."""
     if not is_url(source):
         path = Path(source)
@@ -100,7 +100,7 @@ def read_source(source: str, fetch_settings: Table) -> bytes:
     return result.content
 
 
-def checked_image(source: str, data: bytes, features_settings: Table) -> QueryImage:
+def checked_image(source: str, data: bytes, features_settings: FeaturesSettings) -> QueryImage:
     """The input, once its bytes decode as the job decodes them; QueryError when they do not."""
     record = features.hash_features(data, features_settings.max_image_pixels)
     if record.get("decode_error"):
@@ -149,15 +149,14 @@ def plan_of(settings: Settings, index: DataFrame) -> Plan:
 
 
 def query_features(
-    spark: SparkSession, images: list[QueryImage], features_settings: Table, embed_settings: Table
+    spark: SparkSession, images: list[QueryImage], features_settings: FeaturesSettings, embed_settings: EmbedSettings
 ) -> list[dict[str, Any]]:
     """Each input's feature row, made by the features stage's own UDF at the run's settings."""
     frame = spark.createDataFrame(
         [(f"query:{n}", image.source, image.data) for n, image in enumerate(images)],
         "productId string, image_url string, image_bytes binary",
     )
-    embed_cfg = embed.stage_model_files(spark, embed_settings) if features.embedding_on(embed_settings) else None
-    made = features.compute_features(frame, features_settings, embed_cfg).collect()
+    made = features.compute_features(frame, features_settings, embed.stage_model_files(spark, embed_settings)).collect()
     rows = {row["productId"]: row.asDict() for row in made}
     found = [rows[f"query:{n}"] for n in range(len(images))]
     for image, row in zip(images, found, strict=True):
@@ -387,7 +386,7 @@ def _sort_key(match: dict[str, Any]) -> tuple:
     return (match["method"] != "exact", -cosine, match["distance"], match["productId"], match["image_url"])
 
 
-def describe(plan: Plan, verify_settings: Table) -> dict[str, Any]:
+def describe(plan: Plan, verify_settings: VerifySettings) -> dict[str, Any]:
     """The rule the answer was decided by, for the JSON (the photo check's thresholds as the
     ``verify`` table states them)."""
     decided = plan.rule
@@ -402,7 +401,7 @@ def describe(plan: Plan, verify_settings: Table) -> dict[str, Any]:
     if decided.dim:
         rule.update(candidate_cosine=decided.floor, k=plan.k)
     if decided.photo_checked:
-        rule["photo"] = {key: verify_settings[key] for key in PHOTO_RULE}
+        rule["photo"] = {key: getattr(verify_settings, key) for key in PHOTO_RULE}
     elif decided.dim:
         rule["min_cosine"] = decided.min_cosine
     return rule

@@ -29,7 +29,7 @@ import html
 import io
 import math
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ from dedup import photomatch
 from dedup.config import job_settings_of
 from dedup.imaging import DecodeError, decode_image
 from dedup.outputs import path_exists, read_json
+from dedup.photomatch import PhotoRule
+from dedup.settings import typed
 
 THUMB_SIDE = 160  # pixels, the longer side of a report thumbnail
 
@@ -96,32 +98,30 @@ def _column(frame: DataFrame, name: str, kind: str) -> Column:
 
 
 def check_margins(
-    verify_settings: Mapping[str, Any], hash_settings: Mapping[str, Any], min_cosine: float | None
+    photo_rule: PhotoRule, max_distance: int, max_thumb_distance: float, min_cosine: float | None
 ) -> dict[str, list[tuple[str, Column]]]:
     """Per method: (check, margin) of each check that decided it, 0 at the threshold and 1 as far
-    from it as the check goes; the pair's columns as in ``pairs/``. ``min_cosine``: the run's
-    deciding cosine (its manifest's; 0.9 where it recorded none)."""
-    v, photo = verify_settings, F.col("photo")
+    from it as the check goes; the pair's columns as in ``pairs/``. ``photo_rule``: the run's
+    photo check (its bounds, in their order); ``max_distance`` and ``max_thumb_distance``: its
+    hash rule; ``min_cosine``: its deciding cosine (its manifest's; 0.9 where it recorded none)."""
+    photo = F.col("photo")
 
     def above(value: Column, threshold: float, top: float = 1.0) -> Column:
         return (value - F.lit(threshold)) / F.lit(max(top - threshold, 1e-9))
 
-    min_inliers = float(v["min_inliers"])
-    max_distance = float(hash_settings["max_distance"])
+    def below(value: Column, threshold: float) -> Column:
+        return F.lit(1.0) - value / F.lit(max(threshold, 1e-9))
+
+    # an inlier count has no top: 3x its least is as clear as it gets; the other scores are shares
     return {
         "photo": [
-            ("inliers", above(photo["inliers"].cast("double"), min_inliers, 3 * min_inliers)),
-            ("inlier_ratio", above(photo["inlier_ratio"], float(v["min_inlier_ratio"]))),
-            ("structure", above(photo["structure"], float(v["min_structure"]))),
-            ("tile_agreement", above(photo["tile_agreement"], float(v["min_tile_agreement"]))),
-            (
-                "colour_change",
-                F.lit(1.0) - photo["colour_change"] / F.lit(max(float(v["max_colour_change"]), 1e-9)),
-            ),
-        ],
+            (field, above(photo[field].cast("double"), least, 3 * least if field == "inliers" else 1.0))
+            for field, least in photo_rule.at_least
+        ]
+        + [(field, below(photo[field], most)) for field, most in photo_rule.at_most],
         "dhash": [
-            ("distance", F.lit(1.0) - F.col("distance").cast("double") / F.lit(max_distance + 1)),
-            ("thumb_distance", F.lit(1.0) - F.col("thumb_distance") / F.lit(max(float(v["max_thumb_distance"]), 1e-9))),
+            ("distance", F.lit(1.0) - F.col("distance").cast("double") / F.lit(float(max_distance) + 1)),
+            ("thumb_distance", below(F.col("thumb_distance"), max_thumb_distance)),
         ],
         "cosine": [("cosine", above(F.col("cosine"), float(min_cosine or 0.9)))],
     }
@@ -508,9 +508,12 @@ def write_report(
         if unknown:
             raise ReportError(f"unknown {name} {', '.join(unknown)} (known: {', '.join(known)})")
     manifest = read_json(spark, f"{out_dir}/manifest.json") or {}
-    settings = job_settings_of(manifest.get("config", {}))
+    settings = typed(job_settings_of(manifest.get("config", {})))
     embedding = manifest.get("embedding") or {}
-    checks = check_margins(settings["verify"], settings["hash"], embedding.get("min_cosine"))
+    checks = check_margins(
+        PhotoRule.of(settings.verify), settings.hash.max_distance, settings.verify.max_thumb_distance,
+        embedding.get("min_cosine"),
+    )  # fmt: skip
     groups, keys = group_table(spark, out_dir, side, max_members, max_pairs, checks)
     keys = keys.persist()
     by_certainty = {r["certainty"]: r["count"] for r in keys.groupBy("certainty").count().collect()}

@@ -40,20 +40,22 @@ from pyspark.sql import functions as F
 
 from dedup import embed, knn
 from dedup.photomatch import PhotoRule
-from dedup.settings import Settings, Table
+from dedup.settings import CosineSettings, EmbedSettings, HashSettings, Settings, VerifySettings
 
 
-def cosine_thresholds(embed_settings: Table, cosine_settings: Table, verify_settings: Table) -> tuple[float, float]:
+def cosine_thresholds(
+    embed_settings: EmbedSettings, cosine_settings: CosineSettings, verify_settings: VerifySettings
+) -> tuple[float, float]:
     """(candidate floor, deciding cosine): ``cosine.min_cosine`` and ``verify.min_cosine`` where
     set (above 0), else the backend's calibrated values (:data:`dedup.embed.CANDIDATE_COSINE`,
     :data:`dedup.embed.CALIBRATED_MIN_COSINE`); ValueError for a backend without one."""
-    backend = embed_settings["backend"]
+    backend = embed_settings.backend
     chosen = []
     for key, settings, table in (
         ("cosine", cosine_settings, embed.CANDIDATE_COSINE),
         ("verify", verify_settings, embed.CALIBRATED_MIN_COSINE),
     ):
-        value = float(settings["min_cosine"] or 0)
+        value = settings.min_cosine
         if value <= 0 and backend not in table:
             raise ValueError(f"embed.backend={backend} has no calibrated threshold: set {key}.min_cosine")
         chosen.append(value if value > 0 else table[backend])
@@ -92,19 +94,23 @@ class Rule:
 
     @classmethod
     def from_tables(
-        cls, hash_settings: Table, embed_settings: Table, cosine_settings: Table, verify_settings: Table, dim: int
+        cls,
+        hash_settings: HashSettings,
+        embed_settings: EmbedSettings,
+        cosine_settings: CosineSettings,
+        verify_settings: VerifySettings,
+        dim: int,
     ) -> Rule:
         """:meth:`of` from the four tables the rule reads."""
-        photo = PhotoRule.of(verify_settings) if dim and verify_settings["photo_match"] else None
+        photo = PhotoRule.of(verify_settings) if dim and verify_settings.photo_match else None
         floor, min_cosine = cosine_thresholds(embed_settings, cosine_settings, verify_settings) if dim else (None, None)
-        max_distance = int(hash_settings["max_distance"])
-        near = min(max_distance, int(verify_settings["photo_max_distance"])) if photo else max_distance
+        max_distance = hash_settings.max_distance
+        near = min(max_distance, verify_settings.photo_max_distance) if photo else max_distance
         return cls(
             dim=int(dim), photo=photo, near_distance=near, max_distance=max_distance,
-            match_flips=bool(hash_settings["match_flips"]),
-            max_thumb_distance=float(verify_settings["max_thumb_distance"]),
-            photo_max_distance=int(verify_settings["photo_max_distance"]), floor=floor, min_cosine=min_cosine,
-            exclude_same_family=bool(verify_settings["exclude_same_family"]),
+            match_flips=hash_settings.match_flips, max_thumb_distance=verify_settings.max_thumb_distance,
+            photo_max_distance=verify_settings.photo_max_distance, floor=floor, min_cosine=min_cosine,
+            exclude_same_family=verify_settings.exclude_same_family,
         )  # fmt: skip
 
     @property

@@ -18,7 +18,17 @@ from dedup import candidates, cosine, embed, features, fetch, fetchstore, groups
 from dedup import verify as verification
 from dedup.outputs import materialise
 from dedup.rule import Rule
-from dedup.settings import Table  # one table of the job's settings (dedup/settings.py), e.g. settings.hash
+from dedup.settings import (  # the job's settings tables (dedup/settings.py)
+    CosineSettings,
+    EmbedSettings,
+    ExactSettings,
+    FeaturesSettings,
+    FetchSettings,
+    GroupsSettings,
+    HashSettings,
+    IngestSettings,
+    OutputSettings,
+)
 
 
 @dataclass
@@ -42,7 +52,7 @@ class IngestResult:
         return {"rows": self.n_rows, "valid": self.n_valid, "rejected": self.n_rejected}
 
 
-def ingest_stage(spark: SparkSession, catalog: str, settings: Table, work: str, out: str) -> IngestResult:
+def ingest_stage(spark: SparkSession, catalog: str, settings: IngestSettings, work: str, out: str) -> IngestResult:
     """The rows to ``work``/rows, the rejects to ``out``/rejects."""
     rows = materialise(ingest.validate(ingest.read_catalog(spark, catalog, settings), settings), f"{work}/rows")
     # repeated productIds: found once over two columns, then joined (by broadcast when few) by every
@@ -77,7 +87,7 @@ class FetchResult:
 
 
 def fetch_stage(
-    spark: SparkSession, ingested: IngestResult, settings: Table, out: str, work: str, previous: str | None
+    spark: SparkSession, ingested: IngestResult, settings: FetchSettings, out: str, work: str, previous: str | None
 ) -> FetchResult:
     """Download what ``out``/images lacks (seeded from ``previous``) and commit it there."""
     products = ingested.ingested.products
@@ -115,8 +125,8 @@ class FeaturesResult:
 def features_stage(
     spark: SparkSession,
     fetched: FetchResult,
-    features_settings: Table,
-    embed_settings: Table,
+    features_settings: FeaturesSettings,
+    embed_settings: EmbedSettings,
     out: str,
     previous: str | None,
 ) -> FeaturesResult:
@@ -127,10 +137,9 @@ def features_stage(
     ok_images = fetchstore.read_images(spark, fetched.images_path).where(F.col("fetch_status") == "ok")
 
     def compute(images: DataFrame) -> DataFrame:
-        embed_cfg = embed.stage_model_files(spark, embed_settings) if features.embedding_on(embed_settings) else None
-        return features.compute_features(images, features_settings, embed_cfg)
+        return features.compute_features(images, features_settings, embed.stage_model_files(spark, embed_settings))
 
-    settings = incremental.feature_settings({"features": dict(features_settings), "embed": dict(embed_settings)})
+    settings = incremental.feature_settings(features_settings, embed_settings)
     made = incremental.reuse_features(ok_images, compute, settings, previous)
     table = materialise(made.table, f"{out}/features")
     by_status = outputs.counts_by(table, "feature_status")
@@ -164,12 +173,12 @@ class CandidatesResult:
 
 
 def cosine_candidates(
-    items: DataFrame, settings: Table, dim: int, n_items: int, floor: float
+    items: DataFrame, settings: CosineSettings, dim: int, n_items: int, floor: float
 ) -> knn.KnnCandidates | cosine.CosineCandidates:
     """The cosine candidates of ``cosine.method``: each product's ``k`` nearest neighbours at or
     above ``floor`` (knn), or every pair at or above it (lsh)."""
     knn.check_settings(settings)
-    if settings["method"] == "knn":
+    if settings.method == "knn":
         return knn.knn_pairs(items, settings, dim, n_items, floor)
     return cosine.cosine_pairs(items, replace(settings, min_cosine=floor), dim, n_items)
 
@@ -180,9 +189,9 @@ def candidates_stage(
     rule: Rule,
     work: str,
     *,
-    hash_settings: Table,
-    exact_settings: Table,
-    cosine_settings: Table,
+    hash_settings: HashSettings,
+    exact_settings: ExactSettings,
+    cosine_settings: CosineSettings,
 ) -> CandidatesResult:
     """Candidate pairs to ``work``/candidates: exact bytes, near dHash (within ``rule.near_distance``)
     and with embeddings, cosine (at or above ``rule.floor``)."""
@@ -277,7 +286,7 @@ def groups_stage(
     found: CandidatesResult,
     ingested: IngestResult,
     fetched: FetchResult,
-    settings: Table,
+    settings: GroupsSettings,
     work: str,
     out: str,
     previous: str | None,
@@ -317,7 +326,7 @@ def outputs_stage(
     fetched: FetchResult,
     made: FeaturesResult,
     grouped: GroupsResult,
-    settings: Table,
+    settings: OutputSettings,
     out: str,
 ) -> OutputsResult:
     """Each row's status to ``out``/status; ``duplicates.json`` and ``keep.json`` where ``write_json``."""
@@ -325,7 +334,7 @@ def outputs_stage(
     status = materialise(status, f"{out}/status")
     by_status = outputs.counts_by(status, "status")
     failures = outputs.counts_by(status.where("status = 'failed'"), "reason")
-    if settings["write_json"]:
+    if settings.write_json:
         outputs.write_text(spark, f"{out}/duplicates.json", outputs.duplicates_json_pieces(grouped.members))
         outputs.write_text(spark, f"{out}/keep.json", outputs.keep_json_pieces(grouped.members))
     return OutputsResult(by_status, failures)

@@ -4,6 +4,7 @@ import pytest
 
 from dedup import candidates
 from dedup.imaging import hamming
+from dedup.settings import default_table
 
 
 def signed(value: int) -> int:
@@ -17,7 +18,7 @@ def flip_bits(value: int, n: int, rng: random.Random) -> int:
 
 
 def hash_settings(**changes):
-    return {"max_distance": 6, "match_flips": False, "bands": 0, "max_bucket_size": 1000} | changes
+    return default_table("hash", **{"max_distance": 6, "match_flips": False, "max_bucket_size": 1000} | changes)
 
 
 @pytest.mark.parametrize(("t", "n"), [(0, 10), (3, 1000), (6, 1_000_000), (10, 4_000_000)])
@@ -79,7 +80,8 @@ def test_oversized_buckets_are_skipped_and_reported(spark):
 def test_exact_pairs_all_pairs_then_stars(spark):
     rows = [(i, "small") for i in range(4)] + [(10 + i, "big") for i in range(6)] + [(99, "alone")]
     items = spark.createDataFrame(rows, "id long, sha256 string")
-    pairs = {(r["id_a"], r["id_b"]) for r in candidates.exact_pairs(items, {"max_pairs_group_size": 5}).collect()}
+    found = candidates.exact_pairs(items, default_table("exact", max_pairs_group_size=5))
+    pairs = {(r["id_a"], r["id_b"]) for r in found.collect()}
     small = {(a, b) for a in range(4) for b in range(a + 1, 4)}
     stars = {(10, 10 + i) for i in range(1, 6)}
     assert pairs == small | stars

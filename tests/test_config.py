@@ -108,17 +108,26 @@ def test_wrong_types_are_refused_naming_the_key(tmp_path, profile, message):
         typed(load_config(path))
 
 
-def test_typed_tables_are_frozen_and_read_both_ways():
+def test_typed_tables_are_frozen_and_read_by_attribute_only():
     import dataclasses
 
-    from dedup.settings import typed
+    from dedup.settings import HashSettings, default_table, typed
 
     settings = typed(load_config(overrides=["verify.max_colour_change=1"]))
     assert settings.verify.max_colour_change == 1.0 and isinstance(settings.verify.max_colour_change, float)
-    assert settings.hash["max_distance"] == settings.hash.max_distance == DEFAULTS["hash"]["max_distance"]
-    assert dict(settings.embed) == DEFAULTS["embed"]
+    assert isinstance(settings.hash, HashSettings) and settings.hash.max_distance == DEFAULTS["hash"]["max_distance"]
+    assert settings.embed.as_dict() == DEFAULTS["embed"] and settings.groups.as_dict() == DEFAULTS["groups"]
+    with pytest.raises(TypeError):  # no reading by key: a leaf given a plain dict fails, no table passes as one
+        settings.hash["max_distance"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.hash.max_distance = 9
+    # a changed copy is checked as the entry checks a table
+    assert dataclasses.replace(settings.fetch, allowed_hosts=["a", "b"]).allowed_hosts == ("a", "b")
+    with pytest.raises(ValueError, match=r"cosine\.k must be an integer, got 2\.5"):
+        dataclasses.replace(settings.cosine, k=2.5)
+    assert default_table("hash", max_distance=5) == dataclasses.replace(settings.hash, max_distance=5)
+    with pytest.raises(ValueError, match=r"unknown setting: hash\.max_dist"):
+        default_table("hash", max_dist=5)
     with pytest.raises(ValueError, match=r"unknown settings table: nope"):
         typed({**load_config(), "nope": {}})
 

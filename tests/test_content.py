@@ -11,14 +11,15 @@ import pytest
 from PIL import Image, ImageDraw
 
 from dedup import content
-from dedup.config import DEFAULTS, load_config
+from dedup.config import load_config
 from dedup.cosine import cosines, decode
 from dedup.devkit import edits
 from dedup.devkit.imageserver import ImageServer
 from dedup.devkit.synth import image_names, image_url_str, jpeg_bytes, product_image, write_catalog_csv
+from dedup.settings import default_table
 from jobs.dedup_job import run_job
 
-SETTINGS = DEFAULTS["embed"]
+SETTINGS = default_table("embed")
 
 
 def photo(seed: int) -> Image.Image:

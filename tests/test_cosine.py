@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 
 from dedup import cosine
+from dedup.settings import default_table
 from dedup.vectors import normalise, to_bytes
 
 MIN_COSINE = 0.9
 
 
 def settings(**changes):
-    return {"min_cosine": MIN_COSINE, "target_recall": 0.99, "max_bucket_size": 2000, "seed": 17} | changes
+    return default_table("cosine", method="lsh", **{"min_cosine": MIN_COSINE, "target_recall": 0.99} | changes)
 
 
 def copy_at(base: np.ndarray, c: float, rng: np.random.Generator) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 from dedup.devkit.synth import jpeg_bytes, product_image
 from dedup.embed import cached_embedder, load_embedder, resize_square, stage_model_files, task_device
 from dedup.features import compute_features
+from dedup.settings import EmbedSettings, default_table
 from dedup.vectors import from_bytes, stack
 
 
@@ -23,12 +25,12 @@ def images() -> dict[str, bytes]:
     return {"original": jpeg_bytes(photo), "copy": jpeg_bytes(cropped, quality=70), **others, "broken": b"\xff\xd8\xff"}
 
 
-def _embed_in_spark(spark, images: dict[str, bytes], settings: dict) -> dict[str, dict]:
+def _embed_in_spark(spark, images: dict[str, bytes], settings: EmbedSettings) -> dict[str, dict]:
     frame = spark.createDataFrame(
         [(key, f"http://x/{key}", data) for key, data in images.items()],
         "productId string, image_url string, image_bytes binary",
     ).repartition(2)
-    rows = compute_features(frame, {"max_image_pixels": 50_000_000}, settings).collect()
+    rows = compute_features(frame, default_table("features"), settings).collect()
     return {row["productId"]: row.asDict() for row in rows}
 
 
@@ -38,7 +40,7 @@ def _cosine(rows: dict[str, dict], a: str, b: str, dim: int) -> float:
 
 @pytest.mark.parametrize("backend", ["sscd", "sscd_distilled"])
 def test_sscd_inside_spark_finds_the_edited_copy(spark, images, backend):
-    settings = {"backend": backend, "device": "auto", "batch_size": 2, "dtype": "float32"}
+    settings = default_table("embed", backend=backend, device="auto", batch_size=2, dtype="float32")
     rows = _embed_in_spark(spark, images, settings)
     assert rows["broken"]["feature_status"] == "failed" and rows["broken"]["embedding"] is None
     vectors = stack([rows[k]["embedding"] for k in images if k != "broken"], 512)
@@ -47,14 +49,14 @@ def test_sscd_inside_spark_finds_the_edited_copy(spark, images, backend):
     others = [_cosine(rows, "original", f"other{i}", 512) for i in range(3)]
     assert copy > max(others) + 0.2, (copy, others)  # a synthetic drawing: margins, not absolutes
     # the same model outside Spark gives the same vectors: the UDF adds no preprocessing of its own
-    local = load_embedder({"backend": backend, "device": "cpu"})
+    local = load_embedder(default_table("embed", backend=backend, device="cpu"))
     pixels = np.asarray(Image.open(io.BytesIO(images["copy"])).convert("RGB"))
     direct = local.embed(resize_square(pixels, 224)[None])[0]
     assert float(direct @ from_bytes(rows["copy"]["embedding"], 512)) > 0.999
 
 
 def test_float16_storage_halves_the_bytes(spark, images):
-    rows = _embed_in_spark(spark, images, {"backend": "sscd_distilled", "batch_size": 64, "dtype": "float16"})
+    rows = _embed_in_spark(spark, images, default_table("embed", backend="sscd_distilled", dtype="float16"))
     assert len(rows["original"]["embedding"]) == 2 * 512
     assert _cosine(rows, "original", "copy", 512) > _cosine(rows, "original", "other0", 512) + 0.2
 
@@ -72,14 +74,14 @@ def vgg16_weights(tmp_path_factory) -> str:
 @pytest.mark.slow
 def test_vgg16_fc2_inside_spark_with_a_staged_weights_file(spark, images, vgg16_weights):
     settings = stage_model_files(
-        spark, {"backend": "vgg16", "weights": vgg16_weights, "batch_size": 4, "dtype": "float32"}
+        spark, default_table("embed", backend="vgg16", weights=vgg16_weights, batch_size=4, dtype="float32")
     )
     rows = _embed_in_spark(spark, {k: images[k] for k in ("original", "copy", "other0")}, settings)
     vectors = stack([row["embedding"] for row in rows.values()], 4096)
     assert vectors.shape == (3, 4096)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
     # fc2 of the same weights computed here, outside Spark, from the same pixels
-    local = load_embedder({"backend": "vgg16", "weights": vgg16_weights, "device": "cpu"})
+    local = load_embedder(default_table("embed", backend="vgg16", weights=vgg16_weights, device="cpu"))
     pixels = np.asarray(Image.open(io.BytesIO(images["original"])).convert("RGB"))
     direct = local.embed(resize_square(pixels, 224)[None])[0]
     assert float(direct @ from_bytes(rows["original"]["embedding"], 4096)) > 0.999
@@ -110,26 +112,28 @@ def mean_colour_onnx(tmp_path_factory) -> str:
 def test_any_onnx_model_by_path(spark, mean_colour_onnx):
     red = jpeg_bytes(Image.new("RGB", (100, 80), (200, 30, 30)), quality=95)
     settings = stage_model_files(
-        spark, {"backend": "onnx", "model_path": mean_colour_onnx, "batch_size": 8, "dtype": "float32"}
+        spark, default_table("embed", backend="onnx", model_path=mean_colour_onnx, batch_size=8, dtype="float32")
     )
     rows = _embed_in_spark(spark, {"red": red}, settings)
     expected = (np.array([200, 30, 30]) / 255.0 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
     expected /= np.linalg.norm(expected)
     assert np.allclose(from_bytes(rows["red"]["embedding"], 3), expected, atol=0.02)
-    assert load_embedder({"backend": "onnx", "model_path": mean_colour_onnx}).input_size == 64  # read off the model
+    onnx_settings = default_table("embed", backend="onnx", model_path=mean_colour_onnx)
+    assert load_embedder(onnx_settings).input_size == 64  # read off the model
 
 
 def test_bad_backend_settings_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match=r"embed\.backend must be one of"):
-        load_embedder({"backend": "resnet"})
+        load_embedder(default_table("embed", backend="resnet"))
     with pytest.raises(ValueError, match="model_path"):
-        load_embedder({"backend": "onnx", "model_path": ""})
+        load_embedder(default_table("embed", backend="onnx", model_path=""))
     with pytest.raises(FileNotFoundError):
-        load_embedder({"backend": "onnx", "model_path": str(tmp_path / "missing.onnx")})
+        load_embedder(default_table("embed", backend="onnx", model_path=str(tmp_path / "missing.onnx")))
 
 
 def test_model_is_loaded_once_per_process_and_cpu_outside_spark_resources():
-    settings = {"backend": "sscd_distilled", "device": "auto", "batch_size": 8}
-    assert cached_embedder(settings) is cached_embedder({**settings, "batch_size": 64})
+    settings = default_table("embed", backend="sscd_distilled", device="auto", batch_size=8)
+    assert cached_embedder(settings) is cached_embedder(dataclasses.replace(settings, batch_size=64, region=False))
+    assert cached_embedder(settings) is not cached_embedder(dataclasses.replace(settings, device="cpu"))
     assert task_device("auto") == ("cpu", 0)  # no Spark task, no GPU assigned
     assert task_device("cpu") == ("cpu", 0)

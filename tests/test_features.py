@@ -16,6 +16,7 @@ from dedup.imaging import (
     thumb_distances,
     thumbnail,
 )
+from dedup.settings import default_table
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,8 @@ def test_udf_matches_python_exactly(spark, photo):
         [(f"P{i}", f"http://h/{i}.jpeg", data) for i, data in enumerate(images)],
         "productId string, image_url string, image_bytes binary",
     )
-    rows = {r["productId"]: r for r in compute_features(frame, {"max_image_pixels": 50_000_000}).collect()}
+    hashes_only = default_table("embed", backend="none")
+    rows = {r["productId"]: r for r in compute_features(frame, default_table("features"), hashes_only).collect()}
     for i, data in enumerate(images[:20]):
         expected = hash_features(data, 50_000_000)
         row = rows[f"P{i}"]

@@ -5,14 +5,13 @@ from collections import Counter
 import pytest
 
 from dedup import fetch
-from dedup.config import load_config
 from dedup.devkit.imageserver import ImageServer
+from dedup.settings import default_table
 
 
 def settings(**changes):
-    cfg = load_config(overrides=["fetch.allowed_hosts=127.0.0.1"])["fetch"]
-    cfg.update({"backoff_base_s": 0.01, "backoff_max_s": 0.05, "max_attempts": 3} | changes)
-    return cfg
+    quick = {"allowed_hosts": ["127.0.0.1"], "backoff_base_s": 0.01, "backoff_max_s": 0.05, "max_attempts": 3}
+    return default_table("fetch", **quick | changes)
 
 
 @pytest.fixture

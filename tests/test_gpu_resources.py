@@ -17,6 +17,7 @@ SCRIPT = textwrap.dedent(
     import json, sys
     from dedup.embed import describe_task_device
     from dedup.session import build_session
+    from dedup.settings import default_table
 
     spark = build_session({
         "spark.master": "local-cluster[1,2,1024]", "spark.ui.enabled": "false",
@@ -25,7 +26,7 @@ SCRIPT = textwrap.dedent(
         "spark.executor.resource.gpu.amount": "1",
         "spark.task.resource.gpu.amount": "0.5",
     })
-    settings = {"backend": "sscd_distilled", "device": "auto"}
+    settings = default_table("embed", backend="sscd_distilled", device="auto")
     seen = spark.sparkContext.parallelize(range(2), 2).mapPartitions(
         lambda _: [json.dumps(describe_task_device(settings))]).collect()
     print("RESULT", json.dumps([json.loads(s) for s in seen]))

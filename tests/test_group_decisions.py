@@ -7,8 +7,8 @@ import datetime
 import pytest
 
 from dedup import groups
-from dedup.config import load_config
 from dedup.devkit.synth import jpeg_bytes, product_image
+from dedup.settings import default_table
 
 MEMBERS = "productId string, group_id string, group_size long, oversized boolean"
 
@@ -89,7 +89,7 @@ def test_keep_rule_ranks_members(spark):
         ("P5", "u5", large, 0), ("Q1", "v1", small, 5 * day), ("Q2", "v2", small, 2 * day),
     ]]  # fmt: skip
     members = members_frame(spark, {"p": ["P1", "P2", "P3", "P4", "P5"], "q": ["Q1", "Q2"]})
-    settings = load_config()["groups"]
+    settings = default_table("groups")
     ranked = groups.rank_members(members, spark.createDataFrame(listings, LISTINGS),
                                  spark.createDataFrame(images, IMAGES), settings)  # fmt: skip
     rows = {row["productId"]: row for row in ranked.collect()}
@@ -104,7 +104,7 @@ def test_keep_rule_ranks_members(spark):
 
     cheapest = groups.rank_members(members, spark.createDataFrame(listings, LISTINGS),
                                    spark.createDataFrame(images, IMAGES),
-                                   {**settings, "keep_rule": ["price asc"]})  # fmt: skip
+                                   default_table("groups", keep_rule=["price asc"]))  # fmt: skip
     assert {r["productId"] for r in cheapest.where("keep").collect()} == {"P3", "Q1"}  # Q1 < Q2 breaks the tie
 
     # an oversized group gets ranks but no decision

@@ -1,6 +1,6 @@
 from dedup import ingest
-from dedup.config import load_config
 from dedup.devkit.synth import catalog_lines, dirty_dump_lines, dump_line, write_catalog_csv, write_dump_bytes
+from dedup.settings import default_table
 
 
 def urls(stem: str, host: str = "http://h.example") -> str:
@@ -10,8 +10,8 @@ def urls(stem: str, host: str = "http://h.example") -> str:
 
 
 def read(spark, path, **settings):
-    cfg = load_config()["ingest"] | settings
-    rows = ingest.validate(ingest.read_catalog(spark, str(path), cfg), cfg).cache()
+    table = default_table("ingest", **settings)
+    rows = ingest.validate(ingest.read_catalog(spark, str(path), table), table).cache()
     return ingest.split(rows)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dedup import knn
-from dedup.config import DEFAULTS
+from dedup.settings import default_table
 from dedup.vectors import normalise, to_bytes
 
 DIM = 32
@@ -37,7 +37,7 @@ def exact_top(vectors: np.ndarray, k: int, floor: float) -> set[tuple[int, int]]
 
 
 def settings(**changes):
-    return dict(DEFAULTS["cosine"]) | changes
+    return default_table("cosine", **changes)
 
 
 @pytest.mark.parametrize("cell_size", [2000, 100])  # one cell (exact), then 12 cells with probes

@@ -17,6 +17,7 @@ from dedup.photomatch import (
     AT_MOST,
     DEFAULT_RULE,
     FeatureCache,
+    PhotoRule,
     _band,
     _blur_to_match,
     _grey,
@@ -27,11 +28,14 @@ from dedup.photomatch import (
     photo_match_udf,
     score_bytes,
 )
+from dedup.settings import default_table
 
 SEEDS = (1, 12, 13)  # a dress, a bag and a shoe with enough print for keypoints
 # Synthetic products have 5-10x fewer keypoints than real photos: a looser inlier count than the
 # defaults calibrated on real photos, and a looser structure (their flat colours shift luma more under a hue edit).
-RULE = {"min_inliers": 20, "min_inlier_ratio": 0.3, "min_structure": 0.8, "min_tile_agreement": 0.8}
+RULE = PhotoRule.of(
+    default_table("verify", min_inliers=20, min_inlier_ratio=0.3, min_structure=0.8, min_tile_agreement=0.8)
+)
 
 
 def lookalike(image: Image.Image, seed: int) -> Image.Image:

@@ -5,7 +5,7 @@ from dedup.config import load_config
 from dedup.devkit.synth import product_image
 from dedup.imaging import thumbnail
 from dedup.rule import Rule
-from dedup.settings import typed
+from dedup.settings import default_table, typed
 
 
 def union_find_components(edges, nodes):
@@ -76,13 +76,13 @@ def test_chaining_guard_resplits_then_flags(spark):
     edges = [(i, i + 1, "dhash", 0 if i % 2 == 0 else 3) for i in range(8)]
     pairs = spark.createDataFrame(edges, "id_a long, id_b long, method string, distance int")
     items = spark.createDataFrame([(i, f"P{i}") for i in range(9)], "id long, productId string")
-    settings = {"max_size": 4, "strict_max_distance": 1, "max_iterations": 20}
+    settings = default_table("groups", max_size=4, strict_max_distance=1, max_iterations=20)
     built = groups.build_groups(pairs, items, settings)
     members = {r["productId"]: (r["group_id"], r["group_size"], r["oversized"]) for r in built.members.collect()}
     assert built.resplit_components == 1
     assert members["P0"] == ("P0", 2, False) and members["P1"] == ("P0", 2, False)
     assert members["P6"] == ("P6", 2, False) and "P8" not in members
 
-    everything_strict = {"max_size": 4, "strict_max_distance": 3, "max_iterations": 20}
+    everything_strict = default_table("groups", max_size=4, strict_max_distance=3, max_iterations=20)
     flagged = groups.build_groups(pairs, items, everything_strict).members.collect()
     assert {r["oversized"] for r in flagged} == {True} and {r["group_size"] for r in flagged} == {9}

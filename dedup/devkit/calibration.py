@@ -21,6 +21,7 @@ import pandas as pd
 from dedup.config import job_settings_of
 from dedup.devkit.metrics import edge_components, score_groups
 from dedup.photomatch import AT_LEAST, AT_MOST, PhotoRule
+from dedup.settings import VerifySettings, typed
 
 GRID: dict[str, tuple[float, ...]] = {
     "min_inliers": (20, 30, 40, 60),
@@ -55,20 +56,20 @@ def kept(candidates: pd.DataFrame, rule: PhotoRule) -> pd.Series:
     return candidates["exact"] | (candidates["checked"] & rule.frame(candidates))
 
 
-def run_verify(job: Path) -> dict[str, Any]:
+def run_verify(job: Path) -> VerifySettings:
     """The ``verify`` table the run at ``job`` decided with (its manifest's, over the defaults)."""
-    return job_settings_of(json.loads((job / "manifest.json").read_text())["config"])["verify"]
+    return typed(job_settings_of(json.loads((job / "manifest.json").read_text())["config"])).verify
 
 
-def rule_of(verify: Mapping[str, Any], point: Mapping[str, float]) -> PhotoRule:
-    """The photo check of ``verify`` with a grid point's thresholds laid over it."""
-    return PhotoRule.of({**verify, **point})
+def rule_of(verify: VerifySettings, point: Mapping[str, float]) -> PhotoRule:
+    """The photo check of ``verify`` with a grid point's thresholds (``verify`` keys) laid over it."""
+    return PhotoRule.of(verify).with_thresholds(point)
 
 
 def grid_for(job: Path, grid: dict[str, tuple[float, ...]] = GRID) -> dict[str, tuple[float, ...]]:
     """``grid`` without the fit thresholds below those the run at ``job`` compared pairs at."""
     verify = run_verify(job)
-    floor = {key: float(verify[key]) for key in ("min_inliers", "min_inlier_ratio")}
+    floor = {key: float(getattr(verify, key)) for key in ("min_inliers", "min_inlier_ratio")}
     return {key: tuple(v for v in values if v >= floor.get(key, v)) for key, values in grid.items()}
 
 
@@ -76,7 +77,7 @@ def sweep(
     candidates: pd.DataFrame,
     truth: list[dict[str, str]],
     split: str,
-    verify: Mapping[str, Any],
+    verify: VerifySettings,
     grid: dict[str, tuple[float, ...]] = GRID,
 ) -> list[dict[str, Any]]:
     """Group-level scores on ``split`` of every rule of ``grid`` (over the run's ``verify`` table)."""

@@ -20,7 +20,7 @@ from dedup import candidates, verify
 from dedup.devkit.metrics import ORIGINAL_TRANSFORMS, scores_from_counts
 from dedup.outputs import path_exists
 from dedup.rule import Rule
-from dedup.settings import Table, typed
+from dedup.settings import ExactSettings, HashSettings, typed
 
 TRUTH_COLUMNS = ("productId", "group", "transform", "source", "split", "image", "params", "ranges")
 TRUTH_SCHEMA = T.StructType([T.StructField(name, T.StringType()) for name in TRUTH_COLUMNS])  # v1 files: 6 columns
@@ -200,8 +200,8 @@ def recall_by_range(
 def threshold_sweep(
     features: DataFrame,
     truth: DataFrame,
-    hash_settings: Table,
-    exact_settings: Table,
+    hash_settings: HashSettings,
+    exact_settings: ExactSettings,
     rule: Rule,
     max_distance: int = 10,
 ) -> list[dict[str, float]]:
