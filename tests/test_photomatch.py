@@ -33,9 +33,9 @@ from dedup.settings import default_table
 SEEDS = (1, 12, 13)  # a dress, a bag and a shoe with enough print for keypoints
 # Synthetic products have 5-10x fewer keypoints than real photos: a looser inlier count than the
 # defaults calibrated on real photos, and a looser structure (their flat colours shift luma more under a hue edit).
-RULE = PhotoRule.of(
-    default_table("verify", min_inliers=20, min_inlier_ratio=0.3, min_structure=0.8, min_tile_agreement=0.8)
-)
+VERIFY = default_table("verify", min_inliers=20, min_inlier_ratio=0.3, min_structure=0.8, min_tile_agreement=0.8)
+RULE = PhotoRule.of(VERIFY)
+GATE = (VERIFY.min_inliers, VERIFY.min_inlier_ratio)  # the keypoint fit a pair must reach to be compared further
 
 
 def lookalike(image: Image.Image, seed: int) -> Image.Image:
@@ -129,7 +129,7 @@ def test_one_item_recoloured_on_the_same_shot_is_not(seed: int) -> None:
 
 
 def test_fit_gate_skips_the_comparison_without_changing_a_decision() -> None:
-    gate = (RULE["min_inliers"], RULE["min_inlier_ratio"])
+    gate = GATE
     cache = FeatureCache()
     for seed in SEEDS:
         original = jpeg_bytes(product_image(seed))
@@ -207,7 +207,7 @@ def split_pairs() -> list[tuple[bytes | None, bytes | None]]:
     return pairs
 
 
-@pytest.mark.parametrize("gate", [None, (RULE["min_inliers"], RULE["min_inlier_ratio"])])
+@pytest.mark.parametrize("gate", [None, GATE])
 def test_stored_descriptions_score_as_match_scores(gate) -> None:
     from dedup.photomatch import Description, decode_for_match, describe_bytes, match_descriptions
 
@@ -229,7 +229,7 @@ def test_pair_udf_scores_as_photo_match_udf(spark) -> None:
 
     from dedup.photomatch import describe_udf, pair_udf
 
-    gate = (RULE["min_inliers"], RULE["min_inlier_ratio"])
+    gate = GATE
     rows = [(i, a, b) for i, (a, b) in enumerate(split_pairs())]
     frame = spark.createDataFrame(rows, "i int, a binary, b binary")
     described = frame.select("i", "a", "b", describe_udf()("a").alias("da"), describe_udf()("b").alias("db"))
