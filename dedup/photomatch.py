@@ -406,17 +406,20 @@ def _fine_to_coarse(
                   for s in SHARPNESS_SIGMAS)  # fmt: skip
     size = SHARPNESS_TILE
     h, w = (grey.shape[0] // size) * size, (grey.shape[1] // size) * size
-    shape = (h // size, size, w // size, size)
-    weight = region[:h, :w].reshape(shape).astype(np.float32)
-    count = np.maximum(weight.sum(axis=(1, 3)), 1.0)
+    tiles = (w // size, h // size)
+
+    def tile_mean(values: np.ndarray) -> np.ndarray:  # an area resize is the mean of each tile
+        return cv2.resize(values[:h, :w], tiles, interpolation=cv2.INTER_AREA)
+
+    weight = region.astype(np.float32)
+    share = np.maximum(tile_mean(weight), 1e-6)
 
     def tile_std(band: np.ndarray) -> np.ndarray:
-        values = band[:h, :w].reshape(shape) * weight
-        mean = values.sum(axis=(1, 3)) / count
-        return np.sqrt(np.maximum((values * values).sum(axis=(1, 3)) / count - mean * mean, 0.0))
+        mean = tile_mean(band * weight) / share
+        return np.sqrt(np.maximum(tile_mean(band * band * weight) / share - mean * mean, 0.0))
 
     fine, coarse = tile_std(g1 - g2), tile_std(g2 - g4)
-    usable = (count >= 0.5 * size * size) & (coarse >= SHARPNESS_MIN_DETAIL)
+    usable = (share >= 0.5) & (coarse >= SHARPNESS_MIN_DETAIL)
     return np.where(usable, np.log(fine + 1e-3) - np.log(coarse + 1e-3), np.nan)
 
 
