@@ -18,8 +18,9 @@ the geometry of local detail. :func:`match_scores` measures it:
    they correlate, since catalogs paste products of one line onto one model shot (same face,
    arms and jeans; another shirt), which the whole-interior correlation alone lets through.
 4. ``colour_change``: the share of the two products' area (smoothed, so noise and JPEG do not
-   count; the sharper image first blurred to the other's detail, so a blurred copy's softened
-   edges do not either) whose colour one global affine colour map, fitted robustly in either
+   count; the sharper image first blurred to the other's detail, judged tile by tile so that an
+   overlay's own sharp edges do not pass for a sharper photo, so a blurred copy's softened edges
+   do not either) whose colour one global affine colour map, fitted robustly in either
    direction, misses by more than :data:`COLOUR_LEVELS`, counted only where the local texture of
    the two agrees; the pixels whose texture differs (an overlay: text, a logo, an emoji, a
    border) count beyond the first :data:`OVERLAY_SHARE` of the area. A colour edit (brightness,
@@ -381,6 +382,9 @@ def _robust_map_misses(source: np.ndarray, target: np.ndarray, rounds: int = 3) 
 
 SHARPNESS_SIGMAS = (1.0, 2.0, 4.0)  # :func:`_fine_to_coarse`'s bands: detail at 1-2 px over detail at 2-4 px
 BLUR_SAME = 0.1  # log ratio of two images' fine-to-coarse detail below which neither is blurred
+SHARPNESS_TILE = 16  # pixels a side of the tiles sharpness is compared in (an overlay moves only a few)
+SHARPNESS_MIN_DETAIL = 0.5  # coarse band-pass standard deviation a tile needs for its sharpness to count
+SHARPNESS_MIN_TILES = 3  # tiles with detail in both images needed to blur either
 
 
 def _gaussians(grey: np.ndarray, sigmas: tuple[float, ...]) -> dict[float, np.ndarray]:
@@ -390,15 +394,40 @@ def _gaussians(grey: np.ndarray, sigmas: tuple[float, ...]) -> dict[float, np.nd
 
 def _fine_to_coarse(
     grey: np.ndarray, region: np.ndarray, extra: float = 0.0, blurred: dict[float, np.ndarray] | None = None
-) -> float:
-    """Detail at 1-2 px over detail at 2-4 px (band-pass standard deviations) over ``region`` of
-    ``grey`` blurred by ``extra`` (the blurs composed into one; ``blurred``: those of ``grey``
-    already made): falls as an image is blurred, and a colour, brightness or contrast edit (a
-    linear map of the grey levels) leaves it as it is."""
+) -> np.ndarray:
+    """Per :data:`SHARPNESS_TILE`-pixel tile of ``region``: the log of detail at 1-2 px over detail
+    at 2-4 px (band-pass standard deviations) of ``grey`` blurred by ``extra`` (the blurs composed
+    into one; ``blurred``: those of ``grey`` already made); NaN where a tile holds too little of the
+    region or no coarse detail. It falls as an image is blurred, and a colour, brightness or
+    contrast edit (a linear map of the grey levels) leaves it as it is. Per tile, so that the sharp
+    edges of an overlay move a few tiles, not the whole image's figure."""
     known = blurred if blurred is not None and not extra else {}
     g1, g2, g4 = (known[s] if s in known else cv2.GaussianBlur(grey, (0, 0), float(np.hypot(s, extra)))
                   for s in SHARPNESS_SIGMAS)  # fmt: skip
-    return float((g1 - g2)[region].std() / ((g2 - g4)[region].std() + 1e-3))
+    size = SHARPNESS_TILE
+    h, w = (grey.shape[0] // size) * size, (grey.shape[1] // size) * size
+    tiles = (w // size, h // size)
+
+    def tile_mean(values: np.ndarray) -> np.ndarray:  # an area resize is the mean of each tile
+        return cv2.resize(values[:h, :w], tiles, interpolation=cv2.INTER_AREA)
+
+    weight = region.astype(np.float32)
+    share = np.maximum(tile_mean(weight), 1e-6)
+
+    def tile_std(band: np.ndarray) -> np.ndarray:
+        mean = tile_mean(band * weight) / share
+        return np.sqrt(np.maximum(tile_mean(band * band * weight) / share - mean * mean, 0.0))
+
+    fine, coarse = tile_std(g1 - g2), tile_std(g2 - g4)
+    usable = (share >= 0.5) & (coarse >= SHARPNESS_MIN_DETAIL)
+    return np.where(usable, np.log(fine + 1e-3) - np.log(coarse + 1e-3), np.nan)
+
+
+def _sharpness_gap(tiles: np.ndarray, target: np.ndarray) -> float | None:
+    """Median over the tiles usable in both of how much sharper ``tiles`` are than ``target``
+    (log ratio); None with fewer than :data:`SHARPNESS_MIN_TILES` such tiles."""
+    both = ~np.isnan(tiles) & ~np.isnan(target)
+    return float(np.median(tiles[both] - target[both])) if both.sum() >= SHARPNESS_MIN_TILES else None
 
 
 def _blur_to_match(
@@ -408,24 +437,27 @@ def _blur_to_match(
     blurred: tuple[dict[float, np.ndarray], dict[float, np.ndarray]] = ({}, {}),
 ) -> tuple[float, float]:
     """(extra sigma for ``a``, extra sigma for ``b``): the Gaussian blur of :data:`BLUR_STEPS` (or
-    none) that brings the sharper image's :func:`_fine_to_coarse` closest to the other's, so a
-    blurred copy is compared with its original blurred alike (the colour map otherwise misses
-    every edge the blur softened). None when the two are within :data:`BLUR_SAME`; else steps are
-    tried in order until the sharper one is no sharper."""
-    ratio_a, ratio_b = (
-        _fine_to_coarse(grey_a, region, 0.0, blurred[0]),
-        _fine_to_coarse(grey_b, region, 0.0, blurred[1]),
-    )
-    sharper, target = (grey_a, ratio_b) if ratio_a > ratio_b else (grey_b, ratio_a)
-    best, gap = 0.0, abs(np.log(max(ratio_a, ratio_b) + 1e-6) - np.log(target + 1e-6))
-    for sigma in BLUR_STEPS if gap >= BLUR_SAME else ():
-        ratio = _fine_to_coarse(sharper, region, sigma)
-        step_gap = abs(np.log(ratio + 1e-6) - np.log(target + 1e-6))
-        if step_gap < gap:
-            best, gap = sigma, step_gap
-        if ratio <= target:
+    none) that brings the sharper image's :func:`_fine_to_coarse` closest to the other's (the
+    median over their tiles), so a blurred copy is compared with its original blurred alike (the
+    colour map otherwise misses every edge the blur softened). None when the two are within
+    :data:`BLUR_SAME` or share too few tiles with detail; else steps are tried in order until the
+    sharper one is no sharper."""
+    tiles_a = _fine_to_coarse(grey_a, region, 0.0, blurred[0])
+    tiles_b = _fine_to_coarse(grey_b, region, 0.0, blurred[1])
+    gap = _sharpness_gap(tiles_a, tiles_b)
+    if gap is None or abs(gap) < BLUR_SAME:
+        return 0.0, 0.0
+    sharper, target = (grey_a, tiles_b) if gap > 0 else (grey_b, tiles_a)
+    best, best_gap = 0.0, abs(gap)
+    for sigma in BLUR_STEPS:
+        step_gap = _sharpness_gap(_fine_to_coarse(sharper, region, sigma), target)
+        if step_gap is None:
             break
-    return (best, 0.0) if ratio_a > ratio_b else (0.0, best)
+        if abs(step_gap) < best_gap:
+            best, best_gap = sigma, abs(step_gap)
+        if step_gap <= 0:
+            break
+    return (best, 0.0) if gap > 0 else (0.0, best)
 
 
 def _band_blurred(grey: np.ndarray, extra: float) -> np.ndarray:
