@@ -44,15 +44,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from dedup import content, features, photomatch  # noqa: E402
-from dedup.devkit.benchset import read_truth  # noqa: E402
-from dedup.embed import cached_embedder, resize_square  # noqa: E402
-from dedup.settings import default_table  # noqa: E402
-from dedup.vectors import to_bytes  # noqa: E402
+from dedup import content, features, photomatch
+from dedup.devkit.benchset import read_truth
+from dedup.devkit.metrics import components as linked_components
+from dedup.devkit.metrics import score_groups
+from dedup.embed import cached_embedder, resize_square
+from dedup.settings import default_table
+from dedup.vectors import to_bytes
 
 EMBED = default_table("embed")
 
@@ -150,12 +148,10 @@ def candidate_recall(pairs: set[frozenset], truth: list[dict[str, str]], split: 
 
 def components(edges: set[frozenset]) -> list[list[str]]:
     """Connected components of pairs of productIds."""
-    from _quality_peer import components as linked
-
     links: dict[str, list[str]] = defaultdict(list)
     for a, b in (tuple(e) for e in edges):
         links[a].append(b)
-    return linked(links)
+    return linked_components(links)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,8 +233,6 @@ def replay(args: argparse.Namespace, truth: list[dict[str, str]], image_of: dict
            before: set[frozenset], after: set[frozenset]) -> dict[str, Any]:  # fmt: skip
     """The photo check on the added pairs only; groups from the landed pairs still candidates
     plus the accepted ones, next to the landed pairs' groups (module doc, step 3)."""
-    from quality import score_groups
-
     verify = default_table("verify")
     gate = (verify.min_inliers, verify.min_inlier_ratio)
     landed = {frozenset((p["a"], p["b"])) for p in pq.read_table(args.job / "pairs", columns=["a", "b"]).to_pylist()}
