@@ -444,17 +444,16 @@ _BAND_NOISE = 0.15  # standard deviation of :func:`_band` of unit Gaussian pixel
 def _noise_level(grey: np.ndarray, where: np.ndarray) -> float:
     """Standard deviation (grey levels) of the pixel noise of ``grey`` over ``where``: the median
     absolute response of Immerkaer's Laplacian difference (flat parts and ramps give 0, so on a
-    product photo the median is the noise; about 0-1 for a clean photo, its sigma for a noisy copy).
+    product photo the median is the noise; about 0-1 for a clean photo, its sigma for a noisy copy),
+    on every fourth pixel of every fourth row.
 
     >>> flat, everywhere = np.full((64, 64), 128.0, np.float32), np.ones((64, 64), bool)
     >>> grain = np.random.default_rng(0).normal(0, 10, flat.shape).astype(np.float32)
     >>> _noise_level(flat, everywhere), round(_noise_level(flat + grain, everywhere))
     (0.0, 10)
     """
-    response = np.abs(cv2.filter2D(grey, cv2.CV_32F, _NOISE_KERNEL))[where]
-    if not len(response):
-        return 0.0
-    return float(np.median(response[:: max(1, len(response) // COLOUR_SAMPLES)])) / _NOISE_MEDIAN
+    response = np.abs(cv2.filter2D(grey, cv2.CV_32F, _NOISE_KERNEL)[::4, ::4][where[::4, ::4]])  # 1 pixel in 16
+    return float(np.median(response)) / _NOISE_MEDIAN if len(response) else 0.0
 
 
 def _texture_agrees(band_a: np.ndarray, band_b: np.ndarray, noise: float = 0.0) -> np.ndarray:
