@@ -138,7 +138,8 @@ DEFAULTS: dict[str, Any] = {
         "min_tile_agreement": 0.5,
         # share of the products' area one global colour map may miss, compared after blurring the
         # sharper image to the other's detail, where the texture agrees; the area whose texture
-        # differs (an overlay) counts beyond 10% (photomatch.OVERLAY_SHARE; issue 14 phase 3)
+        # differs (an overlay) counts beyond 10% (photomatch.OVERLAY_SHARE; issue 14 phase 3), texture
+        # judged above the pair's pixel noise (photomatch.NOISE_TEXTURE; phase 4)
         "max_colour_change": 0.12,
     },
     "groups": {

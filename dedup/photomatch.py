@@ -23,7 +23,8 @@ the geometry of local detail. :func:`match_scores` measures it:
    do not either) whose colour one global affine colour map, fitted robustly in either
    direction, misses by more than :data:`COLOUR_LEVELS`, counted only where the local texture of
    the two agrees; the pixels whose texture differs (an overlay: text, a logo, an emoji, a
-   border) count beyond the first :data:`OVERLAY_SHARE` of the area. A colour edit (brightness,
+   border) count beyond the first :data:`OVERLAY_SHARE` of the area. Texture is judged above the
+   pair's pixel noise (:data:`NOISE_TEXTURE`), so the grain of a noisy copy is no overlay. A colour edit (brightness,
    contrast, saturation, hue, greyscale) maps every pixel the same way: a small share. Catalogs
    recolour a product on one model shot (the same face, arms and folds; a pink shirt where the
    other is white) or shoot the same item in two colours: there the map fits the model or the
@@ -83,6 +84,7 @@ BLUR_STEPS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)  # extra Gaussian sigmas tried 
 TEXTURE_WINDOW = 9  # pixels a side of the window local texture is compared in (0: no overlay allowance)
 TEXTURE_CORRELATION = 0.5  # |correlation| of the band-pass images at which two textured windows agree
 OVERLAY_SHARE = 0.1  # share of the products' area whose texture may differ (an overlay) before it counts as change
+NOISE_TEXTURE = 6.0  # a window is textured only above this many times the pair's noise in the band (0: off)
 ERODE = 17  # pixels: the interior keeps clear of the silhouette edge, whose band-pass ring any look-alike shares
 SCORE_FIELDS: tuple[tuple[str, T.DataType], ...] = (
     ("reason", T.StringType()),
@@ -466,17 +468,41 @@ def _band_blurred(grey: np.ndarray, extra: float) -> np.ndarray:
     return cv2.GaussianBlur(grey, (0, 0), low) - cv2.GaussianBlur(grey, (0, 0), high)
 
 
-def _texture_agrees(band_a: np.ndarray, band_b: np.ndarray) -> np.ndarray:
+_NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)  # Immerkaer's: blind to ramps
+_NOISE_MEDIAN = 0.6745 * 6.0  # median |kernel response| of unit Gaussian noise (the kernel's norm is 6)
+_BAND_NOISE = 0.15  # standard deviation of :func:`_band` of unit Gaussian pixel noise
+
+
+def _noise_level(grey: np.ndarray, where: np.ndarray) -> float:
+    """Standard deviation (grey levels) of the pixel noise of ``grey`` over ``where``: the median
+    absolute response of Immerkaer's Laplacian difference (flat parts and ramps give 0, so on a
+    product photo the median is the noise; about 0-1 for a clean photo, its sigma for a noisy copy),
+    on every fourth pixel of every fourth row.
+
+    >>> flat, everywhere = np.full((64, 64), 128.0, np.float32), np.ones((64, 64), bool)
+    >>> grain = np.random.default_rng(0).normal(0, 10, flat.shape).astype(np.float32)
+    >>> _noise_level(flat, everywhere), round(_noise_level(flat + grain, everywhere))
+    (0.0, 10)
+    """
+    response = np.abs(cv2.filter2D(grey, cv2.CV_32F, _NOISE_KERNEL)[::4, ::4][where[::4, ::4]])  # 1 pixel in 16
+    return float(np.median(response)) / _NOISE_MEDIAN if len(response) else 0.0
+
+
+def _texture_agrees(band_a: np.ndarray, band_b: np.ndarray, noise: float = 0.0) -> np.ndarray:
     """Pixels whose local texture (band-pass images in a :data:`TEXTURE_WINDOW` window) is the same
     in both: flat in both, or textured (standard deviation >= :data:`TILE_ENERGY`) in both and
     correlated (|r| >= :data:`TEXTURE_CORRELATION`; a recolour may turn an edge's sign). An overlay
-    adds edges where the photo had none or others; a recolour keeps the folds and the print."""
+    adds edges where the photo had none or others; a recolour keeps the folds and the print.
+    ``noise``: the pair's pixel noise (:func:`_noise_level`, the noisier side's); a window is
+    textured only above :data:`NOISE_TEXTURE` times what that noise leaves in the band, in both
+    images alike, so the grain a noisy copy adds to the flat parts is not taken for an overlay."""
     window = (TEXTURE_WINDOW, TEXTURE_WINDOW)
+    energy = max(TILE_ENERGY, NOISE_TEXTURE * _BAND_NOISE * noise)
     mean_a, mean_b = cv2.blur(band_a, window), cv2.blur(band_b, window)
     var_a = np.maximum(cv2.blur(band_a * band_a, window) - mean_a * mean_a, 0)
     var_b = np.maximum(cv2.blur(band_b * band_b, window) - mean_b * mean_b, 0)
     cov = cv2.blur(band_a * band_b, window) - mean_a * mean_b
-    textured_a, textured_b = var_a >= TILE_ENERGY**2, var_b >= TILE_ENERGY**2
+    textured_a, textured_b = var_a >= energy**2, var_b >= energy**2
     correlated = np.abs(cov) >= TEXTURE_CORRELATION * np.sqrt(var_a * var_b + 1e-6)
     return (~textured_a & ~textured_b) | (textured_a & textured_b & correlated)
 
@@ -531,7 +557,11 @@ def _compare(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, float]:
         blur = _blur_to_match(grey_a, grey_b, products, blurred)
         matched = [_band_blurred(g, s) if s else band for g, band, s in
                    ((grey_a, band_a, blur[0]), (grey_b, band_b, blur[1]))]  # fmt: skip
-        same_texture = _texture_agrees(*matched) if TEXTURE_WINDOW else None  # 0: every missed pixel counts
+        noise = 0.0
+        if NOISE_TEXTURE:  # the noisier side's grain, over the overlap clear of the warp's edge
+            clear = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
+            noise = max(_noise_level(grey_a, clear), _noise_level(grey_b, clear))
+        same_texture = _texture_agrees(*matched, noise) if TEXTURE_WINDOW else None  # 0: every missed pixel counts
         colour_change = _colour_change(a.rgb, warped, products, blur, same_texture)
     shared = fore_a & fore_b & inside
     interior = cv2.erode(shared, np.ones((ERODE, ERODE), np.uint8)).astype(bool)
