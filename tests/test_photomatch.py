@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from dedup import photomatch
 from dedup.devkit.benchset import edit
 from dedup.devkit.synth import VARIANTS, jpeg_bytes, product_image
 from dedup.imaging import decode_pixels
@@ -361,18 +360,21 @@ def _grained(pixels: np.ndarray, sigma: float, seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("sigma", (12, 18, 25))
-def test_a_noisy_copy_is_the_same_photograph_at_the_defaults(sigma: float, monkeypatch) -> None:
+def test_a_noisy_copy_is_the_same_photograph_at_the_defaults(sigma: float) -> None:
     """Grain makes the flat parts of a copy textured where the original is flat; without the noise
-    floor those pixels read as an overlay beyond :data:`OVERLAY_SHARE` (colour_change 0.31-0.51 on
-    this dress, a refusal); with it the texture test sets its threshold above the pair's grain."""
+    floor the texture test takes 19-69% of this dress's image for an overlay (the check before it
+    scored colour_change 0.31-0.51, a refusal); with it the threshold sits above the pair's grain.
+    (Tile-by-tile blur matching now also blurs the grainy side, so the whole check passes either
+    way on this image; the dev set's noise copies need both.)"""
     original = np.asarray(product_image(1))
     noisy = _grained(original, sigma, seed=1)
-    assert abs(_noise_level(_grey(noisy).astype(np.float32), np.ones(original.shape[:2], bool)) - sigma) < 0.35 * sigma
+    grey_a, grey_b = (_grey(pixels).astype(np.float32) for pixels in (original, noisy))
+    noise = _noise_level(grey_b, np.ones(original.shape[:2], bool))
+    assert abs(noise - sigma) < 0.35 * sigma
+    assert (~_texture_agrees(_band(grey_a), _band(grey_b))).mean() > 0.15  # no noise floor
+    assert (~_texture_agrees(_band(grey_a), _band(grey_b), noise)).mean() < 0.02
     scores = match_scores(original, noisy)
     assert scores["colour_change"] <= 0.05 and decide(scores), scores
-    monkeypatch.setattr(photomatch, "NOISE_TEXTURE", 0.0)  # the check before the noise floor
-    before = match_scores(original, noisy)
-    assert before["colour_change"] > 0.12 and not decide(before), before
 
 
 def test_grain_does_not_excuse_a_recoloured_item() -> None:
