@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     verify = run_verify(Path(args.job))
     points = sweep(candidates, truth, "calibration", verify, grid)
     chosen = choose(points, args.target_precision)
-    holdout = score_groups(components(candidates[kept(candidates, rule_of(verify, chosen["rule"]))]), truth, "holdout")
+    chosen_rule = rule_of(verify, chosen["rule"])
+    chosen_pairs = candidates[kept(candidates, chosen_rule, verify.min_region_cosine)]
+    holdout = score_groups(components(chosen_pairs), truth, "holdout")
     replayed = {k: holdout[k] for k in ("precision", "recall", "f1", "lookalike_false_pairs", "recall_by_transform",
                                            "recall_by_range")}  # fmt: skip
     result = {"command": " ".join([sys.executable, *sys.argv]), "rules": len(points), "chosen": chosen,

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = choose(sweep(replay, truth, "calibration", verify, grid), args.target_precision)
         rule = chosen["rule"]
     result["rule"] = rule
-    groups = components(replay[kept(replay, rule_of(verify, rule))])
+    groups = components(replay[kept(replay, rule_of(verify, rule), verify.min_region_cosine)])
     for split in ("calibration", "holdout"):
         split_scores = score_groups(groups, truth, split)
         result[split] = {key: split_scores[key] for key in KEYS}

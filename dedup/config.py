@@ -141,6 +141,11 @@ DEFAULTS: dict[str, Any] = {
         # differs (an overlay) counts beyond 10% (photomatch.OVERLAY_SHARE; issue 14 phase 3), texture
         # judged above the pair's pixel noise (photomatch.NOISE_TEXTURE; phase 4)
         "max_colour_change": 0.12,
+        # where both images frame a smaller photo (each has a content region: a screenshot, a
+        # banner), a pair whose two regions' embeddings are under this cosine is not a duplicate,
+        # whatever decided it: two products pasted into the same template (issue 14 phase 5;
+        # bench/region_rule.py); -1 turns it off
+        "min_region_cosine": 0.5,
     },
     "groups": {
         "max_size": 50,  # larger components are re-split with the strict rule, then flagged

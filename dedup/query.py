@@ -129,6 +129,14 @@ class Plan:
     rule: Rule
     k: int | None  # cosine candidates per input (None: every one at or above the floor)
     backend: str  # the embedder (none without embeddings)
+    regions: bool = False  # the index holds content-region vectors (``region_embedding``)
+
+    @property
+    def vector_columns(self) -> list[str]:
+        """The feature columns that hold a product's vectors."""
+        if not self.rule.dim:
+            return []
+        return ["embedding", "region_embedding"] if self.regions else ["embedding"]
 
 
 def plan_of(settings: Settings, index: DataFrame) -> Plan:
@@ -145,7 +153,8 @@ def plan_of(settings: Settings, index: DataFrame) -> Plan:
             f"the index holds no embeddings: query it with --set embed.backend=none (not {backend})", "config"
         )
     k = None if settings.cosine.method == "lsh" else settings.cosine.k
-    return Plan(Rule.of(settings, dim), k, settings.embed.backend if dim else "none")
+    regions = bool(dim) and "region_embedding" in index.columns
+    return Plan(Rule.of(settings, dim), k, settings.embed.backend if dim else "none", regions)
 
 
 def query_features(
@@ -181,7 +190,7 @@ def candidate_scan(index: DataFrame, queries: list[dict[str, Any]], plan: Plan) 
     q_flip = np.array([q["dhash_flip"] for q in queries], dtype=np.int64).view(np.uint64)
     rule = plan.rule
     q_vectors = decode([q["embedding"] for q in queries], rule.dim) if rule.dim else None
-    columns = [*SCAN_COLUMNS, *(["embedding"] if rule.dim else [])]
+    columns = [*SCAN_COLUMNS, *plan.vector_columns]
 
     def scan(batches):
         for frame in batches:
@@ -250,7 +259,7 @@ def find_candidates(
         found = found.withColumn("_n", F.row_number().over(best))
         found = found.where(F.col("by_hash") | (F.col("by_cosine") & (F.col("_n") <= plan.k))).drop("_n")
     rows = [row.asDict() for row in found.collect()]
-    return rows + _twins_candidates(spark, index_dir, index, queries, rows, live)
+    return rows + _twins_candidates(spark, index_dir, index, queries, rows, live, plan)
 
 
 def _twins_candidates(
@@ -260,6 +269,7 @@ def _twins_candidates(
     queries: list[dict[str, Any]],
     found: list[dict[str, Any]],
     live: DataFrame | None,
+    plan: Plan,
 ) -> list[dict[str, Any]]:
     """For an input byte-identical to listings of the run, the run's other candidates of those
     listings (``candidates/``), as rows like :func:`candidate_scan`'s. A kNN candidate pair comes
@@ -282,7 +292,7 @@ def _twins_candidates(
                 wanted.setdefault(partner, []).append(n)
     if not wanted:
         return []
-    columns = [c for c in (*SCAN_COLUMNS, "embedding") if c in index.columns]
+    columns = [*SCAN_COLUMNS, *plan.vector_columns]
     rows = index.where(F.col("productId").isin(sorted(wanted))).select(*columns)
     rows = _with_row_ids(rows, live)
     extra = []
@@ -314,7 +324,7 @@ def decide(
     key_of = {}
     for n, query in enumerate(queries):
         item_rows[-1 - n] = (-1 - n, f"query:{n}", [], *(query[c] for c in ("sha256", "dhash", "dhash_flip", "thumb")))
-        item_rows[-1 - n] += (query["embedding"],) if plan.rule.dim else ()
+        item_rows[-1 - n] += tuple(query.get(c) for c in plan.vector_columns)
         byte_rows[-1 - n] = images[n].data
     for row in found:
         n, row_id = row["query"], row["row_id"]
@@ -325,12 +335,12 @@ def decide(
             [],
             *(row[c] for c in ("sha256", "dhash", "dhash_flip", "thumb")),
         )
-        item_rows[item_id] += (row["embedding"],) if plan.rule.dim else ()
+        item_rows[item_id] += tuple(row[c] for c in plan.vector_columns)
         key_of[item_id] = (row["productId"], row["image_url"])
         place = twin.get(n)
         query_first = place is None or row_id is None or place < row_id
         pairs.add((-1 - n, item_id) if query_first else (item_id, -1 - n))
-    schema = ITEMS_SCHEMA + (", embedding binary" if plan.rule.dim else "")
+    schema = ITEMS_SCHEMA + "".join(f", {c} binary" for c in plan.vector_columns)
     items = spark.createDataFrame(list(item_rows.values()), schema)
     candidates = spark.createDataFrame(sorted(pairs), "id_a long, id_b long")
 
@@ -364,14 +374,18 @@ def _rounded(value: Any, digits: int = 4) -> Any:
     return round(float(value), digits) if isinstance(value, float) and not np.isnan(value) else value
 
 
+def _cosine(value: float | None) -> float | None:
+    return None if value is None or np.isnan(value) else round(float(value), 4)
+
+
 def _match(pair: dict[str, Any], found_row: dict[str, Any], group: dict[str, Any]) -> dict[str, Any]:
     photo = pair.get("photo")
-    cosine = pair.get("cosine")
     return {
         "productId": found_row["productId"],
         "image_url": found_row["image_url"],
         "method": pair["method"],
-        "cosine": None if cosine is None or np.isnan(cosine) else round(float(cosine), 4),
+        "cosine": _cosine(pair.get("cosine")),
+        "region_cosine": _cosine(pair.get("region_cosine")),
         "distance": int(pair["distance"]),
         "flipped": bool(pair["flipped"]),
         "thumb_distance": _rounded(pair["thumb_distance"], 5),
@@ -400,6 +414,8 @@ def describe(plan: Plan, verify_settings: VerifySettings) -> dict[str, Any]:
     }
     if decided.dim:
         rule.update(candidate_cosine=decided.floor, k=plan.k)
+    if plan.regions:
+        rule["min_region_cosine"] = decided.min_region_cosine
     if decided.photo_checked:
         rule["photo"] = {key: getattr(verify_settings, key) for key in PHOTO_RULE}
     elif decided.dim:

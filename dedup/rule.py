@@ -14,6 +14,11 @@ signals (``method`` names the signal that decided):
 3. **Without it** (``embed.backend=none`` or ``verify.photo_match=false``): dHash distance at most
    ``hash.max_distance`` with thumbnails within ``verify.max_thumb_distance`` (``dhash``), or, with
    embeddings, a cosine at or above the deciding cosine (``cosine``).
+4. **Framed photos must agree.** Where both images frame a smaller photo (each has a content
+   region, :mod:`dedup.content`: a screenshot, a banner), a pair that 2 or 3 would keep is not a
+   duplicate when the two regions' embeddings are under ``verify.min_region_cosine``
+   (``region_cosine``): two products pasted into the same template fit and compare as one
+   photograph on the frame.
 
 Candidates: byte-identical pairs, dHash pairs within :attr:`Rule.near_distance` (with the photo
 check, ``verify.photo_max_distance`` when that is smaller than ``hash.max_distance``: farther dHash
@@ -86,6 +91,7 @@ class Rule:
     floor: float | None  # cosine candidates at or above this (None: no embeddings)
     min_cosine: float | None  # the cosine rule: duplicates at or above this (None: no embeddings)
     exclude_same_family: bool  # same-family pairs set apart (verify.exclude_same_family)
+    min_region_cosine: float  # framed photos: regions under this cosine refuse (verify.min_region_cosine)
 
     @classmethod
     def of(cls, settings: Settings, dim: int) -> Rule:
@@ -111,6 +117,7 @@ class Rule:
             match_flips=hash_settings.match_flips, max_thumb_distance=verify_settings.max_thumb_distance,
             photo_max_distance=verify_settings.photo_max_distance, floor=floor, min_cosine=min_cosine,
             exclude_same_family=verify_settings.exclude_same_family,
+            min_region_cosine=verify_settings.min_region_cosine,
         )  # fmt: skip
 
     @property
@@ -128,15 +135,21 @@ class Rule:
         thresholds = dict(self.photo.at_least)
         return int(thresholds["inliers"]), thresholds["inlier_ratio"]
 
+    def regions_agree(self) -> Column:
+        """False where both products frame a photo and the two framed photos' cosine
+        (``region_cosine``; null unless both have a region) is under ``min_region_cosine``."""
+        return F.coalesce(F.col("region_cosine") >= self.min_region_cosine, F.lit(True))
+
     def decision(self) -> Column:
         """The ``method`` that decides a scored pair (``exact``, ``photo``, ``dhash``, ``cosine``;
         null: not a duplicate), over its ``method`` (exact or dhash), ``distance``,
-        ``thumb_distance``, ``cosine`` and ``photo`` columns."""
+        ``thumb_distance``, ``cosine``, ``region_cosine`` and ``photo`` columns."""
         exact = F.col("method") == "exact"
+        decided = F.when(exact, "exact").when(~self.regions_agree(), F.lit(None).cast("string"))
         if self.photo is not None:
-            return F.when(exact, "exact").when(self.photo.column(F.col("photo")), "photo")
+            return decided.when(self.photo.column(F.col("photo")), "photo")
         by_hash = (F.col("distance") <= self.max_distance) & (F.col("thumb_distance") <= self.max_thumb_distance)
-        decided = F.when(exact, "exact").when(by_hash, "dhash")
+        decided = decided.when(by_hash, "dhash")
         if self.dim:
             decided = decided.when(F.coalesce(F.col("cosine") >= self.min_cosine, F.lit(False)), "cosine")
         return decided

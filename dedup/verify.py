@@ -1,14 +1,15 @@
 """Verify: score each candidate pair from both products' features, and decide it by the rule.
 
 :func:`score_pairs` computes every signal of a candidate (byte equality, dHash distance and
-whether the mirrored image's dHash gave it, thumbnail distance, exact cosine, and for the pairs the
-photo check compares, :mod:`dedup.photomatch`'s scores) and decides it by :class:`dedup.rule.Rule`
-(the rule, its thresholds and which candidates the photo check compares are stated there).
-``method`` names the signal that decided: ``exact``, ``photo``, or without the photo check
-``dhash`` or ``cosine``; null for no duplicate. Every candidate keeps every signal (``scored``),
-so users can re-threshold without re-running. Pairs of products in the same productFamily (size
-or colour variants of one product) are not duplicates when ``verify.exclude_same_family`` is on:
-:func:`kept_pairs` counts them, and does not keep them.
+whether the mirrored image's dHash gave it, thumbnail distance, exact cosine, the cosine of two
+framed photos, and for the pairs the photo check compares, :mod:`dedup.photomatch`'s scores) and
+decides it by :class:`dedup.rule.Rule` (the rule, its thresholds and which candidates the photo
+check compares are stated there). ``method`` names the signal that decided: ``exact``,
+``photo``, or without the photo check ``dhash`` or ``cosine``; null for no duplicate. Every
+candidate keeps every signal (``scored``), so users can re-threshold without re-running. Pairs
+of products in the same productFamily (size or colour variants of one product) are not
+duplicates when ``verify.exclude_same_family`` is on: :func:`kept_pairs` counts them, and does
+not keep them.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ def thumb_distance_udf(a: pd.Series, b: pd.Series) -> pd.Series:
     return pd.Series(thumb_distances(list(a), list(b)), index=a.index)
 
 
-PAIR_COLUMNS = ("a", "b", "method", "distance", "flipped", "thumb_distance", "cosine", "photo")  # pairs/
+# pairs/
+PAIR_COLUMNS = ("a", "b", "method", "distance", "flipped", "thumb_distance", "cosine", "region_cosine", "photo")
 
 
 @dataclass
 class Verified:
     """Duplicate pairs (``id_a``, ``id_b``, ``a``, ``b``, ``method``, ``distance``, ``flipped``,
-    ``thumb_distance``, ``cosine``, ``photo``) and the pairs dropped as same-family variants."""
+    ``thumb_distance``, ``cosine``, ``region_cosine``, ``photo``) and the pairs dropped as same-family variants."""
 
     pairs: DataFrame
     family_excluded: DataFrame
@@ -80,7 +82,9 @@ def score_pairs(
     """Every candidate with its signals and the rule's decision: candidates (id_a, id_b) and items
     (id, productId, family, sha256, dhash, dhash_flip, thumb and, when ``rule.dim``, embedding) in;
     id_a, id_b, a, b, ``method`` (the signal that decided, null for no duplicate), distance,
-    flipped, thumb_distance, cosine, photo, same_family and ``duplicate`` out.
+    flipped, thumb_distance, cosine, region_cosine (the cosine of both products' content-region
+    vectors, with ``region_embedding`` in items; null unless both have one), photo, same_family and
+    ``duplicate`` out.
 
     With the photo check (``rule.photo``), ``images`` (id, image_bytes; ``described``:
     :func:`describe_images` of them, else computed here) give the pixels of the pairs that
@@ -89,11 +93,12 @@ def score_pairs(
     a, b = items.alias("a"), items.alias("b")
     joined = candidates.select("id_a", "id_b").distinct()
     joined = joined.join(a, F.col("id_a") == F.col("a.id")).join(b, F.col("id_b") == F.col("b.id"))
-    cosine = F.lit(None).cast("double")
+    cosine = region_cosine = F.lit(None).cast("double")
     if rule.dim:
         if "region_embedding" in items.columns:  # the best over both products' vectors, as the kNN ranks them
             cosine = best_cosine_udf(rule.dim)(*(F.col(f"{side}.{column}") for side in "ab"
                                                  for column in ("embedding", "region_embedding")))  # fmt: skip
+            region_cosine = cosine_udf(rule.dim)(F.col("a.region_embedding"), F.col("b.region_embedding"))
         else:
             cosine = cosine_udf(rule.dim)(F.col("a.embedding"), F.col("b.embedding"))
     scored = joined.select(
@@ -103,6 +108,7 @@ def score_pairs(
         F.when(F.col("a.sha256") == F.col("b.sha256"), F.lit(0.0))
         .otherwise(thumb_distance_udf(F.col("a.thumb"), F.col("b.thumb"))).alias("thumb_distance"),
         cosine.alias("cosine"),
+        region_cosine.alias("region_cosine"),
         same_family("a", "b").alias("same_family"),
     )  # fmt: skip
     if rule.photo is not None:
@@ -113,7 +119,7 @@ def score_pairs(
         scored = scored.withColumn("photo", F.lit(None).cast(photomatch.SCORES_SCHEMA))
     return scored.select(
         "id_a", "id_b", "a", "b", rule.decision().alias("method"),
-        "distance", "flipped", "thumb_distance", "cosine", "photo", "same_family",
+        "distance", "flipped", "thumb_distance", "cosine", "region_cosine", "photo", "same_family",
     ).withColumn("duplicate", F.col("method").isNotNull())  # fmt: skip
 
 

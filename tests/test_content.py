@@ -4,11 +4,12 @@ photo gets none."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageEnhance
 
 from dedup import content
 from dedup.config import load_config
@@ -16,6 +17,7 @@ from dedup.cosine import cosines, decode
 from dedup.devkit import edits
 from dedup.devkit.imageserver import ImageServer
 from dedup.devkit.synth import image_names, image_url_str, jpeg_bytes, product_image, write_catalog_csv
+from dedup.photomatch import PhotoRule
 from dedup.settings import default_table
 from jobs.dedup_job import run_job
 
@@ -34,6 +36,21 @@ def framed(image: Image.Image, fill=(236, 236, 236), place=(40, 30), size=(560, 
     draw.text((300, 60), "Summer sale", fill=(20, 20, 20), font=edits._font(28))
     draw.rounded_rectangle((300, 200, 420, 240), 6, fill=(200, 40, 40))
     draw.text((312, 206), "$29.99", fill=(255, 255, 255), font=edits._font(22))
+    return frame
+
+
+def template(image: Image.Image) -> Image.Image:
+    """``image`` small in a social-media post's frame (a header, a caption, a button), as a
+    screenshot of one: most of the frame's keypoints are the template's."""
+    frame = Image.new("RGB", (480, 560), (250, 250, 250))
+    draw = ImageDraw.Draw(frame)
+    draw.rectangle((0, 0, 479, 40), fill=(40, 60, 120))
+    draw.text((16, 8), "shopgram", fill=(255, 255, 255), font=edits._font(22))
+    for row, words in enumerate(["Sponsored", "1,204 likes  #style #deal"]):
+        draw.text((16, 480 + 30 * row), words, fill=(30, 30, 30), font=edits._font(18))
+    draw.rounded_rectangle((330, 490, 460, 526), 8, fill=(220, 50, 50))
+    draw.text((344, 496), "Buy $29", fill=(255, 255, 255), font=edits._font(20))
+    frame.paste(image.resize((120, 120)), (180, 200))
     return frame
 
 
@@ -73,8 +90,9 @@ def test_the_banner_generator_s_frames_mostly_have_a_region():
 
 @pytest.fixture(scope="module")
 def banner_catalog(tmp_path_factory):
-    """Two products each with a banner copy, among 16 other products (so that a product's 5
-    nearest neighbours by the whole image are full without the banner)."""
+    """Two products each with a banner copy, two other products pasted into one post template
+    (and a brighter copy of one of them), among 16 other products (so that a product's 5 nearest
+    neighbours by the whole image are full without the banner)."""
     folder = tmp_path_factory.mktemp("banners")
     images, rows = {}, []
 
@@ -88,6 +106,9 @@ def banner_catalog(tmp_path_factory):
         for seed in (11, 12):
             add(f"ORIG{seed}", photo(seed))
             add(f"BANNER{seed}", framed(photo(seed), place=(24, 70), size=(640, 360)))
+        for seed in (21, 22):  # two products pasted into one template: the frame is the same photograph
+            add(f"TEMPLATE{seed}", template(photo(seed)))
+        add("TEMPLATE21B", ImageEnhance.Brightness(template(photo(21))).enhance(1.06))  # 21's, a shade brighter
         for seed in range(100, 116):
             add(f"OTHER{seed}", photo(seed))
         server.images.update(images)
@@ -99,14 +120,23 @@ def _candidates(spark, out: str) -> set[frozenset]:
     return {frozenset((r["a"], r["b"])) for r in spark.read.parquet(f"{out}/candidates").collect()}
 
 
-def test_a_banner_copy_becomes_a_candidate_of_its_original_at_the_defaults(spark, banner_catalog, tmp_path):
-    base = ["fetch.allowed_hosts=127.0.0.1", "fetch.max_attempts=2"]
-    out = str(tmp_path / "default")
-    manifest = run_job(spark, load_config(None, base), banner_catalog, out, echo=False)
-    assert manifest["reconciles"] and manifest["rows_ok"] == 20
+BASE = ["fetch.allowed_hosts=127.0.0.1", "fetch.max_attempts=2"]
+
+
+@pytest.fixture(scope="module")
+def banner_run(spark, banner_catalog, tmp_path_factory) -> str:
+    """The job at its defaults over the banner catalog."""
+    out = str(tmp_path_factory.mktemp("banner-run") / "default")
+    manifest = run_job(spark, load_config(None, BASE), banner_catalog, out, echo=False)
+    assert manifest["reconciles"] and manifest["rows_ok"] == 23
+    return out
+
+
+def test_a_banner_copy_becomes_a_candidate_of_its_original_at_the_defaults(spark, banner_catalog, banner_run, tmp_path):
+    out = banner_run
     features = {r["productId"]: r for r in spark.read.parquet(f"{out}/features").collect()}
     with_region = {pid for pid, r in features.items() if r["region_embedding"] is not None}
-    assert with_region == {"BANNER11", "BANNER12"}  # the ordinary photos get no second embedding
+    assert with_region == {"BANNER11", "BANNER12", "TEMPLATE21", "TEMPLATE21B", "TEMPLATE22"}  # no ordinary photo
     found = _candidates(spark, out)
     for seed in (11, 12):
         orig, banner = features[f"ORIG{seed}"], features[f"BANNER{seed}"]
@@ -118,7 +148,26 @@ def test_a_banner_copy_becomes_a_candidate_of_its_original_at_the_defaults(spark
     assert all(r["cosine"] is not None and r["cosine"] >= 0.5 for r in scored if r["method"] != "exact")
 
     off = str(tmp_path / "off")
-    run_job(spark, load_config(None, [*base, "embed.region=false"]), banner_catalog, off, echo=False)
+    run_job(spark, load_config(None, [*BASE, "embed.region=false"]), banner_catalog, off, echo=False)
     assert "region_embedding" not in spark.read.parquet(f"{off}/features").columns
     missed = [s for s in (11, 12) if frozenset((f"ORIG{s}", f"BANNER{s}")) not in _candidates(spark, off)]
     assert missed, "without the region the banners' whole-image embeddings should be far from their originals"
+
+
+def test_two_products_in_one_template_are_refused_by_their_framed_photos(spark, banner_run):
+    """At the defaults, a pair whose images both frame a photo is decided by the framed photos too:
+    two products pasted into one template fit and compare as one photograph on the template, and
+    are refused by their regions' cosine; the same product in that template is kept."""
+    scored = {frozenset((r["a"], r["b"])): r for r in spark.read.parquet(f"{banner_run}/candidates").collect()}
+    rule = PhotoRule.of(default_table("verify"))
+    for other in ("TEMPLATE21", "TEMPLATE21B"):
+        pair = scored[frozenset((other, "TEMPLATE22"))]
+        assert rule.decide(pair["photo"].asDict()), pair  # the photo check alone would keep it
+        assert pair["region_cosine"] < 0.5 and not pair["duplicate"], pair
+    same = scored[frozenset(("TEMPLATE21", "TEMPLATE21B"))]
+    assert same["region_cosine"] > 0.9 and same["duplicate"] and same["method"] == "photo", same
+    framed = ("BANNER11", "BANNER12", "TEMPLATE21", "TEMPLATE21B", "TEMPLATE22")
+    both_framed = {frozenset(p) for p in itertools.combinations(framed, 2)}
+    assert all((r["region_cosine"] is not None) == (pair in both_framed) for pair, r in scored.items())
+    groups = {r["productId"]: r["group_id"] for r in spark.read.parquet(f"{banner_run}/groups").collect()}
+    assert groups["TEMPLATE21"] == groups["TEMPLATE21B"] and "TEMPLATE22" not in groups

@@ -143,10 +143,11 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     candidates = calibrate.load_candidates(tmp_path / "out")
     verify = calibrate.run_verify(tmp_path / "out")
     rule = calibrate.rule_of(verify, {})
-    replayed = calibrate.components(candidates[calibrate.kept(candidates, rule)])
+    replayed = calibrate.components(candidates[calibrate.kept(candidates, rule, verify.min_region_cosine)])
     assert {frozenset(g) for g in replayed} == _groups(members)
-    looser = calibrate.kept(candidates, calibrate.rule_of(verify, {"max_colour_change": 1.0, "min_structure": 0.0}))
-    assert looser.sum() >= calibrate.kept(candidates, rule).sum() > 0
+    looser_rule = calibrate.rule_of(verify, {"max_colour_change": 1.0, "min_structure": 0.0})
+    looser = calibrate.kept(candidates, looser_rule, verify.min_region_cosine)
+    assert looser.sum() >= calibrate.kept(candidates, rule, verify.min_region_cosine).sum() > 0
 
     # bench/photo_replay.py refits and compares again the pairs the job compared: the job's scores
     replay = _bench_module("photo_replay")

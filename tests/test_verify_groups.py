@@ -1,8 +1,10 @@
 import random
 
+import numpy as np
+
 from dedup import groups, verify
 from dedup.config import load_config
-from dedup.devkit.synth import product_image
+from dedup.devkit.synth import jpeg_bytes, product_image
 from dedup.imaging import thumbnail
 from dedup.rule import Rule
 from dedup.settings import default_table, typed
@@ -69,6 +71,33 @@ def test_verify_decides_and_excludes_families(spark):
     assert kept[("A", "C")] == ("dhash", 1)
     assert ("C", "D") not in kept and ("A", "E") not in kept and ("A", "F") not in kept
     assert {(r["a"], r["b"]) for r in result.family_excluded.collect()} == {("C", "D")}
+
+
+def test_framed_photos_that_disagree_refuse_a_pair_the_photo_check_keeps(spark):
+    """Two images that each frame a photo (a content region: a screenshot, a banner) are not one
+    photograph when the framed photos' embeddings disagree, whatever the photo check says of the
+    whole frame; a pair where only one image frames a photo is decided as before."""
+    image = product_image(21)
+    data = {i: jpeg_bytes(image, quality) for i, quality in ((1, 95), (2, 85), (3, 75), (4, 65))}  # re-encodings
+    whole, region, other = (v.astype("<f4").tobytes() for v in np.eye(8)[:3])
+    regions = {1: region, 2: other, 3: region, 4: None}  # 1-2 disagree, 1-3 agree, 4 frames nothing
+    thumb = thumbnail(image)
+    items = spark.createDataFrame(
+        [(i, f"P{i}", [], f"s{i}", 0b1111, 0, thumb, whole, regions[i]) for i in data],
+        "id long, productId string, family array<string>, sha256 string, dhash long, dhash_flip long, thumb binary, "
+        "embedding binary, region_embedding binary",
+    )
+    images = spark.createDataFrame(list(data.items()), "id long, image_bytes binary")
+    cands = spark.createDataFrame([(1, 2), (1, 3), (1, 4)], "id_a long, id_b long")
+    rule = Rule.of(typed(load_config()), dim=8)  # the defaults: the photo check, verify.min_region_cosine=0.5
+    assert rule.photo_checked and rule.min_region_cosine == 0.5
+    scored = {(r["a"], r["b"]): r for r in verify.score_pairs(cands, items, rule, images).collect()}
+    assert all(rule.photo.decide(r["photo"].asDict()) for r in scored.values())  # one photograph, every pair
+    assert scored[("P1", "P2")]["region_cosine"] == 0.0 and scored[("P1", "P2")]["method"] is None
+    assert scored[("P1", "P3")]["region_cosine"] == 1.0 and scored[("P1", "P3")]["method"] == "photo"
+    assert scored[("P1", "P4")]["region_cosine"] is None and scored[("P1", "P4")]["method"] == "photo"
+    off = Rule.of(typed(load_config(overrides=["verify.min_region_cosine=-1"])), dim=8)
+    assert verify.score_pairs(cands, items, off, images).where("duplicate").count() == 3
 
 
 def test_chaining_guard_resplits_then_flags(spark):

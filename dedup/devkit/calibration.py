@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.dataset as ds
 
 from dedup.config import job_settings_of
 from dedup.devkit.metrics import edge_components, score_groups
@@ -34,14 +35,18 @@ SCORE_OF = {key: field for field, key in {**AT_LEAST, **AT_MOST}.items()}
 
 
 def load_candidates(job: Path) -> pd.DataFrame:
-    """Candidate pairs (a, b, exact) and their photo scores, one column per score."""
-    frame = pd.read_parquet(job / "candidates", columns=["a", "b", "method", "photo"])
+    """Candidate pairs (a, b, exact), their photo scores, one column per score, and their
+    ``region_cosine`` (NaN unless both images frame a photo, or for a run that did not record it)."""
+    recorded = ds.dataset(job / "candidates").schema.names
+    columns = ["a", "b", "method", "photo", *(["region_cosine"] if "region_cosine" in recorded else [])]
+    frame = pd.read_parquet(job / "candidates", columns=columns)
     scores = pd.DataFrame([p if p is not None else {} for p in frame["photo"]], index=frame.index)
     out = pd.DataFrame({"a": frame["a"], "b": frame["b"], "exact": frame["method"] == "exact"})
     for field in SCORE_OF.values():
         out[field] = scores[field].astype(float) if field in scores else np.nan
     out["checked"] = scores["reason"].isna() & frame["photo"].notna() if "reason" in scores else False
     out["weak_fit"] = scores["reason"].eq("weak_fit") if "reason" in scores else False
+    out["region_cosine"] = frame["region_cosine"].astype(float) if "region_cosine" in frame else np.nan
     return out
 
 
@@ -50,10 +55,13 @@ def components(pairs: pd.DataFrame) -> list[list[str]]:
     return edge_components(pairs["a"], pairs["b"])
 
 
-def kept(candidates: pd.DataFrame, rule: PhotoRule) -> pd.Series:
+def kept(candidates: pd.DataFrame, rule: PhotoRule, min_region_cosine: float) -> pd.Series:
     """Byte-identical pairs, and checked pairs whose scores pass ``rule`` (the job's photo check
-    over columns: a missing score fails an at-least bound and passes no at-most bound)."""
-    return candidates["exact"] | (candidates["checked"] & rule.frame(candidates))
+    over columns: a missing score fails an at-least bound and passes no at-most bound) and whose
+    framed photos, where both images have one, reach ``min_region_cosine`` (the job's
+    ``verify.min_region_cosine``, :meth:`dedup.rule.Rule.regions_agree`; -1: every pair)."""
+    regions_agree = candidates["region_cosine"].isna() | (candidates["region_cosine"] >= min_region_cosine)
+    return candidates["exact"] | (candidates["checked"] & rule.frame(candidates) & regions_agree)
 
 
 def run_verify(job: Path) -> VerifySettings:
@@ -86,7 +94,8 @@ def sweep(
     points = []
     for values in itertools.product(*grid.values()):
         rule = dict(zip(grid, values, strict=True))
-        scores = score_groups(components(local[kept(local, rule_of(verify, rule))]), truth, split)
+        pairs = local[kept(local, rule_of(verify, rule), verify.min_region_cosine)]
+        scores = score_groups(components(pairs), truth, split)
         points.append({"rule": rule, **{k: scores[k] for k in ("precision", "recall", "f1")}})
     return points
 
