@@ -175,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         for item in args.grid:
             key, values = item.split("=", 1)
             grid[key] = tuple(float(v) for v in values.split(","))
-        chosen = choose(sweep(replay, truth, "calibration", verify, grid), args.target_precision)
-        rule = chosen["rule"]
+        points = sweep(replay, truth, "calibration", verify, grid)
+        result["grid"] = points  # every rule's calibration scores, the chosen one's among them
+        rule = choose(points, args.target_precision)["rule"]
     result["rule"] = rule
     groups = components(replay[kept(replay, rule_of(verify, rule), verify.min_region_cosine)])
     for split in ("calibration", "holdout"):

@@ -139,8 +139,9 @@ DEFAULTS: dict[str, Any] = {
         # share of the products' area one global colour map may miss, compared after blurring the
         # sharper image to the other's detail, where the texture agrees; the area whose texture
         # differs (an overlay) counts beyond 10% (photomatch.OVERLAY_SHARE; issue 14 phase 3), texture
-        # judged above the pair's pixel noise (photomatch.NOISE_TEXTURE; phase 4)
-        "max_colour_change": 0.12,
+        # judged above the pair's pixel noise (photomatch.NOISE_TEXTURE; phase 4), or an addition onto
+        # one image's background counted beyond 5% of the image (photomatch.OVERLAY_IMAGE; phase 5)
+        "max_colour_change": 0.10,
         # where both images frame a smaller photo (each has a content region: a screenshot, a
         # banner), a pair whose two regions' embeddings are under this cosine is not a duplicate,
         # whatever decided it: two products pasted into the same template (issue 14 phase 5;

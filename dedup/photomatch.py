@@ -23,8 +23,12 @@ the geometry of local detail. :func:`match_scores` measures it:
    do not either) whose colour one global affine colour map, fitted robustly in either
    direction, misses by more than :data:`COLOUR_LEVELS`, counted only where the local texture of
    the two agrees; the pixels whose texture differs (an overlay: text, a logo, an emoji, a
-   border) count beyond the first :data:`OVERLAY_SHARE` of the area. Texture is judged above the
-   pair's pixel noise (:data:`NOISE_TEXTURE`), so the grain of a noisy copy is no overlay. A colour edit (brightness,
+   border) count beyond the first :data:`OVERLAY_SHARE` of the area. Or, the smaller reading, an
+   addition onto one image's background (a caption, an emoji or a sticker beside the product:
+   pixels that are foreground in that image alone and differ) counts only beyond
+   :data:`OVERLAY_IMAGE` of the image, however small the product, the rest as before. Texture is
+   judged above the pair's pixel noise (:data:`NOISE_TEXTURE`), so the grain of a noisy copy is no
+   overlay. A colour edit (brightness,
    contrast, saturation, hue, greyscale) maps every pixel the same way: a small share. Catalogs
    recolour a product on one model shot (the same face, arms and folds; a pink shirt where the
    other is white) or shoot the same item in two colours: there the map fits the model or the
@@ -84,6 +88,7 @@ BLUR_STEPS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)  # extra Gaussian sigmas tried 
 TEXTURE_WINDOW = 9  # pixels a side of the window local texture is compared in (0: no overlay allowance)
 TEXTURE_CORRELATION = 0.5  # |correlation| of the band-pass images at which two textured windows agree
 OVERLAY_SHARE = 0.1  # share of the products' area whose texture may differ (an overlay) before it counts as change
+OVERLAY_IMAGE = 0.05  # share of the image an addition onto one image's background may cover (0: no such reading)
 NOISE_TEXTURE = 6.0  # a window is textured only above this many times the pair's noise in the band (0: off)
 ERODE = 17  # pixels: the interior keeps clear of the silhouette edge, whose band-pass ring any look-alike shares
 SCORE_FIELDS: tuple[tuple[str, T.DataType], ...] = (
@@ -513,6 +518,8 @@ def _colour_change(
     region: np.ndarray,
     blur: tuple[float, float] = (0.0, 0.0),
     same_texture: np.ndarray | None = None,
+    one_sided: tuple[np.ndarray, np.ndarray] | None = None,
+    background_share: float = 0.0,
 ) -> float:
     """Share of ``region`` whose smoothed colour the best global colour map (``b`` onto ``a`` or
     ``a`` onto ``b``, whichever fits better) misses by more than :data:`COLOUR_LEVELS`; measured
@@ -520,7 +527,12 @@ def _colour_change(
     each side (:func:`_blur_to_match`). With ``same_texture`` (:func:`_texture_agrees`), a missed
     pixel counts only where the texture agrees, and the pixels whose texture differs count beyond
     the first :data:`OVERLAY_SHARE` of the region (an overlay may cover that much, whatever its
-    colour; a pasted photo or another product in the same frame covers more)."""
+    colour; a pasted photo or another product in the same frame covers more). With ``one_sided``
+    too (the pixels that are foreground in ``a`` only, in ``b`` only), the smaller of that and a
+    second reading: the differing pixels (missed, or of another texture) that are foreground in
+    one image alone, on the side that has more of them, are an addition onto its background (a
+    caption, an emoji beside the product), counted beyond ``background_share`` of the region; the
+    rest is counted as above."""
     pixels = np.flatnonzero(region)
     if len(pixels) < 64:
         return 0.0
@@ -533,9 +545,17 @@ def _colour_change(
 
     pa, pb = smooth(rgb_a, blur[0]), smooth(rgb_b, blur[1])
     agrees = np.ones(len(pixels), bool) if same_texture is None else same_texture.reshape(-1)[pixels]
-    changed = min(((_robust_map_misses(pb, pa) > COLOUR_LEVELS) & agrees).mean(),
-                  ((_robust_map_misses(pa, pb) > COLOUR_LEVELS) & agrees).mean())  # fmt: skip
-    return float(changed + max(0.0, (~agrees).mean() - OVERLAY_SHARE))
+    missed = [_robust_map_misses(pb, pa) > COLOUR_LEVELS, _robust_map_misses(pa, pb) > COLOUR_LEVELS]
+    best = min((misses & agrees).mean() for misses in missed) + max(0.0, (~agrees).mean() - OVERLAY_SHARE)
+    if one_sided is None or same_texture is None:
+        return float(best)
+    sides = [side.reshape(-1)[pixels] for side in one_sided]
+    for misses in missed:
+        differs = misses | ~agrees
+        added = max(sides, key=lambda side: int((side & differs).sum()))  # the image the addition is on
+        rest = (misses & agrees & ~added).mean() + max(0.0, (~agrees & ~added).mean() - OVERLAY_SHARE)
+        best = min(best, rest + max(0.0, (added & differs).mean() - background_share))
+    return float(best)
 
 
 def _compare(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, float]:
@@ -562,7 +582,11 @@ def _compare(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, float]:
             clear = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
             noise = max(_noise_level(grey_a, clear), _noise_level(grey_b, clear))
         same_texture = _texture_agrees(*matched, noise) if TEXTURE_WINDOW else None  # 0: every missed pixel counts
-        colour_change = _colour_change(a.rgb, warped, products, blur, same_texture)
+        one_sided = None
+        if OVERLAY_IMAGE:  # foreground in one image only: where an addition onto its background would be
+            one_sided = ((fore_a & ~fore_b & inside).astype(bool), (fore_b & ~fore_a & inside).astype(bool))
+        background_share = OVERLAY_IMAGE * float(inside.sum()) / float(products.sum())
+        colour_change = _colour_change(a.rgb, warped, products, blur, same_texture, one_sided, background_share)
     shared = fore_a & fore_b & inside
     interior = cv2.erode(shared, np.ones((ERODE, ERODE), np.uint8)).astype(bool)
     if interior.sum() < 0.02 * h * w:  # little product in common: compare the whole overlap
