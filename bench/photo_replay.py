@@ -58,7 +58,7 @@ from dedup.devkit.calibration import (
 from dedup.devkit.metrics import score_groups
 from dedup.settings import default_table
 
-Fit = tuple[dict[str, Any], np.ndarray | None]
+Fit = tuple[dict[str, Any], photomatch.Maps | None]
 KEYS = ("precision", "recall", "f1", "lookalike_false_pairs", "recall_by_transform", "recall_by_range")
 
 
@@ -74,7 +74,7 @@ def image_bytes(job: Path, ids: set[str]) -> dict[str, bytes]:
 
 
 def refit(pairs: list[tuple[str, str]], data: dict[str, bytes], gate: tuple[int, float]) -> dict[tuple, Fit]:
-    """Each pair's fit (scores so far, matrix) from the two images' descriptions, as the job fits it."""
+    """Each pair's fit (scores so far, maps) from the two images' descriptions, as the job fits it."""
     described = {p: photomatch.describe_bytes(data.get(p)) for p in {p for pair in pairs for p in pair}}
     return {(a, b): photomatch.fit_descriptions(described[a], described[b], gate) for a, b in pairs}
 
@@ -83,10 +83,10 @@ def recompare(pm: ModuleType, fits: dict[tuple, Fit], data: dict[str, bytes]) ->
     """Each fitted pair's scores with ``pm``'s comparison, and the CPU seconds it took."""
     started = time.process_time()
     out = {}
-    for (a, b), (scores, matrix) in fits.items():
-        if matrix is None:  # the job compared it, the refit did not: keep the stored scores (counted by --check)
+    for (a, b), (scores, maps) in fits.items():
+        if maps is None:  # the job compared it, the refit did not: keep the stored scores (counted by --check)
             continue
-        out[(a, b)] = pm.compare_pixels(pm.decode_for_match(data[a]), pm.decode_for_match(data[b]), scores, matrix)
+        out[(a, b)] = pm.compare_pixels(pm.decode_for_match(data[a]), pm.decode_for_match(data[b]), scores, maps)
     return out, time.process_time() - started
 
 

@@ -154,10 +154,10 @@ def fit(a: tuple, b: tuple, model: str) -> tuple[int, int, np.ndarray | None]:
         if matrix is not None and (abs(matrix[2, 0]) > 2e-3 or abs(matrix[2, 1]) > 2e-3):
             return 0, len(good), None  # more perspective than a small warp: not a copy's
     elif model == "best":  # as dedup/photomatch.py: the similarity or the affine map, whichever has more inliers
-        inliers, matrix = pm._fit(pm.Keypoints(pa, da), pm.Keypoints(pb, db))[0::2]
-        if matrix is None:
+        inliers, maps = pm._fit(pm.Keypoints(pa, da), pm.Keypoints(pb, db))[0::2]
+        if maps is None:
             return 0, len(good), None
-        return inliers, len(good), np.vstack([matrix, [0, 0, 1]])
+        return inliers, len(good), maps[0] if maps[0].shape == (3, 3) else np.vstack([maps[0], [0, 0, 1]])
     else:
         estimate = cv2.estimateAffine2D if model == "affine" else cv2.estimateAffinePartial2D
         matrix, mask = estimate(src, dst, maxIters=500, confidence=0.99, **kw)

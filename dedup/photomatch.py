@@ -5,13 +5,16 @@ copy of the photo. What survives every edit a duplicate may carry (crop, pad, re
 rotation, flip, blur, noise, colour, greyscale, overlays) and differs between two photographs is
 the geometry of local detail. :func:`match_scores` measures it:
 
-1. Both images downscaled to at most :data:`MAX_SIDE` pixels a side, in grey.
+1. Both images downscaled to at most :data:`MAX_SIDE` pixels a side (or enlarged to
+   :data:`ENLARGE_TO` when smaller), in grey.
 2. ORB keypoints; ratio-test matches of ``a`` against ``b`` and against ``b`` mirrored, each fitted
    with a RANSAC similarity and a RANSAC affine map (a scale per direction and shear too: a copy
    may be stretched on one axis, sheared or tilted), within :data:`MAX_ANISOTROPY`, the one with
-   more inliers kept; the side with more inliers wins.
+   more inliers kept, and a RANSAC homography where it holds :data:`PERSPECTIVE_GAIN` times as
+   many (a copy in perspective); the side with more inliers wins.
    ``inliers`` and ``inlier_ratio`` (inliers / ratio-test matches) measure the fit.
-3. ``b`` warped onto ``a`` with the fit; ``structure`` is the correlation of their band-pass
+3. ``b`` warped onto ``a`` with the fit (with a homography, under it and under the affine map,
+   the better-aligned kept); ``structure`` is the correlation of their band-pass
    (difference of Gaussians) images over the products' shared interior, silhouette edges left out:
    the same photo keeps its print, folds and shading after a hue shift or greyscale; another
    photo of the same cut does not. ``tile_agreement``: the share of textured 32-pixel tiles where
@@ -71,10 +74,14 @@ from dedup.settings import VerifySettings, default_table
 
 MAX_SIDE = 256  # pixels a side the pair is compared at
 MIN_SIDE = 32  # smaller images are not compared
+ENLARGE_TO = 192  # an image whose longer side is shorter is enlarged to this (the pixel constants below hold)
 ORB_FEATURES = 500
 RATIO = 0.8  # Lowe's ratio test
 RANSAC_PIXELS = 4.0  # reprojection tolerance, at MAX_SIDE scale
 MAX_ANISOTROPY = 1.4  # the fit may scale one direction this much more than the other (a stretch, a shear)
+MAX_PERSPECTIVE = 0.25  # a homography may change the scale across the matched points by this share (0: affine only)
+PERSPECTIVE_GAIN = 1.1  # ... and is kept only with this many times the affine map's inliers
+PERSPECTIVE_FROM = 0.35  # ... and is fitted only where the affine map holds this share of the matches
 DOG_SIGMAS = (1.5, 4.0)  # the band the structure is compared in (pixels at MAX_SIDE scale)
 TRIM = 0.1  # share of worst-fitting pixels the structure correlation leaves out
 TILE = 32  # pixels a side of the tiles the structure is also checked in
@@ -125,13 +132,19 @@ def _empty(reason: str | None) -> dict[str, Any]:
 
 
 def prepare(pixels: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
-    """RGB uint8 (h, w, 3) shrunk (area filter) so its longer side is at most ``max_side``."""
+    """RGB uint8 (h, w, 3) shrunk (area filter) so its longer side is at most ``max_side``, or
+    enlarged (bicubic) so that it is at least :data:`ENLARGE_TO`: a copy shrunk to a third has
+    too few pixels for ORB's patches to find its keypoints again, and the comparison's sizes
+    (its blurs, bands, tiles, all in pixels at ``MAX_SIDE``) would span most of it."""
     h, w = pixels.shape[:2]
     scale = max_side / max(h, w)
-    if scale >= 1:
+    if scale < 1:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    if max(h, w) >= ENLARGE_TO:
         return np.ascontiguousarray(pixels)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    scale = ENLARGE_TO / max(h, w)
+    return cv2.resize(pixels, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
 
 
 def _grey(rgb: np.ndarray) -> np.ndarray:
@@ -181,12 +194,12 @@ class Keypoints:
 
 
 _HEADER = struct.Struct("<BHHHB")  # version, height, width, keypoints, descriptor bytes
-_VERSION = 2
+DESCRIPTION_VERSION = 3  # 3: small images enlarged (ENLARGE_TO) before their keypoints
 
 
 def _side_bytes(shape: tuple[int, int], side: Keypoints) -> bytes:
     width = 32 if side.descriptors is None else side.descriptors.shape[1]
-    parts = [_HEADER.pack(_VERSION, *shape, len(side.points), width),
+    parts = [_HEADER.pack(DESCRIPTION_VERSION, *shape, len(side.points), width),
              np.ascontiguousarray(side.points, dtype="<f4").tobytes()]  # fmt: skip
     if side.descriptors is not None:
         parts.append(np.ascontiguousarray(side.descriptors, dtype=np.uint8).tobytes())
@@ -195,8 +208,8 @@ def _side_bytes(shape: tuple[int, int], side: Keypoints) -> bytes:
 
 def _side_from_bytes(blob: bytes) -> tuple[tuple[int, int], Keypoints]:
     version, height, width, n, size = _HEADER.unpack_from(blob)
-    if version != _VERSION:
-        raise ValueError(f"photo description version {version}, expected {_VERSION}")
+    if version != DESCRIPTION_VERSION:
+        raise ValueError(f"photo description version {version}, expected {DESCRIPTION_VERSION}")
     points = np.frombuffer(blob, "<f4", 2 * n, _HEADER.size).reshape(n, 2)
     descriptors = np.frombuffer(blob, np.uint8, n * size, _HEADER.size + 8 * n).reshape(n, size) if n else None
     return (height, width), Keypoints(points, descriptors)
@@ -269,8 +282,8 @@ def ratio_matches(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return query, labels[query, 0]
 
 
-def _fit(a: Keypoints | Features, b: Keypoints | Features, at_least: int = 0) -> tuple[int, int, np.ndarray | None]:
-    """(inliers, ratio-test matches, 2x3 affine map taking b to a) of two images' keypoints.
+def _fit(a: Keypoints | Features, b: Keypoints | Features, at_least: int = 0) -> tuple[int, int, Maps | None]:
+    """(inliers, ratio-test matches, :data:`Maps` taking b to a) of two images' keypoints.
 
     An affine map, not a similarity: a copy stretched on one axis (a marketplace's resize to its
     frame), sheared or slightly tilted in perspective keeps its keypoints on one affine map, which
@@ -279,6 +292,16 @@ def _fit(a: Keypoints | Features, b: Keypoints | Features, at_least: int = 0) ->
     RANSAC similarity and a RANSAC affine map are fitted to the same matches and the one with
     more inliers is kept (the similarity on ties): with three more degrees of freedom the affine
     RANSAC sometimes settles on a worse model of a plainly similar copy.
+
+    A copy in perspective (the photo of a tilted screen or print, a keystone correction) is off any
+    affine map at its corners: where the affine map leaves matches out, a RANSAC homography is
+    fitted too (:func:`_perspective`), where the affine map holds :data:`PERSPECTIVE_FROM` of the
+    matches already (a copy in perspective is still a fair affine fit; a look-alike's matches are
+    mostly noise, on which a homography's RANSAC would run its full iterations for nothing). When
+    it holds :data:`PERSPECTIVE_GAIN` times the inliers,
+    both maps are returned, the homography first, and the comparison keeps the one that aligns
+    the two images better (:func:`_compare`): more inliers alone do not make a better map (a
+    homography fitted to a stretched copy's matches can bend the parts where it has none).
 
     A fit that cannot have more than ``at_least`` inliers (its matches are no more) is not run:
     ``(0, matches, None)``; nor is the affine map when the similarity already holds every match."""
@@ -289,18 +312,42 @@ def _fit(a: Keypoints | Features, b: Keypoints | Features, at_least: int = 0) ->
         return 0, len(query), None
     src = b.points[train]
     dst = a.points[query]
-    best: tuple[int, np.ndarray | None] = (0, None)
+    best: tuple[np.ndarray | None, np.ndarray | None] = (None, None)  # (inlier mask, matrix)
     for estimate in (cv2.estimateAffinePartial2D, cv2.estimateAffine2D):  # similarity first: it wins ties
-        if best[0] == len(query):
+        if best[0] is not None and best[0].sum() == len(query):
             break  # every match is an inlier already: no map can have more
         matrix, mask = estimate(
             src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS, maxIters=500, confidence=0.99
         )
-        if matrix is not None and mask is not None and _plausible(matrix) and int(mask.sum()) > best[0]:
-            best = (int(mask.sum()), matrix)
-    if best[1] is None:
+        if matrix is not None and mask is not None and _plausible(matrix) and mask.sum() > _count(best[0]):
+            best = (mask.ravel().astype(bool), matrix)
+    if best[0] is None or best[1] is None:
         return 0, len(query), None
-    return best[0], len(query), best[1]
+    inliers = _count(best[0])
+    if MAX_PERSPECTIVE and PERSPECTIVE_FROM * len(query) <= inliers and len(query) >= PERSPECTIVE_GAIN * inliers:
+        homography = _perspective(src, dst, inliers)
+        if homography is not None:
+            return homography[0], len(query), (homography[1], best[1])
+    return inliers, len(query), (best[1],)
+
+
+Maps = tuple[np.ndarray, ...]
+"""A fit's maps taking one image onto the other, the one with the most inliers first: a 2x3 affine
+map, or a 3x3 homography and the affine map it was preferred to (:func:`_fit`)."""
+
+
+def _count(mask: np.ndarray | None) -> int:
+    return 0 if mask is None else int(mask.sum())
+
+
+def _perspective(src: np.ndarray, dst: np.ndarray, inliers: int) -> tuple[int, np.ndarray] | None:
+    """(inliers, 3x3 map) of a RANSAC homography of the matches ``src`` -> ``dst`` when it holds
+    :data:`PERSPECTIVE_GAIN` times the affine map's ``inliers`` and its perspective is small
+    (:func:`_plausible_homography`); else None."""
+    matrix, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PIXELS, maxIters=500, confidence=0.99)
+    if matrix is None or mask is None or mask.sum() < PERSPECTIVE_GAIN * inliers:
+        return None
+    return (int(mask.sum()), matrix / matrix[2, 2]) if _plausible_homography(matrix, src) else None
 
 
 def _plausible(matrix: np.ndarray) -> bool:
@@ -308,6 +355,26 @@ def _plausible(matrix: np.ndarray) -> bool:
     linear = matrix[:, :2]
     singular = np.linalg.svd(linear, compute_uv=False)
     return bool(np.linalg.det(linear) > 0 and singular[0] <= MAX_ANISOTROPY * singular[1])
+
+
+def _plausible_homography(matrix: np.ndarray, points: np.ndarray) -> bool:
+    """A homography a copy's edit can make: its scale changes by at most :data:`MAX_PERSPECTIVE`
+    across ``points`` (the matched points of the image it maps), and its linear part there is
+    :func:`_plausible`."""
+    if abs(matrix[2, 2]) < 1e-9:
+        return False
+    matrix = matrix / matrix[2, 2]
+    depth = points @ matrix[2, :2] + 1.0  # the homogeneous coordinate each point maps to
+    if depth.min() <= 0 or depth.max() > (1 + MAX_PERSPECTIVE) * depth.min():
+        return False
+    return _plausible(matrix[:2] / float(np.median(depth)))
+
+
+def _warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], flags: int, border: Any = 0) -> np.ndarray:
+    """``image`` mapped by a fit's ``matrix`` (2x3 affine or 3x3, :func:`_fit`) onto a ``size`` canvas."""
+    if matrix.shape == (3, 3):
+        return cv2.warpPerspective(image, matrix, size, flags=flags, borderValue=border)
+    return cv2.warpAffine(image, matrix, size, flags=flags, borderValue=border)
 
 
 def _band(grey: np.ndarray) -> np.ndarray:
@@ -558,16 +625,23 @@ def _colour_change(
     return float(best)
 
 
-def _compare(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, float]:
+def _compare(a: Picture, b: Picture, maps: Maps) -> dict[str, float]:
+    """:func:`_compare_under` the fit's first map, or where it has two (a homography and the
+    affine map) the one whose structure correlates better (the first on ties)."""
+    compared = [_compare_under(a, b, matrix) for matrix in maps]
+    return max(compared, key=lambda scores: scores["structure"])
+
+
+def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, float]:
     """Structure and colour of ``b`` warped onto ``a`` by ``matrix``, over their shared interior.
     The colour is compared with the sharper image blurred to the other's detail and overlays
     (pixels whose texture differs, up to :data:`OVERLAY_SHARE`) left out."""
     h, w = a.grey.shape
-    warped = cv2.warpAffine(b.rgb, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
-    inside = cv2.warpAffine(np.ones(b.grey.shape, np.uint8), matrix, (w, h), flags=cv2.INTER_NEAREST)
+    warped = _warp(b.rgb, matrix, (w, h), cv2.INTER_LINEAR, (0, 0, 0))
+    inside = _warp(np.ones(b.grey.shape, np.uint8), matrix, (w, h), cv2.INTER_NEAREST)
     overlap = float(inside.mean())
     fore_a = _foreground(a.grey)
-    fore_b = cv2.warpAffine(_foreground(b.grey), matrix, (w, h), flags=cv2.INTER_NEAREST)
+    fore_b = _warp(_foreground(b.grey), matrix, (w, h), cv2.INTER_NEAREST)
     products = cv2.erode((fore_a | fore_b) & inside, np.ones((5, 5), np.uint8)).astype(bool)
     grey_a, grey_b = a.grey.astype(np.float32), _grey(warped).astype(np.float32)
     blurred = (_gaussians(grey_a, DOG_SIGMAS + SHARPNESS_SIGMAS), _gaussians(grey_b, DOG_SIGMAS + SHARPNESS_SIGMAS))
@@ -611,31 +685,32 @@ def _fit_sides(
     b_mirrored: Callable[[], Keypoints | Features],
     strong: int,
     gate: FitGate | None,
-) -> tuple[dict[str, Any], np.ndarray | None]:
-    """The fit half of :func:`match_features` on keypoints alone: the scores so far and the matrix
+) -> tuple[dict[str, Any], Maps | None]:
+    """The fit half of :func:`match_features` on keypoints alone: the scores so far and the maps
     the comparison is to use (None when there is nothing left to compare: ``no_fit``, ``weak_fit``)."""
-    inliers, matches, matrix = _fit(a, b)
+    inliers, matches, maps = _fit(a, b)
     flipped = False
     if not (inliers >= strong and inliers >= 0.8 * matches):
         mirrored = _fit(a, b_mirrored(), at_least=inliers)  # it must beat the direct fit to count
         if mirrored[0] > inliers:
-            (inliers, matches, matrix), flipped = mirrored, True
-    if matrix is None:
+            (inliers, matches, maps), flipped = mirrored, True
+    if maps is None:
         scores = _empty("no_fit")
         scores["matches"] = matches
         return scores, None
+    matrix = maps[0]
     scores = {
         "reason": None,
         "inliers": inliers,
         "matches": matches,
         "inlier_ratio": inliers / matches if matches else 0.0,
         "flipped": flipped,
-        "scale": float(np.sqrt(abs(np.linalg.det(matrix[:, :2])))),
+        "scale": float(np.sqrt(abs(np.linalg.det(matrix[:2, :2])))),
         "rotation": float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))),
     }
     if gate is not None and (inliers < gate[0] or scores["inlier_ratio"] < gate[1]):
         return {**_empty("weak_fit"), **scores, "reason": "weak_fit"}, None
-    return scores, matrix
+    return scores, maps
 
 
 def match_features(a: Features, b: Features, strong: int = 60, gate: FitGate | None = None) -> dict[str, Any]:
@@ -646,9 +721,9 @@ def match_features(a: Features, b: Features, strong: int = 60, gate: FitGate | N
     candidates; the comparison is about a third of a pair's cost): no rule at that gate could keep it."""
     if min(a.grey.shape) < MIN_SIDE or min(b.grey.shape) < MIN_SIDE:
         return _empty("too_small")
-    scores, matrix = _fit_sides(a, b, b.mirrored, strong, gate)
-    if matrix is not None:
-        scores.update(_compare(a, b.mirrored() if scores["flipped"] else b, matrix))
+    scores, maps = _fit_sides(a, b, b.mirrored, strong, gate)
+    if maps is not None:
+        scores.update(_compare(a, b.mirrored() if scores["flipped"] else b, maps))
     return scores
 
 
@@ -863,8 +938,8 @@ def _unreadable(a: Described, b: Described) -> dict[str, Any] | None:
 
 def fit_descriptions(
     a: Described, b: Described, gate: FitGate | None = None, strong: int = 60
-) -> tuple[dict[str, Any], np.ndarray | None]:
-    """The fit of two described images (no pixels): the scores so far and the 2x3 matrix the
+) -> tuple[dict[str, Any], Maps | None]:
+    """The fit of two described images (no pixels): the scores so far and the :data:`Maps` the
     comparison (:func:`compare_pixels`) is still to run with, or None when the scores are final."""
     unreadable = _unreadable(a, b)
     if unreadable is not None:
@@ -877,15 +952,13 @@ def fit_descriptions(
         return _empty(f"error:{type(exc).__name__}"), None
 
 
-def compare_pixels(
-    pixels_a: np.ndarray, pixels_b: np.ndarray, scores: dict[str, Any], matrix: np.ndarray
-) -> dict[str, Any]:
+def compare_pixels(pixels_a: np.ndarray, pixels_b: np.ndarray, scores: dict[str, Any], maps: Maps) -> dict[str, Any]:
     """``scores`` of a fitted pair (from :func:`fit_descriptions`) completed by the comparison of
-    its pixels (decoded as for :func:`describe`) under ``matrix``; never raises."""
+    its pixels (decoded as for :func:`describe`) under its ``maps``; never raises."""
     try:
         picture_b = Picture(prepare(pixels_b))
         side = picture_b.mirror() if scores["flipped"] else picture_b
-        return {**scores, **_compare(Picture(prepare(pixels_a)), side, matrix)}
+        return {**scores, **_compare(Picture(prepare(pixels_a)), side, maps)}
     except MATCH_ERRORS as exc:
         return _empty(f"error:{type(exc).__name__}")
 
@@ -899,10 +972,10 @@ def match_descriptions(
 ) -> dict[str, Any]:
     """:func:`match_scores` from two stored descriptions; the pixels (``pixels_a()``,
     ``pixels_b()``) are decoded only for a pair whose fit leaves a comparison to run."""
-    scores, matrix = fit_descriptions(a, b, gate)
-    if matrix is None:
+    scores, maps = fit_descriptions(a, b, gate)
+    if maps is None:
         return scores
-    return compare_pixels(pixels_a(), pixels_b(), scores, matrix)
+    return compare_pixels(pixels_a(), pixels_b(), scores, maps)
 
 
 DESCRIBED_SCHEMA = T.StructType(
@@ -954,13 +1027,13 @@ def score_described(
     """:func:`match_scores` of two described images: the fit from their descriptions, and for a
     pair whose fit leaves a comparison to run, the comparison of their pixels decoded from
     ``bytes_a`` and ``bytes_b`` (through ``cache``); never raises."""
-    scores, matrix = fit_descriptions(a, b, gate)
-    if matrix is None:
+    scores, maps = fit_descriptions(a, b, gate)
+    if maps is None:
         return scores
     cache = cache or PixelCache(size=2)
     pixels = [cache.get(bytes_a), cache.get(bytes_b)]
     bad = next((f"{n}:{p}" for n, p in zip("ab", pixels, strict=True) if isinstance(p, str)), None)
-    return _empty(bad) if bad else compare_pixels(*pixels, scores, matrix)
+    return _empty(bad) if bad else compare_pixels(*pixels, scores, maps)
 
 
 def pair_udf(gate: FitGate | None = None) -> Any:

@@ -24,6 +24,7 @@ from dedup.photomatch import (
     _grey,
     _noise_level,
     _plausible,
+    _plausible_homography,
     _texture_agrees,
     decide,
     match_scores,
@@ -87,6 +88,57 @@ def test_a_copy_stretched_on_one_axis_is_the_same_photograph(aspect: float, seed
         ),
     )
     assert decide(sheared, RULE), sheared  # fmt: skip
+
+
+def _keystone(image: Image.Image, amount: float) -> Image.Image:
+    """``image`` as photographed tilted: its top edge narrowed by ``amount`` of the width a side
+    and lowered by ``amount`` of the height at the left (a perspective no affine map follows)."""
+    w, h = image.size
+    corners = np.float32([(0, 0), (w, 0), (w, h), (0, h)])
+    moved = np.float32([(amount * w, amount * h), (w - amount * w, 0), (w, h), (0, h - amount * h)])
+    matrix = cv2.getPerspectiveTransform(corners, moved)
+    tilted = cv2.warpPerspective(np.asarray(image), matrix, (w, h), flags=cv2.INTER_CUBIC, borderValue=(255, 255, 255))
+    return Image.fromarray(tilted)
+
+
+@pytest.mark.parametrize("seed", (12, 13))
+def test_a_copy_in_perspective_is_fitted_by_a_homography(seed: int, monkeypatch) -> None:
+    """Corners moved by 8% of a side: the affine map fits the middle and leaves the corners
+    misaligned, which the colour comparison reads as changed colour (0.18 and 0.49 for these
+    seeds: refused); the homography holds more matches and aligns the whole photo."""
+    from dedup import photomatch
+
+    original = product_image(seed)
+    copy = decode_pixels(jpeg_bytes(_keystone(original, 0.08)))
+    scores = match_scores(np.asarray(original), copy)
+    assert scores["colour_change"] <= 0.05 and decide(scores), scores
+    monkeypatch.setattr(photomatch, "MAX_PERSPECTIVE", 0.0)  # the affine map alone
+    affine = match_scores(np.asarray(original), copy)
+    assert affine["inliers"] < scores["inliers"] and not decide(affine), affine
+
+
+@pytest.mark.parametrize("seed", (1, 2, 13, 14))
+def test_a_copy_shrunk_to_a_third_is_the_same_photograph(seed: int, monkeypatch) -> None:
+    """At 67 px a side ORB finds few of the original's keypoints again (9-37 inliers at a ratio
+    of 0.18-0.45: a weak fit) and the comparison's blurs span most of the image; enlarged to
+    ENLARGE_TO first, the copy fits and compares as the photo it is."""
+    from dedup import photomatch
+
+    original = product_image(seed)
+    shrunk = original.resize((round(original.width * 0.3), round(original.height * 0.3)), Image.Resampling.LANCZOS)
+    copy = decode_pixels(jpeg_bytes(shrunk))
+    assert decide(match_scores(np.asarray(original), copy))
+    monkeypatch.setattr(photomatch, "ENLARGE_TO", 0)  # compared at its own size
+    assert not decide(match_scores(np.asarray(original), copy))
+
+
+def test_a_homography_is_plausible_only_with_a_little_perspective() -> None:
+    points = np.float32([(0, 0), (255, 0), (255, 255), (0, 255)])
+    tilt = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [4e-4, 0.0, 1.0]])  # 10% more scale at one side
+    assert _plausible_homography(tilt, points)
+    steep = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.6e-3, 0.0, 1.0]])
+    assert not _plausible_homography(steep, points)  # 40%: a different view, not an edit
+    assert not _plausible_homography(np.diag([-1.0, 1.0, 1.0]), points)  # a mirror, as for the affine map
 
 
 def test_the_fit_keeps_orientation_and_bounds_the_stretch() -> None:
