@@ -4,8 +4,9 @@ A product is unchanged when its (productId, image_url) was fetched ok in the pre
 ``images/`` row is copied into the new output, so the fetch stage (which skips keys already ok
 there) downloads only new, changed and previously failed products, and the new output stands on
 its own as the next run's ``--previous``. Its ``features/`` row is reused whole (whatever feature
-columns the table holds) when the previous run used the same feature settings and wrote the same
-columns; everything else is computed. Candidates, verification and groups then run over all
+columns the table holds) when the previous run used the same feature settings, wrote the same
+columns in the same format (:data:`FEATURE_FORMAT`, recorded in its manifest); everything else is
+computed. Candidates, verification and groups then run over all
 current items, so the groups are exactly those of a full run, without a download or a decode for
 what did not change. Products no longer in the catalog drop out with the join on current keys.
 """
@@ -20,11 +21,14 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dedup import fetchstore, outputs
+from dedup import fetchstore, outputs, photomatch
 from dedup.settings import EmbedSettings, FeaturesSettings
 
 KEYS = ["productId", "image_url"]
 FEATURE_SETTINGS = ("features", "embed")  # the settings tables that decide what features/ holds
+FEATURE_FORMAT = {"photo_description": photomatch.DESCRIPTION_VERSION}
+"""What this version writes into features/ beyond its settings' say (a run's manifest records it):
+a previous run's features in another format are computed again."""
 
 
 def feature_settings(features: FeaturesSettings, embed: EmbedSettings) -> dict[str, Any]:
@@ -89,15 +93,19 @@ def reuse_features(
     previous: str | None,
 ) -> Features:
     """``compute(ok_images)``, except for keys whose features the previous run already made with
-    the same feature settings (``settings``: :func:`feature_settings` of this run's tables) and
-    columns: those rows are taken from ``previous/features`` whole."""
+    the same feature settings (``settings``: :func:`feature_settings` of this run's tables),
+    columns and :data:`FEATURE_FORMAT`: those rows are taken from ``previous/features`` whole."""
     spark = ok_images.sparkSession
     if previous is None:
         return Features(compute(ok_images), 0, False)
-    recorded = outputs.read_json(spark, f"{previous}/manifest.json").get("config", {})
+    manifest = outputs.read_json(spark, f"{previous}/manifest.json")
     old = spark.read.parquet(f"{previous}/features")
     wanted = compute(ok_images.limit(0)).schema  # the columns this version writes (planned, not run)
-    same = recorded_feature_settings(recorded) == settings and _columns(old.schema) == _columns(wanted)
+    same = (
+        recorded_feature_settings(manifest.get("config", {})) == settings
+        and manifest.get("feature_format") == FEATURE_FORMAT
+        and _columns(old.schema) == _columns(wanted)
+    )
     if not same:
         return Features(compute(ok_images), 0, False)
     reused = old.join(ok_images.select(*KEYS), KEYS, "left_semi").select(*wanted.fieldNames())

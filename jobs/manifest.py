@@ -16,6 +16,7 @@ import pyarrow
 import pyspark
 
 import dedup
+from dedup import incremental
 from jobs.stages import (
     CandidatesResult,
     FeaturesResult,
@@ -67,6 +68,7 @@ def build_manifest(run: Run, stage_seconds: dict[str, float], spark_version: str
         "features_reused": made.made.reused,
         "features_computed": made.n_rows - made.made.reused,
         "feature_settings_match": made.made.settings_match,
+        "feature_format": incremental.FEATURE_FORMAT,
         "products_hashed": found.n_items,
         "candidates": found.n_candidates,
         "pairs": verified.n_pairs,

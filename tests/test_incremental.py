@@ -14,7 +14,7 @@ import pytest
 from dedup.config import load_config
 from dedup.devkit.imageserver import ImageServer
 from dedup.devkit.synth import image_names, image_url_str, make_catalog, write_catalog_csv
-from dedup.incremental import check_previous
+from dedup.incremental import FEATURE_FORMAT, check_previous
 from jobs.dedup_job import run_job
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +92,17 @@ def test_incremental_run_fetches_only_what_changed_and_groups_like_a_full_run(sp
         assert recomputed["features_computed"] == len(v2)
         assert group_sets(tmp_path / "run3") == groups
         assert json.loads((tmp_path / "run3/manifest.json").read_text())["previous"] == str(tmp_path / "run2")
+
+        # features an older version stored in another format (its photo descriptions): computed again
+        manifest = json.loads((tmp_path / "run3/manifest.json").read_text())
+        assert manifest["feature_format"] == FEATURE_FORMAT
+        older = {**manifest, "feature_format": {"photo_description": FEATURE_FORMAT["photo_description"] - 1}}
+        (tmp_path / "run3/manifest.json").write_text(json.dumps(older))
+        upgraded = run_job(spark, load_config(None, [*SETTINGS, "features.max_image_pixels=40000000"]),
+                           str(tmp_path / "v2.csv"), str(tmp_path / "run4"), echo=False,
+                           previous=str(tmp_path / "run3"))  # fmt: skip
+        assert upgraded["features_reused"] == 0 and not upgraded["feature_settings_match"]
+        assert upgraded["images_from_previous"] == len(v2) and group_sets(tmp_path / "run4") == groups
 
 
 def test_previous_must_be_another_finished_run(spark, served_job, tmp_path):
