@@ -6,8 +6,10 @@ tiles, colour after the fitted warp) changes the scores only of the pairs the jo
 (``reason`` null: their fit reached the run's gate); the others (``weak_fit``, ``no_fit``,
 unreadable, byte-identical) keep theirs. So this script re-fits each compared pair from the two
 images (``describe_bytes`` + ``fit_descriptions``: the same keypoints and the same RANSAC, hence
-the same fit as the job's, checked by ``--check``), compares it again with the working tree's
-check (or ``--module FILE``, another version's photomatch.py), and scores the groups the way
+the same fit as the job's, checked by ``--check``) and compares it again, both with the working
+tree's check (or ``--module FILE``, another version's photomatch.py: its fit and its comparison;
+a change to the fit that would lift a ``weak_fit`` pair over the gate is seen only in a job
+run), and scores the groups the way
 ``bench/calibrate_photo.py`` replays a rule: duplicates are the byte-identical pairs and the pairs
 whose scores pass the rule, groups their connected components (the job's oversized-group
 re-split is not replayed), scored pairwise per split by ``dedup.devkit.metrics.score_groups``
@@ -73,10 +75,13 @@ def image_bytes(job: Path, ids: set[str]) -> dict[str, bytes]:
     return {r["productId"]: r["image_bytes"] for r in table if r["fetch_status"] == "ok" and r["productId"] in ids}
 
 
-def refit(pairs: list[tuple[str, str]], data: dict[str, bytes], gate: tuple[int, float]) -> dict[tuple, Fit]:
-    """Each pair's fit (scores so far, maps) from the two images' descriptions, as the job fits it."""
-    described = {p: photomatch.describe_bytes(data.get(p)) for p in {p for pair in pairs for p in pair}}
-    return {(a, b): photomatch.fit_descriptions(described[a], described[b], gate) for a, b in pairs}
+def refit(
+    pm: ModuleType, pairs: list[tuple[str, str]], data: dict[str, bytes], gate: tuple[int, float]
+) -> dict[tuple, Fit]:
+    """Each pair's fit (scores so far, maps) from the two images' descriptions, as ``pm`` fits it
+    (another version's fit may differ, and its maps are its comparison's to read)."""
+    described = {p: pm.describe_bytes(data.get(p)) for p in {p for pair in pairs for p in pair}}
+    return {(a, b): pm.fit_descriptions(described[a], described[b], gate) for a, b in pairs}
 
 
 def recompare(pm: ModuleType, fits: dict[tuple, Fit], data: dict[str, bytes]) -> tuple[dict[tuple, dict], float]:
@@ -153,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fits and args.fits.exists():
         fits = pickle.loads(args.fits.read_bytes())
     else:
-        fits = refit(pairs, data, gate)
+        fits = refit(pm, pairs, data, gate)
         if args.fits:
             args.fits.write_bytes(pickle.dumps(fits))
     scores, seconds = recompare(pm, fits, data)

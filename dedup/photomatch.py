@@ -298,10 +298,10 @@ def _fit(a: Keypoints | Features, b: Keypoints | Features, at_least: int = 0) ->
     fitted too (:func:`_perspective`), where the affine map holds :data:`PERSPECTIVE_FROM` of the
     matches already (a copy in perspective is still a fair affine fit; a look-alike's matches are
     mostly noise, on which a homography's RANSAC would run its full iterations for nothing). When
-    it holds :data:`PERSPECTIVE_GAIN` times the inliers,
-    both maps are returned, the homography first, and the comparison keeps the one that aligns
-    the two images better (:func:`_compare`): more inliers alone do not make a better map (a
-    homography fitted to a stretched copy's matches can bend the parts where it has none).
+    it holds :data:`PERSPECTIVE_GAIN` times the inliers, both maps are returned, the homography
+    first, and the comparison keeps the one that aligns the two images better (:func:`_compare`):
+    more inliers alone do not make a better map (a homography fitted to a stretched copy's
+    matches can bend the parts where it has none).
 
     A fit that cannot have more than ``at_least`` inliers (its matches are no more) is not run:
     ``(0, matches, None)``; nor is the affine map when the similarity already holds every match."""
@@ -312,32 +312,28 @@ def _fit(a: Keypoints | Features, b: Keypoints | Features, at_least: int = 0) ->
         return 0, len(query), None
     src = b.points[train]
     dst = a.points[query]
-    best: tuple[np.ndarray | None, np.ndarray | None] = (None, None)  # (inlier mask, matrix)
+    best: tuple[int, np.ndarray | None] = (0, None)
     for estimate in (cv2.estimateAffinePartial2D, cv2.estimateAffine2D):  # similarity first: it wins ties
-        if best[0] is not None and best[0].sum() == len(query):
+        if best[0] == len(query):
             break  # every match is an inlier already: no map can have more
         matrix, mask = estimate(
             src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS, maxIters=500, confidence=0.99
         )
-        if matrix is not None and mask is not None and _plausible(matrix) and mask.sum() > _count(best[0]):
-            best = (mask.ravel().astype(bool), matrix)
-    if best[0] is None or best[1] is None:
+        if matrix is not None and mask is not None and _plausible(matrix) and int(mask.sum()) > best[0]:
+            best = (int(mask.sum()), matrix)
+    inliers, affine = best
+    if affine is None:
         return 0, len(query), None
-    inliers = _count(best[0])
     if MAX_PERSPECTIVE and PERSPECTIVE_FROM * len(query) <= inliers and len(query) >= PERSPECTIVE_GAIN * inliers:
         homography = _perspective(src, dst, inliers)
         if homography is not None:
-            return homography[0], len(query), (homography[1], best[1])
-    return inliers, len(query), (best[1],)
+            return homography[0], len(query), (homography[1], affine)
+    return inliers, len(query), (affine,)
 
 
 Maps = tuple[np.ndarray, ...]
 """A fit's maps taking one image onto the other, the one with the most inliers first: a 2x3 affine
 map, or a 3x3 homography and the affine map it was preferred to (:func:`_fit`)."""
-
-
-def _count(mask: np.ndarray | None) -> int:
-    return 0 if mask is None else int(mask.sum())
 
 
 def _perspective(src: np.ndarray, dst: np.ndarray, inliers: int) -> tuple[int, np.ndarray] | None:
