@@ -153,7 +153,7 @@ def fit(a: tuple, b: tuple, model: str) -> tuple[int, int, np.ndarray | None]:
         matrix, mask = cv2.findHomography(src, dst, maxIters=500, confidence=0.99, **kw)
         if matrix is not None and (abs(matrix[2, 0]) > 2e-3 or abs(matrix[2, 1]) > 2e-3):
             return 0, len(good), None  # more perspective than a small warp: not a copy's
-    elif model == "best":  # as dedup/photomatch.py: the similarity or the affine map, whichever has more inliers
+    elif model == "best":  # photomatch's fit, compared under its first map only (a homography where it kept one)
         inliers, maps = pm._fit(pm.Keypoints(pa, da), pm.Keypoints(pb, db))[0::2]
         if maps is None:
             return 0, len(good), None
