@@ -9,8 +9,9 @@ ratio reaches a lower ``floor`` and the two images differ in sharpness by at lea
 median over each whole image of :func:`dedup.photomatch._fine_to_coarse`, the log ratio of fine to
 coarse detail that the comparison's blur matching uses), by the same rule with the ratio bound
 at ``floor`` (the rule: the defaults'). The grid point is chosen on the calibration split only
-(the highest calibration recall at ``--target-precision``, the stricter point on ties); the holdout
-is scored for it and for the landed rule, reported, never used. Only the band's images are decoded.
+(the highest calibration recall at ``--target-precision``, the stricter point on ties; the most
+precise when none reaches it); the holdout is scored for it and for the landed rule, reported,
+never used. Only the band's images are decoded.
 
 Run from the repository root, on the output of ``bench/quality.py``::
 
@@ -97,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
                            "compared_more": compared,
                            "calibration": scores(candidates[mask], truth, "calibration"), "mask": mask})  # fmt: skip
     eligible = [p for p in points if p["calibration"]["precision"] >= args.target_precision]
-    chosen = max(eligible or points, key=lambda p: (p["calibration"]["recall"], p["floor"], p["gap"]))
+    if eligible:
+        chosen = max(eligible, key=lambda p: (p["calibration"]["recall"], p["floor"], p["gap"]))
+    else:  # as bench/calibrate_photo.py: the most precise when none reaches the target
+        chosen = max(points, key=lambda p: (p["calibration"]["precision"], p["calibration"]["recall"]))
     truth_group = {row["productId"]: row["group"] for row in truth}
     pairs = zip(band["a"], band["b"], strict=True)
     same = [truth_group[a] != "" and truth_group[a] == truth_group[b] for a, b in pairs]
