@@ -31,8 +31,7 @@ import pandas as pd
 
 from dedup import photomatch
 from dedup.devkit.benchset import read_truth
-from dedup.devkit.calibration import components, kept, load_candidates, run_verify
-from dedup.devkit.metrics import score_groups
+from dedup.devkit.calibration import kept, load_candidates, run_verify, score_split
 from dedup.photomatch import DEFAULT_RULE
 
 FLOORS = (0.4, 0.5)
@@ -55,9 +54,7 @@ def sharpness(path: Path) -> float:
 
 def scores(pairs: pd.DataFrame, truth: list[dict[str, str]], split: str) -> dict[str, Any]:
     """Group scores of the kept ``pairs`` on ``split``'s own listings, with recall for a few kinds."""
-    ids = {row["productId"] for row in truth if row["split"] == split}
-    local = pairs[pairs["a"].isin(ids) & pairs["b"].isin(ids)]
-    graded = score_groups(components(local), truth, split)
+    graded = score_split(pairs, truth, split)
     kinds = {k: round(v["recall"], 3) for k, v in graded["recall_by_transform"].items() if k in KINDS}
     return {**{k: graded[k] for k in KEYS}, "recall_by_kind": kinds}
 

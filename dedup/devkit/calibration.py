@@ -89,15 +89,25 @@ def sweep(
     grid: dict[str, tuple[float, ...]] = GRID,
 ) -> list[dict[str, Any]]:
     """Group-level scores on ``split`` of every rule of ``grid`` (over the run's ``verify`` table)."""
-    ids = {t["productId"] for t in truth if t["split"] == split}
-    local = candidates[candidates["a"].isin(ids) & candidates["b"].isin(ids)]
+    local = within(candidates, truth, split)
     points = []
     for values in itertools.product(*grid.values()):
         rule = dict(zip(grid, values, strict=True))
-        pairs = local[kept(local, rule_of(verify, rule), verify.min_region_cosine)]
-        scores = score_groups(components(pairs), truth, split)
+        scores = score_split(local[kept(local, rule_of(verify, rule), verify.min_region_cosine)], truth, split)
         points.append({"rule": rule, **{k: scores[k] for k in ("precision", "recall", "f1")}})
     return points
+
+
+def within(pairs: pd.DataFrame, truth: list[dict[str, str]], split: str) -> pd.DataFrame:
+    """The ``pairs`` both of whose listings are in ``split``."""
+    ids = {t["productId"] for t in truth if t["split"] == split}
+    return pairs[pairs["a"].isin(ids) & pairs["b"].isin(ids)]
+
+
+def score_split(kept_pairs: pd.DataFrame, truth: list[dict[str, str]], split: str) -> dict[str, Any]:
+    """:func:`dedup.devkit.metrics.score_groups` on ``split`` of the groups ``kept_pairs`` make among
+    that split's own listings (a sweep's scores: pairs across the splits left out)."""
+    return score_groups(components(within(kept_pairs, truth, split)), truth, split)
 
 
 def choose(points: list[dict[str, Any]], target: float) -> dict[str, Any]:
