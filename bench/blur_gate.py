@@ -9,9 +9,9 @@ ratio reaches a lower ``floor`` and the two images differ in sharpness by at lea
 median over each whole image of :func:`dedup.photomatch._fine_to_coarse`, the log ratio of fine to
 coarse detail that the comparison's blur matching uses), by the same rule with the ratio bound
 at ``floor`` (the rule: the defaults'). The grid point is chosen on the calibration split only
-(the highest calibration recall at ``--target-precision``, the stricter point on ties; the most
-precise when none reaches it); the holdout is scored for it and for the landed rule, reported,
-never used. Only the band's images are decoded.
+(:func:`dedup.devkit.calibration.choose`: the highest calibration recall at ``--target-precision``,
+the stricter point on ties, the most precise when none reaches it); the holdout is scored for it
+and for the landed rule, reported, never used. Only the band's images are decoded.
 
 Run from the repository root, on the output of ``bench/quality.py``::
 
@@ -31,7 +31,7 @@ import pandas as pd
 
 from dedup import photomatch
 from dedup.devkit.benchset import read_truth
-from dedup.devkit.calibration import kept, load_candidates, run_verify, score_split
+from dedup.devkit.calibration import choose, kept, load_candidates, run_verify, score_split
 from dedup.photomatch import DEFAULT_RULE
 
 FLOORS = (0.4, 0.5)
@@ -85,20 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     sharp = {p: sharpness(image_of[p]) for p in set(gated["a"]) | set(gated["b"])}
     gap = pd.Series(np.nan, index=candidates.index)
     gap[gated.index] = [abs(sharp[a] - sharp[b]) for a, b in zip(gated["a"], gated["b"], strict=True)]
-    points = []
+    points, masks = [], []
     for floor in FLOORS:
         lower = kept_at(floor)
         for least_gap in GAPS:
             mask = landed | (lower & (gap >= least_gap))
             compared = int(((candidates["inlier_ratio"] >= floor) & (gap >= least_gap)).sum())
-            points.append({"floor": floor, "gap": least_gap, "added_pairs": int((mask & ~landed).sum()),
-                           "compared_more": compared,
-                           "calibration": scores(candidates[mask], truth, "calibration"), "mask": mask})  # fmt: skip
-    eligible = [p for p in points if p["calibration"]["precision"] >= args.target_precision]
-    if eligible:
-        chosen = max(eligible, key=lambda p: (p["calibration"]["recall"], p["floor"], p["gap"]))
-    else:  # as bench/calibrate_photo.py: the most precise when none reaches the target
-        chosen = max(points, key=lambda p: (p["calibration"]["precision"], p["calibration"]["recall"]))
+            calibration = scores(candidates[mask], truth, "calibration")
+            points.append({"rule": {"min_inlier_ratio": floor, "min_sharpness_gap": least_gap}, **calibration,
+                           "added_pairs": int((mask & ~landed).sum()), "compared_more": compared})  # fmt: skip
+            masks.append(mask)
+    chosen = choose(points, args.target_precision)
     truth_group = {row["productId"]: row["group"] for row in truth}
     pairs = zip(band["a"], band["b"], strict=True)
     same = [truth_group[a] != "" and truth_group[a] == truth_group[b] for a, b in pairs]
@@ -107,11 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         "band_pairs": {"true": int(sum(same)), "false": len(same) - int(sum(same))},
         "compared_now": int((fitted & (candidates["inlier_ratio"] >= least["inlier_ratio"])).sum()),
         "landed": {split: scores(candidates[landed], truth, split) for split in ("calibration", "holdout")},
-        "points": [{k: v for k, v in p.items() if k != "mask"} for p in points],
-        "chosen": {
-            **{k: chosen[k] for k in ("floor", "gap", "added_pairs", "compared_more", "calibration")},
-            "holdout": scores(candidates[chosen["mask"]], truth, "holdout"),
-        },
+        "points": points,
+        "chosen": {**chosen, "holdout": scores(candidates[masks[points.index(chosen)]], truth, "holdout")},
     }
     print(json.dumps(result, indent=2))
     return 0

@@ -93,7 +93,8 @@ def sweep(
     points = []
     for values in itertools.product(*grid.values()):
         rule = dict(zip(grid, values, strict=True))
-        scores = score_split(local[kept(local, rule_of(verify, rule), verify.min_region_cosine)], truth, split)
+        pairs = local[kept(local, rule_of(verify, rule), verify.min_region_cosine)]
+        scores = score_groups(components(pairs), truth, split)  # score_split's, the split's pairs chosen once
         points.append({"rule": rule, **{k: scores[k] for k in ("precision", "recall", "f1")}})
     return points
 
