@@ -11,9 +11,11 @@ one with the highest calibration recall among those whose calibration precision 
 ``--target-precision`` (the most precise rule when none does), ties broken towards stricter
 settings. The holdout split is scored too, for the chosen rule only, and reported, never used.
 A job compares a pair further only when its keypoint fit reaches the run's ``verify.min_inliers``
-and ``min_inlier_ratio`` (``weak_fit`` otherwise), so the grid is cut to rules at or above those
-(read from the run's manifest) when any pair was left at ``weak_fit``: run the job with lower
-values to calibrate below them.
+and ``min_inlier_ratio``, or its blurred band (``min_blurred_inlier_ratio`` where the images'
+sharpness differs by ``min_sharpness_gap``; ``weak_fit`` otherwise), so the grid is cut to rules at
+or above those (read from the run's manifest) when any pair was left at ``weak_fit``: run the job
+with lower values to calibrate below them. The blurred band is held at the run's own values unless
+``--grid`` names its settings.
 
 Run from the repository root, on the output of ``bench/quality.py``::
 
@@ -43,6 +45,7 @@ from dedup.devkit.calibration import (
     sweep,
 )
 from dedup.devkit.metrics import score_groups
+from dedup.photomatch import BLURRED
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     grid = dict(GRID)
     for item in args.grid:
         key, values = item.split("=", 1)
-        if key not in GRID:
-            parser.error(f"--grid {key}: not one of {', '.join(GRID)}")
+        if key not in (*GRID, *BLURRED.values()):
+            parser.error(f"--grid {key}: not one of {', '.join((*GRID, *BLURRED.values()))}")
         grid[key] = tuple(float(v) for v in values.split(","))
     grid = grid_for(Path(args.job), grid) if candidates["weak_fit"].any() else grid
     verify = run_verify(Path(args.job))

@@ -32,7 +32,6 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from dedup import photomatch
-from dedup.config import DEFAULTS
 from dedup.devkit.calibration import load_module
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     needed = {p for pair in pairs for p in pair}
     images = pq.read_table(args.job / "images", columns=["productId", "image_bytes", "fetch_status"]).to_pylist()
     data = {r["productId"]: r["image_bytes"] for r in images if r["fetch_status"] == "ok" and r["productId"] in needed}
-    gate = (int(DEFAULTS["verify"]["min_inliers"]), float(DEFAULTS["verify"]["min_inlier_ratio"]))
+    gate = photomatch.DEFAULT_RULE.fit_gate()  # the job's gate at the defaults, its blurred band too
 
     parts = measure(photomatch, pairs, needed, data, gate)
     job_products = int(manifest["products_hashed"])

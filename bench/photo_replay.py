@@ -48,7 +48,7 @@ from dedup import photomatch
 from dedup.devkit.benchset import read_truth
 from dedup.devkit.calibration import (
     GRID,
-    SCORE_OF,
+    RULE_FIELDS,
     choose,
     components,
     kept,
@@ -100,7 +100,7 @@ def replaced(candidates: pd.DataFrame, scores: dict[tuple, dict]) -> pd.DataFram
     out = candidates.copy()
     index = {pair: i for i, pair in enumerate(zip(out["a"], out["b"], strict=True))}
     rows = [index[pair] for pair in scores]
-    for field in SCORE_OF.values():
+    for field in RULE_FIELDS:
         values = [s.get(field) for s in scores.values()]
         out.loc[out.index[rows], field] = pd.array([np.nan if v is None else float(v) for v in values], dtype=float)
     out.loc[out.index[rows], "checked"] = [s.get("reason") is None for s in scores.values()]
@@ -113,7 +113,7 @@ def changed_scores(candidates: pd.DataFrame, scores: dict[tuple, dict]) -> int:
     differ = 0
     for pair, s in scores.items():
         row = stored.loc[pair]
-        for field in SCORE_OF.values():
+        for field in RULE_FIELDS:
             x, y = row[field], s.get(field)
             if (y is None) != bool(np.isnan(x)) or (y is not None and abs(float(y) - float(x)) > 1e-6):
                 differ += 1
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--set {name}: not a numeric constant of {pm.__name__}")
         setattr(pm, name, type(getattr(pm, name))(value))
     verify = default_table("verify")
-    gate = (verify.min_inliers, verify.min_inlier_ratio)
+    gate = photomatch.PhotoRule.of(verify).fit_gate()  # the run's own gate, its blurred band too
     pairs = compared_pairs(args.job)
     data = image_bytes(args.job, {p for pair in pairs for p in pair})
     if args.fits and args.fits.exists():

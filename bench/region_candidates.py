@@ -234,7 +234,7 @@ def replay(args: argparse.Namespace, truth: list[dict[str, str]], image_of: dict
     """The photo check on the added pairs only; groups from the landed pairs still candidates
     plus the accepted ones, next to the landed pairs' groups (module doc, step 3)."""
     verify = default_table("verify")
-    gate = (verify.min_inliers, verify.min_inlier_ratio)
+    gate = photomatch.PhotoRule.of(verify).fit_gate()  # the run's own gate, its blurred band too
     landed = {frozenset((p["a"], p["b"])) for p in pq.read_table(args.job / "pairs", columns=["a", "b"]).to_pylist()}
     added = sorted(tuple(sorted(p)) for p in after - before)
     cache = photomatch.FeatureCache(size=256)

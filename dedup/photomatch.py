@@ -60,7 +60,8 @@ import struct
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -111,6 +112,7 @@ SCORE_FIELDS: tuple[tuple[str, T.DataType], ...] = (
     ("colour_residual", T.DoubleType()),
     ("tile_agreement", T.DoubleType()),
     ("colour_change", T.DoubleType()),
+    ("sharpness_gap", T.DoubleType()),
 )
 SCORES_SCHEMA = T.StructType([T.StructField(name, kind) for name, kind in SCORE_FIELDS])
 
@@ -162,6 +164,11 @@ class Picture:
         """The left-right mirror image."""
         return Picture(self.rgb[:, ::-1])
 
+    @cached_property
+    def sharpness(self) -> float:
+        """:func:`sharpness` of the grey image (computed on first use)."""
+        return sharpness(self.grey)
+
 
 class Features(Picture):
     """One image ready for matching: RGB at :data:`MAX_SIDE`, grey, ORB points and descriptors;
@@ -193,38 +200,41 @@ class Keypoints:
     descriptors: np.ndarray | None
 
 
-_HEADER = struct.Struct("<BHHHB")  # version, height, width, keypoints, descriptor bytes
-DESCRIPTION_VERSION = 3  # 3: small images enlarged (ENLARGE_TO) before their keypoints
+_HEADER = struct.Struct("<BHHHBf")  # version, height, width, keypoints, descriptor bytes, sharpness
+DESCRIPTION_VERSION = 4  # 3: small images enlarged (ENLARGE_TO) before their keypoints; 4: sharpness stored
 
 
-def _side_bytes(shape: tuple[int, int], side: Keypoints) -> bytes:
+def _side_bytes(shape: tuple[int, int], sharpness_of: float, side: Keypoints) -> bytes:
     width = 32 if side.descriptors is None else side.descriptors.shape[1]
-    parts = [_HEADER.pack(DESCRIPTION_VERSION, *shape, len(side.points), width),
+    parts = [_HEADER.pack(DESCRIPTION_VERSION, *shape, len(side.points), width, sharpness_of),
              np.ascontiguousarray(side.points, dtype="<f4").tobytes()]  # fmt: skip
     if side.descriptors is not None:
         parts.append(np.ascontiguousarray(side.descriptors, dtype=np.uint8).tobytes())
     return b"".join(parts)
 
 
-def _side_from_bytes(blob: bytes) -> tuple[tuple[int, int], Keypoints]:
-    version, height, width, n, size = _HEADER.unpack_from(blob)
+def _side_from_bytes(blob: bytes) -> tuple[tuple[int, int], float, Keypoints]:
+    version = blob[0] if blob else None
     if version != DESCRIPTION_VERSION:
         raise ValueError(f"photo description version {version}, expected {DESCRIPTION_VERSION}")
+    version, height, width, n, size, sharpness_of = _HEADER.unpack_from(blob)
     points = np.frombuffer(blob, "<f4", 2 * n, _HEADER.size).reshape(n, 2)
     descriptors = np.frombuffer(blob, np.uint8, n * size, _HEADER.size + 8 * n).reshape(n, size) if n else None
-    return (height, width), Keypoints(points, descriptors)
+    return (height, width), sharpness_of, Keypoints(points, descriptors)
 
 
 @dataclass(frozen=True)
 class Description:
     """The per-image part of the photo check (:func:`describe`): the grey image's shape at
-    :data:`MAX_SIDE` and the keypoints of the image and of its mirror image. :meth:`to_parts`
+    :data:`MAX_SIDE`, its :func:`sharpness` (NaN: too little detail to tell) and the keypoints of
+    the image and of its mirror image. :meth:`to_parts`
     stores each side in about 40 bytes a keypoint (~19 KB for 480), exact: a pair matched from
     two stored descriptions scores as :func:`match_scores` does (tested). The sides are stored
     apart because a pair's fit uses the mirror of one side only (:func:`fit_descriptions`: ``b``'s),
     so ``a``'s side travels without it (``mirror`` None)."""
 
     shape: tuple[int, int]
+    sharpness: float
     direct: Keypoints
     mirror: Keypoints | None
 
@@ -232,12 +242,12 @@ class Description:
         """(direct, mirror) blobs; :meth:`from_parts` reads them back."""
         if self.mirror is None:
             raise ValueError("a description without its mirror side cannot be stored whole")
-        return _side_bytes(self.shape, self.direct), _side_bytes(self.shape, self.mirror)
+        return tuple(_side_bytes(self.shape, self.sharpness, side) for side in (self.direct, self.mirror))
 
     @classmethod
     def from_parts(cls, direct: bytes, mirror: bytes | None = None) -> Description:
-        shape, keys = _side_from_bytes(direct)
-        return cls(shape, keys, None if mirror is None else _side_from_bytes(mirror)[1])
+        shape, sharpness_of, keys = _side_from_bytes(direct)
+        return cls(shape, sharpness_of, keys, None if mirror is None else _side_from_bytes(mirror)[2])
 
 
 def describe(pixels: np.ndarray) -> Description | str:
@@ -246,9 +256,8 @@ def describe(pixels: np.ndarray) -> Description | str:
     if isinstance(side, str):
         return side
     mirrored = side.mirrored()
-    return Description(
-        side.grey.shape, Keypoints(side.points, side.descriptors), Keypoints(mirrored.points, mirrored.descriptors)
-    )
+    return Description(side.grey.shape, side.sharpness, Keypoints(side.points, side.descriptors),
+                       Keypoints(mirrored.points, mirrored.descriptors))  # fmt: skip
 
 
 _FAISS = None
@@ -493,6 +502,30 @@ def _fine_to_coarse(
     return np.where(usable, np.log(fine + 1e-3) - np.log(coarse + 1e-3), np.nan)
 
 
+def sharpness(grey: np.ndarray) -> float:
+    """How sharp a photo is: the median over its tiles of :func:`_fine_to_coarse` (the whole image
+    at :data:`MAX_SIDE`), as float32 (as a :class:`Description` stores it); NaN with fewer than
+    :data:`SHARPNESS_MIN_TILES` tiles with detail. A blurred copy has less fine detail than its
+    original; a colour edit does not change it (an overlay moves a few tiles).
+
+    >>> from dedup.devkit.synth import product_image
+    >>> grey = _grey(np.asarray(product_image(6))).astype(np.float32)
+    >>> bool(sharpness(grey) - sharpness(cv2.GaussianBlur(grey, (0, 0), 2.0)) > 0.3)
+    True
+    >>> bool(abs(sharpness(grey * 0.5 + 40) - sharpness(grey)) < 0.01)
+    True
+    """
+    tiles = _fine_to_coarse(grey.astype(np.float32), np.ones(grey.shape, bool))
+    usable = np.isfinite(tiles)
+    return float(np.float32(np.median(tiles[usable]))) if usable.sum() >= SHARPNESS_MIN_TILES else float("nan")
+
+
+def sharpness_gap(a: float, b: float) -> float | None:
+    """How much two images' :func:`sharpness` differ; None where either is unknown (NaN)."""
+    gap = abs(a - b)
+    return None if np.isnan(gap) else float(gap)
+
+
 def _sharpness_gap(tiles: np.ndarray, target: np.ndarray) -> float | None:
     """Median over the tiles usable in both of how much sharper ``tiles`` are than ``target``
     (log ratio); None with fewer than :data:`SHARPNESS_MIN_TILES` such tiles."""
@@ -671,19 +704,42 @@ def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, floa
             "tile_agreement": structure if tiles is None else tiles, "colour_change": colour_change}  # fmt: skip
 
 
-FitGate = tuple[int, float]
-"""(min_inliers, min_inlier_ratio): a fit short of either is not compared further (reason ``weak_fit``)."""
+class FitGate(NamedTuple):
+    """The keypoint fit a pair must reach to be compared further (reason ``weak_fit`` otherwise):
+    ``min_inliers`` inliers at a ratio of ``min_inlier_ratio``, or of ``min_blurred_inlier_ratio``
+    where the two images' sharpness differs by ``min_sharpness_gap`` or more (ORB finds fewer
+    repeatable keypoints on a blurred copy; a look-alike shot alike is about as sharp)."""
+
+    min_inliers: int
+    min_inlier_ratio: float
+    min_blurred_inlier_ratio: float = 1.0
+    min_sharpness_gap: float = float("inf")
+
+    def passes(self, inliers: int, ratio: float, gap: float | None) -> bool:
+        """Whether a fit of ``inliers`` at ``ratio`` reaches the gate, for images whose
+        :func:`sharpness_gap` is ``gap``.
+
+        >>> gate = FitGate(20, 0.6, 0.4, 0.2)
+        >>> gate.passes(30, 0.7, None), gate.passes(30, 0.5, 0.3), gate.passes(30, 0.5, 0.1), gate.passes(30, 0.5, None)
+        (True, True, False, False)
+        """
+        if inliers < self.min_inliers:
+            return False
+        blurred = ratio >= self.min_blurred_inlier_ratio and gap is not None and gap >= self.min_sharpness_gap
+        return ratio >= self.min_inlier_ratio or blurred
 
 
 def _fit_sides(
     a: Keypoints | Features,
     b: Keypoints | Features,
     b_mirrored: Callable[[], Keypoints | Features],
+    gap: Callable[[], float | None],
     strong: int,
     gate: FitGate | None,
 ) -> tuple[dict[str, Any], Maps | None]:
     """The fit half of :func:`match_features` on keypoints alone: the scores so far and the maps
-    the comparison is to use (None when there is nothing left to compare: ``no_fit``, ``weak_fit``)."""
+    the comparison is to use (None when there is nothing left to compare: ``no_fit``, ``weak_fit``).
+    ``gap()``: the two images' :func:`sharpness_gap`, recorded for every fitted pair."""
     inliers, matches, maps = _fit(a, b)
     flipped = False
     if not (inliers >= strong and inliers >= 0.8 * matches):
@@ -703,8 +759,9 @@ def _fit_sides(
         "flipped": flipped,
         "scale": float(np.sqrt(abs(np.linalg.det(matrix[:2, :2])))),
         "rotation": float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))),
+        "sharpness_gap": gap(),
     }
-    if gate is not None and (inliers < gate[0] or scores["inlier_ratio"] < gate[1]):
+    if gate is not None and not FitGate(*gate).passes(inliers, scores["inlier_ratio"], scores["sharpness_gap"]):
         return {**_empty("weak_fit"), **scores, "reason": "weak_fit"}, None
     return scores, maps
 
@@ -717,7 +774,7 @@ def match_features(a: Features, b: Features, strong: int = 60, gate: FitGate | N
     candidates; the comparison is about a third of a pair's cost): no rule at that gate could keep it."""
     if min(a.grey.shape) < MIN_SIDE or min(b.grey.shape) < MIN_SIDE:
         return _empty("too_small")
-    scores, maps = _fit_sides(a, b, b.mirrored, strong, gate)
+    scores, maps = _fit_sides(a, b, b.mirrored, lambda: sharpness_gap(a.sharpness, b.sharpness), strong, gate)
     if maps is not None:
         scores.update(_compare(a, b.mirrored() if scores["flipped"] else b, maps))
     return scores
@@ -763,20 +820,26 @@ AT_LEAST = {"inliers": "min_inliers", "inlier_ratio": "min_inlier_ratio", "struc
 """Score field -> the setting it must reach, for the same photograph."""
 AT_MOST = {"colour_change": "max_colour_change"}
 """Score field -> the setting it must not exceed, for the same photograph."""
+BLURRED = {"inlier_ratio": "min_blurred_inlier_ratio", "sharpness_gap": "min_sharpness_gap"}
+"""Score field -> the setting of the lower inlier-ratio bound of a pair whose sharpness differs (:class:`FitGate`)."""
+NO_BLURRED_BOUND = (1.0, float("inf"))  # (ratio, gap): no pair reaches it
 
 
 @dataclass(frozen=True)
 class PhotoRule:
     """The same-photograph thresholds (``verify``'s settings named in :data:`AT_LEAST` and
     :data:`AT_MOST`; calibrated on the dev set by bench/calibrate_photo.py, docs/BENCHMARKS.md):
-    enough RANSAC inliers at a high enough ratio, correlated structure that agrees over most
-    tiles, and colours one global map explains. One definition, three forms: :meth:`decide` over
-    one pair's scores, :meth:`column` over a Spark :data:`SCORES_SCHEMA` column, :meth:`frame`
-    over a pandas frame of score columns. A pair with a ``reason`` (not compared) is no match; a
-    missing score fails an at-least bound and passes no at-most bound."""
+    enough RANSAC inliers at a high enough ratio (or at the lower ``blurred`` ratio, where the
+    two images' sharpness differs by its gap: :data:`BLURRED`, :class:`FitGate`), correlated
+    structure that agrees over most tiles, and colours one global map explains. One definition,
+    three forms: :meth:`decide` over one pair's scores, :meth:`column` over a Spark
+    :data:`SCORES_SCHEMA` column, :meth:`frame` over a pandas frame of score columns. A pair with
+    a ``reason`` (not compared) is no match; a missing score fails an at-least bound and passes no
+    at-most bound."""
 
     at_least: tuple[tuple[str, float], ...]  # (score field, the least it may be)
     at_most: tuple[tuple[str, float], ...]  # (score field, the most it may be)
+    blurred: tuple[float, float] = NO_BLURRED_BOUND  # (the least inlier_ratio, where sharpness_gap is at least)
 
     @classmethod
     def of(cls, verify_settings: VerifySettings) -> PhotoRule:
@@ -784,24 +847,34 @@ class PhotoRule:
         return cls(
             tuple((field, float(getattr(verify_settings, key))) for field, key in AT_LEAST.items()),
             tuple((field, float(getattr(verify_settings, key))) for field, key in AT_MOST.items()),
+            tuple(float(getattr(verify_settings, key)) for key in BLURRED.values()),
         )
+
+    def fit_gate(self) -> FitGate:
+        """The fit bounds alone: a pair short of them cannot pass the rule."""
+        least = dict(self.at_least)
+        return FitGate(int(least["inliers"]), least["inlier_ratio"], *self.blurred)
 
     def with_thresholds(self, thresholds: Mapping[str, float]) -> PhotoRule:
         """This rule with some bounds changed, each named by its ``verify`` setting (a calibration
         grid's point: ``{"min_inliers": 30, "max_colour_change": 0.1}``); ValueError for another name."""
-        unknown = sorted(set(thresholds) - {*AT_LEAST.values(), *AT_MOST.values()})
+        unknown = sorted(set(thresholds) - {*AT_LEAST.values(), *AT_MOST.values(), *BLURRED.values()})
         if unknown:
             raise ValueError(f"not a photo check threshold: {unknown[0]}")
         return PhotoRule(
             tuple((field, float(thresholds.get(AT_LEAST[field], least))) for field, least in self.at_least),
             tuple((field, float(thresholds.get(AT_MOST[field], most))) for field, most in self.at_most),
+            tuple(float(thresholds.get(key, bound)) for key, bound in zip(BLURRED.values(), self.blurred, strict=True)),
         )
 
     def _bounds(self, value: Callable[[str, float], Any]) -> list[Any]:
         """Each bound's test on ``value(field, missing)`` (the score, ``missing`` where it has none)."""
-        return [value(field, 0.0) >= least for field, least in self.at_least] + [
-            value(field, 1.0) <= most for field, most in self.at_most
-        ]
+        tests = [value(field, 0.0) >= least for field, least in self.at_least]
+        ratio, gap = self.blurred
+        blurred = (value("inlier_ratio", 0.0) >= ratio) & (value("sharpness_gap", -1.0) >= gap)
+        tests = [test | blurred if field == "inlier_ratio" else test
+                 for (field, _), test in zip(self.at_least, tests, strict=True)]  # fmt: skip
+        return tests + [value(field, 1.0) <= most for field, most in self.at_most]
 
     def decide(self, scores: Mapping[str, Any]) -> bool:
         """Same photograph, from one pair's scores (:func:`match_scores`)."""
@@ -943,7 +1016,8 @@ def fit_descriptions(
     if min(a.shape) < MIN_SIDE or min(b.shape) < MIN_SIDE:
         return _empty("too_small"), None
     try:
-        return _fit_sides(a.direct, b.direct, lambda: b.mirror, strong, gate)
+        return _fit_sides(a.direct, b.direct, lambda: b.mirror, lambda: sharpness_gap(a.sharpness, b.sharpness),
+                          strong, gate)  # fmt: skip
     except MATCH_ERRORS as exc:
         return _empty(f"error:{type(exc).__name__}"), None
 

@@ -44,7 +44,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from dedup import embed, knn
-from dedup.photomatch import PhotoRule
+from dedup.photomatch import FitGate, PhotoRule
 from dedup.settings import CosineSettings, EmbedSettings, HashSettings, Settings, VerifySettings
 
 
@@ -130,10 +130,9 @@ class Rule:
         cosine at or above the floor (byte-identical pairs are decided before)."""
         return (F.col("distance") <= self.photo_max_distance) | F.coalesce(F.col("cosine") >= self.floor, F.lit(False))
 
-    def fit_gate(self) -> tuple[int, float]:
+    def fit_gate(self) -> FitGate:
         """The keypoint fit a pair must reach to be compared further (``weak_fit`` otherwise)."""
-        thresholds = dict(self.photo.at_least)
-        return int(thresholds["inliers"]), thresholds["inlier_ratio"]
+        return self.photo.fit_gate()
 
     def regions_agree(self) -> Column:
         """False where both products frame a photo and the two framed photos' cosine

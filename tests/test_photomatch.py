@@ -6,8 +6,11 @@ import random
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from dedup.devkit import edits
 from dedup.devkit.benchset import edit
@@ -16,7 +19,10 @@ from dedup.imaging import decode_pixels
 from dedup.photomatch import (
     AT_LEAST,
     AT_MOST,
+    BLURRED,
     DEFAULT_RULE,
+    SCORE_FIELDS,
+    SCORES_SCHEMA,
     FeatureCache,
     PhotoRule,
     _band,
@@ -213,6 +219,61 @@ def test_job_defaults_are_the_calibrated_rule() -> None:
 
     bounds = dict(DEFAULT_RULE.at_least + DEFAULT_RULE.at_most)  # score field -> its threshold
     assert bounds == {field: DEFAULTS["verify"][key] for field, key in {**AT_LEAST, **AT_MOST}.items()}
+    assert DEFAULT_RULE.blurred == tuple(DEFAULTS["verify"][key] for key in BLURRED.values())
+    assert DEFAULT_RULE.fit_gate() == (20, 0.6, 0.4, 0.2)
+
+
+def blurred_copy(seed: int = 1, sigma: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """A product photo and its copy blurred by ``sigma``, as the job decodes it."""
+    original = np.asarray(product_image(seed))
+    return original, decode_pixels(jpeg_bytes(Image.fromarray(original).filter(ImageFilter.GaussianBlur(sigma))))
+
+
+def test_a_blurred_copy_under_the_ratio_is_compared_where_its_sharpness_differs() -> None:
+    """ORB finds fewer repeatable keypoints on a blurred copy: product 1 blurred by 3 px fits at a
+    ratio under ``min_inlier_ratio`` (0.6). Its sharpness gap lets the defaults' gate compare it and
+    their rule keep it; without the blurred bound it is a weak fit, not kept."""
+    original, blurred = blurred_copy()
+    scores = match_scores(original, blurred, DEFAULT_RULE.fit_gate())
+    assert 0.4 <= scores["inlier_ratio"] < 0.6 and scores["sharpness_gap"] >= 0.2, scores
+    assert scores["reason"] is None and decide(scores), scores
+    without = DEFAULT_RULE.with_thresholds({"min_blurred_inlier_ratio": 1.0})
+    weak = match_scores(original, blurred, without.fit_gate())
+    assert weak["reason"] == "weak_fit" and weak["inliers"] == scores["inliers"] and not decide(weak, without)
+    as_sharp = DEFAULT_RULE.with_thresholds({"min_sharpness_gap": scores["sharpness_gap"] + 0.01})
+    assert not decide(scores, as_sharp)  # the same fit, the images closer in sharpness than the gap: no
+
+
+def test_the_blurred_bound_reads_alike_in_the_rules_three_forms(spark) -> None:
+    """:meth:`PhotoRule.decide`, :meth:`~PhotoRule.frame` and :meth:`~PhotoRule.column` agree on
+    the ratio band: a ratio under the bound passes only with a sharpness gap at least the gap's
+    bound, and a missing gap (an image with too little detail) is no gap."""
+    good = {"reason": None, "inliers": 40, "matches": 60, "structure": 0.9, "tile_agreement": 0.9, "colour_change": 0.0}
+    rows = [{**good, "inlier_ratio": ratio, "sharpness_gap": gap}
+            for ratio in (0.3, 0.45, 0.7) for gap in (None, 0.1, 0.2, 0.5)]  # fmt: skip
+    decided = [DEFAULT_RULE.decide(row) for row in rows]
+    assert decided == [False] * 4 + [False, False, True, True] + [True] * 4
+    frame = pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS]).astype({"sharpness_gap": float})
+    assert list(DEFAULT_RULE.frame(frame)) == decided
+    structs = spark.createDataFrame([(i, row) for i, row in enumerate(rows)],
+                                    T.StructType([T.StructField("i", T.IntegerType()),
+                                                  T.StructField("s", SCORES_SCHEMA)]))  # fmt: skip
+    column = structs.select("i", DEFAULT_RULE.column(F.col("s")).alias("same")).orderBy("i").collect()
+    assert [r["same"] for r in column] == decided
+
+
+def test_a_description_keeps_its_sharpness_and_refuses_another_version() -> None:
+    from dedup.photomatch import DESCRIPTION_VERSION, Description, describe, prepare, sharpness
+
+    original, blurred = blurred_copy()
+    described = describe(original)
+    direct, mirror = described.to_parts()
+    again = Description.from_parts(direct, mirror)
+    assert again.sharpness == described.sharpness == sharpness(_grey(prepare(original)))
+    assert described.sharpness - describe(blurred).sharpness >= 0.2
+    older = bytes([DESCRIPTION_VERSION - 1]) + direct[1:]
+    with pytest.raises(ValueError, match=f"version {DESCRIPTION_VERSION - 1}, expected {DESCRIPTION_VERSION}"):
+        Description.from_parts(older)
 
 
 def test_bad_input_gives_a_reason_not_an_exception(sample_jpeg: bytes) -> None:

@@ -21,7 +21,7 @@ import pyarrow.dataset as ds
 
 from dedup.config import job_settings_of
 from dedup.devkit.metrics import edge_components, score_groups
-from dedup.photomatch import AT_LEAST, AT_MOST, PhotoRule
+from dedup.photomatch import AT_LEAST, AT_MOST, BLURRED, PhotoRule
 from dedup.settings import VerifySettings, typed
 
 GRID: dict[str, tuple[float, ...]] = {
@@ -31,7 +31,8 @@ GRID: dict[str, tuple[float, ...]] = {
     "min_tile_agreement": (0.3, 0.5, 0.7, 0.9),
     "max_colour_change": (0.06, 0.08, 0.1, 0.12, 0.14, 0.16, 1.0),
 }
-SCORE_OF = {key: field for field, key in {**AT_LEAST, **AT_MOST}.items()}
+RULE_FIELDS = tuple(dict.fromkeys([*AT_LEAST, *AT_MOST, *BLURRED]))
+"""The score fields a :class:`PhotoRule` reads (a run's, replayed over its candidates)."""
 
 
 def load_candidates(job: Path) -> pd.DataFrame:
@@ -42,7 +43,7 @@ def load_candidates(job: Path) -> pd.DataFrame:
     frame = pd.read_parquet(job / "candidates", columns=columns)
     scores = pd.DataFrame([p if p is not None else {} for p in frame["photo"]], index=frame.index)
     out = pd.DataFrame({"a": frame["a"], "b": frame["b"], "exact": frame["method"] == "exact"})
-    for field in SCORE_OF.values():
+    for field in RULE_FIELDS:
         out[field] = scores[field].astype(float) if field in scores else np.nan
     out["checked"] = scores["reason"].isna() & frame["photo"].notna() if "reason" in scores else False
     out["weak_fit"] = scores["reason"].eq("weak_fit") if "reason" in scores else False
@@ -77,7 +78,7 @@ def rule_of(verify: VerifySettings, point: Mapping[str, float]) -> PhotoRule:
 def grid_for(job: Path, grid: dict[str, tuple[float, ...]] = GRID) -> dict[str, tuple[float, ...]]:
     """``grid`` without the fit thresholds below those the run at ``job`` compared pairs at."""
     verify = run_verify(job)
-    floor = {key: float(getattr(verify, key)) for key in ("min_inliers", "min_inlier_ratio")}
+    floor = {key: float(getattr(verify, key)) for key in ("min_inliers", "min_inlier_ratio", *BLURRED.values())}
     return {key: tuple(v for v in values if v >= floor.get(key, v)) for key, values in grid.items()}
 
 
