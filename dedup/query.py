@@ -46,14 +46,15 @@ from dedup.config import job_settings_of, load_config
 from dedup.cosine import decode
 from dedup.fetch import Fetcher
 from dedup.outputs import path_exists, read_json
-from dedup.photomatch import AT_LEAST, AT_MOST
+from dedup.photomatch import AT_LEAST, AT_MOST, BLURRED
 from dedup.rule import Rule
 from dedup.settings import EmbedSettings, FeaturesSettings, FetchSettings, Settings, VerifySettings, typed
 
 REFUSALS = frozenset({"blocked_scheme", "blocked_address", "invalid_url"})
 SCAN_COLUMNS = ("productId", "image_url", "sha256", "dhash", "dhash_flip", "thumb")
-PHOTO_RULE = (*AT_LEAST.values(), *AT_MOST.values())  # the photo check's settings, as the answer states them
-PHOTO_EVIDENCE = ("reason", "inliers", "matches", "inlier_ratio", "structure", "tile_agreement", "colour_change")
+PHOTO_RULE = (*AT_LEAST.values(), *BLURRED.values(), *AT_MOST.values())  # the photo settings the answer states
+PHOTO_EVIDENCE = ("reason", "inliers", "matches", "inlier_ratio", "sharpness_gap", "structure", "tile_agreement",
+                  "colour_change")  # fmt: skip
 
 
 class QueryError(Exception):

@@ -97,6 +97,18 @@ def _column(frame: DataFrame, name: str, kind: str) -> Column:
     return F.col(name) if name in frame.columns else F.lit(None).cast(kind)
 
 
+def _photo_column(frame: DataFrame) -> Column:
+    """``frame.photo`` with every :data:`dedup.photomatch.SCORE_FIELDS` field, null where an output
+    from an older version lacks one (``sharpness_gap`` before issue 14 phase 8)."""
+    if "photo" not in frame.columns:
+        return F.lit(None).cast(photomatch.SCORES_SCHEMA)
+    photo, recorded = F.col("photo"), set(frame.schema["photo"].dataType.names)
+    for name, kind in photomatch.SCORE_FIELDS:
+        if name not in recorded:
+            photo = photo.withField(name, F.lit(None).cast(kind))
+    return photo
+
+
 def check_margins(
     photo_rule: PhotoRule, max_distance: int, max_thumb_distance: float, min_cosine: float | None
 ) -> dict[str, list[tuple[str, Column]]]:
@@ -106,16 +118,23 @@ def check_margins(
     hash rule; ``min_cosine``: its deciding cosine (its manifest's; 0.9 where it recorded none)."""
     photo = F.col("photo")
 
-    def above(value: Column, threshold: float, top: float = 1.0) -> Column:
-        return (value - F.lit(threshold)) / F.lit(max(top - threshold, 1e-9))
+    def above(value: Column, threshold: float | Column, top: float = 1.0) -> Column:
+        threshold = threshold if isinstance(threshold, Column) else F.lit(threshold)
+        return (value - threshold) / F.greatest(F.lit(top) - threshold, F.lit(1e-9))
 
     def below(value: Column, threshold: float) -> Column:
         return F.lit(1.0) - value / F.lit(max(threshold, 1e-9))
 
+    def held_to(field: str, least: float) -> float | Column:  # a blurred copy's ratio: the blurred bound's
+        ratio, gap = photo_rule.blurred
+        if field != "inlier_ratio" or ratio >= least:
+            return least
+        return F.when(F.coalesce(photo["sharpness_gap"] >= gap, F.lit(False)), F.lit(ratio)).otherwise(F.lit(least))
+
     # an inlier count has no top: 3x its least is as clear as it gets; the other scores are shares
     return {
         "photo": [
-            (field, above(photo[field].cast("double"), least, 3 * least if field == "inliers" else 1.0))
+            (field, above(photo[field].cast("double"), held_to(field, least), 3 * least if field == "inliers" else 1.0))
             for field, least in photo_rule.at_least
         ]
         + [(field, below(photo[field], most)) for field, most in photo_rule.at_most],
@@ -176,7 +195,7 @@ def group_table(
     raw = spark.read.parquet(f"{out_dir}/pairs")
     raw = raw.select("a", "b", "method", "distance", "flipped", "thumb_distance",
                      _column(raw, "cosine", "double").alias("cosine"),
-                     _column(raw, "photo", photomatch.SCORES_SCHEMA.simpleString()).alias("photo"))  # fmt: skip
+                     _photo_column(raw).alias("photo"))  # fmt: skip
     pairs = (
         certainty_columns(raw, checks)
         .join(side_a, "a")

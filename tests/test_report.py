@@ -165,3 +165,43 @@ def test_report_shows_the_evidence_listings_and_decisions(spark, photo_job, tmp_
     assert only["groups"] == len(photo_groups) and only["filters"]["signal"] == ["photo"]
     index = (tmp_path / "photo-only" / "index.html").read_text()
     assert 'id="filters"' in index and "photo" in index
+
+
+def test_a_blurred_copys_ratio_margin_is_to_the_blurred_bound(spark):
+    """A pair kept through the blurred band (a ratio under ``min_inlier_ratio``, its images'
+    sharpness apart by ``min_sharpness_gap``) is measured against the bound it was held to; an
+    output written before ``sharpness_gap`` existed reads as having none."""
+    from pyspark.sql import functions as F
+
+    from dedup.photomatch import DEFAULT_RULE, SCORE_FIELDS, SCORES_SCHEMA
+    from dedup.report import _photo_column, certainty_columns, check_margins
+
+    good = {
+        "reason": None,
+        "inliers": 60,
+        "matches": 100,
+        "structure": 1.0,
+        "tile_agreement": 1.0,
+        "colour_change": 0.0,
+    }
+    rows = [("blurred", {**good, "inlier_ratio": 0.46, "sharpness_gap": 0.5}),
+            ("as sharp", {**good, "inlier_ratio": 0.46, "sharpness_gap": 0.1}),
+            ("sharp fit", {**good, "inlier_ratio": 0.9, "sharpness_gap": None})]  # fmt: skip
+    frame = spark.createDataFrame(rows, f"name string, photo {SCORES_SCHEMA.simpleString()}")
+    frame = frame.withColumn("method", F.lit("photo"))
+    for column in ("distance", "thumb_distance", "cosine"):
+        frame = frame.withColumn(column, F.lit(None).cast("double"))
+    margins = certainty_columns(frame, check_margins(DEFAULT_RULE, 0, 0.03, 0.9)).collect()
+    ratio = {r["name"]: r["margins"]["inlier_ratio"] for r in margins}
+    assert (
+        ratio["blurred"] == pytest.approx(0.1)
+        and ratio["as sharp"] == 0.0
+        and ratio["sharp fit"] == pytest.approx(0.75)
+    )
+    older = [(f.name, f.dataType.simpleString()) for f in SCORES_SCHEMA.fields if f.name != "sharpness_gap"]
+    old = spark.createDataFrame([(dict(rows[0][1]),)], f"photo struct<{','.join(f'{n}:{t}' for n, t in older)}>")
+    read = old.select(_photo_column(old).alias("photo")).collect()[0]["photo"]
+    assert read["sharpness_gap"] is None and read["inlier_ratio"] == 0.46
+    assert [f.name for f in old.select(_photo_column(old).alias("p")).schema["p"].dataType.fields] == [
+        name for name, _ in SCORE_FIELDS
+    ]
