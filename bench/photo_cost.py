@@ -103,12 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         "spark_verify_cpu_ms_per_candidate": 1000 * verify_s * args.cores / max(1, len(checked)),
     }  # fmt: skip
     if args.against:
-        other = measure(load_module(args.against), pairs, needed, data, gate)
+        against = load_module(args.against)
+        other = measure(against, pairs, needed, data, gate)
         result["against"] = {
             "module": str(args.against), **figures(other, len(needed), len(pairs), len(checked) / job_products),
             "pairs_with_equal_scores": sum(x == y for x, y in zip(parts["scores"], other["scores"], strict=True)),
             "kept": sum(map(photomatch.decide, parts["scores"])),
-            "kept_against": sum(map(photomatch.decide, other["scores"])),
+            "kept_against": sum(map(against.decide, other["scores"])),  # by that version's own rule
         }  # fmt: skip
     print(json.dumps(result, indent=1))
     if args.out:
