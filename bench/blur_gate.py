@@ -1,14 +1,16 @@
-"""A fit gate that knows a pair is blurred, replayed on a job's own candidates (a study, not the job's rule).
+"""A fit gate that knows a pair is blurred, replayed on a job's own candidates (the study behind phase 8's band).
 
-The job compares a pair further only when its keypoint fit reaches ``verify.min_inlier_ratio``
+Phase 6's job compared a pair further only when its keypoint fit reached ``verify.min_inlier_ratio``
 (0.6): ORB finds fewer repeatable keypoints on a blurred image, so blurred copies fall short of it
 (``weak_fit``), while lowering the ratio for every pair lets in look-alikes (docs/BENCHMARKS.md,
 issue 14 phase 7). This replays a two-level gate over a run made with the gate lowered
-(``--set verify.min_inlier_ratio=0.4``): a pair is kept by the run's rule as landed, or, where its
+(``--set verify.min_inlier_ratio=0.4``): a pair is kept by phase 6's rule (the defaults with the
+band off: ``min_blurred_inlier_ratio`` 1; "landed" below), or, where its
 ratio reaches a lower ``floor`` and the two images differ in sharpness by at least ``gap`` (the
-median over each whole image of :func:`dedup.photomatch._fine_to_coarse`, the log ratio of fine to
+:func:`dedup.photomatch.sharpness`, the median over each whole image of the log ratio of fine to
 coarse detail that the comparison's blur matching uses), by the same rule with the ratio bound
-at ``floor`` (the rule: the defaults'). The grid point is chosen on the calibration split only
+at ``floor``. The job has this gate since phase 8, at a floor of 0.4 and a gap of 0.2. The grid
+point is chosen on the calibration split only
 (:func:`dedup.devkit.calibration.choose`: the highest calibration recall at ``--target-precision``,
 the stricter point on ties, the most precise when none reaches it); the holdout is scored for it
 and for the landed rule, reported, never used. Only the band's images are decoded.
@@ -37,19 +39,17 @@ from dedup.photomatch import DEFAULT_RULE
 FLOORS = (0.4, 0.5)
 GAPS = (0.1, 0.15, 0.2, 0.3, 0.4)
 KEYS = ("precision", "recall", "f1", "lookalike_false_pairs")
+PHASE_6 = DEFAULT_RULE.with_thresholds({"min_blurred_inlier_ratio": 1.0})  # the rule this study started from
 KINDS = ("blur", "banner", "augly", "stack", "text", "down_up", "noise")
 
 
 def sharpness(path: Path) -> float:
-    """Median fine-to-coarse detail (log ratio) of an image as the photo check prepares it; NaN
-    where it has too little detail to tell."""
+    """:func:`dedup.photomatch.sharpness` of an image as the photo check prepares it; NaN where it
+    cannot be decoded or has too little detail to tell."""
     pixels = photomatch.decode_for_match(path.read_bytes())
     if isinstance(pixels, str):
         return float("nan")
-    grey = photomatch._grey(photomatch.prepare(pixels)).astype(np.float32)
-    tiles = photomatch._fine_to_coarse(grey, np.ones(grey.shape, bool))
-    usable = np.isfinite(tiles)
-    return float(np.median(tiles[usable])) if usable.sum() >= photomatch.SHARPNESS_MIN_TILES else float("nan")
+    return photomatch.sharpness(photomatch._grey(photomatch.prepare(pixels)))
 
 
 def scores(pairs: pd.DataFrame, truth: list[dict[str, str]], split: str) -> dict[str, Any]:
@@ -71,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     if verify.min_inlier_ratio > min(FLOORS):
         parser.error(f"{job} compared pairs only from a ratio of {verify.min_inlier_ratio}: run it at {min(FLOORS)}")
 
-    def kept_at(floor: float | None) -> pd.Series:  # the defaults' rule, its ratio bound at ``floor``
-        rule = DEFAULT_RULE if floor is None else DEFAULT_RULE.with_thresholds({"min_inlier_ratio": floor})
+    def kept_at(floor: float | None) -> pd.Series:  # phase 6's rule (the band off), its ratio bound at ``floor``
+        rule = PHASE_6 if floor is None else PHASE_6.with_thresholds({"min_inlier_ratio": floor})
         return kept(candidates, rule, verify.min_region_cosine)
 
     landed, lowest = kept_at(None), kept_at(min(FLOORS))
     band = candidates[lowest & ~landed]
     # the pairs such a gate would compare further (its cost): enough inliers, a ratio in [floor, now)
-    least = dict(DEFAULT_RULE.at_least)
+    least = dict(PHASE_6.at_least)
     fitted = candidates["checked"] & (candidates["inliers"] >= least["inliers"])
     gated = candidates[fitted & candidates["inlier_ratio"].between(min(FLOORS), least["inlier_ratio"], "left")]
     image_of = {row["productId"]: bench_set / "images" / row["image"] for row in truth}
