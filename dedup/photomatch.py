@@ -333,7 +333,8 @@ def _fit(a: Keypoints | Features, b: Keypoints | Features, at_least: int = 0) ->
     inliers, affine = best
     if affine is None:
         return 0, len(query), None
-    if MAX_PERSPECTIVE and PERSPECTIVE_FROM * len(query) <= inliers and len(query) >= PERSPECTIVE_GAIN * inliers:
+    if (MAX_PERSPECTIVE and len(query) >= 4  # a homography needs 4 matches
+            and PERSPECTIVE_FROM * len(query) <= inliers and len(query) >= PERSPECTIVE_GAIN * inliers):  # fmt: skip
         homography = _perspective(src, dst, inliers)
         if homography is not None:
             return homography[0], len(query), (homography[1], affine)
@@ -356,8 +357,10 @@ def _perspective(src: np.ndarray, dst: np.ndarray, inliers: int) -> tuple[int, n
 
 
 def _plausible(matrix: np.ndarray) -> bool:
-    """An affine map a copy's edit can make: orientation kept, anisotropy within :data:`MAX_ANISOTROPY`."""
+    """An affine map a copy's edit can make: finite, orientation kept, anisotropy within :data:`MAX_ANISOTROPY`."""
     linear = matrix[:, :2]
+    if not np.isfinite(linear).all():  # a degenerate RANSAC estimate (its SVD would not converge)
+        return False
     singular = np.linalg.svd(linear, compute_uv=False)
     return bool(np.linalg.det(linear) > 0 and singular[0] <= MAX_ANISOTROPY * singular[1])
 

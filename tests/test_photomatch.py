@@ -147,6 +147,20 @@ def test_a_homography_is_plausible_only_with_a_little_perspective() -> None:
     assert not _plausible_homography(np.diag([-1.0, 1.0, 1.0]), points)  # a mirror, as for the affine map
 
 
+def test_a_fit_of_three_matches_tries_no_homography_and_a_degenerate_map_is_implausible() -> None:
+    """Three matches, two on a similarity and the third off any plausible affine map, are a fit
+    of 2 inliers, not an OpenCV error (a homography needs 4: phase 6 raised on 3 pairs of the dev
+    set); a RANSAC estimate that is not finite is no plausible map (it raised LinAlgError)."""
+    from dedup.photomatch import Keypoints, _fit
+
+    descriptors = np.random.default_rng(0).integers(0, 256, (3, 32), dtype=np.uint8)
+    a = Keypoints(np.float32([[10, 10], [100, 10], [10, 100]]), descriptors)
+    b = Keypoints(np.float32([[10, 10], [100, 10], [10, 300]]), descriptors)  # the third: stretched 3x
+    inliers, matches, maps = _fit(a, b)
+    assert (inliers, matches) == (2, 3) and maps[0].shape == (2, 3)
+    assert not _plausible(np.array([[np.nan, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+
+
 def test_the_fit_keeps_orientation_and_bounds_the_stretch() -> None:
     assert _plausible(np.array([[1.2, 0.0, 3.0], [0.0, 0.95, -2.0]]))  # 26% more on one axis
     assert not _plausible(np.array([[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))  # a mirror: matched on its own
