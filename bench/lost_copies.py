@@ -9,6 +9,11 @@ bound of the run's own rule that its scores fail (``inlier_ratio`` with its blur
 ``colour_change``), then ``region_cosine`` (framed photos that disagree). ``kept`` is a kept pair
 whose copy still ended in another group (the oversized re-split). Per cause, the edit kinds.
 
+``--ranks``: for the ``no_candidate`` copies, where an exact search would have put the pair (the
+job's kNN is approximate: IVF cells, ``cosine.k`` neighbours at or above its floor): the rank of
+the other product among each one's nearest products by cosine (over both products' whole-image
+and region vectors, the better side), bucketed, and how many of them reach the run's floor.
+
 Run from the repository root, on the output of ``bench/quality.py``::
 
     .venv/bin/python bench/lost_copies.py --job bench-out/r08/job/default --set bench-out/dev2/set
@@ -21,11 +26,15 @@ import collections
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dedup.devkit.benchset import read_truth
 from dedup.devkit.calibration import load_candidates, run_verify
 from dedup.photomatch import PhotoRule
+from dedup.vectors import stack
+
+RANK_BUCKETS = (5, 10, 20, 50)  # the upper ends of the rank buckets --ranks counts in
 
 
 def cause_of(row: pd.Series | None, rule: PhotoRule, min_region_cosine: float) -> str:
@@ -48,11 +57,61 @@ def cause_of(row: pd.Series | None, rule: PhotoRule, min_region_cosine: float) -
     return "kept"
 
 
+def exact_ranks(job: Path, pairs: list[tuple[str, str]], deepest: int = RANK_BUCKETS[-1]) -> list[tuple[int, float]]:
+    """(rank, cosine) of each pair's nearer side in an exact search over the job's embeddings
+    (``features/``: whole-image and region vectors, each product once among a vector's neighbours);
+    rank ``deepest + 1`` and NaN where neither side has the other among its ``deepest`` nearest."""
+    import faiss
+
+    features = pd.read_parquet(job / "features", columns=["productId", "embedding", "region_embedding"])
+    features = features[features["embedding"].notna()].reset_index(drop=True)
+    dim = int(json.loads((job / "manifest.json").read_text())["embedding"]["dim"])
+    framed = np.flatnonzero(features["region_embedding"].notna().to_numpy())
+    whole, regions = (
+        stack(list(column), dim) for column in (features["embedding"], features["region_embedding"].iloc[framed])
+    )
+    vectors = np.concatenate([whole, regions]).astype(np.float32)
+    owner = np.concatenate([np.arange(len(features)), framed])
+    index = faiss.IndexFlatIP(dim)
+    index.add(vectors)
+    row_of = {product: i for i, product in enumerate(features["productId"])}
+    region_of = {int(row): len(features) + i for i, row in enumerate(framed)}
+    found = []
+    for pair in pairs:
+        best = (deepest + 1, float("nan"))
+        for x, y in (pair, pair[::-1]):
+            if x not in row_of or y not in row_of:
+                continue
+            for v in [row_of[x], *([region_of[row_of[x]]] if row_of[x] in region_of else [])]:
+                cosines, hits = index.search(vectors[v : v + 1], deepest + 8)
+                ranked: list[int] = []
+                for hit, cosine in zip(owner[hits[0]], cosines[0], strict=True):
+                    if hit != row_of[x] and hit not in ranked:
+                        ranked.append(int(hit))
+                        if hit == row_of[y] and len(ranked) < best[0]:
+                            best = (len(ranked), float(cosine))
+        found.append(best)
+    return found
+
+
+def rank_table(ranks: list[tuple[int, float]], floor: float) -> dict[str, dict[str, int]]:
+    """Counts per rank bucket, and how many reach ``floor``."""
+    table: dict[str, dict[str, int]] = {}
+    for rank, cosine in ranks:
+        upper = next((b for b in RANK_BUCKETS if rank <= b), None)
+        name = f"<={upper}" if upper else f">{RANK_BUCKETS[-1]}"
+        entry = table.setdefault(name, {"copies": 0, "at_floor": 0})
+        entry["copies"] += 1
+        entry["at_floor"] += int(cosine >= floor)
+    return dict(sorted(table.items(), key=lambda item: int(item[0].strip("<=>")) + (item[0][0] == ">")))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--job", required=True, type=Path, help="a job output folder (candidates/, groups/)")
     parser.add_argument("--set", required=True, type=Path, help="the bench set the job ran on (truth.csv)")
     parser.add_argument("--split", default="holdout")
+    parser.add_argument("--ranks", action="store_true", help="an exact search's rank of the no-candidate pairs")
     args = parser.parse_args(argv)
     truth = read_truth(args.set / "truth.csv")
     verify = run_verify(args.job)
@@ -66,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     group_of = dict(zip(group["productId"], group["group_id"], strict=True))
     original = {row["source"]: row["productId"] for row in truth if row["transform"] == "original"}
     causes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    missing: list[tuple[str, str]] = []
     for row in truth:
         source = original.get(row["source"])
         if row["split"] != args.split or row["group"] == "" or row["transform"] == "original" or source is None:
@@ -75,10 +135,17 @@ def main(argv: list[str] | None = None) -> int:
             continue  # found
         at = index.get((copy, source), index.get((source, copy)))
         pair = None if at is None else candidates.iloc[at]
-        causes[cause_of(pair, rule, verify.min_region_cosine)][row["transform"].split(":")[0]] += 1
+        cause = cause_of(pair, rule, verify.min_region_cosine)
+        causes[cause][row["transform"].split(":")[0]] += 1
+        if cause == "no_candidate":
+            missing.append((copy, source))
     ranked = sorted(causes.items(), key=lambda item: -sum(item[1].values()))
     result = {cause: {"copies": sum(kinds.values()), "kinds": dict(kinds.most_common())} for cause, kinds in ranked}
-    print(json.dumps({"job": str(args.job), "split": args.split, "lost": result}, indent=1))
+    out: dict = {"job": str(args.job), "split": args.split, "lost": result}
+    if args.ranks:
+        floor = float(json.loads((args.job / "manifest.json").read_text())["embedding"]["candidate_cosine"])
+        out["no_candidate_ranks"] = {"floor": floor, "by_rank": rank_table(exact_ranks(args.job, missing), floor)}
+    print(json.dumps(out, indent=1))
     return 0
 
 
