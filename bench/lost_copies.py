@@ -5,7 +5,7 @@ A lost copy's cause is the first of these that holds for the (copy, original) pa
 ``no_candidate`` (the pair is not among the job's candidates), ``unchecked`` (a candidate the photo
 check did not compare), the photo check's ``reason`` (``weak_fit``, ``no_fit``, ...), then the first
 bound of the run's own rule that its scores fail (``inlier_ratio`` with its blurred band, as
-:meth:`dedup.photomatch.FitGate.passes` reads it, ``structure``, ``tile_agreement``,
+:meth:`dedup.photomatch.PhotoRule.failing` reads it, ``structure``, ``tile_agreement``,
 ``colour_change``), then ``region_cosine`` (framed photos that disagree). ``kept`` is a kept pair
 whose copy still ended in another group (the oversized re-split). Per cause, the edit kinds.
 
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from dedup.devkit.benchset import read_truth
-from dedup.devkit.calibration import load_candidates, run_verify
+from dedup.devkit.calibration import RULE_FIELDS, load_candidates, run_verify
 from dedup.photomatch import PhotoRule
 from dedup.vectors import stack
 
@@ -43,15 +43,9 @@ def cause_of(row: pd.Series | None, rule: PhotoRule, min_region_cosine: float) -
         return "no_candidate"
     if row["reason"] is not None:
         return row["reason"]
-    gap = None if pd.isna(row["sharpness_gap"]) else float(row["sharpness_gap"])
-    if not rule.fit_gate().passes(int(row["inliers"]), float(row["inlier_ratio"]), gap):
-        return "inlier_ratio"
-    for field, least in rule.at_least:
-        if field not in ("inliers", "inlier_ratio") and not row[field] >= least:
-            return field
-    for field, most in rule.at_most:
-        if row[field] > most:
-            return field
+    failed = rule.failing({field: None if pd.isna(row[field]) else float(row[field]) for field in RULE_FIELDS})
+    if failed:
+        return failed[0]
     if not pd.isna(row["region_cosine"]) and row["region_cosine"] < min_region_cosine:
         return "region_cosine"
     return "kept"

@@ -870,25 +870,32 @@ class PhotoRule:
             tuple(float(thresholds.get(key, bound)) for key, bound in zip(BLURRED.values(), self.blurred, strict=True)),
         )
 
-    def _bounds(self, value: Callable[[str, float], Any]) -> list[Any]:
-        """Each bound's test on ``value(field, missing)`` (the score, ``missing`` where it has none)."""
-        tests = [value(field, 0.0) >= least for field, least in self.at_least]
+    def _bounds(self, value: Callable[[str, float], Any]) -> list[tuple[str, Any]]:
+        """(score field, its bound's test on ``value(field, missing)``: the score, ``missing`` where
+        it has none) of each bound, in order; the ratio's test takes the blurred band too."""
         ratio, gap = self.blurred
         blurred = (value("inlier_ratio", 0.0) >= ratio) & (value("sharpness_gap", -1.0) >= gap)
-        tests = [test | blurred if field == "inlier_ratio" else test
-                 for (field, _), test in zip(self.at_least, tests, strict=True)]  # fmt: skip
-        return tests + [value(field, 1.0) <= most for field, most in self.at_most]
+        tests = [(field, value(field, 0.0) >= least) for field, least in self.at_least]
+        tests = [(field, test | blurred if field == "inlier_ratio" else test) for field, test in tests]
+        return tests + [(field, value(field, 1.0) <= most) for field, most in self.at_most]
+
+    def failing(self, scores: Mapping[str, Any]) -> list[str]:
+        """The score fields whose bounds one compared pair's scores fail, in the rule's order
+        (``inlier_ratio`` with its blurred band); a missing field is a missing score."""
+
+        def value(field: str, missing: float) -> Any:
+            return missing if scores.get(field) is None else scores[field]
+
+        return [field for field, test in self._bounds(value) if not test]
 
     def decide(self, scores: Mapping[str, Any]) -> bool:
         """Same photograph, from one pair's scores (:func:`match_scores`)."""
-        if scores.get("reason") is not None:
-            return False
-        return all(self._bounds(lambda field, missing: scores[field] if scores[field] is not None else missing))
+        return scores.get("reason") is None and not self.failing(scores)
 
     def column(self, scores: Column) -> Column:
         """:meth:`decide` as a Spark expression over a :data:`SCORES_SCHEMA` struct column."""
         same = scores["reason"].isNull()
-        for test in self._bounds(lambda field, missing: F.coalesce(scores[field].cast("double"), F.lit(missing))):
+        for _, test in self._bounds(lambda field, missing: F.coalesce(scores[field].cast("double"), F.lit(missing))):
             same = same & test
         return F.coalesce(same, F.lit(False))
 
@@ -896,7 +903,7 @@ class PhotoRule:
         """:meth:`decide` over a frame of score columns (a row per pair, NaN for a missing score),
         for the pairs that were compared (the caller's mask: no ``reason``)."""
         same = pd.Series(True, index=scores.index)
-        for test in self._bounds(lambda field, missing: scores[field].fillna(missing)):
+        for _, test in self._bounds(lambda field, missing: scores[field].fillna(missing)):
             same &= test
         return same
 
