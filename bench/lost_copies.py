@@ -6,7 +6,9 @@ A lost copy's cause is the first of these that holds for the (copy, original) pa
 check did not compare), the photo check's ``reason`` (``weak_fit``, ``no_fit``, ...), then the first
 bound of the run's own rule that its scores fail (``inlier_ratio`` with its blurred band, as
 :meth:`dedup.photomatch.PhotoRule.failing` reads it, ``structure``, ``tile_agreement``,
-``colour_change``), then ``region_cosine`` (framed photos that disagree). ``kept`` is a kept pair
+``colour_change``), ``framed_photos`` (the images pass, and the fit of the photos both frame
+refuses them), then ``region_cosine`` (framed photos whose embeddings disagree). A pair the rule
+keeps through a framed photo's view is not lost to the images' own scores. ``kept`` is a kept pair
 whose copy still ended in another group (the oversized re-split). Per cause, the edit kinds.
 
 ``--ranks``: for the ``no_candidate`` copies, where an exact search would have put the pair (the
@@ -30,22 +32,26 @@ import numpy as np
 import pandas as pd
 
 from dedup.devkit.benchset import read_truth
-from dedup.devkit.calibration import RULE_FIELDS, load_candidates, run_verify
+from dedup.devkit.calibration import RULE_FIELDS, VIEW_FIELDS, load_candidates, run_verify
 from dedup.photomatch import PhotoRule
 from dedup.vectors import stack
 
 RANK_BUCKETS = (5, 10, 20, 50)  # the upper ends of the rank buckets --ranks counts in
+SCORE_COLUMNS = (*RULE_FIELDS, *VIEW_FIELDS, "reason", "region_view", "region_reason")  # what the rule reads
 
 
 def cause_of(row: pd.Series | None, rule: PhotoRule, min_region_cosine: float) -> str:
     """What stopped one candidate pair (a row of :func:`load_candidates` with its ``reason``), or ``kept``."""
     if row is None:
         return "no_candidate"
-    if row["reason"] is not None:
-        return row["reason"]
-    failed = rule.failing({field: None if pd.isna(row[field]) else float(row[field]) for field in RULE_FIELDS})
-    if failed:
-        return failed[0]
+    if row["reason"] == "unchecked":
+        return "unchecked"
+    scores = {field: None if pd.isna(row[field]) else row[field] for field in SCORE_COLUMNS}
+    if not row["exact"] and not rule.decide(scores):
+        if row["reason"] is not None:
+            return row["reason"]
+        failed = rule.failing(scores)
+        return failed[0] if failed else "framed_photos"  # the images pass; their framed photos' fit refuses
     if not pd.isna(row["region_cosine"]) and row["region_cosine"] < min_region_cosine:
         return "region_cosine"
     return "kept"
@@ -111,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     verify = run_verify(args.job)
     rule = PhotoRule.of(verify)
     candidates = load_candidates(args.job)
-    photo = pd.read_parquet(args.job / "candidates", columns=["photo"])["photo"]
-    candidates["reason"] = [("unchecked" if p is None else p["reason"]) for p in photo]
+    candidates.loc[~candidates["scored"], "reason"] = "unchecked"
     candidates.loc[candidates["exact"], "reason"] = None
     index = {pair: i for i, pair in enumerate(zip(candidates["a"], candidates["b"], strict=True))}
     group = pd.read_parquet(args.job / "groups", columns=["productId", "group_id"])

@@ -56,6 +56,7 @@ False
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -70,8 +71,9 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from dedup.content import Box, content_box, crop
 from dedup.imaging import DecodeError, decode_pixels
-from dedup.settings import VerifySettings, default_table
+from dedup.settings import EmbedSettings, VerifySettings, default_table
 
 MAX_SIDE = 256  # pixels a side the pair is compared at
 MIN_SIDE = 32  # smaller images are not compared
@@ -114,7 +116,16 @@ SCORE_FIELDS: tuple[tuple[str, T.DataType], ...] = (
     ("colour_change", T.DoubleType()),
     ("sharpness_gap", T.DoubleType()),
 )
+REGION = "region_"
+"""The prefix of the framed-photo view's scores (:func:`score_described`): where one image frames a
+smaller photo (a banner, a screenshot; :mod:`dedup.content`), the pair is also compared with that
+photo in its place (``region_view``: ``a``, ``b`` or ``both``), and these of its scores are kept."""
+REGION_FIELDS = ("reason", "inliers", "matches", "inlier_ratio", "flipped", "structure", "tile_agreement",
+                 "colour_change", "sharpness_gap")  # fmt: skip
+SCORE_FIELDS += (("region_view", T.StringType()),
+                 *((REGION + name, kind) for name, kind in SCORE_FIELDS if name in REGION_FIELDS))  # fmt: skip
 SCORES_SCHEMA = T.StructType([T.StructField(name, kind) for name, kind in SCORE_FIELDS])
+_SCORE_NAMES = [name for name, _ in SCORE_FIELDS]
 
 _ORB = None
 
@@ -201,7 +212,8 @@ class Keypoints:
 
 
 _HEADER = struct.Struct("<BHHHBf")  # version, height, width, keypoints, descriptor bytes, sharpness
-DESCRIPTION_VERSION = 4  # 3: small images enlarged (ENLARGE_TO) before their keypoints; 4: sharpness stored
+DESCRIPTION_VERSION = 5  # 3: small images enlarged (ENLARGE_TO) before their keypoints; 4: sharpness stored;
+# 5: a framed photo described too (Description.region)
 
 
 def _side_bytes(shape: tuple[int, int], sharpness_of: float, side: Keypoints) -> bytes:
@@ -237,6 +249,8 @@ class Description:
     sharpness: float
     direct: Keypoints
     mirror: Keypoints | None
+    region: Description | None = None  # the framed photo's own description, where the image frames one
+    box: Box | None = None  # ... and where it sits in the decoded pixels (:func:`decode_for_match`)
 
     def to_parts(self) -> tuple[bytes, bytes]:
         """(direct, mirror) blobs; :meth:`from_parts` reads them back."""
@@ -245,19 +259,28 @@ class Description:
         return tuple(_side_bytes(self.shape, self.sharpness, side) for side in (self.direct, self.mirror))
 
     @classmethod
-    def from_parts(cls, direct: bytes, mirror: bytes | None = None) -> Description:
+    def from_parts(
+        cls, direct: bytes, mirror: bytes | None = None, region: Description | None = None, box: Box | None = None
+    ) -> Description:
         shape, sharpness_of, keys = _side_from_bytes(direct)
-        return cls(shape, sharpness_of, keys, None if mirror is None else _side_from_bytes(mirror)[2])
+        mirrored = None if mirror is None else _side_from_bytes(mirror)[2]
+        return cls(shape, sharpness_of, keys, mirrored, region, None if box is None else tuple(int(v) for v in box))
 
 
-def describe(pixels: np.ndarray) -> Description | str:
-    """The :class:`Description` of an RGB uint8 array of any size, or ``too_small``."""
+def describe(pixels: np.ndarray, find_box: Callable[[np.ndarray], Box | None] | None = None) -> Description | str:
+    """The :class:`Description` of an RGB uint8 array of any size, or ``too_small``. With
+    ``find_box`` (:func:`dedup.content.content_box` at the run's settings), an image that frames a
+    smaller photo carries that photo's description too (:attr:`Description.region`)."""
     side = prepare_side(pixels)
     if isinstance(side, str):
         return side
     mirrored = side.mirrored()
+    box = find_box(pixels) if find_box is not None else None
+    region = describe(crop(pixels, box)) if box is not None else None
     return Description(side.grey.shape, side.sharpness, Keypoints(side.points, side.descriptors),
-                       Keypoints(mirrored.points, mirrored.descriptors))  # fmt: skip
+                       Keypoints(mirrored.points, mirrored.descriptors),
+                       region if isinstance(region, Description) else None,
+                       box if isinstance(region, Description) else None)  # fmt: skip
 
 
 _FAISS = None
@@ -826,6 +849,7 @@ AT_MOST = {"colour_change": "max_colour_change"}
 BLURRED = {"inlier_ratio": "min_blurred_inlier_ratio", "sharpness_gap": "min_sharpness_gap"}
 """Score field -> the setting of the lower inlier-ratio bound of a pair whose sharpness differs (:class:`FitGate`)."""
 NO_BLURRED_BOUND = (1.0, float("inf"))  # (ratio, gap): no pair reaches it
+FRAMED_EVIDENCE = 10  # ratio-test matches of two framed photos at which their fit can contradict their frames'
 
 
 @dataclass(frozen=True)
@@ -838,7 +862,9 @@ class PhotoRule:
     three forms: :meth:`decide` over one pair's scores, :meth:`column` over a Spark
     :data:`SCORES_SCHEMA` column, :meth:`frame` over a pandas frame of score columns. A pair with
     a ``reason`` (not compared) is no match; a missing score fails an at-least bound and passes no
-    at-most bound."""
+    at-most bound. Where an image frames a smaller photo, the pair also passes with that photo in
+    its image's place (the :data:`REGION` scores), and where both do, the two framed photos'
+    fit may refuse the images' own pass (:meth:`decide`)."""
 
     at_least: tuple[tuple[str, float], ...]  # (score field, the least it may be)
     at_most: tuple[tuple[str, float], ...]  # (score field, the most it may be)
@@ -870,42 +896,96 @@ class PhotoRule:
             tuple(float(thresholds.get(key, bound)) for key, bound in zip(BLURRED.values(), self.blurred, strict=True)),
         )
 
-    def _bounds(self, value: Callable[[str, float], Any]) -> list[tuple[str, Any]]:
-        """(score field, its bound's test on ``value(field, missing)``: the score, ``missing`` where
-        it has none) of each bound, in order; the ratio's test takes the blurred band too."""
+    def _bounds(self, value: Callable[[str, float], Any], prefix: str = "") -> list[tuple[str, Any]]:
+        """(score field, its bound's test on ``value(prefix + field, missing)``: the score,
+        ``missing`` where it has none) of each bound, in order; the ratio's test takes the blurred
+        band too. ``prefix``: :data:`REGION` for the framed-photo view's scores."""
         ratio, gap = self.blurred
-        blurred = (value("inlier_ratio", 0.0) >= ratio) & (value("sharpness_gap", -1.0) >= gap)
-        tests = [(field, value(field, 0.0) >= least) for field, least in self.at_least]
+        blurred = (value(prefix + "inlier_ratio", 0.0) >= ratio) & (value(prefix + "sharpness_gap", -1.0) >= gap)
+        tests = [(field, value(prefix + field, 0.0) >= least) for field, least in self.at_least]
         tests = [(field, test | blurred if field == "inlier_ratio" else test) for field, test in tests]
-        return tests + [(field, value(field, 1.0) <= most) for field, most in self.at_most]
+        return tests + [(field, value(prefix + field, 1.0) <= most) for field, most in self.at_most]
 
-    def failing(self, scores: Mapping[str, Any]) -> list[str]:
+    def failing(self, scores: Mapping[str, Any], prefix: str = "") -> list[str]:
         """The score fields whose bounds one compared pair's scores fail, in the rule's order
-        (``inlier_ratio`` with its blurred band); a missing field is a missing score."""
+        (``inlier_ratio`` with its blurred band); a missing field is a missing score. ``prefix``:
+        :data:`REGION` for the framed-photo view's."""
 
         def value(field: str, missing: float) -> Any:
             return missing if scores.get(field) is None else scores[field]
 
-        return [field for field, test in self._bounds(value) if not test]
+        return [field for field, test in self._bounds(value, prefix) if not test]
 
     def decide(self, scores: Mapping[str, Any]) -> bool:
-        """Same photograph, from one pair's scores (:func:`match_scores`)."""
-        return scores.get("reason") is None and not self.failing(scores)
+        """Same photograph, from one pair's scores (:func:`match_scores`, :func:`score_described`):
+        the images pass the bounds, or with a framed photo in its image's place (``region_view``)
+        they do. Where both frame a photo, the images' own pass does not count when the two framed
+        photos' fit contradicts it: :data:`FRAMED_EVIDENCE` matches or more, short of the ratio."""
+
+        def passes(prefix: str) -> bool:
+            return scores.get(prefix + "reason") is None and not self.failing(scores, prefix)
+
+        view = scores.get("region_view")
+        if view is None:
+            return passes("")
+        evidence = (scores.get(REGION + "matches") or 0) >= FRAMED_EVIDENCE
+        contradicted = view == "both" and evidence and "inlier_ratio" in self.failing(scores, REGION)
+        return (passes("") and not contradicted) or passes(REGION)
+
+    def _views(self, value: Callable[[str, float], Any], is_null: Callable[[str], Any], both: Any) -> tuple[Any, Any]:
+        """(the images pass, the framed photo's view passes): :meth:`decide` over columns, with
+        ``value`` as :meth:`_bounds` reads it, ``is_null(field)``, and ``both``, whether
+        ``region_view`` is ``both``."""
+
+        def passes(prefix: str) -> Any:
+            same = is_null(prefix + "reason")
+            for _, test in self._bounds(value, prefix):
+                same = same & test
+            return same
+
+        ratio_holds = dict(self._bounds(value, REGION))["inlier_ratio"]
+        contradicted = both & (value(REGION + "matches", 0.0) >= FRAMED_EVIDENCE) & ~ratio_holds
+        return passes("") & ~contradicted, ~is_null("region_view") & passes(REGION)
+
+    def _column_views(self, scores: Column) -> tuple[Column, Column]:
+        return self._views(
+            lambda field, missing: F.coalesce(scores[field].cast("double"), F.lit(missing)),
+            lambda field: scores[field].isNull(),
+            F.coalesce(scores["region_view"] == "both", F.lit(False)),
+        )
 
     def column(self, scores: Column) -> Column:
         """:meth:`decide` as a Spark expression over a :data:`SCORES_SCHEMA` struct column."""
-        same = scores["reason"].isNull()
-        for _, test in self._bounds(lambda field, missing: F.coalesce(scores[field].cast("double"), F.lit(missing))):
-            same = same & test
-        return F.coalesce(same, F.lit(False))
+        images, framed = self._column_views(scores)
+        return F.coalesce(images | framed, F.lit(False))
+
+    def deciding(self, scores: Column) -> tuple[Column, Column]:
+        """(view, its scores) of a :data:`SCORES_SCHEMA` column: ``images`` and the scores as they
+        are where the images pass; the ``region_view`` and the framed photo's scores under the
+        plain names where only that view passes; null and the scores as they are where neither does."""
+        images, framed = self._column_views(scores)
+        framed = ~F.coalesce(images, F.lit(False)) & F.coalesce(framed, F.lit(False))
+        view = F.when(F.coalesce(images, F.lit(False)), F.lit("images")).when(framed, scores["region_view"])
+        region = scores
+        for name in REGION_FIELDS:
+            region = region.withField(name, scores[REGION + name])
+        return view, F.when(framed, region).otherwise(scores)
 
     def frame(self, scores: pd.DataFrame) -> pd.Series:
-        """:meth:`decide` over a frame of score columns (a row per pair, NaN for a missing score),
-        for the pairs that were compared (the caller's mask: no ``reason``)."""
-        same = pd.Series(True, index=scores.index)
-        for _, test in self._bounds(lambda field, missing: scores[field].fillna(missing)):
-            same &= test
-        return same
+        """:meth:`decide` over a frame of score columns (a row per pair, NaN or None for a missing
+        score; a score column left out is missing on every row)."""
+
+        def value(field: str, missing: float) -> pd.Series:
+            if field not in scores:
+                return pd.Series(missing, index=scores.index)
+            return scores[field].astype(float).fillna(missing)
+
+        def is_null(field: str) -> pd.Series:
+            return scores[field].isna() if field in scores else pd.Series(True, index=scores.index)
+
+        both = scores["region_view"].eq("both") if "region_view" in scores else pd.Series(False, index=scores.index)
+        images, framed = self._views(value, is_null, both)
+        return images | framed
 
 
 DEFAULT_RULE = PhotoRule.of(default_table("verify"))  # the job's thresholds at the defaults (dedup/config.py)
@@ -978,10 +1058,16 @@ def photo_match_udf(gate: FitGate | None = None) -> Any:
     @F.pandas_udf(SCORES_SCHEMA)
     def scores(a: pd.Series, b: pd.Series) -> pd.DataFrame:
         cache = FeatureCache()
-        rows = [score_bytes(x, y, gate, cache) for x, y in zip(a, b, strict=True)]
-        return pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS], index=a.index)
+        return _score_frame([score_bytes(x, y, gate, cache) for x, y in zip(a, b, strict=True)], a.index)
 
     return scores
+
+
+def _score_frame(rows: list[dict[str, Any]], index: pd.Index) -> pd.DataFrame:
+    """Pairs' scores as a :data:`SCORES_SCHEMA` frame; a field a row lacks is null (not NaN, which
+    Arrow cannot read as a string)."""
+    empty = dict.fromkeys(_SCORE_NAMES)
+    return pd.DataFrame([empty | row for row in rows], columns=_SCORE_NAMES, index=index)
 
 
 Described = Description | str
@@ -989,15 +1075,16 @@ Described = Description | str
 reason, ``missing_image``, or ``error:<type>`` when describing it raised)."""
 
 
-def describe_bytes(data: bytes | None) -> Described:
-    """:func:`describe` of image bytes, decoded as :func:`score_bytes` decodes them; never raises."""
+def describe_bytes(data: bytes | None, find_box: Callable[[np.ndarray], Box | None] | None = None) -> Described:
+    """:func:`describe` of image bytes (with ``find_box``), decoded as :func:`score_bytes` decodes
+    them; never raises."""
     if data is None:
         return "missing_image"
     pixels = decode_for_match(data)
     if isinstance(pixels, str):
         return pixels
     try:
-        return describe(pixels)
+        return describe(pixels, find_box)
     except MATCH_ERRORS as exc:
         return f"error:{type(exc).__name__}"
 
@@ -1060,33 +1147,56 @@ def match_descriptions(
 
 DESCRIBED_SCHEMA = T.StructType(
     [T.StructField("direct", T.BinaryType()), T.StructField("mirror", T.BinaryType()),
-     T.StructField("reason", T.StringType())]
+     T.StructField("reason", T.StringType()), T.StructField("region_direct", T.BinaryType()),
+     T.StructField("region_mirror", T.BinaryType()), T.StructField("region_box", T.ArrayType(T.IntegerType()))]
 )  # fmt: skip
 """One image's stored :class:`Description` (:meth:`Description.to_parts`; null where there is
-none) and why not."""
-_SCORE_NAMES = [name for name, _ in SCORE_FIELDS]
+none) and why not; ``region_*``: its framed photo's, and where that sits (null: none)."""
 
 
-def describe_udf() -> Any:
-    """A pandas UDF: image bytes in, :data:`DESCRIBED_SCHEMA` out (:func:`describe_bytes`)."""
+def _described_row(row: Described) -> dict[str, Any]:
+    """A :data:`DESCRIBED_SCHEMA` row of one image's :func:`describe_bytes`."""
+    if isinstance(row, str):
+        return dict.fromkeys(DESCRIBED_SCHEMA.names) | {"reason": row}
+    direct, mirror = row.to_parts()
+    region_direct, region_mirror = row.region.to_parts() if row.region is not None else (None, None)
+    return {"direct": direct, "mirror": mirror, "reason": None, "region_direct": region_direct,
+            "region_mirror": region_mirror, "region_box": None if row.box is None else list(row.box)}  # fmt: skip
+
+
+def box_finder(embed_settings: EmbedSettings | None) -> Callable[[np.ndarray], Box | None] | None:
+    """:func:`dedup.content.content_box` at ``embed_settings`` (None: no framed photos looked for)."""
+    return None if embed_settings is None else functools.partial(content_box, settings=embed_settings)
+
+
+def describe_udf(framed: EmbedSettings | None = None) -> Any:
+    """A pandas UDF: image bytes in, :data:`DESCRIBED_SCHEMA` out (:func:`describe_bytes`; with
+    ``framed``, the content-region settings, an image's framed photo described too)."""
+    find_box = box_finder(framed)
 
     @F.pandas_udf(DESCRIBED_SCHEMA)
     def described(images: pd.Series) -> pd.DataFrame:
-        rows = [describe_bytes(None if data is None else bytes(data)) for data in images]
-        parts = [r.to_parts() if isinstance(r, Description) else (None, None) for r in rows]
-        return pd.DataFrame(
-            {"direct": [p[0] for p in parts], "mirror": [p[1] for p in parts],
-             "reason": [r if isinstance(r, str) else None for r in rows]},
-            index=images.index,
-        )  # fmt: skip
+        rows = [_described_row(describe_bytes(None if data is None else bytes(data), find_box)) for data in images]
+        return pd.DataFrame(rows, columns=DESCRIBED_SCHEMA.names, index=images.index)
 
     return described
 
 
-def _loaded(direct: bytes | None, mirror: bytes | None, reason: str | None) -> Described:
+def _loaded(
+    direct: bytes | None,
+    mirror: bytes | None,
+    reason: str | None,
+    region_direct: bytes | None = None,
+    region_mirror: bytes | None = None,
+    region_box: Any = None,
+) -> Described:
     if direct is None:
         return reason or "missing_image"
-    return Description.from_parts(bytes(direct), None if mirror is None else bytes(mirror))
+    region = None
+    if region_direct is not None:
+        region = Description.from_parts(bytes(region_direct), None if region_mirror is None else bytes(region_mirror))
+    box = None if region is None or region_box is None else tuple(region_box)
+    return Description.from_parts(bytes(direct), None if mirror is None else bytes(mirror), region, box)
 
 
 class PixelCache(BytesCache):
@@ -1094,6 +1204,25 @@ class PixelCache(BytesCache):
 
     def __init__(self, size: int = 32) -> None:
         super().__init__(decode_for_match, size)
+
+
+def region_view(a: Described, b: Described) -> str | None:
+    """Which side's framed photo stands in for its image in a pair's second comparison: ``a``,
+    ``b``, ``both``, or None where neither image frames one (:attr:`Description.region`)."""
+    framed = tuple(isinstance(side, Description) and side.region is not None for side in (a, b))
+    return {(True, False): "a", (False, True): "b", (True, True): "both"}.get(framed)
+
+
+def _scored(a: Described, b: Described, pixels_a: Callable[[], Any], pixels_b: Callable[[], Any],
+            gate: FitGate | None) -> dict[str, Any]:  # fmt: skip
+    """The fit of two descriptions, and where it leaves a comparison, that of ``pixels_a()`` and
+    ``pixels_b()`` (RGB arrays, or why an image cannot be read)."""
+    scores, maps = fit_descriptions(a, b, gate)
+    if maps is None:
+        return scores
+    pixels = [pixels_a(), pixels_b()]
+    bad = next((f"{n}:{p}" for n, p in zip("ab", pixels, strict=True) if isinstance(p, str)), None)
+    return _empty(bad) if bad else compare_pixels(*pixels, scores, maps)
 
 
 def score_described(
@@ -1106,20 +1235,36 @@ def score_described(
 ) -> dict[str, Any]:
     """:func:`match_scores` of two described images: the fit from their descriptions, and for a
     pair whose fit leaves a comparison to run, the comparison of their pixels decoded from
-    ``bytes_a`` and ``bytes_b`` (through ``cache``); never raises."""
-    scores, maps = fit_descriptions(a, b, gate)
-    if maps is None:
-        return scores
+    ``bytes_a`` and ``bytes_b`` (through ``cache``); never raises.
+
+    Where a side frames a smaller photo (:func:`region_view`), the pair is scored a second time
+    with that photo in its image's place (both framed photos, where both frame one), under the
+    :data:`REGION` prefix: a banner or a screenshot meets its original through the photo it
+    frames, and two products pasted into one template are told apart by theirs."""
     cache = cache or PixelCache(size=2)
-    pixels = [cache.get(bytes_a), cache.get(bytes_b)]
-    bad = next((f"{n}:{p}" for n, p in zip("ab", pixels, strict=True) if isinstance(p, str)), None)
-    return _empty(bad) if bad else compare_pixels(*pixels, scores, maps)
+    scores = _scored(a, b, lambda: cache.get(bytes_a), lambda: cache.get(bytes_b), gate)
+    view = region_view(a, b)
+    if view is None:
+        return scores
+
+    def side(described: Described, data: bytes | None, framed: bool) -> tuple[Described, Callable[[], Any]]:
+        if not framed:
+            return described, lambda: cache.get(data)
+        return described.region, lambda: _cropped(cache.get(data), described.box)
+
+    (region_a, pixels_a), (region_b, pixels_b) = side(a, bytes_a, view != "b"), side(b, bytes_b, view != "a")
+    region = _scored(region_a, region_b, pixels_a, pixels_b, gate)
+    return {**scores, "region_view": view, **{REGION + name: region[name] for name in REGION_FIELDS}}
+
+
+def _cropped(pixels: np.ndarray | str, box: Box) -> np.ndarray | str:
+    return pixels if isinstance(pixels, str) else crop(pixels, box)
 
 
 def pair_udf(gate: FitGate | None = None) -> Any:
     """A pandas UDF over two sides of pairs, each a struct of the image's stored description
-    (``direct``, ``mirror``: :data:`DESCRIBED_SCHEMA`; ``a``'s mirror may be left out, the fit
-    does not use it), ``reason`` and ``image_bytes``: :func:`score_described` as
+    (``direct``, ``mirror``, ``region_*``: :data:`DESCRIBED_SCHEMA`; ``a``'s mirrors may be left
+    out, the fit does not use them), ``reason`` and ``image_bytes``: :func:`score_described` as
     :data:`SCORES_SCHEMA`, with ``gate``. A null side is a missing image. One pass per pair: the
     fit, and the decode and comparison only where the fit reaches ``gate``."""
 
@@ -1128,12 +1273,11 @@ def pair_udf(gate: FitGate | None = None) -> Any:
         cache = PixelCache()
 
         def sides(frame: pd.DataFrame) -> list[tuple[Described, Any]]:
-            mirror = frame["mirror"] if "mirror" in frame else [None] * len(frame)
-            return [(_loaded(d, m, r), data) for d, m, r, data in zip(
-                frame["direct"], mirror, frame["reason"], frame["image_bytes"], strict=True)]  # fmt: skip
+            parts = [frame[name] if name in frame else [None] * len(frame) for name in DESCRIBED_SCHEMA.names]
+            return [(_loaded(*row), data) for *row, data in zip(*parts, frame["image_bytes"], strict=True)]
 
         rows = [score_described(da, db, xa, xb, gate, cache) for (da, xa), (db, xb) in zip(sides(a), sides(b),
                                                                                            strict=True)]  # fmt: skip
-        return pd.DataFrame(rows, columns=_SCORE_NAMES, index=a.index)
+        return _score_frame(rows, a.index)
 
     return scores

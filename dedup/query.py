@@ -46,7 +46,7 @@ from dedup.config import job_settings_of, load_config
 from dedup.cosine import decode
 from dedup.fetch import Fetcher
 from dedup.outputs import path_exists, read_json
-from dedup.photomatch import AT_LEAST, AT_MOST, BLURRED
+from dedup.photomatch import AT_LEAST, AT_MOST, BLURRED, REGION
 from dedup.rule import Rule
 from dedup.settings import EmbedSettings, FeaturesSettings, FetchSettings, Settings, VerifySettings, typed
 
@@ -55,6 +55,7 @@ SCAN_COLUMNS = ("productId", "image_url", "sha256", "dhash", "dhash_flip", "thum
 PHOTO_RULE = (*AT_LEAST.values(), *BLURRED.values(), *AT_MOST.values())  # the photo settings the answer states
 PHOTO_EVIDENCE = ("reason", "inliers", "matches", "inlier_ratio", "sharpness_gap", "structure", "tile_agreement",
                   "colour_change")  # fmt: skip
+PHOTO_EVIDENCE += ("region_view", *(REGION + name for name in PHOTO_EVIDENCE))  # a framed photo's view (null: none)
 
 
 class QueryError(Exception):
@@ -419,6 +420,7 @@ def describe(plan: Plan, verify_settings: VerifySettings) -> dict[str, Any]:
         rule["min_region_cosine"] = decided.min_region_cosine
     if decided.photo_checked:
         rule["photo"] = {key: getattr(verify_settings, key) for key in PHOTO_RULE}
+        rule["photo"]["framed_photos"] = decided.framed is not None  # a framed photo compared in its image's place
     elif decided.dim:
         rule["min_cosine"] = decided.min_cosine
     return rule

@@ -90,6 +90,8 @@ CERTAINTIES = ("certain", "clear", "borderline")
 EVIDENCE = ("cosine", "inliers", "inlier_ratio", "structure", "tile_agreement", "colour_change", "distance",
             "thumb_distance")  # fmt: skip
 LISTING_FIELDS = ("title", "seller", "price", "in_stock", "seller_ratings", "keep", "rank")
+COMPARED = {"images": "images", "a": "a's framed photo", "b": "b's framed photo", "both": "framed photos"}
+"""How a photo pair's comparison that kept it reads in the table (:meth:`PhotoRule.deciding`)."""
 
 
 def _column(frame: DataFrame, name: str, kind: str) -> Column:
@@ -99,14 +101,14 @@ def _column(frame: DataFrame, name: str, kind: str) -> Column:
 
 def _photo_column(frame: DataFrame) -> Column:
     """``frame.photo`` with every :data:`dedup.photomatch.SCORE_FIELDS` field, null where an output
-    from an older version lacks one (``sharpness_gap`` before issue 14 phase 8)."""
+    from an older version lacks one (``sharpness_gap`` before issue 14 phase 8, the framed photo's
+    ``region_*`` view before phase 9)."""
     if "photo" not in frame.columns:
         return F.lit(None).cast(photomatch.SCORES_SCHEMA)
     photo, recorded = F.col("photo"), set(frame.schema["photo"].dataType.names)
-    for name, kind in photomatch.SCORE_FIELDS:
-        if name not in recorded:
-            photo = photo.withField(name, F.lit(None).cast(kind))
-    return photo
+    fields = [(photo[name] if name in recorded else F.lit(None)).cast(kind).alias(name)
+              for name, kind in photomatch.SCORE_FIELDS]  # fmt: skip
+    return F.when(photo.isNotNull(), F.struct(*fields))
 
 
 def check_margins(
@@ -173,10 +175,12 @@ def group_table(
     max_members: int,
     max_pairs: int,
     checks: dict[str, list[tuple[str, Column]]],
+    photo_rule: PhotoRule,
 ) -> tuple[DataFrame, DataFrame]:
     """One row per group: its sort keys, certainty, members (with listing data and thumbnails) and
-    pairs (with their evidence); and the sort keys alone (group_id, group_size, min_margin,
-    methods, certainty), which make no thumbnails."""
+    pairs (with their evidence: a photo pair's scores are those of the comparison that kept it,
+    the images' or a framed photo's, :meth:`dedup.photomatch.PhotoRule.deciding`); and the sort
+    keys alone (group_id, group_size, min_margin, methods, certainty), which make no thumbnails."""
     for table in ("groups", "pairs", "images"):
         if not path_exists(spark, f"{out_dir}/{table}"):
             raise ReportError(f"not a job output: {out_dir}/{table} does not exist")
@@ -196,6 +200,8 @@ def group_table(
     raw = raw.select("a", "b", "method", "distance", "flipped", "thumb_distance",
                      _column(raw, "cosine", "double").alias("cosine"),
                      _photo_column(raw).alias("photo"))  # fmt: skip
+    view, shown = photo_rule.deciding(F.col("photo"))
+    raw = raw.withColumn("compared", F.when(F.col("method") == "photo", view)).withColumn("photo", shown)
     pairs = (
         certainty_columns(raw, checks)
         .join(side_a, "a")
@@ -204,7 +210,7 @@ def group_table(
     )
     photo = F.col("photo")
     pair = F.struct(
-        F.col("margin").alias("k1"), "a", "b", "method", "cosine",
+        F.col("margin").alias("k1"), "a", "b", "method", "compared", "cosine",
         photo["inliers"].alias("inliers"), photo["inlier_ratio"].alias("inlier_ratio"),
         photo["structure"].alias("structure"), photo["tile_agreement"].alias("tile_agreement"),
         photo["colour_change"].alias("colour_change"),
@@ -444,7 +450,7 @@ def _group_html(group: Row, thumbs_dir: Path) -> str:
     if group["group_size"] > len(group["members"]):
         parts.append(f"<p>{group['group_size'] - len(group['members'])} more listings not shown</p>")
     parts.append(
-        '<table class="pairs"><tr><th>a</th><th>b</th><th>method</th><th>cosine</th><th>inliers</th>'
+        '<table class="pairs"><tr><th>a</th><th>b</th><th>method</th><th>compared</th><th>cosine</th><th>inliers</th>'
         "<th>inlier ratio</th><th>structure</th><th>tiles</th><th>colour change</th><th>dHash distance</th>"
         "<th>thumb distance</th><th>flipped</th><th>margin</th></tr>"
     )
@@ -453,7 +459,8 @@ def _group_html(group: Row, thumbs_dir: Path) -> str:
         cells = "".join(_evidence_cell(p[check], check, m, 4 if check == "thumb_distance" else 3) for check in EVIDENCE)
         parts.append(
             f'<tr class="pair" data-method="{e(p["method"])}"><td>{e(p["a"])}</td><td>{e(p["b"])}</td>'
-            f"<td>{e(p['method'])}</td>{cells}<td>{'yes' if p['flipped'] else ''}</td>"
+            f"<td>{e(p['method'])}</td><td>{e(COMPARED.get(p['compared'], ''))}</td>{cells}"
+            f"<td>{'yes' if p['flipped'] else ''}</td>"
             f"<td>{_number(p['margin'], 2)}</td></tr>"
         )
     parts.append("</table>")
@@ -533,7 +540,7 @@ def write_report(
         PhotoRule.of(settings.verify), settings.hash.max_distance, settings.verify.max_thumb_distance,
         embedding.get("min_cosine"),
     )  # fmt: skip
-    groups, keys = group_table(spark, out_dir, side, max_members, max_pairs, checks)
+    groups, keys = group_table(spark, out_dir, side, max_members, max_pairs, checks, PhotoRule.of(settings.verify))
     keys = keys.persist()
     by_certainty = {r["certainty"]: r["count"] for r in keys.groupBy("certainty").count().collect()}
     by_signal = {

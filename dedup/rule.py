@@ -43,7 +43,7 @@ import dataclasses
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from dedup import embed, knn
+from dedup import content, embed, knn
 from dedup.photomatch import FitGate, PhotoRule
 from dedup.settings import CosineSettings, EmbedSettings, HashSettings, Settings, VerifySettings
 
@@ -92,6 +92,7 @@ class Rule:
     min_cosine: float | None  # the cosine rule: duplicates at or above this (None: no embeddings)
     exclude_same_family: bool  # same-family pairs set apart (verify.exclude_same_family)
     min_region_cosine: float  # framed photos: regions under this cosine refuse (verify.min_region_cosine)
+    framed: EmbedSettings | None = None  # the photo check compares framed photos too, found at these settings
 
     @classmethod
     def of(cls, settings: Settings, dim: int) -> Rule:
@@ -118,6 +119,7 @@ class Rule:
             photo_max_distance=verify_settings.photo_max_distance, floor=floor, min_cosine=min_cosine,
             exclude_same_family=verify_settings.exclude_same_family,
             min_region_cosine=verify_settings.min_region_cosine,
+            framed=embed_settings if photo and content.region_on(embed_settings) else None,
         )  # fmt: skip
 
     @property

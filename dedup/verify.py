@@ -114,7 +114,7 @@ def score_pairs(
     if rule.photo is not None:
         if images is None:
             raise ValueError("the photo check needs the images: pass images to score_pairs")
-        scored = _with_photo_scores(scored, images, rule.photo_gate(), rule.fit_gate(), described)
+        scored = _with_photo_scores(scored, images, rule, described)
     else:
         scored = scored.withColumn("photo", F.lit(None).cast(photomatch.SCORES_SCHEMA))
     return scored.select(
@@ -135,28 +135,32 @@ def kept_pairs(scored: DataFrame, rule: Rule) -> Verified:
     )
 
 
-def describe_images(images: DataFrame) -> DataFrame:
+def describe_images(images: DataFrame, rule: Rule) -> DataFrame:
     """(id, described, image_bytes): each image's :class:`dedup.photomatch.Description` (decode,
-    downscale, keypoints and descriptors of the image and its mirror; :data:`DESCRIBED_SCHEMA`),
-    computed once per image, next to its bytes for the pairs whose fit leaves a comparison to run;
-    write it out before :func:`score_pairs` reads it for both sides of every pair."""
-    return images.select("id", photomatch.describe_udf()("image_bytes").alias("described"), "image_bytes")
+    downscale, keypoints and descriptors of the image and its mirror, and of the photo it frames
+    where ``rule.framed``; :data:`DESCRIBED_SCHEMA`), computed once per image, next to its bytes
+    for the pairs whose fit leaves a comparison to run; write it out before :func:`score_pairs`
+    reads it for both sides of every pair."""
+    described = photomatch.describe_udf(rule.framed)("image_bytes")
+    return images.select("id", described.alias("described"), "image_bytes")
 
 
-def _with_photo_scores(
-    scored: DataFrame, images: DataFrame, gate: Column, fit_gate: photomatch.FitGate, described: DataFrame | None
-) -> DataFrame:
+def _with_photo_scores(scored: DataFrame, images: DataFrame, rule: Rule, described: DataFrame | None) -> DataFrame:
     """``photo``: the :mod:`dedup.photomatch` scores of each pair that is not byte-identical and
-    passes ``gate`` (null for the others: not checked, not kept), in one pass over the pairs
-    (:func:`dedup.photomatch.pair_udf`): the fit from both images' stored descriptions
+    passes ``rule.photo_gate()`` (null for the others: not checked, not kept), in one pass over
+    the pairs (:func:`dedup.photomatch.pair_udf`): the fit from both images' stored descriptions
     (``described``, from :func:`describe_images`), and only for the pairs whose fit reaches
-    ``fit_gate``, the comparison of their pixels; the others keep their fit scores
-    (``weak_fit``, ``no_fit``). Each side is joined once; ``a``'s without its mirror keypoints
-    (the fit uses ``b``'s only), so a pair carries about 1.5 descriptions, not 2."""
-    described = describe_images(images) if described is None else described
-    checked = (F.col("method") != "exact") & gate
+    ``rule.fit_gate()``, the comparison of their pixels; the others keep their fit scores
+    (``weak_fit``, ``no_fit``). A framed photo's view is scored the same way. Each side is joined
+    once; ``a``'s without its mirror keypoints (the fit uses ``b``'s only), so a pair carries
+    about 1.5 descriptions, not 2."""
+    described = describe_images(images, rule) if described is None else described
+    checked = (F.col("method") != "exact") & rule.photo_gate()
     scored = scored.withColumn("checked", checked)
-    fields = {"a": ("direct", "reason", "image_bytes"), "b": ("direct", "mirror", "reason", "image_bytes")}
+    fields = {
+        "a": ("direct", "reason", "region_direct", "region_box", "image_bytes"),
+        "b": ("direct", "mirror", "reason", "region_direct", "region_mirror", "region_box", "image_bytes"),
+    }
     for name, names in fields.items():
         side = described.select(
             F.col("id").alias(f"photo_id_{name}"),
@@ -165,6 +169,6 @@ def _with_photo_scores(
         on = F.col("checked") & (F.col(f"id_{name}") == F.col(f"photo_id_{name}"))
         scored = scored.join(side, on, "left")
     a, b = (F.struct(*(F.col(f"{f}_{name}").alias(f) for f in names)) for name, names in fields.items())
-    photo = F.when(F.col("checked"), photomatch.pair_udf(fit_gate)(a, b))
+    photo = F.when(F.col("checked"), photomatch.pair_udf(rule.fit_gate())(a, b))
     extra = ["checked", *(f"{f}_{name}" for name, names in fields.items() for f in names), "photo_id_a", "photo_id_b"]
     return scored.withColumn("photo", photo).drop(*extra)

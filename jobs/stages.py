@@ -251,7 +251,7 @@ def verify_stage(found: CandidatesResult, made: FeaturesResult, work: str, out: 
         # the per-image part of the photo check, once per image that is in some candidate pair
         pair_ids = spark.read.parquet(found.pairs_path)
         pair_ids = pair_ids.select(F.col("id_a").alias("id")).union(pair_ids.select(F.col("id_b").alias("id")))
-        described = verification.describe_images(photos.join(pair_ids.distinct(), "id", "left_semi"))
+        described = verification.describe_images(photos.join(pair_ids.distinct(), "id", "left_semi"), found.rule)
         described = materialise(described, f"{work}/described")
     scored = verification.score_pairs(spark.read.parquet(found.pairs_path), found.items, found.rule, photos, described)
     scored = materialise(scored, f"{work}/scored")  # the photo check runs once, here

@@ -17,7 +17,7 @@ from dedup.cosine import cosines, decode
 from dedup.devkit import edits
 from dedup.devkit.imageserver import ImageServer
 from dedup.devkit.synth import image_names, image_url_str, jpeg_bytes, product_image, write_catalog_csv
-from dedup.photomatch import PhotoRule
+from dedup.photomatch import FRAMED_EVIDENCE, REGION, PhotoRule
 from dedup.settings import default_table
 from jobs.dedup_job import run_job
 
@@ -146,6 +146,12 @@ def test_a_banner_copy_becomes_a_candidate_of_its_original_at_the_defaults(spark
         assert frozenset((f"ORIG{seed}", f"BANNER{seed}")) in found
     scored = spark.read.parquet(f"{out}/candidates").collect()
     assert all(r["cosine"] is not None and r["cosine"] >= 0.5 for r in scored if r["method"] != "exact")
+    rule = PhotoRule.of(default_table("verify"))
+    for seed in (11, 12):  # the photo check compares the banner's framed photo with the original, and keeps it
+        pair = next(r for r in scored if {r["a"], r["b"]} == {f"ORIG{seed}", f"BANNER{seed}"})
+        photo = pair["photo"].asDict()
+        assert photo["region_view"] in ("a", "b") and photo[REGION + "reason"] is None, photo
+        assert not rule.failing(photo, REGION) and pair["duplicate"], photo
 
     off = str(tmp_path / "off")
     run_job(spark, load_config(None, [*BASE, "embed.region=false"]), banner_catalog, off, echo=False)
@@ -157,12 +163,16 @@ def test_a_banner_copy_becomes_a_candidate_of_its_original_at_the_defaults(spark
 def test_two_products_in_one_template_are_refused_by_their_framed_photos(spark, banner_run):
     """At the defaults, a pair whose images both frame a photo is decided by the framed photos too:
     two products pasted into one template fit and compare as one photograph on the template, and
-    are refused by their regions' cosine; the same product in that template is kept."""
+    are refused by the framed photos' own fit (the photo check's framed view) and by their
+    regions' cosine; the same product in that template is kept."""
     scored = {frozenset((r["a"], r["b"])): r for r in spark.read.parquet(f"{banner_run}/candidates").collect()}
     rule = PhotoRule.of(default_table("verify"))
     for other in ("TEMPLATE21", "TEMPLATE21B"):
         pair = scored[frozenset((other, "TEMPLATE22"))]
-        assert rule.decide(pair["photo"].asDict()), pair  # the photo check alone would keep it
+        photo = pair["photo"].asDict()
+        assert photo["reason"] is None and not rule.failing(photo), pair  # the whole images pass as one photograph
+        assert photo["region_view"] == "both" and photo["region_matches"] >= FRAMED_EVIDENCE, pair
+        assert "inlier_ratio" in rule.failing(photo, REGION) and not rule.decide(photo), pair  # ... their photos do not
         assert pair["region_cosine"] < 0.5 and not pair["duplicate"], pair
     same = scored[frozenset(("TEMPLATE21", "TEMPLATE21B"))]
     assert same["region_cosine"] > 0.9 and same["duplicate"] and same["method"] == "photo", same

@@ -21,6 +21,9 @@ from dedup.photomatch import (
     AT_MOST,
     BLURRED,
     DEFAULT_RULE,
+    FRAMED_EVIDENCE,
+    REGION,
+    REGION_FIELDS,
     SCORE_FIELDS,
     SCORES_SCHEMA,
     FeatureCache,
@@ -274,6 +277,74 @@ def test_the_blurred_bound_reads_alike_in_the_rules_three_forms(spark) -> None:
                                                   T.StructField("s", SCORES_SCHEMA)]))  # fmt: skip
     column = structs.select("i", DEFAULT_RULE.column(F.col("s")).alias("same")).orderBy("i").collect()
     assert [r["same"] for r in column] == decided
+
+
+def test_the_framed_view_reads_alike_in_the_rules_three_forms(spark) -> None:
+    """A framed photo's view (``region_*``) keeps a pair the images' own scores do not; where both
+    images frame a photo, those photos' fit refuses the images' pass when it has
+    :data:`FRAMED_EVIDENCE` matches or more at a ratio short of the bound. :meth:`~PhotoRule.decide`,
+    :meth:`~PhotoRule.frame`, :meth:`~PhotoRule.column` and :meth:`~PhotoRule.deciding` agree."""
+    fit = {"reason": None, "inliers": 40, "matches": 50, "inlier_ratio": 0.8, "structure": 0.95,
+           "tile_agreement": 0.9, "colour_change": 0.02, "sharpness_gap": 0.0}  # fmt: skip
+    weak = {**fit, "reason": "weak_fit", "inliers": 6, "inlier_ratio": 0.2, "structure": None,
+            "tile_agreement": None, "colour_change": None}  # fmt: skip
+    few = {**weak, "matches": FRAMED_EVIDENCE - 1, "inliers": 2}  # too few matches to say anything
+    region = lambda view, scores: {"region_view": view, **{REGION + k: scores.get(k) for k in REGION_FIELDS}}  # noqa: E731
+    cases = [  # (the pair's scores, kept, the view that keeps it)
+        (fit, True, "images"),
+        (weak, False, None),
+        ({**weak, **region("b", fit)}, True, "b"),  # a banner: its framed photo fits the original
+        ({**fit, **region("a", weak)}, True, "images"),  # one framed side: the images' pass stands
+        ({**fit, **region("both", weak)}, False, None),  # one template, two products: their photos refuse
+        ({**fit, **region("both", few)}, True, "images"),
+        ({**weak, **region("both", fit)}, True, "both"),
+        ({**fit, "colour_change": 0.5, **region("a", {**fit, "colour_change": 0.5})}, False, None),
+    ]
+    rows = [scores for scores, _, _ in cases]
+    decided = [DEFAULT_RULE.decide(row) for row in rows]
+    assert decided == [kept for _, kept, _ in cases]
+    frame = pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS])
+    assert list(DEFAULT_RULE.frame(frame)) == decided
+    structs = spark.createDataFrame([(i, row) for i, row in enumerate(rows)],
+                                    T.StructType([T.StructField("i", T.IntegerType()),
+                                                  T.StructField("s", SCORES_SCHEMA)]))  # fmt: skip
+    view, shown = DEFAULT_RULE.deciding(F.col("s"))
+    column = structs.select("i", DEFAULT_RULE.column(F.col("s")).alias("same"), view.alias("view"),
+                            shown["inliers"].alias("inliers")).orderBy("i").collect()  # fmt: skip
+    assert [r["same"] for r in column] == decided
+    assert [r["view"] for r in column] == [view for _, _, view in cases]
+    assert column[2]["inliers"] == fit["inliers"] and column[1]["inliers"] == weak["inliers"]
+
+
+def banner_of(original: np.ndarray) -> np.ndarray:
+    """``original`` shrunk and pasted into a wide grey frame with two dark text bars beside it."""
+    frame = np.full((300, 600, 3), 240, np.uint8)
+    frame[60:240, 40:220] = np.asarray(Image.fromarray(original).resize((180, 180)))
+    frame[100:130, 300:560] = 30
+    frame[160:180, 300:500] = 60
+    return frame
+
+
+def test_a_banner_is_matched_through_the_photo_it_frames() -> None:
+    """With the content-region finder, a banner's description carries its framed photo's, which
+    survives storage; the banner and its original fit too weakly as whole images, and the framed
+    photo in the banner's place fits and compares as the same photograph."""
+    from dedup.photomatch import DESCRIBED_SCHEMA, _described_row, _loaded, box_finder, describe_bytes, score_described
+
+    find = box_finder(default_table("embed"))
+    original = np.asarray(product_image(6))
+    data = [jpeg_bytes(Image.fromarray(image)) for image in (original, banner_of(original))]
+    plain, framed = (describe_bytes(d, find) for d in data)
+    assert plain.region is None and framed.region is not None and describe_bytes(data[1]).region is None
+    stored = _described_row(framed)
+    again = _loaded(*(stored[name] for name in DESCRIBED_SCHEMA.names))
+    assert again.box == framed.box and again.region.shape == framed.region.shape
+    scores = score_described(plain, again, *data, DEFAULT_RULE.fit_gate())
+    assert scores == score_described(plain, framed, *data, DEFAULT_RULE.fit_gate())
+    assert scores["reason"] == "weak_fit" and scores["region_view"] == "b", scores
+    assert scores[REGION + "reason"] is None and not DEFAULT_RULE.failing(scores, REGION) and decide(scores), scores
+    alone = score_described(plain, describe_bytes(data[1]), *data, DEFAULT_RULE.fit_gate())
+    assert alone["region_view"] is None and not decide(alone)
 
 
 def test_a_description_keeps_its_sharpness_and_refuses_another_version() -> None:

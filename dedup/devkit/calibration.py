@@ -21,7 +21,7 @@ import pyarrow.dataset as ds
 
 from dedup.config import job_settings_of
 from dedup.devkit.metrics import edge_components, score_groups
-from dedup.photomatch import AT_LEAST, AT_MOST, BLURRED, PhotoRule
+from dedup.photomatch import AT_LEAST, AT_MOST, BLURRED, REGION, PhotoRule
 from dedup.settings import VerifySettings, typed
 
 GRID: dict[str, tuple[float, ...]] = {
@@ -33,18 +33,25 @@ GRID: dict[str, tuple[float, ...]] = {
 }
 RULE_FIELDS = tuple(dict.fromkeys([*AT_LEAST, *AT_MOST, *BLURRED]))
 """The score fields a :class:`PhotoRule` reads (a run's, replayed over its candidates)."""
+VIEW_FIELDS = tuple(REGION + field for field in (*RULE_FIELDS, "matches"))
+"""... and those of the framed-photo view (the ratio-test matches: where both frame a photo)."""
 
 
 def load_candidates(job: Path) -> pd.DataFrame:
-    """Candidate pairs (a, b, exact), their photo scores, one column per score, and their
+    """Candidate pairs (a, b, exact), their photo scores, one column per score (the framed-photo
+    view's too, and the ``reason``, ``region_view`` and ``region_reason`` strings; None where a run
+    did not record them), whether the photo check scored them (``scored``), and their
     ``region_cosine`` (NaN unless both images frame a photo, or for a run that did not record it)."""
     recorded = ds.dataset(job / "candidates").schema.names
     columns = ["a", "b", "method", "photo", *(["region_cosine"] if "region_cosine" in recorded else [])]
     frame = pd.read_parquet(job / "candidates", columns=columns)
     scores = pd.DataFrame([p if p is not None else {} for p in frame["photo"]], index=frame.index)
     out = pd.DataFrame({"a": frame["a"], "b": frame["b"], "exact": frame["method"] == "exact"})
-    for field in RULE_FIELDS:
+    out["scored"] = frame["photo"].notna()
+    for field in (*RULE_FIELDS, *VIEW_FIELDS):
         out[field] = scores[field].astype(float) if field in scores else np.nan
+    for field in ("reason", "region_view", REGION + "reason"):
+        out[field] = scores.get(field)
     out["checked"] = scores["reason"].isna() & frame["photo"].notna() if "reason" in scores else False
     out["weak_fit"] = scores["reason"].eq("weak_fit") if "reason" in scores else False
     out["region_cosine"] = frame["region_cosine"].astype(float) if "region_cosine" in frame else np.nan
@@ -57,12 +64,13 @@ def components(pairs: pd.DataFrame) -> list[list[str]]:
 
 
 def kept(candidates: pd.DataFrame, rule: PhotoRule, min_region_cosine: float) -> pd.Series:
-    """Byte-identical pairs, and checked pairs whose scores pass ``rule`` (the job's photo check
-    over columns: a missing score fails an at-least bound and passes no at-most bound) and whose
-    framed photos, where both images have one, reach ``min_region_cosine`` (the job's
-    ``verify.min_region_cosine``, :meth:`dedup.rule.Rule.regions_agree`; -1: every pair)."""
+    """Byte-identical pairs, and scored pairs whose scores pass ``rule`` (the job's photo check
+    over columns, :meth:`dedup.photomatch.PhotoRule.frame`: a missing score fails an at-least
+    bound and passes no at-most bound) and whose framed photos, where both images have one, reach
+    ``min_region_cosine`` (the job's ``verify.min_region_cosine``,
+    :meth:`dedup.rule.Rule.regions_agree`; -1: every pair)."""
     regions_agree = candidates["region_cosine"].isna() | (candidates["region_cosine"] >= min_region_cosine)
-    return candidates["exact"] | (candidates["checked"] & rule.frame(candidates) & regions_agree)
+    return candidates["exact"] | (candidates["scored"] & rule.frame(candidates) & regions_agree)
 
 
 def run_verify(job: Path) -> VerifySettings:
