@@ -863,8 +863,9 @@ class PhotoRule:
     :data:`SCORES_SCHEMA` column, :meth:`frame` over a pandas frame of score columns. A pair with
     a ``reason`` (not compared) is no match; a missing score fails an at-least bound and passes no
     at-most bound. Where an image frames a smaller photo, the pair also passes with that photo in
-    its image's place (the :data:`REGION` scores), and where both do, the two framed photos'
-    fit may refuse the images' own pass (:meth:`decide`)."""
+    its image's place (the :data:`REGION` scores); where both do, the framed photos decide only
+    when the images do not fit as one photograph, and their fit may refuse the images' pass
+    (:meth:`decide`)."""
 
     at_least: tuple[tuple[str, float], ...]  # (score field, the least it may be)
     at_most: tuple[tuple[str, float], ...]  # (score field, the most it may be)
@@ -919,8 +920,10 @@ class PhotoRule:
     def decide(self, scores: Mapping[str, Any]) -> bool:
         """Same photograph, from one pair's scores (:func:`match_scores`, :func:`score_described`):
         the images pass the bounds, or with a framed photo in its image's place (``region_view``)
-        they do. Where both frame a photo, the images' own pass does not count when the two framed
-        photos' fit contradicts it: :data:`FRAMED_EVIDENCE` matches or more, short of the ratio."""
+        they do. Where both frame a photo, the images decide when they fit as one photograph (one
+        template: its own pictures match whatever is pasted into it), and their pass does not
+        count when the two framed photos' fit contradicts it (:data:`FRAMED_EVIDENCE` matches or
+        more, short of the ratio); the framed photos decide when the images do not fit."""
 
         def passes(prefix: str) -> bool:
             return scores.get(prefix + "reason") is None and not self.failing(scores, prefix)
@@ -928,9 +931,12 @@ class PhotoRule:
         view = scores.get("region_view")
         if view is None:
             return passes("")
+        if view != "both":
+            return passes("") or passes(REGION)
+        if scores.get("reason") is not None:  # two frames that do not fit as one photograph: their photos decide
+            return passes(REGION)
         evidence = (scores.get(REGION + "matches") or 0) >= FRAMED_EVIDENCE
-        contradicted = view == "both" and evidence and "inlier_ratio" in self.failing(scores, REGION)
-        return (passes("") and not contradicted) or passes(REGION)
+        return passes("") and not (evidence and "inlier_ratio" in self.failing(scores, REGION))
 
     def _views(self, value: Callable[[str, float], Any], is_null: Callable[[str], Any], both: Any) -> tuple[Any, Any]:
         """(the images pass, the framed photo's view passes): :meth:`decide` over columns, with
@@ -945,7 +951,7 @@ class PhotoRule:
 
         ratio_holds = dict(self._bounds(value, REGION))["inlier_ratio"]
         contradicted = both & (value(REGION + "matches", 0.0) >= FRAMED_EVIDENCE) & ~ratio_holds
-        return passes("") & ~contradicted, ~is_null("region_view") & passes(REGION)
+        return passes("") & ~contradicted, ~is_null("region_view") & passes(REGION) & (~both | ~is_null("reason"))
 
     def _column_views(self, scores: Column) -> tuple[Column, Column]:
         return self._views(

@@ -281,8 +281,9 @@ def test_the_blurred_bound_reads_alike_in_the_rules_three_forms(spark) -> None:
 
 def test_the_framed_view_reads_alike_in_the_rules_three_forms(spark) -> None:
     """A framed photo's view (``region_*``) keeps a pair the images' own scores do not; where both
-    images frame a photo, those photos' fit refuses the images' pass when it has
-    :data:`FRAMED_EVIDENCE` matches or more at a ratio short of the bound. :meth:`~PhotoRule.decide`,
+    images frame a photo, the framed photos decide only if the images do not fit as one, and
+    their fit refuses the images' pass when it has :data:`FRAMED_EVIDENCE` matches or more at a
+    ratio short of the bound. :meth:`~PhotoRule.decide`,
     :meth:`~PhotoRule.frame`, :meth:`~PhotoRule.column` and :meth:`~PhotoRule.deciding` agree."""
     fit = {"reason": None, "inliers": 40, "matches": 50, "inlier_ratio": 0.8, "structure": 0.95,
            "tile_agreement": 0.9, "colour_change": 0.02, "sharpness_gap": 0.0}  # fmt: skip
@@ -297,7 +298,8 @@ def test_the_framed_view_reads_alike_in_the_rules_three_forms(spark) -> None:
         ({**fit, **region("a", weak)}, True, "images"),  # one framed side: the images' pass stands
         ({**fit, **region("both", weak)}, False, None),  # one template, two products: their photos refuse
         ({**fit, **region("both", few)}, True, "images"),
-        ({**weak, **region("both", fit)}, True, "both"),
+        ({**weak, **region("both", fit)}, True, "both"),  # two templates: the framed photos decide
+        ({**fit, "colour_change": 0.5, **region("both", fit)}, False, None),  # one template, its own picture framed
         ({**fit, "colour_change": 0.5, **region("a", {**fit, "colour_change": 0.5})}, False, None),
     ]
     rows = [scores for scores, _, _ in cases]
