@@ -4,12 +4,12 @@ candidates, next to the job's verify stage inside Spark.
 Reads a finished job output run with the photo check (``candidates/``: every scored pair with
 its ``photo`` scores; ``images/``: the bytes; ``manifest.json``). Bare: a seeded sample of
 products and every photo-checked candidate of theirs; each image is described once
-(``photomatch.describe_bytes``: decode, downscale, ORB of the image and its mirror), each pair
-fitted from the two descriptions (``fit_descriptions``), and the pairs whose fit leaves a
-comparison decode both images and compare (``compare_pixels``); process CPU time of each part.
-Per candidate = (describe x images / pairs) + fit + compare x compared share; per product =
-the same totals over the products, the way the job pays them (each image described once, each
-pair once). ``--against FILE``: another version's photomatch.py measured on the same pairs in the
+(``photomatch.describe_bytes``: decode, downscale, ORB of the image and its mirror, and of the
+photo it frames), each pair scored from the two descriptions as the job scores it
+(``score_described``: the fit, and where it leaves a comparison, the pixels decoded and
+compared; a framed photo's view too); process CPU time of each part. Per candidate = (describe
+x images / pairs) + the pair; per product = the same totals over the products, the way the job
+pays them (each image described once, each pair once). ``--against FILE``: another version's photomatch.py measured on the same pairs in the
 same process, and whether every pair's scores are the same. Inside Spark: the verify stage's
 seconds x cores / products (joins and writes included, an upper bound on the photo check's share).
 
@@ -33,39 +33,37 @@ import pyarrow.parquet as pq
 
 from dedup import photomatch
 from dedup.devkit.calibration import load_module
+from dedup.settings import default_table
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def measure(pm: ModuleType, pairs: list[tuple[str, str]], needed: set[str], data: dict, gate: tuple) -> dict[str, Any]:
     """Process CPU seconds of each part of the photo check of ``pm`` (a photomatch module) on
-    ``pairs``, the pairs compared, and every pair's final scores."""
+    ``pairs``, as the job runs it: each image described once (with the photo it frames, where
+    ``pm`` compares framed photos: ``box_finder`` at the defaults' ``embed`` table), each pair
+    fitted and, where the fit leaves a comparison, compared (``score_described``: the framed
+    photo's view too); the pairs compared, those with a framed view, and every pair's scores."""
+    find = pm.box_finder(default_table("embed")) if hasattr(pm, "box_finder") else None
     started = time.process_time()
-    described = {p: pm.describe_bytes(data.get(p)) for p in needed}
+    described = {p: pm.describe_bytes(data.get(p), *([find] if find else [])) for p in needed}
     describe_s = time.process_time() - started
     started = time.process_time()
-    fits = [pm.fit_descriptions(described[a], described[b], gate) for a, b in pairs]
-    fit_s = time.process_time() - started
-    started = time.process_time()
-    scores, compared = [], 0
-    for (a, b), (fitted, matrix) in zip(pairs, fits, strict=True):
-        if matrix is not None:
-            pixels = [pm.decode_for_match(data[p]) for p in (a, b)]
-            fitted = pm.compare_pixels(*pixels, fitted, matrix)
-            compared += 1
-        scores.append(fitted)
-    compare_s = time.process_time() - started
-    return {"describe_s": describe_s, "fit_s": fit_s, "compare_s": compare_s, "compared": compared, "scores": scores}
+    cache = pm.PixelCache()
+    scores = [pm.score_described(described[a], described[b], data.get(a), data.get(b), gate, cache) for a, b in pairs]
+    pairs_s = time.process_time() - started
+    compared = sum(s["reason"] is None for s in scores)
+    framed = sum(s.get("region_view") is not None for s in scores)
+    return {"describe_s": describe_s, "pairs_s": pairs_s, "compared": compared, "framed": framed, "scores": scores}
 
 
 def figures(parts: dict[str, Any], n_images: int, n_pairs: int, pairs_per_product: float) -> dict[str, float]:
     """CPU ms of each part, per pair and per product (each image described once, each pair once)."""
     describe_ms = 1000 * parts["describe_s"] / n_images
-    pair_ms = 1000 * (parts["fit_s"] + parts["compare_s"]) / max(1, n_pairs)
+    pair_ms = 1000 * parts["pairs_s"] / max(1, n_pairs)
     return {
-        "compared_pairs": parts["compared"], "describe_ms_per_image": describe_ms,
-        "fit_ms_per_pair": 1000 * parts["fit_s"] / max(1, n_pairs),
-        "compare_ms_per_compared_pair": 1000 * parts["compare_s"] / max(1, parts["compared"]),
+        "compared_pairs": parts["compared"], "pairs_with_a_framed_view": parts["framed"],
+        "describe_ms_per_image": describe_ms, "ms_per_pair": pair_ms,
         "bare_ms_per_candidate": describe_ms * n_images / max(1, n_pairs) + pair_ms,
         "bare_ms_per_product": describe_ms + pair_ms * pairs_per_product,
     }  # fmt: skip
@@ -107,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         other = measure(against, pairs, needed, data, gate)
         result["against"] = {
             "module": str(args.against), **figures(other, len(needed), len(pairs), len(checked) / job_products),
-            "pairs_with_equal_scores": sum(x == y for x, y in zip(parts["scores"], other["scores"], strict=True)),
+            "pairs_with_equal_scores": sum(all(x.get(k) == v for k, v in y.items())  # the fields both record
+                                           for x, y in zip(parts["scores"], other["scores"], strict=True)),
             "kept": sum(map(photomatch.decide, parts["scores"])),
             "kept_against": sum(map(against.decide, other["scores"])),  # by that version's own rule
         }  # fmt: skip
