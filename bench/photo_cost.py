@@ -9,9 +9,10 @@ photo it frames), each pair scored from the two descriptions as the job scores i
 (``score_described``: the fit, and where it leaves a comparison, the pixels decoded and
 compared; a framed photo's view too); process CPU time of each part. Per candidate = (describe
 x images / pairs) + the pair; per product = the same totals over the products, the way the job
-pays them (each image described once, each pair once). ``--against FILE``: another version's photomatch.py measured on the same pairs in the
-same process, and whether every pair's scores are the same. Inside Spark: the verify stage's
-seconds x cores / products (joins and writes included, an upper bound on the photo check's share).
+pays them (each image described once, each pair once). ``--against FILE``: another version's
+photomatch.py measured on the same pairs in the same process, and whether every pair's scores
+are the same (over the fields both record). Inside Spark: the verify stage's seconds x cores /
+products (joins and writes included, an upper bound on the photo check's share).
 
     .venv/bin/python bench/photo_cost.py bench-out/dev-knn/job/default --products 400
     git show 64ad9b5~1:dedup/photomatch.py > /tmp/photomatch-before.py
