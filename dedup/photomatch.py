@@ -13,9 +13,8 @@ the geometry of local detail. :func:`match_scores` measures it:
    more inliers kept, and a RANSAC homography where it holds :data:`PERSPECTIVE_GAIN` times as
    many (a copy in perspective); the side with more inliers wins.
    ``inliers`` and ``inlier_ratio`` (inliers / ratio-test matches) measure the fit.
-3. ``b`` warped onto ``a`` with the fit (with a homography, under the affine map, and under the
-   homography too where the affine map leaves them short of :data:`ALIGNED`, the better-aligned
-   kept); ``structure`` is the correlation of their band-pass
+3. ``b`` warped onto ``a`` with the fit (with a homography, under it and under the affine map,
+   the better-aligned kept); ``structure`` is the correlation of their band-pass
    (difference of Gaussians) images over the products' shared interior, silhouette edges left out:
    the same photo keeps its print, folds and shading after a hue shift or greyscale; another
    photo of the same cut does not. ``tile_agreement``: the share of textured 32-pixel tiles where
@@ -84,10 +83,8 @@ RATIO = 0.8  # Lowe's ratio test
 RANSAC_PIXELS = 4.0  # reprojection tolerance, at MAX_SIDE scale
 MAX_ANISOTROPY = 1.4  # the fit may scale one direction this much more than the other (a stretch, a shear)
 MAX_PERSPECTIVE = 0.25  # a homography may change the scale across the matched points by this share (0: affine only)
-PERSPECTIVE_GAIN = 1.0  # ... and is kept only with this many times the affine map's inliers (1: as many; 1.1 before
-# issue 14 phase 10, which left mild perspective to the affine map, a few pixels off at the corners)
+PERSPECTIVE_GAIN = 1.1  # ... and is kept only with this many times the affine map's inliers
 PERSPECTIVE_FROM = 0.35  # ... and is fitted only where the affine map holds this share of the matches
-ALIGNED = (0.95, 0.05)  # structure, colour change: under the affine map this close, a homography is not compared too
 DOG_SIGMAS = (1.5, 4.0)  # the band the structure is compared in (pixels at MAX_SIDE scale)
 TRIM = 0.1  # share of worst-fitting pixels the structure correlation leaves out
 TILE = 32  # pixels a side of the tiles the structure is also checked in
@@ -333,12 +330,10 @@ def _fit(a: Keypoints | Features, b: Keypoints | Features, at_least: int = 0) ->
     fitted too (:func:`_perspective`), where the affine map holds :data:`PERSPECTIVE_FROM` of the
     matches already (a copy in perspective is still a fair affine fit; a look-alike's matches are
     mostly noise, on which a homography's RANSAC would run its full iterations for nothing). When
-    it holds :data:`PERSPECTIVE_GAIN` times the inliers (as many), both maps are returned, the
-    homography first, and the comparison keeps the one that aligns the two images better, trying
-    the homography only where the affine map leaves them misaligned (:func:`_compare`): more
-    inliers alone do not make a better map (a homography fitted to a stretched copy's matches can
-    bend the parts where it has none), and a mild perspective, which the affine map holds within
-    :data:`RANSAC_PIXELS`, still leaves its corners a few pixels off, enough to miss their colours.
+    it holds :data:`PERSPECTIVE_GAIN` times the inliers, both maps are returned, the homography
+    first, and the comparison keeps the one that aligns the two images better (:func:`_compare`):
+    more inliers alone do not make a better map (a homography fitted to a stretched copy's
+    matches can bend the parts where it has none).
 
     A fit that cannot have more than ``at_least`` inliers (its matches are no more) is not run:
     ``(0, matches, None)``; nor is the affine map when the similarity already holds every match."""
@@ -362,8 +357,7 @@ def _fit(a: Keypoints | Features, b: Keypoints | Features, at_least: int = 0) ->
     if affine is None:
         return 0, len(query), None
     if (MAX_PERSPECTIVE and len(query) >= 4  # a homography needs 4 matches
-            and PERSPECTIVE_FROM * len(query) <= inliers < len(query)  # the affine map leaves matches out
-            and len(query) >= PERSPECTIVE_GAIN * inliers):  # fmt: skip
+            and PERSPECTIVE_FROM * len(query) <= inliers and len(query) >= PERSPECTIVE_GAIN * inliers):  # fmt: skip
         homography = _perspective(src, dst, inliers)
         if homography is not None:
             return homography[0], len(query), (homography[1], affine)
@@ -687,14 +681,10 @@ def _colour_change(
 
 
 def _compare(a: Picture, b: Picture, maps: Maps) -> dict[str, float]:
-    """:func:`_compare_under` the fit's affine map (its last); where the fit has a homography too
-    and the affine map leaves the images short of :data:`ALIGNED`, under the homography as well,
-    the one whose structure correlates better kept (the homography on ties)."""
-    scores = _compare_under(a, b, maps[-1])
-    if len(maps) == 1 or (scores["structure"] >= ALIGNED[0] and scores["colour_change"] <= ALIGNED[1]):
-        return scores
-    other = _compare_under(a, b, maps[0])
-    return other if other["structure"] >= scores["structure"] else scores
+    """:func:`_compare_under` the fit's first map, or where it has two (a homography and the
+    affine map) the one whose structure correlates better (the first on ties)."""
+    compared = [_compare_under(a, b, matrix) for matrix in maps]
+    return max(compared, key=lambda scores: scores["structure"])
 
 
 def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, float]:
