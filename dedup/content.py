@@ -15,7 +15,8 @@ small copy of the image (``embed.region_side`` px on the longer side), cheaply:
 4. the largest remaining block is the content region when its box covers at most
    ``embed.region_max_share`` of the canvas and it looks pasted: a filled rectangle (at least
    ``embed.region_min_fill`` of its box is foreground) or with other blocks (text, buttons, a
-   template) covering at least ``embed.region_min_outside`` of the canvas.
+   template; down to a single word, ``_MIN_PIECE`` of the canvas) covering at least
+   ``embed.region_min_outside`` of the canvas.
 
 An ordinary product photo (one garment on a plain background) is one block of irregular shape
 with nothing around it, and gets no region: on the shared catalog photos about 4% get one
@@ -43,6 +44,7 @@ from dedup.settings import EmbedSettings
 
 _TOLERANCE = 16  # colour distance (max over channels, 0-255) to the row's or column's end within the frame
 _MIN_BLOCK = 0.01  # a block's box covers at least this share of the canvas
+_MIN_PIECE = 0.001  # ... and a piece around it (a word, a button), at least this share
 _MAX_ASPECT = 2.5  # a block longer than this (either way) is a line of text
 _TEXT_LAPLACIAN = 100.0  # mean |Laplacian| of grey 0-255 at the working size above which a block is glyphs
 _MIN_SIDE = 16  # px: a smaller region is not embedded
@@ -104,7 +106,8 @@ def _largest_block(small: np.ndarray, settings: EmbedSettings) -> tuple[int, int
     best = photo_like[np.argmax(bw[photo_like] * bh[photo_like])]
     share = bw[best] * bh[best] / canvas
     fill = area[best] / max(1, bw[best] * bh[best])
-    outside = (area[blocks].sum() - area[best]) / canvas
+    pieces = np.flatnonzero(bw * bh >= _MIN_PIECE * canvas)  # the blocks and the words around them
+    outside = (area[pieces].sum() - area[best]) / canvas
     pasted = fill >= settings.region_min_fill or outside >= settings.region_min_outside
     if share > settings.region_max_share or not pasted:
         return None

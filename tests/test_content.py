@@ -69,6 +69,29 @@ def test_a_large_pad_of_uniform_colour_is_trimmed():
     assert near(content.content_box(np.asarray(canvas), SETTINGS), (250, 120, 474, 344))
 
 
+def light_banner(seed: int, words: int) -> np.ndarray:
+    """``photo(seed)`` on a canvas so light that the photo's own white merges with it (the product
+    is left as one irregular block), with ``words`` short words beside it, none a block alone."""
+    frame = Image.new("RGB", (560, 320), (245, 245, 245))
+    frame.paste(photo(seed), (40, 48))
+    draw = ImageDraw.Draw(frame)
+    spots = [(300, 40), (430, 40), (300, 110), (440, 110), (300, 180), (430, 180)]
+    texts = ["Sale", "New", "Top rated", "-30%", "In stock", "Buy now"]
+    for spot, word in list(zip(spots, texts, strict=True))[:words]:
+        draw.text(spot, word, fill=(30, 30, 30), font=edits._font(16))
+    return np.asarray(frame)
+
+
+@pytest.mark.parametrize("seed", (1, 3, 5))
+def test_a_product_on_a_light_canvas_is_found_by_the_words_around_it(seed):
+    """Each word is far under a block's 1% of the canvas, but together they frame the product
+    (the set's banners on a light canvas); the product alone on that canvas is an ordinary photo."""
+    box = content.content_box(light_banner(seed, 6), SETTINGS)
+    x0, y0, x1, y1 = box or (0, 0, 0, 0)  # inside the pasted photo, within the working size's rounding
+    assert box is not None and x0 >= 34 and y0 >= 42 and x1 <= 40 + 224 + 6 and y1 <= 48 + 224 + 6, box
+    assert content.content_box(light_banner(seed, 0), SETTINGS) is None
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_an_ordinary_product_photo_gets_no_region(seed):
     assert content.content_box(np.asarray(photo(seed)), SETTINGS) is None
