@@ -277,10 +277,10 @@ def describe(pixels: np.ndarray, find_box: Callable[[np.ndarray], Box | None] | 
     mirrored = side.mirrored()
     box = find_box(pixels) if find_box is not None else None
     region = describe(crop(pixels, box)) if box is not None else None
+    if not isinstance(region, Description):  # none framed, or the framed photo too small to describe
+        region, box = None, None
     return Description(side.grey.shape, side.sharpness, Keypoints(side.points, side.descriptors),
-                       Keypoints(mirrored.points, mirrored.descriptors),
-                       region if isinstance(region, Description) else None,
-                       box if isinstance(region, Description) else None)  # fmt: skip
+                       Keypoints(mirrored.points, mirrored.descriptors), region, box)  # fmt: skip
 
 
 _FAISS = None
@@ -1139,16 +1139,19 @@ def compare_pixels(pixels_a: np.ndarray, pixels_b: np.ndarray, scores: dict[str,
 def match_descriptions(
     a: Described,
     b: Described,
-    pixels_a: Callable[[], np.ndarray],
-    pixels_b: Callable[[], np.ndarray],
+    pixels_a: Callable[[], np.ndarray | str],
+    pixels_b: Callable[[], np.ndarray | str],
     gate: FitGate | None = None,
 ) -> dict[str, Any]:
     """:func:`match_scores` from two stored descriptions; the pixels (``pixels_a()``,
-    ``pixels_b()``) are decoded only for a pair whose fit leaves a comparison to run."""
+    ``pixels_b()``: RGB arrays, or why an image cannot be read) are decoded only for a pair whose
+    fit leaves a comparison to run."""
     scores, maps = fit_descriptions(a, b, gate)
     if maps is None:
         return scores
-    return compare_pixels(pixels_a(), pixels_b(), scores, maps)
+    pixels = [pixels_a(), pixels_b()]
+    bad = next((f"{n}:{p}" for n, p in zip("ab", pixels, strict=True) if isinstance(p, str)), None)
+    return _empty(bad) if bad else compare_pixels(*pixels, scores, maps)
 
 
 DESCRIBED_SCHEMA = T.StructType(
@@ -1201,7 +1204,7 @@ def _loaded(
     region = None
     if region_direct is not None:
         region = Description.from_parts(bytes(region_direct), None if region_mirror is None else bytes(region_mirror))
-    box = None if region is None or region_box is None else tuple(region_box)
+    box = None if region is None else region_box  # from_parts makes it a tuple of ints
     return Description.from_parts(bytes(direct), None if mirror is None else bytes(mirror), region, box)
 
 
@@ -1217,18 +1220,6 @@ def region_view(a: Described, b: Described) -> str | None:
     ``b``, ``both``, or None where neither image frames one (:attr:`Description.region`)."""
     framed = tuple(isinstance(side, Description) and side.region is not None for side in (a, b))
     return {(True, False): "a", (False, True): "b", (True, True): "both"}.get(framed)
-
-
-def _scored(a: Described, b: Described, pixels_a: Callable[[], Any], pixels_b: Callable[[], Any],
-            gate: FitGate | None) -> dict[str, Any]:  # fmt: skip
-    """The fit of two descriptions, and where it leaves a comparison, that of ``pixels_a()`` and
-    ``pixels_b()`` (RGB arrays, or why an image cannot be read)."""
-    scores, maps = fit_descriptions(a, b, gate)
-    if maps is None:
-        return scores
-    pixels = [pixels_a(), pixels_b()]
-    bad = next((f"{n}:{p}" for n, p in zip("ab", pixels, strict=True) if isinstance(p, str)), None)
-    return _empty(bad) if bad else compare_pixels(*pixels, scores, maps)
 
 
 def score_described(
@@ -1248,7 +1239,7 @@ def score_described(
     :data:`REGION` prefix: a banner or a screenshot meets its original through the photo it
     frames, and two products pasted into one template are told apart by theirs."""
     cache = cache or PixelCache(size=2)
-    scores = _scored(a, b, lambda: cache.get(bytes_a), lambda: cache.get(bytes_b), gate)
+    scores = match_descriptions(a, b, lambda: cache.get(bytes_a), lambda: cache.get(bytes_b), gate)
     view = region_view(a, b)
     if view is None:
         return scores
@@ -1259,7 +1250,7 @@ def score_described(
         return described.region, lambda: _cropped(cache.get(data), described.box)
 
     (region_a, pixels_a), (region_b, pixels_b) = side(a, bytes_a, view != "b"), side(b, bytes_b, view != "a")
-    region = _scored(region_a, region_b, pixels_a, pixels_b, gate)
+    region = match_descriptions(region_a, region_b, pixels_a, pixels_b, gate)
     return {**scores, "region_view": view, **{REGION + name: region[name] for name in REGION_FIELDS}}
 
 
