@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from dedup.embed import load_embedder, resize_square
+from dedup.embed import embedder_input, load_embedder
 from dedup.features import decoded_features
 from dedup.settings import EmbedSettings, default_table
 
@@ -51,12 +51,13 @@ def read_images(folder: Path, n: int) -> list[bytes]:
     return [p.read_bytes() for p in paths]
 
 
-def bare_round(embedder: Any, blobs: list[bytes], batch: int) -> float:
-    """Seconds to decode, hash, resize and embed every image in this process."""
+def bare_round(embedder: Any, blobs: list[bytes], batch: int, denoise_from: float) -> float:
+    """Seconds to decode, hash, resize (denoise where noisy) and embed every image in this process."""
     started = time.perf_counter()
     for start in range(0, len(blobs), batch):
         decoded = [decoded_features(b, 50_000_000, embedder.input_size)[1] for b in blobs[start : start + batch]]
-        embedder.embed(np.stack([resize_square(p, embedder.input_size) for p in decoded if p is not None]))
+        inputs = [embedder_input(p, embedder.input_size, denoise_from) for p in decoded if p is not None]
+        embedder.embed(np.stack(inputs))
     return time.perf_counter() - started
 
 
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if backend == "vgg16":
             settings = dataclasses.replace(settings, weights=vgg16_test_weights(work))
         embedder = load_embedder(settings)
-        bare_round(embedder, blobs[: args.batch], args.batch)  # warm-up: first calls allocate
+        bare_round(embedder, blobs[: args.batch], args.batch, settings.denoise_from)  # warm-up: first calls allocate
         record: dict[str, Any] = {"device": getattr(embedder, "providers", getattr(embedder, "device", "?")),
                                   "bare_s": [], "spark_s": []}  # fmt: skip
         if spark is not None:
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             staged = stage_model_files(spark, settings)
             record["spark_first_s"] = spark_round(spark, source, f"{work}/features-{backend}", staged)
         for _ in range(args.repeats):
-            record["bare_s"].append(bare_round(embedder, blobs, args.batch))
+            record["bare_s"].append(bare_round(embedder, blobs, args.batch, settings.denoise_from))
             if spark is not None:
                 record["spark_s"].append(spark_round(spark, source, f"{work}/features-{backend}", staged))
         del embedder

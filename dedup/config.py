@@ -94,6 +94,9 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 64,  # images per model call inside a UDF batch
         "dtype": "float16",  # float16 or float32: how embeddings are stored in features/
         "device": "auto",  # auto (the task's GPU if Spark assigned one, else CPU), cpu or gpu
+        # an image whose pixel noise (grey levels, at the model's input size) is this or more is
+        # denoised before it is embedded (embed.embedder_input; issue 14 phase 12); 0: never
+        "denoise_from": 2.0,
         # content region (dedup/content.py): an image that is a frame around a smaller photo (a
         # banner, a screenshot, a large pad) gets a second embedding of that photo alone, searched
         # as its own vector by the kNN (docs/candidates.md); about 4% of catalog photos get one

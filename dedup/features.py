@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dedup import content
-from dedup.embed import cached_embedder, resize_square
+from dedup.embed import cached_embedder, embedder_input
 from dedup.imaging import DecodeError, decode_pixels, dhash_pair, thumbnail
 from dedup.settings import EmbedSettings, FeaturesSettings
 from dedup.vectors import DTYPES, to_bytes
@@ -103,7 +103,7 @@ def _embed_records(records: list[dict[str, Any]], pixels: list[np.ndarray | None
     step = max(1, settings.batch_size)
     for start in range(0, len(inputs), step):
         chunk = inputs[start : start + step]
-        batch = np.stack([resize_square(image, embedder.input_size) for _, _, image in chunk])
+        batch = np.stack([embedder_input(image, embedder.input_size, settings.denoise_from) for _, _, image in chunk])
         for (i, field, _), vector in zip(chunk, embedder.embed(batch), strict=True):
             records[i][field] = to_bytes(vector, settings.dtype)
 

@@ -72,7 +72,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dedup.content import Box, content_box, crop
-from dedup.imaging import DecodeError, decode_pixels
+from dedup.imaging import DecodeError, decode_pixels, noise_level
 from dedup.settings import EmbedSettings, VerifySettings, default_table
 
 MAX_SIDE = 256  # pixels a side the pair is compared at
@@ -595,24 +595,7 @@ def _band_blurred(grey: np.ndarray, extra: float) -> np.ndarray:
     return cv2.GaussianBlur(grey, (0, 0), low) - cv2.GaussianBlur(grey, (0, 0), high)
 
 
-_NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)  # Immerkaer's: blind to ramps
-_NOISE_MEDIAN = 0.6745 * 6.0  # median |kernel response| of unit Gaussian noise (the kernel's norm is 6)
 _BAND_NOISE = 0.15  # standard deviation of :func:`_band` of unit Gaussian pixel noise
-
-
-def _noise_level(grey: np.ndarray, where: np.ndarray) -> float:
-    """Standard deviation (grey levels) of the pixel noise of ``grey`` over ``where``: the median
-    absolute response of Immerkaer's Laplacian difference (flat parts and ramps give 0, so on a
-    product photo the median is the noise; about 0-1 for a clean photo, its sigma for a noisy copy),
-    on every fourth pixel of every fourth row.
-
-    >>> flat, everywhere = np.full((64, 64), 128.0, np.float32), np.ones((64, 64), bool)
-    >>> grain = np.random.default_rng(0).normal(0, 10, flat.shape).astype(np.float32)
-    >>> _noise_level(flat, everywhere), round(_noise_level(flat + grain, everywhere))
-    (0.0, 10)
-    """
-    response = np.abs(cv2.filter2D(grey, cv2.CV_32F, _NOISE_KERNEL)[::4, ::4][where[::4, ::4]])  # 1 pixel in 16
-    return float(np.median(response)) / _NOISE_MEDIAN if len(response) else 0.0
 
 
 def _texture_agrees(band_a: np.ndarray, band_b: np.ndarray, noise: float = 0.0) -> np.ndarray:
@@ -620,7 +603,7 @@ def _texture_agrees(band_a: np.ndarray, band_b: np.ndarray, noise: float = 0.0) 
     in both: flat in both, or textured (standard deviation >= :data:`TILE_ENERGY`) in both and
     correlated (|r| >= :data:`TEXTURE_CORRELATION`; a recolour may turn an edge's sign). An overlay
     adds edges where the photo had none or others; a recolour keeps the folds and the print.
-    ``noise``: the pair's pixel noise (:func:`_noise_level`, the noisier side's); a window is
+    ``noise``: the pair's pixel noise (:func:`dedup.imaging.noise_level`, the noisier side's); a window is
     textured only above :data:`NOISE_TEXTURE` times what that noise leaves in the band, in both
     images alike, so the grain a noisy copy adds to the flat parts is not taken for an overlay."""
     window = (TEXTURE_WINDOW, TEXTURE_WINDOW)
@@ -709,7 +692,7 @@ def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, floa
         noise = 0.0
         if NOISE_TEXTURE:  # the noisier side's grain, over the overlap clear of the warp's edge
             clear = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
-            noise = max(_noise_level(grey_a, clear), _noise_level(grey_b, clear))
+            noise = max(noise_level(grey_a, clear), noise_level(grey_b, clear))
         same_texture = _texture_agrees(*matched, noise) if TEXTURE_WINDOW else None  # 0: every missed pixel counts
         one_sided = None
         if OVERLAY_IMAGE:  # foreground in one image only: where an addition onto its background would be

@@ -55,6 +55,23 @@ def test_sscd_inside_spark_finds_the_edited_copy(spark, images, backend):
     assert float(direct @ from_bytes(rows["copy"]["embedding"], 512)) > 0.999
 
 
+def test_a_noisy_copy_is_embedded_denoised_and_clean_photos_as_they_are(spark, images):
+    """At the default ``embed.denoise_from`` a copy with heavy grain is denoised before the model sees
+    it, which brings it back near its original; clean images are embedded exactly as before."""
+    photo = np.asarray(product_image(5).resize((224, 224)))
+    grain = np.random.default_rng(1).normal(0, 12, photo.shape)
+    noisy = {"noisy": jpeg_bytes(Image.fromarray(np.clip(photo + grain, 0, 255).astype(np.uint8)), quality=95)}
+    batch = {**images, **noisy}
+    settings = default_table("embed", backend="sscd_distilled", dtype="float32")
+    assert settings.denoise_from > 0  # the default
+    denoised = _embed_in_spark(spark, batch, settings)
+    plain = _embed_in_spark(spark, batch, dataclasses.replace(settings, denoise_from=0.0))
+    before, after = _cosine(plain, "original", "noisy", 512), _cosine(denoised, "original", "noisy", 512)
+    assert after > before + 0.2 and after > 0.7, (before, after)
+    for key in ("original", "copy", "other0", "other1", "other2"):
+        assert denoised[key]["embedding"] == plain[key]["embedding"], key
+
+
 def test_float16_storage_halves_the_bytes(spark, images):
     rows = _embed_in_spark(spark, images, default_table("embed", backend="sscd_distilled", dtype="float16"))
     assert len(rows["original"]["embedding"]) == 2 * 512

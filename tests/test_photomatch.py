@@ -15,7 +15,7 @@ from pyspark.sql import types as T
 from dedup.devkit import edits
 from dedup.devkit.benchset import edit
 from dedup.devkit.synth import VARIANTS, jpeg_bytes, product_image
-from dedup.imaging import decode_pixels
+from dedup.imaging import decode_pixels, noise_level
 from dedup.photomatch import (
     AT_LEAST,
     AT_MOST,
@@ -31,7 +31,6 @@ from dedup.photomatch import (
     _band,
     _blur_to_match,
     _grey,
-    _noise_level,
     _plausible,
     _plausible_homography,
     _texture_agrees,
@@ -570,7 +569,7 @@ def test_a_noisy_copy_is_the_same_photograph_at_the_defaults(sigma: float) -> No
     original = np.asarray(product_image(1))
     noisy = _grained(original, sigma, seed=1)
     grey_a, grey_b = (_grey(pixels).astype(np.float32) for pixels in (original, noisy))
-    noise = _noise_level(grey_b, np.ones(original.shape[:2], bool))
+    noise = noise_level(grey_b, np.ones(original.shape[:2], bool))
     assert abs(noise - sigma) < 0.35 * sigma
     assert (~_texture_agrees(_band(grey_a), _band(grey_b))).mean() > 0.15  # no noise floor
     assert (~_texture_agrees(_band(grey_a), _band(grey_b), noise)).mean() < 0.02
