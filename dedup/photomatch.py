@@ -15,7 +15,8 @@ the geometry of local detail. :func:`match_scores` measures it:
    ``inliers`` and ``inlier_ratio`` (inliers / ratio-test matches) measure the fit.
 3. ``b`` warped onto ``a`` with the fit (with a homography, under it and under the affine map,
    the better-aligned kept); ``structure`` is the correlation of their band-pass
-   (difference of Gaussians) images over the products' shared interior, silhouette edges left out:
+   (difference of Gaussians) images over the products' shared interior, silhouette edges left out
+   and the worst-fitting :data:`TRIM` of it too (an overlay, a noisy copy's grain):
    the same photo keeps its print, folds and shading after a hue shift or greyscale; another
    photo of the same cut does not. ``tile_agreement``: the share of textured 32-pixel tiles where
    they correlate, since catalogs paste products of one line onto one model shot (same face,
@@ -86,7 +87,7 @@ MAX_PERSPECTIVE = 0.25  # a homography may change the scale across the matched p
 PERSPECTIVE_GAIN = 1.1  # ... and is kept only with this many times the affine map's inliers
 PERSPECTIVE_FROM = 0.35  # ... and is fitted only where the affine map holds this share of the matches
 DOG_SIGMAS = (1.5, 4.0)  # the band the structure is compared in (pixels at MAX_SIDE scale)
-TRIM = 0.1  # share of worst-fitting pixels the structure correlation leaves out
+TRIM = 0.3  # share of worst-fitting pixels the structure correlation leaves out (an overlay, a noisy copy's grain)
 TILE = 32  # pixels a side of the tiles the structure is also checked in
 TILE_ENERGY = 1.5  # band-pass standard deviation that makes a tile textured
 TILE_CORRELATION = 0.5
@@ -420,9 +421,11 @@ def _foreground(grey: np.ndarray) -> np.ndarray:
     return (np.abs(grey.astype(np.int16) - int(np.median(ring))) > 16).astype(np.uint8)
 
 
-def _correlation(x: np.ndarray, y: np.ndarray, trim: float = TRIM) -> float:
-    """Pearson correlation of ``x`` and ``y`` without the ``trim`` share of pixels that fit worst
-    (an overlay's strong edges would otherwise outweigh the whole photo)."""
+def _correlation(x: np.ndarray, y: np.ndarray, trim: float | None = None) -> float:
+    """Pearson correlation of ``x`` and ``y`` without the ``trim`` share (default :data:`TRIM`, read
+    at each call) of pixels that fit worst (an overlay's strong edges would otherwise outweigh the
+    whole photo)."""
+    trim = TRIM if trim is None else trim
     x = x - x.mean()
     y = y - y.mean()
     slope = float((x * y).sum() / ((y * y).sum() + 1e-6))

@@ -615,3 +615,20 @@ def test_emoji_beside_a_small_product_are_an_addition_not_a_colour_change(seed: 
     assert scores["colour_change"] <= 0.08 and decide(scores), scores
     monkeypatch.setattr(photomatch, "OVERLAY_IMAGE", 0.0)  # without that reading the emoji count again
     assert match_scores(photo, copy)["colour_change"] > 0.12
+
+
+@pytest.mark.parametrize(("seed", "name", "draw"), [(9, "noise", 0), (12, "noise", 2), (12, "text", 2)])
+def test_grain_and_captions_are_trimmed_from_the_structure(seed: int, name: str, draw: int, monkeypatch) -> None:
+    """The structure correlation leaves out the worst-fitting 30% of the interior (``TRIM``): a
+    noisy copy's grain and a caption over the product fit badly wherever they are, and with only
+    10% left out they pulled these copies under ``min_structure`` (issue 14 phase 12)."""
+    from dedup import photomatch
+
+    original = product_image(seed).resize((224, 224))
+    edited, _ = edits.EDITS[name](original, random.Random(seed * 10 + draw))
+    copy = decode_pixels(jpeg_bytes(edited, 90))
+    scores = match_scores(np.asarray(original), copy)
+    assert decide(scores), scores
+    monkeypatch.setattr(photomatch, "TRIM", 0.1)
+    narrow = match_scores(np.asarray(original), copy)
+    assert narrow["structure"] < scores["structure"] and not decide(narrow), narrow
