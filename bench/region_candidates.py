@@ -48,7 +48,7 @@ from dedup import content, features, photomatch
 from dedup.devkit.benchset import read_truth
 from dedup.devkit.metrics import components as linked_components
 from dedup.devkit.metrics import score_groups
-from dedup.embed import cached_embedder, resize_square
+from dedup.embed import cached_embedder, embedder_input
 from dedup.settings import default_table
 from dedup.vectors import to_bytes
 
@@ -64,7 +64,8 @@ def regions(paths: list[Path], batch: int = 32) -> tuple[list[bytes | None], dic
 
     def flush() -> None:
         t0 = time.process_time()
-        vectors = embedder.embed(np.stack([resize_square(c, embedder.input_size) for _, c in pending]))
+        inputs = [embedder_input(c, embedder.input_size, EMBED.denoise_from) for _, c in pending]
+        vectors = embedder.embed(np.stack(inputs))
         cpu["embed"] += time.process_time() - t0
         for (i, _), v in zip(pending, vectors, strict=True):
             out[i] = to_bytes(v, EMBED.dtype)
