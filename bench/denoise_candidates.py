@@ -21,7 +21,6 @@ import collections
 import json
 from pathlib import Path
 
-import cv2
 import faiss
 import numpy as np
 import pandas as pd
@@ -29,7 +28,6 @@ from PIL import Image
 
 from dedup.devkit.benchset import read_truth
 from dedup.embed import embedder_input, load_embedder, resize_square
-from dedup.imaging import noise_level
 from dedup.settings import default_table
 from dedup.vectors import stack
 
@@ -66,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     denoised = 0
     for i, product in enumerate(features["productId"]):
         pixels = np.asarray(Image.open(args.set / "images" / image_of[product]).convert("RGB"))
-        square = resize_square(pixels, embedder.input_size)
-        if noise_level(cv2.cvtColor(square, cv2.COLOR_RGB2GRAY).astype(np.float32)) >= args.denoise_from:
-            after[i] = embedder.embed(embedder_input(pixels, embedder.input_size, args.denoise_from)[None])[0]
+        ready = embedder_input(pixels, embedder.input_size, args.denoise_from)  # its gate decides
+        if not np.array_equal(ready, resize_square(pixels, embedder.input_size)):
+            after[i] = embedder.embed(ready[None])[0]
             denoised += 1
     found = [candidate_pairs(vectors, args.k, args.floor) for vectors in (before, after)]
     row = {product: i for i, product in enumerate(features["productId"])}
