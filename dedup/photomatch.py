@@ -39,6 +39,14 @@ the geometry of local detail. :func:`match_scores` measures it:
    background and misses the product, whose folds and print (its texture) stay.
    ``colour_residual``, the RMS residual of a plain affine map over the interior, is kept as a
    measure.
+5. A second chance for the alignment: where the structure agrees (:data:`REFINE_FROM`) but the
+   colours do not (over :data:`REFINE_ABOVE`), the keypoint fit may be a few pixels off (a copy
+   in perspective or stretched, a blurred copy's few keypoints), and the misaligned edges read as
+   changed colour. The map is refined on the pixels themselves (OpenCV's ECC, a homography
+   started from the fit) and the pair compared again; the refined comparison is kept only where
+   it leaves the colours all but equal (:data:`REFINE_COLOUR`, stricter than any calibrated
+   bound: a copy, aligned to the pixel, matches almost everywhere; a look-alike shot the same
+   way, aligned as well, still differs in a few percent of its area).
 
 :class:`PhotoRule` applies the thresholds (:func:`decide`: at the defaults); :func:`photo_match_udf` scores pairs
 of image bytes in Spark.
@@ -102,6 +110,11 @@ OVERLAY_SHARE = 0.1  # share of the products' area whose texture may differ (an 
 OVERLAY_IMAGE = 0.05  # share of the image an addition onto one image's background may cover (0: no such reading)
 NOISE_TEXTURE = 6.0  # a window is textured only above this many times the pair's noise in the band (0: off)
 ERODE = 17  # pixels: the interior keeps clear of the silhouette edge, whose band-pass ring any look-alike shares
+REFINE_FROM = 0.9  # structure from which a pair whose colours differ has its alignment refined (0: never)
+REFINE_ABOVE = 0.05  # ... where its colour change is over this
+REFINE_COLOUR = 0.03  # the refined alignment is kept only where it leaves at most this colour change
+REFINE_SHIFT = 16.0  # pixels (at MAX_SIDE): the refinement may move the other image's corners at most this far
+REFINE_STEPS = (30, 1e-3)  # ECC's iterations, and the change in correlation at which it stops
 SCORE_FIELDS: tuple[tuple[str, T.DataType], ...] = (
     ("reason", T.StringType()),
     ("inliers", T.IntegerType()),
@@ -668,9 +681,44 @@ def _colour_change(
 
 def _compare(a: Picture, b: Picture, maps: Maps) -> dict[str, float]:
     """:func:`_compare_under` the fit's first map, or where it has two (a homography and the
-    affine map) the one whose structure correlates better (the first on ties)."""
+    affine map) the one whose structure correlates better (the first on ties); where that leaves
+    the structure agreeing and the colours not, compared again under the map refined on the
+    pixels (:func:`_refined`), kept where it leaves the colours all but equal (module doc, step 5)."""
     compared = [_compare_under(a, b, matrix) for matrix in maps]
-    return max(compared, key=lambda scores: scores["structure"])
+    best = max(range(len(maps)), key=lambda i: compared[i]["structure"])
+    scores = compared[best]
+    if REFINE_FROM and scores["structure"] >= REFINE_FROM and scores["colour_change"] > REFINE_ABOVE:
+        refined = _refined(a, b, maps[best])
+        if refined is not None:
+            again = _compare_under(a, b, refined)
+            if again["structure"] >= scores["structure"] and again["colour_change"] <= REFINE_COLOUR:
+                return again
+    return scores
+
+
+def _refined(a: Picture, b: Picture, matrix: np.ndarray) -> np.ndarray | None:
+    """The fit's ``matrix`` (b onto a) refined by OpenCV's ECC on the grey images, as a 3x3
+    homography; None where ECC does not converge, moves a corner of ``b`` more than
+    :data:`REFINE_SHIFT` pixels or leaves a map no copy's edit makes (:func:`_plausible_homography`)."""
+    forward = matrix if matrix.shape == (3, 3) else np.vstack([matrix, [0.0, 0.0, 1.0]])
+    iterations, epsilon = REFINE_STEPS
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, epsilon)
+    try:  # ECC's map takes a's pixels to b's: the inverse of the fit's
+        start = np.linalg.inv(forward).astype(np.float32)
+        _, found = cv2.findTransformECC(a.grey.astype(np.float32), b.grey.astype(np.float32), start,
+                                        cv2.MOTION_HOMOGRAPHY, criteria, None, 5)  # fmt: skip
+        refined = np.linalg.inv(found.astype(np.float64))
+    except (cv2.error, np.linalg.LinAlgError):
+        return None
+    if not np.isfinite(refined).all() or abs(refined[2, 2]) < 1e-9:
+        return None
+    refined = refined / refined[2, 2]
+    h, w = b.grey.shape
+    corners = np.array([[0.0, 0.0, 1.0], [w, 0.0, 1.0], [0.0, h, 1.0], [w, h, 1.0]])
+    moved = [(corners @ m.T)[:, :2] / (corners @ m.T)[:, 2:] for m in (refined, forward)]
+    if np.abs(moved[0] - moved[1]).max() > REFINE_SHIFT or not _plausible_homography(refined, corners[:, :2]):
+        return None
+    return refined
 
 
 def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, float]:

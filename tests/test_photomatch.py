@@ -121,8 +121,39 @@ def test_a_copy_in_perspective_is_fitted_by_a_homography(seed: int, monkeypatch)
     scores = match_scores(np.asarray(original), copy)
     assert scores["colour_change"] <= 0.05 and decide(scores), scores
     monkeypatch.setattr(photomatch, "MAX_PERSPECTIVE", 0.0)  # the affine map alone
+    monkeypatch.setattr(photomatch, "REFINE_FROM", 0.0)  # ... not refined on the pixels
     affine = match_scores(np.asarray(original), copy)
     assert affine["inliers"] < scores["inliers"] and not decide(affine), affine
+
+
+def test_a_misaligned_fit_is_refined_on_the_pixels(monkeypatch) -> None:
+    """Without the RANSAC homography, the affine map leaves a copy in perspective (corners moved
+    by 4% of a side) misaligned at its corners, which reads as changed colour (0.20: refused);
+    refining that map on the pixels (ECC) aligns it again and the colours agree. A look-alike shot
+    the same way gets no such second chance: aligned to the pixel, its recoloured item still differs."""
+    from dedup import photomatch
+
+    original = product_image(13)
+    copy = decode_pixels(jpeg_bytes(_keystone(original, 0.04)))
+    monkeypatch.setattr(photomatch, "PERSPECTIVE_GAIN", float("inf"))  # no RANSAC homography is kept
+    refined = match_scores(np.asarray(original), copy)
+    assert refined["colour_change"] <= photomatch.REFINE_COLOUR and decide(refined), refined
+    calls = []
+    refine = photomatch._refined
+    monkeypatch.setattr(photomatch, "_refined", lambda *args: calls.append(refine(*args)) or calls[-1])
+    for seed in (1, 12):  # the left item in another colour (its channels turned), its folds kept
+        scene = two_products(seed)
+        other = scene.copy()
+        left = other[:, : scene.shape[1] // 2]
+        item = (left < 250).any(axis=2)
+        left[item] = left[item][:, [2, 0, 1]]
+        tilted = match_scores(scene, decode_pixels(jpeg_bytes(_keystone(Image.fromarray(other), 0.02))))
+        assert tilted["structure"] >= photomatch.REFINE_FROM and calls and calls[-1] is not None, tilted
+        assert tilted["colour_change"] > 0.1 and not decide(tilted), tilted
+        calls.clear()
+    monkeypatch.setattr(photomatch, "REFINE_FROM", 0.0)  # the fit's map as it is
+    unrefined = match_scores(np.asarray(original), copy)
+    assert unrefined["colour_change"] > 0.1 and not decide(unrefined), unrefined
 
 
 @pytest.mark.parametrize("seed", (1, 2, 13, 14))
