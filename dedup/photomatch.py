@@ -40,7 +40,7 @@ the geometry of local detail. :func:`match_scores` measures it:
    ``colour_residual``, the RMS residual of a plain affine map over the interior, is kept as a
    measure.
 5. A second chance for the alignment: where the structure agrees (:data:`REFINE_FROM`) but the
-   colours do not (over :data:`REFINE_ABOVE`), the keypoint fit may be a few pixels off (a copy
+   colours do not (:data:`REFINE_ABOVE` to :data:`REFINE_BELOW`), the keypoint fit may be a few pixels off (a copy
    in perspective or stretched, a blurred copy's few keypoints), and the misaligned edges read as
    changed colour. The map is refined on the pixels themselves (OpenCV's ECC, a homography
    started from the fit) and the pair compared again; the refined comparison is kept only where
@@ -111,7 +111,8 @@ OVERLAY_IMAGE = 0.05  # share of the image an addition onto one image's backgrou
 NOISE_TEXTURE = 6.0  # a window is textured only above this many times the pair's noise in the band (0: off)
 ERODE = 17  # pixels: the interior keeps clear of the silhouette edge, whose band-pass ring any look-alike shares
 REFINE_FROM = 0.9  # structure from which a pair whose colours differ has its alignment refined (0: never)
-REFINE_ABOVE = 0.05  # ... where its colour change is over this
+REFINE_ABOVE = 0.1  # ... where its colour change is over this (the default rule's bound: under it a pair passes)
+REFINE_BELOW = 0.4  # ... and not over this (a misaligned copy is rarely farther off; a look-alike often is)
 REFINE_COLOUR = 0.03  # the refined alignment is kept only where it leaves at most this colour change
 REFINE_SHIFT = 16.0  # pixels (at MAX_SIDE): the refinement may move the other image's corners at most this far
 REFINE_STEPS = (30, 1e-3)  # ECC's iterations, and the change in correlation at which it stops
@@ -687,7 +688,8 @@ def _compare(a: Picture, b: Picture, maps: Maps) -> dict[str, float]:
     compared = [_compare_under(a, b, matrix) for matrix in maps]
     best = max(range(len(maps)), key=lambda i: compared[i]["structure"])
     scores = compared[best]
-    if REFINE_FROM and scores["structure"] >= REFINE_FROM and scores["colour_change"] > REFINE_ABOVE:
+    refine = REFINE_ABOVE < scores["colour_change"] <= REFINE_BELOW
+    if REFINE_FROM and scores["structure"] >= REFINE_FROM and refine:
         refined = _refined(a, b, maps[best])
         if refined is not None:
             again = _compare_under(a, b, refined)
