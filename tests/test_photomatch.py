@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -143,10 +144,7 @@ def test_a_misaligned_fit_is_refined_on_the_pixels(monkeypatch) -> None:
     monkeypatch.setattr(photomatch, "_refined", lambda *args: calls.append(refine(*args)) or calls[-1])
     for seed in (1, 12):  # the left item in another colour (its channels turned), its folds kept
         scene = two_products(seed)
-        other = scene.copy()
-        left = other[:, : scene.shape[1] // 2]
-        item = (left < 250).any(axis=2)
-        left[item] = left[item][:, [2, 0, 1]]
+        other = left_item_recoloured(scene, lambda pixels: pixels[:, [2, 0, 1]])
         tilted = match_scores(scene, decode_pixels(jpeg_bytes(_keystone(Image.fromarray(other), 0.02))))
         assert tilted["structure"] >= photomatch.REFINE_FROM and calls and calls[-1] is not None, tilted
         assert tilted["colour_change"] > 0.1 and not decide(tilted), tilted
@@ -216,12 +214,15 @@ def two_products(seed: int) -> np.ndarray:
     return np.concatenate([np.asarray(product_image(seed)), np.asarray(product_image(seed + 1))], axis=1)
 
 
-def left_item_recoloured(scene: np.ndarray) -> np.ndarray:
-    """``scene`` with its left item in the inverse colour: the same cut, pasted on the same shot."""
+def left_item_recoloured(
+    scene: np.ndarray, recolour: Callable[[np.ndarray], np.ndarray] = lambda pixels: 255 - pixels
+) -> np.ndarray:
+    """``scene`` with its left item's pixels ``recolour``-ed (by default the inverse colour): the
+    same cut, pasted on the same shot."""
     recoloured = scene.copy()
     left = recoloured[:, : scene.shape[1] // 2]
     product = (left < 250).any(axis=2)
-    left[product] = 255 - left[product]
+    left[product] = recolour(left[product])
     return recoloured
 
 
