@@ -716,9 +716,9 @@ def _refined(a: Picture, b: Picture, matrix: np.ndarray) -> np.ndarray | None:
         return None
     refined = refined / refined[2, 2]
     h, w = b.grey.shape
-    corners = np.array([[0.0, 0.0, 1.0], [w, 0.0, 1.0], [0.0, h, 1.0], [w, h, 1.0]])
-    moved = [(corners @ m.T)[:, :2] / (corners @ m.T)[:, 2:] for m in (refined, forward)]
-    if np.abs(moved[0] - moved[1]).max() > REFINE_SHIFT or not _plausible_homography(refined, corners[:, :2]):
+    corners = np.array([[[0.0, 0.0], [w, 0.0], [0.0, h], [w, h]]])
+    moved = [cv2.perspectiveTransform(corners, m)[0] for m in (refined, forward)]
+    if np.abs(moved[0] - moved[1]).max() > REFINE_SHIFT or not _plausible_homography(refined, corners[0]):
         return None
     return refined
 
