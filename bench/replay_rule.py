@@ -7,7 +7,8 @@ checkout's code and compares, over every candidate:
 
 * ``Rule.decision()``, the Spark column the verify stage decides with, to the recorded ``method``;
 * ``PhotoRule.decide`` (Python, one pair's scores) and ``PhotoRule.frame`` (pandas, the
-  calibration replay's) to the recorded ``photo`` decisions;
+  calibration replay's), each where the framed photos' embeddings agree (``Rule.regions_agree``),
+  to the recorded ``photo`` decisions;
 * ``Rule.photo_gate()`` to which pairs the run photo-checked (non-null ``photo``).
 
 With ``--truth``, the replayed groups (components of the replayed duplicates, same-family pairs
@@ -27,6 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from pyspark.sql import functions as F
@@ -60,15 +62,19 @@ def replay(job: Path) -> tuple[dict[str, Any], pd.DataFrame]:
                    & (rule.photo_gate() != F.col("photo").isNotNull())).cast("long")).alias("gate_mismatches"),
         ).first().asDict()  # fmt: skip
         by_method = {r["replayed"]: r["count"] for r in replayed.groupBy("replayed").count().collect()}
-        frame = replayed.select("a", "b", "method", "same_family", "replayed", "photo").toPandas()
+        frame = replayed.select("a", "b", "method", "same_family", "replayed", "photo", "region_cosine").toPandas()
     finally:
         spark.stop()
     photo_rows = frame[frame["photo"].notna()]
     recorded = photo_rows["method"].eq("photo").to_numpy()
+    # the photo check decides where the framed photos' embeddings agree (Rule.regions_agree)
+    regions_agree = (
+        photo_rows["region_cosine"].isna() | (photo_rows["region_cosine"] >= rule.min_region_cosine)
+    ).to_numpy()
     scores = [dict(row) for row in photo_rows["photo"]]
-    python = [rule.photo.decide(one) for one in scores]
+    python = np.array([rule.photo.decide(one) for one in scores]) & regions_agree
     columns = pd.DataFrame(scores, columns=[name for name, _ in SCORE_FIELDS])  # a missing score: NaN
-    vectorised = (columns["reason"].isna() & rule.photo.frame(columns)).to_numpy()
+    vectorised = rule.photo.frame(columns).to_numpy() & regions_agree
     counts.update(
         photo_checked=len(photo_rows),
         python_mismatches=int((recorded != python).sum()),
