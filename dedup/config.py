@@ -159,6 +159,10 @@ DEFAULTS: dict[str, Any] = {
     "groups": {
         "max_size": 50,  # larger components are re-split with the strict rule, then flagged
         "strict_max_distance": 2,  # the strict rule: exact or dHash distance at or below this
+        # the bridge guard (dedup/bridges.py): in a group of at most max_size, a single link that
+        # alone joins two clusters of at least this many listings each is cut, unless
+        # byte-identical (issue 14 phase 14); 0 turns it off
+        "bridge_min_side": 3,
         "max_iterations": 40,
         # which member of a group to keep (groups/ rank 1, keep.json): sort keys applied in order,
         # each "KEY asc|desc" (dedup/groups.py KEEP_KEYS; productId asc always breaks the last tie):

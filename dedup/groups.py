@@ -10,6 +10,11 @@ larger than ``groups.max_size`` are split again using only their strict edges (e
 distance at most ``groups.strict_max_distance``); what is still too large is flagged
 ``oversized`` and left out of ``duplicates.json``.
 
+Bridge guard (:mod:`dedup.bridges`): in a component of at most ``groups.max_size``, a single
+link that alone joins two clusters of at least ``groups.bridge_min_side`` listings each is cut
+(never a byte-identical one): on the executors, the components hashed into
+``spark.sql.shuffle.partitions`` pandas groups, each component's links in one of them.
+
 Night to night (:func:`stable_ids`, :func:`changes`): with the previous run's ``groups/``, a group
 keeps the id of a previous group when it holds more than half of that group's members (at most one
 group can); a group that inherits nothing is named by its smallest productId that no inherited id
@@ -23,14 +28,17 @@ false for the others, null in oversized groups, which need a person).
 from __future__ import annotations
 
 import io
+import itertools
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from dedup import bridges
 from dedup.settings import GroupsSettings
 
 
@@ -77,10 +85,73 @@ def connected_components(edges: DataFrame, max_iterations: int = 40) -> DataFram
 
 @dataclass
 class Groups:
-    """``members``: id, productId, group_id (smallest productId), group_size, oversized."""
+    """``members``: id, productId, group_id (smallest productId), group_size, oversized;
+    ``bridges_cut``: the links the bridge guard cut (:func:`cut_bridges`)."""
 
     members: DataFrame
     resplit_components: int
+    bridges_cut: int = 0
+
+
+_SPLIT_SCHEMA = "id long, component long, cut int"  # cut: the links cut in the component, on its first row
+
+
+def _split_components(min_side: int):
+    """An applyInPandas function: the edges (id_a, id_b, exact, component) of some components ->
+    the members of each component where :func:`dedup.bridges.links_to_cut` cuts a link, with their
+    new component (its smallest id). Many components go to one call: a call per component would
+    cost more than the work in it."""
+
+    def split(edges: pd.DataFrame) -> pd.DataFrame:
+        edges = edges.sort_values("component", kind="stable")
+        component = edges["component"].to_numpy()
+        a, b, exact = edges["id_a"].tolist(), edges["id_b"].tolist(), edges["exact"].tolist()
+        starts = [0, *(np.flatnonzero(np.diff(component)) + 1).tolist(), len(component)]
+        ids: list[int] = []
+        named: list[int] = []
+        counts: list[int] = []
+        for lo, hi in itertools.pairwise(starts):
+            links = list(zip(a[lo:hi], b[lo:hi], strict=True))
+            identical = [link for link, same in zip(links, exact[lo:hi], strict=True) if same]
+            cut = bridges.links_to_cut(links, min_side, identical)
+            if cut:
+                parts = bridges.groups_without(links, cut)
+                ids.extend(parts)
+                named.extend(parts.values())
+                counts.extend([len(cut)] + [0] * (len(parts) - 1))
+        return pd.DataFrame({"id": ids, "component": named, "cut": counts}, dtype="int64")
+
+    return split
+
+
+def cut_bridges(labels: DataFrame, pairs: DataFrame, settings: GroupsSettings) -> tuple[DataFrame, int]:
+    """``labels`` (id, component, size) with the bridge guard's cuts applied to the components of
+    ``2 * groups.bridge_min_side`` to ``groups.max_size`` members, and the links cut (0 at
+    ``bridge_min_side`` 0: off)."""
+    min_side = int(settings.bridge_min_side)
+    if min_side <= 0:
+        return labels, 0
+    eligible = labels.where(F.col("size").between(2 * min_side, settings.max_size)).select("id", "component")
+    edges = pairs.select("id_a", "id_b", F.coalesce(F.col("method") == "exact", F.lit(False)).alias("exact"))
+    edges = edges.join(eligible.withColumnRenamed("id", "id_a"), "id_a").join(
+        eligible.select(F.col("id").alias("id_b"), F.col("component").alias("component_b")), "id_b"
+    )
+    edges = edges.where(F.col("component") == F.col("component_b"))  # a re-split component's links between its parts
+    buckets = int(pairs.sparkSession.conf.get("spark.sql.shuffle.partitions") or 200)
+    bucket = F.pmod(F.xxhash64("component"), F.lit(buckets))
+    split = edges.groupBy(bucket).applyInPandas(_split_components(min_side), _SPLIT_SCHEMA).persist()
+    n_cut = split.agg(F.sum("cut")).first()[0] or 0
+    if not n_cut:
+        split.unpersist()
+        return labels, 0
+    moved = split.select("id", F.col("component").alias("new_component"))
+    relabelled = labels.join(moved, "id", "left").select(
+        "id", F.coalesce("new_component", "component").alias("component")
+    )
+    relabelled = _with_sizes(relabelled).where(F.col("size") > 1)
+    relabelled = _checkpoint(relabelled)
+    split.unpersist()
+    return relabelled, int(n_cut)
 
 
 def build_groups(pairs: DataFrame, items: DataFrame, settings: GroupsSettings) -> Groups:
@@ -97,6 +168,7 @@ def build_groups(pairs: DataFrame, items: DataFrame, settings: GroupsSettings) -
         relabelled = connected_components(strict, rounds)
         labels = _with_sizes(labels.where(F.col("size") <= max_size).select("id", "component").unionByName(relabelled))
     big.unpersist()
+    labels, bridges_cut = cut_bridges(labels, pairs, settings)
     named = labels.join(items.select("id", "productId"), "id")
     members = named.withColumn("group_id", F.min("productId").over(_by_component())).select(
         "id",
@@ -105,7 +177,7 @@ def build_groups(pairs: DataFrame, items: DataFrame, settings: GroupsSettings) -
         F.col("size").alias("group_size"),
         (F.col("size") > max_size).alias("oversized"),
     )
-    return Groups(members=members, resplit_components=resplit)
+    return Groups(members=members, resplit_components=resplit, bridges_cut=bridges_cut)
 
 
 def _with_sizes(labels: DataFrame) -> DataFrame:

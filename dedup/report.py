@@ -206,7 +206,8 @@ def group_table(
         certainty_columns(raw, checks)
         .join(side_a, "a")
         .join(side_b, "b")
-        .where(F.col("group_id") == F.col("group_b"))  # a split oversized component leaves edges between groups
+        # a re-split oversized component, or a cut bridge (dedup/bridges.py), leaves edges between groups
+        .where(F.col("group_id") == F.col("group_b"))
     )
     photo = F.col("photo")
     pair = F.struct(

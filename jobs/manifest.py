@@ -83,6 +83,7 @@ def build_manifest(run: Run, stage_seconds: dict[str, float], spark_version: str
         "group_sizes": grouped.histogram,
         "largest_group": grouped.largest,
         "groups_resplit": grouped.resplit_components,
+        "groups_bridges_cut": grouped.bridges_cut,  # links the bridge guard cut (dedup/bridges.py)
         "groups_oversized": grouped.n_oversized,
         "group_changes": grouped.changes_by_kind,  # since --previous (without one, every group is new); changes/
         "stage_seconds": stage_seconds,

@@ -273,6 +273,7 @@ class GroupsResult:
     largest: int
     n_oversized: int
     resplit_components: int
+    bridges_cut: int
     changes_by_kind: dict[str, int]
 
     def counts(self) -> dict[str, Any]:
@@ -305,7 +306,14 @@ def groups_stage(
     largest = members.agg(F.max("group_size")).first()[0] or 0
     n_oversized = members.where("oversized").select("group_id").distinct().count()
     return GroupsResult(
-        members, members.count(), histogram, largest, n_oversized, built.resplit_components, changes_by_kind
+        members,
+        members.count(),
+        histogram,
+        largest,
+        n_oversized,
+        built.resplit_components,
+        built.bridges_cut,
+        changes_by_kind,
     )
 
 

@@ -115,3 +115,56 @@ def test_chaining_guard_resplits_then_flags(spark):
     everything_strict = default_table("groups", max_size=4, strict_max_distance=3, max_iterations=20)
     flagged = groups.build_groups(pairs, items, everything_strict).members.collect()
     assert {r["oversized"] for r in flagged} == {True} and {r["group_size"] for r in flagged} == {9}
+
+
+def test_bridge_guard_cuts_the_one_link_between_two_clusters_at_the_defaults(spark):
+    # two triangles of photo-checked pairs joined by one pair (3-4), and a chain of four (7-8-9-10)
+    triangles = [(1, 2), (2, 3), (1, 3), (4, 5), (5, 6), (4, 6)]
+    chain = [(7, 8), (8, 9), (9, 10)]
+
+    def built(bridge_method: str):
+        edges = [(a, b, "photo", 12) for a, b in triangles + chain] + [(3, 4, bridge_method, 12)]
+        pairs = spark.createDataFrame(edges, "id_a long, id_b long, method string, distance int")
+        items = spark.createDataFrame([(i, f"P{i:02d}") for i in range(1, 11)], "id long, productId string")
+        result = groups.build_groups(pairs, items, default_table("groups"))
+        members = {r["productId"]: (r["group_id"], r["group_size"]) for r in result.members.collect()}
+        return result.bridges_cut, members
+
+    cut, members = built("photo")
+    assert cut == 1
+    assert {members[f"P0{i}"] for i in (1, 2, 3)} == {("P01", 3)}
+    assert {members[f"P0{i}"] for i in (4, 5, 6)} == {("P04", 3)}
+    assert {members[p] for p in ("P07", "P08", "P09", "P10")} == {("P07", 4)}  # no side of three: kept whole
+
+    cut, members = built("exact")  # a byte-identical link is never cut
+    assert cut == 0 and {members[f"P0{i}"] for i in range(1, 7)} == {("P01", 6)}
+
+    off = default_table("groups", bridge_min_side=0)
+    edges = [(a, b, "photo", 12) for a, b in [*triangles, (3, 4)]]
+    pairs = spark.createDataFrame(edges, "id_a long, id_b long, method string, distance int")
+    items = spark.createDataFrame([(i, f"P{i:02d}") for i in range(1, 7)], "id long, productId string")
+    whole = groups.build_groups(pairs, items, off)
+    assert whole.bridges_cut == 0 and {r["group_size"] for r in whole.members.collect()} == {6}
+
+
+def test_bridge_guard_keeps_to_the_parts_of_a_resplit_component(spark):
+    # two clusters (two triangles and a bridge each, strict links) joined by two loose links: one
+    # component of 12, re-split on the strict links into two of 6, whose bridges are then cut
+    # without the loose links pulling a listing across
+    def clusters(base: int) -> list[tuple[int, int, str, int]]:
+        links = [(1, 2), (2, 3), (1, 3), (4, 5), (5, 6), (4, 6), (3, 4)]
+        return [(base + a, base + b, "dhash", 0) for a, b in links]
+
+    edges = clusters(0) + clusters(10) + [(1, 11, "photo", 12), (2, 12, "photo", 12)]
+    pairs = spark.createDataFrame(edges, "id_a long, id_b long, method string, distance int")
+    items = spark.createDataFrame([(i, f"P{i:02d}") for i in range(1, 17)], "id long, productId string")
+    settings = default_table("groups", max_size=7, strict_max_distance=1)
+    built = groups.build_groups(pairs, items, settings)
+    rows = built.members.collect()
+    assert built.resplit_components == 1 and built.bridges_cut == 2
+    assert len(rows) == 12 and len({r["productId"] for r in rows}) == 12
+    found = {}
+    for r in rows:
+        found.setdefault(r["group_id"], set()).add(r["productId"])
+    expected = [{"P01", "P02", "P03"}, {"P04", "P05", "P06"}, {"P11", "P12", "P13"}, {"P14", "P15", "P16"}]
+    assert sorted(found.values(), key=sorted) == expected
