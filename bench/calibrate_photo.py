@@ -3,7 +3,8 @@
 The job writes every candidate pair with every photo-match score (``candidates/``), so any rule
 over those scores can be replayed without re-running the job: a pair is a duplicate when its
 images are byte-identical or its scores pass the rule; groups are the connected components of
-the duplicates (the job's oversized-group re-split is not replayed); they are scored pairwise on
+the duplicates, split by the job's bridge guard at its defaults (:mod:`dedup.bridges`; the job's
+oversized-group re-split is not replayed); they are scored pairwise on
 the calibration split's listings (:func:`dedup.devkit.metrics.score_groups`). A rule is the run's
 own photo thresholds (its manifest's ``verify``) with a grid point's values laid over them, applied
 by :meth:`dedup.photomatch.PhotoRule.frame`, the job's own check over columns. The chosen rule is the

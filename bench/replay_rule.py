@@ -11,9 +11,10 @@ checkout's code and compares, over every candidate:
   to the recorded ``photo`` decisions;
 * ``Rule.photo_gate()`` to which pairs the run photo-checked (non-null ``photo``).
 
-With ``--truth``, the replayed groups (components of the replayed duplicates, same-family pairs
-left out as the run left them out) are scored on both splits next to the run's own ``groups/``
-(``dedup.devkit.metrics.score_groups``; the run's oversized-group re-split is not replayed).
+With ``--truth``, the replayed groups (components of the replayed duplicates, split by the run's
+bridge guard, :mod:`dedup.bridges`; same-family pairs left out as the run left them out) are
+scored on both splits next to the run's own ``groups/`` (``dedup.devkit.metrics.score_groups``;
+the run's oversized-group re-split is not replayed).
 
     .venv/bin/python bench/replay_rule.py --job bench-out/dev1-final/job/default \\
         --truth bench-out/dev1-final/set/truth.csv [--out replay.json]
@@ -105,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.truth:
         truth = read_truth(args.truth)
         kept = frame[frame["replayed"].notna() & ~frame["same_family"]]
-        replayed_groups = edge_components(kept["a"], kept["b"])
+        grouping = typed(job_settings_of(json.loads((args.job / "manifest.json").read_text())["config"])).groups
+        exact = kept["replayed"].eq("exact")
+        replayed_groups = edge_components(kept["a"], kept["b"], exact, grouping.bridge_min_side, grouping.max_size)
         keys = ("precision", "recall", "f1", "lookalike_false_pairs")
         for split in ("calibration", "holdout"):
             replayed, recorded = (

@@ -22,7 +22,7 @@ import pyarrow.dataset as ds
 from dedup.config import job_settings_of
 from dedup.devkit.metrics import edge_components, score_groups
 from dedup.photomatch import AT_LEAST, AT_MOST, BLURRED, REGION, PhotoRule
-from dedup.settings import VerifySettings, typed
+from dedup.settings import GroupsSettings, VerifySettings, default_table, typed
 
 GRID: dict[str, tuple[float, ...]] = {
     "min_inliers": (20, 30, 40, 60),
@@ -31,6 +31,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "min_tile_agreement": (0.3, 0.5, 0.7, 0.9),
     "max_colour_change": (0.06, 0.08, 0.1, 0.12, 0.14, 0.16, 1.0),
 }
+DEFAULT_GROUPS = default_table("groups")  # the bridge guard the job's groups get at its defaults
 RULE_FIELDS = tuple(dict.fromkeys([*AT_LEAST, *AT_MOST, *BLURRED]))
 """The score fields a :class:`PhotoRule` reads (a run's, replayed over its candidates)."""
 VIEW_FIELDS = tuple(REGION + field for field in (*RULE_FIELDS, "matches"))
@@ -58,9 +59,11 @@ def load_candidates(job: Path) -> pd.DataFrame:
     return out
 
 
-def components(pairs: pd.DataFrame) -> list[list[str]]:
-    """Connected components (two or more members) of the ``a``-``b`` edges."""
-    return edge_components(pairs["a"], pairs["b"])
+def components(pairs: pd.DataFrame, groups: GroupsSettings = DEFAULT_GROUPS) -> list[list[str]]:
+    """The groups (two or more members) the job makes of the ``a``-``b`` edges at ``groups``: their
+    connected components, split by its bridge guard (``exact``: byte-identical edges, never cut)."""
+    exact = pairs.get("exact")
+    return edge_components(pairs["a"], pairs["b"], exact, groups.bridge_min_side, groups.max_size)
 
 
 def kept(candidates: pd.DataFrame, rule: PhotoRule, min_region_cosine: float) -> pd.Series:

@@ -24,6 +24,8 @@ from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
+from dedup import bridges
+
 ORIGINAL_TRANSFORMS = ("original", "exact_real")  # truth transforms of real photos (not edited copies)
 
 Truth = list[dict[str, str]]  # truth.csv rows (dedup.devkit.benchset.read_truth)
@@ -134,9 +136,43 @@ def components(links: Mapping[str, Iterable[str]]) -> list[list[str]]:
     return [sorted(g) for g in groups.values() if len(g) > 1]
 
 
-def edge_components(a: Iterable[str], b: Iterable[str]) -> list[list[str]]:
-    """:func:`components` of the edges ``a[i]``-``b[i]``."""
+def edge_components(
+    a: Iterable[str],
+    b: Iterable[str],
+    exact: Iterable[bool] | None = None,
+    bridge_min_side: int = 0,
+    max_size: int | None = None,
+) -> list[list[str]]:
+    """:func:`components` of the edges ``a[i]``-``b[i]``; with ``bridge_min_side``, each of at most
+    ``max_size`` members split by the job's bridge guard (:func:`dedup.bridges.split`; ``exact[i]``:
+    the edge is byte-identical, never cut), as ``groups.bridge_min_side`` splits the job's groups.
+
+    >>> a, b = ["p1", "p2", "p1", "p4", "p5", "p4", "p3"], ["p2", "p3", "p3", "p5", "p6", "p6", "p4"]
+    >>> edge_components(a, b)
+    [['p1', 'p2', 'p3', 'p4', 'p5', 'p6']]
+    >>> edge_components(a, b, bridge_min_side=3)
+    [['p1', 'p2', 'p3'], ['p4', 'p5', 'p6']]
+    """
+    pairs = list(zip(a, b, strict=True))
     links: dict[str, list[str]] = defaultdict(list)
-    for x, y in zip(a, b, strict=True):
+    for x, y in pairs:
         links[x].append(y)
-    return components(links)
+    found = components(links)
+    if bridge_min_side <= 0:
+        return found
+    exact_pairs = {pair for pair, same in zip(pairs, exact, strict=True) if same} if exact is not None else set()
+    at = {member: i for i, group in enumerate(found) for member in group}
+    edges: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for x, y in pairs:
+        edges[at[x]].append((x, y))
+    out: list[list[str]] = []
+    for i, group in enumerate(found):
+        if not 2 * bridge_min_side <= len(group) <= (max_size or len(group)):
+            out.append(group)
+            continue
+        named = bridges.split(edges[i], bridge_min_side, [p for p in edges[i] if p in exact_pairs])
+        parts: dict[str, list[str]] = defaultdict(list)
+        for member, part in named.items():
+            parts[part].append(member)
+        out.extend(sorted(part) for part in parts.values() if len(part) > 1)
+    return out
