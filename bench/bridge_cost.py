@@ -4,10 +4,10 @@
 its default and once off (``bridge_min_side`` 0), ``--repeats`` times each, alternating; its
 members are written to Parquet each time. The groups are a mix of shapes (one per group id, in
 turn): a pair, a triangle, a chain of four, a star of six, two triangles joined by one link (one
-cut), a ring of eight with chords, and three triangles in a row (two cuts). Five of the seven
+cut), a ring of eight with chords, and three triangles in a row (two cuts). Four of the seven
 shapes reach the guard's six members or more, so far more groups go through it than in a real
-run (on the dev sets, 4 to 6 of about 3,000 groups). Prints the median
-seconds of each and their ratio, and the links cut (which must be two per seven groups).
+run (on the dev sets, 4 to 6 of about 3,000 groups). Prints the median seconds of each and their
+ratio, and the links cut (which must be three per seven groups; the exit status says whether).
 
     SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$PWD/.venv/bin/python .venv/bin/python bench/bridge_cost.py \\
         [--groups 100000] [--repeats 3] [--out bench-out/bridge-cost]
