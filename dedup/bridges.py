@@ -83,7 +83,7 @@ def _reach(graph: dict[Node, set[Node]], start: Node, without: Link | None = Non
     while todo:
         node = todo.pop()
         for other in graph[node]:
-            if other not in seen and (without is None or {node, other} != set(without)):
+            if other not in seen and (node, other) != without and (other, node) != without:
                 seen.add(other)
                 todo.append(other)
     return seen
@@ -94,13 +94,15 @@ def links_to_cut(links: Iterable[Link], min_side: int, exact: Collection[Link] =
     sides, judged after the cuts before it, widest first; none in ``exact`` (either order)."""
     graph = _graph(links)
     kept = {(min(a, b), max(a, b)) for a, b in exact}
-    sides = {link: min(len(_reach(graph, link[0], link)), len(_reach(graph, link[1], link))) for link in bridges(graph)}
+
+    def side(link: Link) -> int:
+        return min(len(_reach(graph, link[0], link)), len(_reach(graph, link[1], link)))
+
+    sides = {link: side(link) for link in bridges(graph) if link not in kept}
     cut: list[Link] = []
     for link in sorted(sides, key=lambda link: (-sides[link], link)):
-        if link in kept or sides[link] < min_side:
-            continue
-        if min(len(_reach(graph, link[0], link)), len(_reach(graph, link[1], link))) < min_side:
-            continue  # an earlier cut left one side too small
+        if sides[link] < min_side or (cut and side(link) < min_side):
+            continue  # too small a side, or an earlier cut left it one
         graph[link[0]].discard(link[1])
         graph[link[1]].discard(link[0])
         cut.append(link)
