@@ -37,6 +37,7 @@ from pyspark.sql import functions as F
 from dedup.config import job_settings_of
 from dedup.devkit.benchrun import run_meta
 from dedup.devkit.benchset import read_truth
+from dedup.devkit.calibration import regions_agree
 from dedup.devkit.metrics import edge_components, score_groups
 from dedup.photomatch import SCORE_FIELDS
 from dedup.rule import Rule
@@ -69,13 +70,11 @@ def replay(job: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     photo_rows = frame[frame["photo"].notna()]
     recorded = photo_rows["method"].eq("photo").to_numpy()
     # the photo check decides where the framed photos' embeddings agree (Rule.regions_agree)
-    regions_agree = (
-        photo_rows["region_cosine"].isna() | (photo_rows["region_cosine"] >= rule.min_region_cosine)
-    ).to_numpy()
+    agree = regions_agree(photo_rows["region_cosine"], rule.min_region_cosine).to_numpy()
     scores = [dict(row) for row in photo_rows["photo"]]
-    python = np.array([rule.photo.decide(one) for one in scores]) & regions_agree
+    python = np.array([rule.photo.decide(one) for one in scores]) & agree
     columns = pd.DataFrame(scores, columns=[name for name, _ in SCORE_FIELDS])  # a missing score: NaN
-    vectorised = rule.photo.frame(columns).to_numpy() & regions_agree
+    vectorised = rule.photo.frame(columns).to_numpy() & agree
     counts.update(
         photo_checked=len(photo_rows),
         python_mismatches=int((recorded != python).sum()),

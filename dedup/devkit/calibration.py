@@ -66,14 +66,20 @@ def components(pairs: pd.DataFrame, groups: GroupsSettings = DEFAULT_GROUPS) -> 
     return edge_components(pairs["a"], pairs["b"], exact, groups.bridge_min_side, groups.max_size)
 
 
+def regions_agree(region_cosine: pd.Series, min_region_cosine: float) -> pd.Series:
+    """:meth:`dedup.rule.Rule.regions_agree` over a pandas column: the framed photos' cosine reaches
+    ``min_region_cosine``, or one image frames none (NaN)."""
+    return region_cosine.isna() | (region_cosine >= min_region_cosine)
+
+
 def kept(candidates: pd.DataFrame, rule: PhotoRule, min_region_cosine: float) -> pd.Series:
     """Byte-identical pairs, and scored pairs whose scores pass ``rule`` (the job's photo check
     over columns, :meth:`dedup.photomatch.PhotoRule.frame`: a missing score fails an at-least
     bound and passes no at-most bound) and whose framed photos, where both images have one, reach
     ``min_region_cosine`` (the job's ``verify.min_region_cosine``,
     :meth:`dedup.rule.Rule.regions_agree`; -1: every pair)."""
-    regions_agree = candidates["region_cosine"].isna() | (candidates["region_cosine"] >= min_region_cosine)
-    return candidates["exact"] | (candidates["scored"] & rule.frame(candidates) & regions_agree)
+    agree = regions_agree(candidates["region_cosine"], min_region_cosine)
+    return candidates["exact"] | (candidates["scored"] & rule.frame(candidates) & agree)
 
 
 def run_verify(job: Path) -> VerifySettings:
