@@ -226,16 +226,29 @@ def set_value(cfg: dict[str, Any], assignment: str) -> None:
     cfg[section][name] = _parse_value(raw, cfg[section][name])
 
 
+AS_BEFORE: dict[str, dict[str, Any]] = {"groups": {"bridge_min_side": 0}}
+"""Settings added since runs were first recorded, each with the value that does what a run
+recorded without it did (:func:`job_settings_of`): the bridge guard (issue 14 phase 14) was off."""
+
+
 def job_settings_of(recorded: dict[str, Any]) -> dict[str, Any]:
     """The defaults with the job settings of a recorded config (a run's ``manifest.json``) laid
-    over them; its ``spark`` table and settings this version does not know are left out.
+    over them; its ``spark`` table and settings this version does not know are left out. A
+    recorded table without a setting of :data:`AS_BEFORE` gets that setting's earlier behaviour,
+    so a replay of an older run groups as that run did.
 
     >>> job_settings_of({"hash": {"max_distance": 5, "gone": 1}, "spark": {"spark.master": "yarn"}})["hash"]
     {'max_distance': 5, 'match_flips': True, 'bands': 0, 'max_bucket_size': 2000}
+    >>> tables = ({"max_size": 50}, {"bridge_min_side": 4})  # recorded before the guard, and after
+    >>> [job_settings_of({"groups": table})["groups"]["bridge_min_side"] for table in tables]
+    [0, 4]
+    >>> job_settings_of({})["groups"]["bridge_min_side"]  # no groups table recorded: the default
+    3
     """
     cfg = copy.deepcopy(DEFAULTS)
     for section, values in recorded.items():
         if section != "spark" and isinstance(values, dict) and section in cfg:
+            cfg[section].update({key: value for key, value in AS_BEFORE.get(section, {}).items() if key not in values})
             cfg[section].update({key: value for key, value in values.items() if key in cfg[section]})
     return cfg
 
