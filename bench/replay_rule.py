@@ -42,17 +42,17 @@ from dedup.devkit.metrics import edge_components, score_groups
 from dedup.photomatch import SCORE_FIELDS
 from dedup.rule import Rule
 from dedup.session import build_session
-from dedup.settings import typed
+from dedup.settings import Settings, typed
 
 SPARK = {"spark.master": "local[1]", "spark.driver.memory": "2g", "spark.ui.enabled": "false",
          "spark.sql.shuffle.partitions": "4", "spark.ui.showConsoleProgress": "false"}  # fmt: skip
 
 
-def replay(job: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+def replay(job: Path, manifest: dict[str, Any], settings: Settings) -> tuple[dict[str, Any], pd.DataFrame]:
     """Mismatch counts of the rule's three forms and its gate against the run's decisions, and
-    the candidates with the replayed ``method`` (a, b, same_family, replayed)."""
-    manifest = json.loads((job / "manifest.json").read_text())
-    rule = Rule.of(typed(job_settings_of(manifest["config"])), int(manifest["embedding"]["dim"] or 0))
+    the candidates with the replayed ``method`` (a, b, same_family, replayed); ``manifest`` and
+    ``settings``: the run's (its ``manifest.json``, its settings as recorded there)."""
+    rule = Rule.of(settings, int(manifest["embedding"]["dim"] or 0))
     spark = build_session(SPARK)
     try:
         scored = spark.read.parquet(str(job / "candidates"))
@@ -100,12 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--truth", type=Path, help="the bench set's truth.csv: score the replayed groups")
     parser.add_argument("--out", type=Path, help="write the result here as JSON")
     args = parser.parse_args(argv)
-    counts, frame = replay(args.job)
+    manifest = json.loads((args.job / "manifest.json").read_text())
+    settings = typed(job_settings_of(manifest["config"]))
+    counts, frame = replay(args.job, manifest, settings)
     result: dict[str, Any] = {"meta": run_meta(), "job": str(args.job), "replay": counts}
     if args.truth:
         truth = read_truth(args.truth)
         kept = frame[frame["replayed"].notna() & ~frame["same_family"]]
-        grouping = typed(job_settings_of(json.loads((args.job / "manifest.json").read_text())["config"])).groups
+        grouping = settings.groups
         exact = kept["replayed"].eq("exact")
         replayed_groups = edge_components(kept["a"], kept["b"], exact, grouping.bridge_min_side, grouping.max_size)
         keys = ("precision", "recall", "f1", "lookalike_false_pairs")
