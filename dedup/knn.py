@@ -11,7 +11,8 @@ How (nothing on the driver grows with N but the centroid table, ``cells`` x ``di
 ``cosine.max_cells``):
 
 1. ``cells = ceil(n / cosine.cell_size)`` centroids, trained with faiss k-means (spherical) on a
-   seeded sample of at most ``cosine.train_sample`` vectors.
+   seeded sample of at most ``cosine.train_sample`` vectors, drawn by a seeded hash of the id
+   (the same vectors, in the same order, however the rows are partitioned: the same candidates).
 2. Each vector is assigned to its ``cosine.probes`` nearest cells (``mapInPandas``; with many
    cells through a faiss IVF index over the centroids, so assigning costs ``O(sqrt(cells))``).
 3. Each cell's members meet in one ``applyInPandas`` group: exact top-``k`` by inner product
@@ -60,6 +61,9 @@ from dedup.settings import CosineSettings
 log = logging.getLogger(__name__)
 NEIGHBOUR_SCHEMA = "id long, slot int, nbr long, cosine float, blocked long"  # slot 1: the region vector
 _IVF_FROM_CELLS = 1024  # above this many cells, assign through a faiss IVF index over the centroids
+
+
+_DRAW_RANGE = 1 << 30  # the training sample keeps a row whose seeded id hash, modulo this, is under its share of it
 
 
 def check_settings(settings: CosineSettings) -> None:
@@ -235,6 +239,7 @@ def _search(settings: CosineSettings, dim: int) -> Callable[[pd.DataFrame], pd.D
 
     def search(frame: pd.DataFrame) -> pd.DataFrame:
         _one_thread_per_task()
+        frame = frame.sort_values(["id", "slot"], ignore_index=True)  # a split cell's k-means: the same in any order
         ids, slots = frame["id"].to_numpy(np.int64), frame["slot"].to_numpy(np.int32)
         rows = np.arange(len(ids), dtype=np.int64)  # searched by row: a product may hold two vectors here
         # every vector asks; only whole-image vectors answer (a region meets no other region: the
@@ -266,10 +271,11 @@ def knn_pairs(items: DataFrame, settings: CosineSettings, dim: int, n_items: int
     sample_rows = 0
     if cells > 1:
         limit = settings.train_sample
-        fraction = min(1.0, 1.2 * limit / max(1, n_items))
-        # trained on whole-image vectors only: the cells are those a run without regions makes
-        whole = vectors.where(F.col("slot") == 0)
-        rows = whole.sample(fraction=fraction, seed=seed).limit(limit).collect()  # bounded: train_sample rows
+        # trained on whole-image vectors only: the cells are those a run without regions makes;
+        # the sample is the rows of lowest seeded id hash, so it is the same whatever the rows' order
+        whole = vectors.where(F.col("slot") == 0).withColumn("drawn", F.xxhash64("id", F.lit(seed)))
+        within = F.pmod(F.col("drawn"), F.lit(_DRAW_RANGE)) < int(_DRAW_RANGE * min(1.0, 1.2 * limit / max(1, n_items)))
+        rows = whole.where(within).orderBy("drawn", "id").limit(limit).collect()  # bounded: train_sample rows
         sample_rows = len(rows)
         centroids = train_centroids(unit_rows(pd.Series([r["embedding"] for r in rows]), dim), cells, seed)
         cells = len(centroids)
