@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 
 from dedup.config import job_settings_of
-from dedup.devkit.benchrun import run_meta
+from dedup.devkit.benchrun import put_result, run_meta
 from dedup.devkit.benchset import read_truth
 from dedup.devkit.calibration import regions_agree
 from dedup.devkit.metrics import edge_components, score_groups
@@ -117,10 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 score_groups(run_groups(args.job), truth, split),
             )
             result[split] = {"replayed": {k: replayed[k] for k in keys}, "run": {k: recorded[k] for k in keys}}
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    return 0
+    return put_result(result, args.out)
 
 
 if __name__ == "__main__":

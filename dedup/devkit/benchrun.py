@@ -1,10 +1,12 @@
 """What the bench scripts record about a run: its command, commit and machine (:func:`run_meta`),
-each step's seconds (:func:`timed`) and the Spark driver's memory peaks (:class:`DriverMemory`).
+each step's seconds (:func:`timed`) and the Spark driver's memory peaks (:class:`DriverMemory`);
+:func:`put_result` prints and writes a script's results.
 Shared by ``bench/scale.py``, ``bench/scale_density.py`` and ``bench/job_scale.py``."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import shlex
@@ -72,3 +74,12 @@ def run_meta() -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
     }
+
+
+def put_result(result: dict[str, Any], out: Path | None) -> int:
+    """Print ``result`` as JSON and write it to ``out`` too, when given; 0, the script's exit status."""
+    text = json.dumps(result, indent=2)
+    if out:
+        out.write_text(text)
+    print(text)
+    return 0
