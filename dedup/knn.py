@@ -73,7 +73,7 @@ def check_settings(settings: CosineSettings) -> None:
     for key in ("k", "cell_size", "probes", "train_sample", "max_cells", "split_factor", "max_group_rows"):
         if getattr(settings, key) < 1:
             raise ValueError(f"cosine.{key} must be at least 1, got {getattr(settings, key)}")
-    if settings.probes > settings.split_factor:  # a split cell's parts would each hold about all its members
+    if settings.probes > settings.split_factor:  # a split cell's parts would average over the split point
         raise ValueError(f"cosine.probes ({settings.probes}) must be at most cosine.split_factor "
                          f"({settings.split_factor}): a cell is split when over split_factor x cell_size members, "
                          "into parts each member joins probes of")  # fmt: skip
