@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         product = {row["id"]: row["productId"] for row in items.select("id", "productId").collect()}
         n, dim = len(product), len(items.first()["embedding"]) // 4
         defaults = default_table("cosine")
-        exact, _ = cosine_pairs(items, replace(defaults, cell_size=2 * n), dim, n)  # one cell, never split
+        one_cell = replace(defaults, cell_size=2 * n, max_group_rows=2 * n)  # never split, never cut (<= 2n rows)
+        exact, _ = cosine_pairs(items, one_cell, dim, n)
 
         def true_pairs(pairs: set[tuple[int, int]]) -> int:
             return sum(1 for a, b in pairs if group[product[a]] and group[product[a]] == group[product[b]])
