@@ -99,10 +99,12 @@ DEFAULTS: dict[str, Any] = {
         "denoise_from": 2.0,
         # content region (dedup/content.py): an image that is a frame around a smaller photo (a
         # banner, a screenshot, a large pad) gets a second embedding of that photo alone, searched
-        # as its own vector by the kNN (docs/candidates.md); about 4% of catalog photos get one
+        # as its own vector by the kNN (docs/candidates.md); about 5% of catalog photos get one
         "region": True,
         "region_side": 96,  # px: the longer side of the copy the region is searched on
-        "region_max_share": 0.6,  # a region covering more of the canvas gets no second embedding
+        # a region covering more of the canvas gets no second embedding (issue 14 phase 17: 0.6 -> 0.8
+        # takes in border copies, whose photo covers 0.7-0.9 of theirs; 0.9 and 0.95 let look-alikes in)
+        "region_max_share": 0.8,
         "region_min_fill": 0.9,  # ... unless a filled rectangle (this share of its box foreground)
         "region_min_outside": 0.01,  # ... or with text/blocks around it covering this share of the canvas
     },

@@ -19,8 +19,8 @@ small copy of the image (``embed.region_side`` px on the longer side), cheaply:
    ``embed.region_min_outside`` of the canvas.
 
 An ordinary product photo (one garment on a plain background) is one block of irregular shape
-with nothing around it, and gets no region: on the shared catalog photos about 4% get one
-(docs/BENCHMARKS.md, issue 14 phase 3).
+with nothing around it, and gets no region: on the shared catalog photos about 5% get one
+(docs/BENCHMARKS.md, issue 14 phases 3 and 17).
 
 >>> import numpy as np
 >>> from dedup.settings import default_table

@@ -4,12 +4,13 @@ photo gets none."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from dedup import content
 from dedup.config import load_config
@@ -67,6 +68,15 @@ def test_a_large_pad_of_uniform_colour_is_trimmed():
     canvas = Image.new("RGB", (520, 400), (0, 0, 0))
     canvas.paste(photo(4), (250, 120))
     assert near(content.content_box(np.asarray(canvas), SETTINGS), (250, 120, 474, 344))
+
+
+@pytest.mark.parametrize("seed", (0, 2))
+def test_a_photo_in_a_wide_coloured_border_is_found_at_the_defaults(seed):
+    """A border copy's photo covers about 0.7 of its canvas: over the old cap of 0.6 (issue 14 phase 17)."""
+    bordered = ImageOps.expand(photo(seed), border=20, fill=(30, 60, 120))  # the photo is 0.72 of it
+    assert near(content.content_box(np.asarray(bordered), SETTINGS), (20, 20, 244, 244))
+    capped = dataclasses.replace(SETTINGS, region_max_share=0.6)
+    assert content.content_box(np.asarray(bordered), capped) is None
 
 
 def light_banner(seed: int, words: int) -> np.ndarray:
