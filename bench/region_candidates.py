@@ -80,7 +80,7 @@ def regions(paths: list[Path], batch: int = 32) -> tuple[list[bytes | None], dic
         cpu["decode"] += t1 - t0
         if box is not None:
             cpu["regions"] += 1
-            pending.append((i, content.crop(pixels, box)))
+            pending.append((i, content.square_region(pixels, box)))
             if len(pending) == batch:
                 flush()
     if pending:

@@ -48,8 +48,12 @@ _MIN_PIECE = 0.001  # ... and a piece around it (a word, a button), at least thi
 _MAX_ASPECT = 2.5  # a block longer than this (either way) is a line of text
 _TEXT_LAPLACIAN = 100.0  # mean |Laplacian| of grey 0-255 at the working size above which a block is glyphs
 _MIN_SIDE = 16  # px: a smaller region is not embedded
+_SQUARE_FROM = 2.0  # a region this many times as long as it is wide is embedded centred on a square
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in the image's pixels (x1, y1 exclusive)
+REGION_INPUT_VERSION = 2
+"""What a region's embedding is computed on (:func:`square_region`; 1: the crop, squashed): a
+previous run's region embeddings of another version are computed again (``dedup/incremental.py``)."""
 
 
 def region_on(embed_settings: EmbedSettings) -> bool:
@@ -118,3 +122,38 @@ def crop(pixels: np.ndarray, box: Box) -> np.ndarray:
     """The pixels inside ``box``."""
     x0, y0, x1, y1 = box
     return np.ascontiguousarray(pixels[y0:y1, x0:x1])
+
+
+def square_region(pixels: np.ndarray, box: Box) -> np.ndarray:
+    """What a region's embedding is computed on: the pixels inside ``box``, and where the box is
+    ``_SQUARE_FROM`` times as wide as high or more (or the other way), those centred on a square of
+    the median colour of their outermost pixels. The model squashes its input to a square, and
+    where a pasted photo's white merged with a light canvas the region is cut tight around the
+    product (sunglasses, a belt), which squashed is far from the original photo, the product
+    centred on its ground. A region closer to square is left as it is: there the squeeze is mild,
+    and a frame's colour around a photo moves it further from its original (issue 14 phase 18).
+
+    >>> wide = np.zeros((20, 60, 3), np.uint8); wide[:, :, 0] = 200
+    >>> square = square_region(np.pad(wide, ((5, 5), (0, 0), (0, 0))), (0, 5, 60, 25))
+    >>> square.shape, square[0, 0].tolist(), square[30, 30].tolist()
+    ((60, 60, 3), [200, 0, 0], [200, 0, 0])
+    >>> square_region(np.pad(wide, ((5, 5), (0, 0), (0, 0))), (0, 0, 45, 30)).shape  # 1.5 to 1: as it is
+    (30, 45, 3)
+    """
+    region = crop(pixels, box)
+    height, width = region.shape[:2]
+    if max(height, width) < _SQUARE_FROM * min(height, width):
+        return region
+    return centred(region)
+
+
+def centred(region: np.ndarray) -> np.ndarray:
+    """``region`` centred on a square of its outermost pixels' median colour."""
+    height, width = region.shape[:2]
+    ring = np.concatenate([region[0], region[-1], region[:, 0], region[:, -1]])
+    side = max(height, width)
+    square = np.empty((side, side, 3), np.uint8)
+    square[:] = np.median(ring, axis=0).astype(np.uint8)
+    top, left = (side - height) // 2, (side - width) // 2
+    square[top : top + height, left : left + width] = region
+    return square

@@ -99,7 +99,7 @@ def _embed_records(records: list[dict[str, Any]], pixels: list[np.ndarray | None
         inputs.append((i, "embedding", image))
         box = content.content_box(image, settings) if region else None
         if box is not None:
-            inputs.append((i, "region_embedding", content.crop(image, box)))
+            inputs.append((i, "region_embedding", content.square_region(image, box)))
     step = max(1, settings.batch_size)
     for start in range(0, len(inputs), step):
         chunk = inputs[start : start + step]

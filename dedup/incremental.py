@@ -21,12 +21,12 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dedup import fetchstore, outputs, photomatch
+from dedup import content, fetchstore, outputs, photomatch
 from dedup.settings import EmbedSettings, FeaturesSettings
 
 KEYS = ["productId", "image_url"]
 FEATURE_SETTINGS = ("features", "embed")  # the settings tables that decide what features/ holds
-FEATURE_FORMAT = {"photo_description": photomatch.DESCRIPTION_VERSION}
+FEATURE_FORMAT = {"photo_description": photomatch.DESCRIPTION_VERSION, "region_input": content.REGION_INPUT_VERSION}
 """What this version writes into features/ beyond its settings' say (a run's manifest records it):
 a previous run's features in another format are computed again."""
 

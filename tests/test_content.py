@@ -18,6 +18,7 @@ from dedup.cosine import cosines, decode
 from dedup.devkit import edits
 from dedup.devkit.imageserver import ImageServer
 from dedup.devkit.synth import image_names, image_url_str, jpeg_bytes, product_image, write_catalog_csv
+from dedup.embed import cached_embedder, embedder_input
 from dedup.photomatch import FRAMED_EVIDENCE, REGION, PhotoRule
 from dedup.settings import default_table
 from jobs.dedup_job import run_job
@@ -77,6 +78,25 @@ def test_a_photo_in_a_wide_coloured_border_is_found_at_the_defaults(seed):
     assert near(content.content_box(np.asarray(bordered), SETTINGS), (20, 20, 244, 244))
     capped = dataclasses.replace(SETTINGS, region_max_share=0.6)
     assert content.content_box(np.asarray(bordered), capped) is None
+
+
+@pytest.mark.parametrize("seed", (66, 161, 187))  # products 2 to 2.5 times as high as wide, or as wide as high
+def test_a_region_cut_tight_around_a_long_product_embeds_near_its_original(seed):
+    """Where the photo's white merges with a light canvas, the region is the product alone; squashed
+    to the model's square it is far from its original, centred on a square it is near (phase 18)."""
+    original = np.asarray(photo(seed))
+    ink = np.argwhere((original < 235).any(axis=2))  # the product's pixels, off its white ground
+    (y0, x0), (y1, x1) = ink.min(0), ink.max(0) + 1
+    box = (int(x0), int(y0), int(x1), int(y1))
+    embedder = cached_embedder(SETTINGS)
+
+    def vector(pixels: np.ndarray) -> np.ndarray:
+        v = embedder.embed(embedder_input(pixels, embedder.input_size)[None])[0].astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    squashed = float(vector(original) @ vector(content.crop(original, box)))
+    square = float(vector(original) @ vector(content.square_region(original, box)))
+    assert square >= 0.8 and square >= squashed + 0.1, (squashed, square)
 
 
 def light_banner(seed: int, words: int) -> np.ndarray:
