@@ -29,8 +29,8 @@ KINDS = ("original", "banner", "border", "pad", "stack", "augly")
 
 
 def regions(files: list[Path], labels: list[str], shares: tuple[float, ...]) -> dict[float, Counter]:
-    """Per share, how many of ``files`` get a region, counted by label (one decode and one search
-    per file: the largest block does not depend on the share, only whether it is kept)."""
+    """Per share, how many of ``files`` get a region, counted by label (one decode per file; a file
+    with no region at any share is searched once, the others once more per share)."""
     loose = dataclasses.replace(default_table("embed"), region_max_share=1.0)
     found = {share: Counter() for share in shares}
     for path, label in zip(files, labels, strict=True):

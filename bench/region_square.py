@@ -27,6 +27,7 @@ from dedup.devkit.benchset import read_truth
 from dedup.embed import cached_embedder, embedder_input
 from dedup.imaging import decode_pixels
 from dedup.settings import default_table
+from dedup.vectors import normalise
 
 KINDS = ("original", "banner", "border", "pad", "stack", "augly")
 BUCKETS = (1.5, 2.0)  # aspect buckets: under 1.5, 1.5 to 2, 2 and more
@@ -51,16 +52,14 @@ def main() -> None:
     embedder = cached_embedder(settings)
     features = pd.read_parquet(args.job / "features", columns=["productId", "embedding"])
     dim = json.loads((args.job / "manifest.json").read_text())["embedding"]["dim"]
-    vectors = decode(list(features["embedding"]), dim).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = normalise(decode(list(features["embedding"]), dim))  # stored as float16: unit again
     row_of = {product: i for i, product in enumerate(features["productId"])}
     truth = pd.DataFrame(read_truth(args.set / "truth.csv"))
     truth["kind"] = truth["transform"].str.split(":").str[0]
     original_of = truth[truth["kind"] == "original"].set_index("source")["productId"]
 
-    def embed(pixels: np.ndarray) -> np.ndarray:
-        vector = embedder.embed(embedder_input(pixels, embedder.input_size, settings.denoise_from)[None])[0]
-        return vector.astype(np.float32) / np.linalg.norm(vector)
+    def embed(pixels: np.ndarray) -> np.ndarray:  # unit length, as the embedder returns it
+        return embedder.embed(embedder_input(pixels, embedder.input_size, settings.denoise_from)[None])[0]
 
     rows = []
     for _, listing in truth[truth["kind"].isin(KINDS) & (truth["split"] == args.split)].iterrows():
