@@ -40,22 +40,38 @@ def bucket(aspect: float) -> str:
     return f"{BUCKETS[0]}-{BUCKETS[1]}" if aspect < BUCKETS[1] else f">={BUCKETS[1]}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def job_arguments(doc: str) -> argparse.ArgumentParser:
+    """The arguments of a script that reads a finished job on a bench set: --job, --set, --split, --out."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--job", type=Path, required=True, help="a finished job output on the set")
     parser.add_argument("--set", type=Path, required=True)
     parser.add_argument("--split", default="calibration")
     parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    return parser
+
+
+def job_vectors(job: Path) -> tuple[np.ndarray, dict[str, int]]:
+    """A finished job's whole-image embeddings (``features/``), unit rows, and each product's row."""
+    features = pd.read_parquet(job / "features", columns=["productId", "embedding"])
+    dim = json.loads((job / "manifest.json").read_text())["embedding"]["dim"]
+    vectors = normalise(decode(list(features["embedding"]), dim))  # stored as float16: unit again
+    return vectors, {product: i for i, product in enumerate(features["productId"])}
+
+
+def truth_by_kind(bench_set: Path) -> pd.DataFrame:
+    """A bench set's truth rows, with each one's edit ``kind`` (``original`` for an original)."""
+    truth = pd.DataFrame(read_truth(bench_set / "truth.csv"))
+    truth["kind"] = truth["transform"].str.split(":").str[0]
+    return truth
+
+
+def main() -> None:
+    args = job_arguments(__doc__).parse_args()
 
     settings = default_table("embed")
     embedder = cached_embedder(settings)
-    features = pd.read_parquet(args.job / "features", columns=["productId", "embedding"])
-    dim = json.loads((args.job / "manifest.json").read_text())["embedding"]["dim"]
-    vectors = normalise(decode(list(features["embedding"]), dim))  # stored as float16: unit again
-    row_of = {product: i for i, product in enumerate(features["productId"])}
-    truth = pd.DataFrame(read_truth(args.set / "truth.csv"))
-    truth["kind"] = truth["transform"].str.split(":").str[0]
+    vectors, row_of = job_vectors(args.job)
+    truth = truth_by_kind(args.set)
     original_of = truth[truth["kind"] == "original"].set_index("source")["productId"]
 
     def embed(pixels: np.ndarray) -> np.ndarray:  # unit length, as the embedder returns it

@@ -16,7 +16,13 @@ small copy of the image (``embed.region_side`` px on the longer side), cheaply:
    ``embed.region_max_share`` of the canvas and it looks pasted: a filled rectangle (at least
    ``embed.region_min_fill`` of its box is foreground) or with other blocks (text, buttons, a
    template; down to a single word, ``_MIN_PIECE`` of the canvas) covering at least
-   ``embed.region_min_outside`` of the canvas.
+   ``embed.region_min_outside`` of the canvas;
+5. a photo shown in a slot of another aspect (a post in a screenshot) sits between two bars of one
+   colour (a pillarbox or a letterbox). Where its white merged with the page, or it touches a bar,
+   the slot is no block: two flat bars of one colour facing each other, with the page around them,
+   mark it (:func:`_barred_slot`), and it is taken over the blocks it overlaps or is larger than.
+   Bars inside the chosen region (of a slot, a border, a pad) are cut off at full size
+   (:func:`between_bars`), so the region is the photo alone (issue 14 phase 19).
 
 An ordinary product photo (one garment on a plain background) is one block of irregular shape
 with nothing around it, and gets no region: on the shared catalog photos about 5% get one
@@ -37,6 +43,8 @@ True
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 
@@ -49,11 +57,21 @@ _MAX_ASPECT = 2.5  # a block longer than this (either way) is a line of text
 _TEXT_LAPLACIAN = 100.0  # mean |Laplacian| of grey 0-255 at the working size above which a block is glyphs
 _MIN_SIDE = 16  # px: a smaller region is not embedded
 _SQUARE_FROM = 2.0  # a region this many times as long as it is wide is embedded centred on a square
+_BAR_SOLID = 0.75  # a bar's flat part fills at least this share of its box
+_BAR_FILL = 0.95  # a line (column or row) of a bar: at least this share of it is the bar's colour
+_BAR_MIN = 0.1  # each bar is at least this share of the region's width (or height)
+_BAR_INNER = 0.3  # ... and the photo between them at least this share
+_BAR_SPAN = 0.6  # the bars run along at least this share of the region's height (or width; a header above)
+_BAR_LONG = 2.0  # a bar is at least this many times as long as it is thick
+_BAR_SHARED = 0.8  # two bars marking a slot share at least this share of the longer one's length
+_BAR_GROUND = 0.7  # around a slot (beyond its bars, and beyond the photo's ends) at least this share is the page
+_BAR_EDGE = 0.2  # the photo's edge next to a bar: a line with at most this share of the bar's colour
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in the image's pixels (x1, y1 exclusive)
-REGION_INPUT_VERSION = 2
-"""What a region's embedding is computed on (:func:`square_region`; 1: the crop, squashed): a
-previous run's region embeddings of another version are computed again (``dedup/incremental.py``)."""
+REGION_INPUT_VERSION = 3
+"""What a region's embedding is computed on (:func:`square_region`; 1: the crop, squashed; 2: the
+region before bars were cut off): a previous run's region embeddings of another version are
+computed again (``dedup/incremental.py``)."""
 
 
 def region_on(embed_settings: EmbedSettings) -> bool:
@@ -75,6 +93,11 @@ def content_box(pixels: np.ndarray, settings: EmbedSettings) -> Box | None:
         return None
     x, y, bw, bh = found
     box = (int(x / scale), int(y / scale), min(w, int((x + bw) / scale)), min(h, int((y + bh) / scale)))
+    margin = int(np.ceil(1 / scale))  # a working-size pixel: the bars' edges are found at full size
+    around = (max(0, box[0] - margin), max(0, box[1] - margin), min(w, box[2] + margin), min(h, box[3] + margin))
+    inner = between_bars(crop(pixels, around))
+    if inner is not None:
+        box = (around[0] + inner[0], around[1] + inner[1], around[0] + inner[2], around[1] + inner[3])
     if box[2] - box[0] < _MIN_SIDE or box[3] - box[1] < _MIN_SIDE:
         return None
     return box
@@ -105,17 +128,140 @@ def _largest_block(small: np.ndarray, settings: EmbedSettings) -> tuple[int, int
         & (aspect[blocks] >= 1 / _MAX_ASPECT)
         & (laplacian[blocks] / np.maximum(area[blocks], 1) <= _TEXT_LAPLACIAN)
     ]
-    if len(photo_like) == 0:
+    slot = _barred_slot(np.ascontiguousarray(small), background)
+    if len(photo_like) == 0 and slot is None:
         return None
-    best = photo_like[np.argmax(bw[photo_like] * bh[photo_like])]
-    share = bw[best] * bh[best] / canvas
-    fill = area[best] / max(1, bw[best] * bh[best])
-    pieces = np.flatnonzero(bw * bh >= _MIN_PIECE * canvas)  # the blocks and the words around them
-    outside = (area[pieces].sum() - area[best]) / canvas
-    pasted = fill >= settings.region_min_fill or outside >= settings.region_min_outside
-    if share > settings.region_max_share or not pasted:
+    best = photo_like[np.argmax(bw[photo_like] * bh[photo_like])] if len(photo_like) else None
+    if best is not None and (
+        slot is None or (bw[best] * bh[best] > slot[2] * slot[3] and not _overlap(slot, stats[best + 1]))
+    ):
+        box = int(x[best]), int(y[best]), int(bw[best]), int(bh[best])
+        fill = area[best] / max(1, bw[best] * bh[best])
+        pieces = np.flatnonzero(bw * bh >= _MIN_PIECE * canvas)  # the blocks and the words around them
+        outside = (area[pieces].sum() - area[best]) / canvas
+        pasted = fill >= settings.region_min_fill or outside >= settings.region_min_outside
+    else:
+        box, pasted = slot, True  # a slot the bars mark, over a block in it or larger than any: pasted
+    if box[2] * box[3] / canvas > settings.region_max_share or not pasted:
         return None
-    return int(x[best]), int(y[best]), int(bw[best]), int(bh[best])
+    return box
+
+
+def _overlap(box: tuple[int, int, int, int], other: np.ndarray) -> bool:
+    """Whether two (x, y, width, height) boxes overlap."""
+    x, y, w, h = box
+    ox, oy, ow, oh = (int(v) for v in other[:4])
+    return x < ox + ow and ox < x + w and y < oy + oh and oy < y + h
+
+
+def _barred_slot(small: np.ndarray, background: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x, y, width, height) of the largest slot two bars mark (module doc, step 5), or None.
+
+    A bar is a part of the image that is flat (each pixel's 3x3 neighbourhood within ``_TOLERANCE``),
+    not the page's background, a filled rectangle at least ``_BAR_LONG`` times as long as it is thick
+    and as large as a block (``_MIN_BLOCK`` of the canvas);
+    flatness parts it from a photo or an avatar it touches. Two bars of one colour, side by side over
+    about the same rows (or one above the other over about the same columns), with room for a photo
+    between them and the page (the background) all around, mark the slot from the outer edge of one
+    to that of the other, over the rows (columns) they share."""
+    kernel = np.ones((3, 3), np.uint8)
+    spread = cv2.dilate(small, kernel).astype(np.int16) - cv2.erode(small, kernel)
+    flat = (spread.max(axis=2) <= _TOLERANCE) & ~background
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(flat.astype(np.uint8), connectivity=4)
+    bars = []
+    for label in range(1, n):
+        bx, by, bw, bh, area = (int(v) for v in stats[label])
+        big = bw * bh >= _MIN_BLOCK * background.size  # as a block: not a sliver of a blurred photo's shading
+        if big and max(bw, bh) >= _BAR_LONG * min(bw, bh) and min(bw, bh) >= 2 and area >= _BAR_SOLID * bw * bh:
+            colour = np.median(small[labels == label].astype(np.int16), axis=0)
+            height, width = background.shape  # a flat part ends a pixel short of its edge: grown back
+            bars.append((max(0, bx - 1), max(0, by - 1), min(width, bx + bw + 1), min(height, by + bh + 1), colour))
+    best: tuple[int, int, int, int] | None = None
+    for a, b in itertools.combinations(bars, 2):
+        if np.abs(a[4] - b[4]).max() > _TOLERANCE:
+            continue
+        for side_by_side in (True, False):
+            along = 1 if side_by_side else 0  # the bars share rows (y: index 1) or columns (x: index 0)
+            lo, hi = max(a[along], b[along]), min(a[along + 2], b[along + 2])
+            length = max(a[along + 2] - a[along], b[along + 2] - b[along])
+            first, second = sorted(((a[1 - along], a[3 - along]), (b[1 - along], b[3 - along])))
+            gap, thickest = second[0] - first[1], max(first[1] - first[0], second[1] - second[0])
+            long_thin = hi - lo >= _BAR_SHARED * length and hi - lo >= _BAR_LONG * thickest
+            if not long_thin or gap < _BAR_INNER * (second[1] - first[0]):
+                continue  # bars run along the slot, long and thin, with room for a photo between
+            start, end = first[0], second[1]
+            ground = background if side_by_side else background.T  # rows along the bars, columns across
+            beside = (ground[lo:hi, max(0, start - 2) : start], ground[lo:hi, end : end + 2])  # two pixels out:
+            ends = (ground[max(0, lo - 2) : lo, first[1] : second[0]].T, ground[hi : hi + 2, first[1] : second[0]].T)
+            outside = [strip.any(axis=1) for strip in (*beside, *ends) if strip.size]  # past the edge's mixed one
+            if any(line.mean() < _BAR_GROUND for line in outside):
+                continue  # the page around the slot, not more of a garment (stripes) or a watch (straps)
+            slot = (start, lo, end - start, hi - lo) if side_by_side else (lo, start, hi - lo, end - start)
+            if best is None or slot[2] * slot[3] > best[2] * best[3]:
+                best = slot
+    return best
+
+
+def between_bars(region: np.ndarray) -> Box | None:
+    """The box (in ``region``'s pixels) of the photo between two bars of one colour along its left
+    and right sides (a pillarbox) or its top and bottom (a letterbox), or None where it has no such
+    bars. A bar runs along at least ``_BAR_SPAN`` of the side, is at least ``_BAR_MIN`` of the
+    region wide, and each of its lines is ``_BAR_FILL`` of its colour; the photo between is at least
+    ``_BAR_INNER`` of the region, with a straight edge next to each bar: a line with at most
+    ``_BAR_EDGE`` of the bars' colour (a product on white keeps its white margins; module doc, step 5).
+
+    >>> photo = np.full((100, 100, 3), 250, np.uint8); photo[30:70, 20:80] = (200, 30, 30)
+    >>> slot = np.zeros((100, 180, 3), np.uint8); slot[:, 40:140] = photo  # black bars beside it
+    >>> between_bars(slot)
+    (40, 0, 140, 100)
+    >>> between_bars(photo) is None  # a product on white: its white sides are its own
+    True
+    """
+    for across in (1, 0):  # bars beside the photo (columns), then above and below it (rows)
+        lines = region if across == 1 else region.transpose(1, 0, 2)
+        height, width = lines.shape[:2]
+        if width < 2 * _MIN_SIDE or height < _MIN_SIDE:
+            continue
+        near_left, near_right = max(1, round(0.03 * width)), min(width - 2, round(0.97 * width))
+        middle = slice(height // 4, max(height // 4 + 1, 3 * height // 4))
+        left, right = np.median(lines[middle, near_left], axis=0), np.median(lines[middle, near_right], axis=0)
+        if np.abs(left - right).max() > _TOLERANCE:
+            continue
+        bar = np.abs(lines.astype(np.int16) - left.astype(np.int16)).max(axis=2) <= _TOLERANCE
+        top, bottom = _longest_run(bar[:, near_left] & bar[:, near_right])
+        if bottom - top < _BAR_SPAN * height:
+            continue
+        filled = bar[top:bottom].mean(axis=0) >= _BAR_FILL
+        skip = max(2, round(0.03 * width))  # lines mixed with the edge beyond the bars
+        start, end = _leading(filled, skip), width - _leading(filled[::-1], skip)
+        if start < _BAR_MIN * width or width - end < _BAR_MIN * width or end - start < _BAR_INNER * width:
+            continue
+        share = bar[top:bottom].mean(axis=0)  # of each line, the bars' colour
+        if min(share[start : start + skip].min(), share[end - skip : end].min()) > _BAR_EDGE:
+            continue  # no straight edge: the photo's own ground runs on into the "bars" (its margins)
+        if max(bar[top, start:end].mean(), bar[bottom - 1, start:end].mean()) > 0.5:
+            continue  # the bars' colour is the photo's own ground, on its other sides too
+        return (start, top, end, bottom) if across == 1 else (top, start, bottom, end)
+    return None
+
+
+def _longest_run(flags: np.ndarray) -> tuple[int, int]:
+    """(start, end) of the longest run of True in ``flags`` ((0, 0) where none)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
+    if len(edges) == 0:
+        return 0, 0
+    starts, ends = edges[::2], edges[1::2]
+    longest = int(np.argmax(ends - starts))
+    return int(starts[longest]), int(ends[longest])
+
+
+def _leading(flags: np.ndarray, skip: int) -> int:
+    """Where the first run of True ends, past up to ``skip`` False at the start (0: none)."""
+    first = int(np.argmax(flags[: skip + 1])) if flags[: skip + 1].any() else -1
+    if first < 0:
+        return 0
+    after = np.flatnonzero(~flags[first:])
+    return first + (int(after[0]) if len(after) else len(flags) - first)
 
 
 def crop(pixels: np.ndarray, box: Box) -> np.ndarray:

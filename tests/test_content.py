@@ -234,3 +234,91 @@ def test_two_products_in_one_template_are_refused_by_their_framed_photos(spark, 
     assert all((r["region_cosine"] is not None) == (pair in both_framed) for pair, r in scored.items())
     groups = {r["productId"]: r["group_id"] for r in spark.read.parquet(f"{banner_run}/groups").collect()}
     assert groups["TEMPLATE21"] == groups["TEMPLATE21B"] and "TEMPLATE22" not in groups
+
+
+def post_screenshot(image: Image.Image, avatar: bool = True) -> np.ndarray:
+    """``image`` shown in a web page's post, as augly's screenshot edit makes it: the post's slot is
+    wider than the photo, so the photo sits between two black bars (a pillarbox), under a header
+    with an avatar and a name, on a page as light as the photo's own white (which merges with it)."""
+    page = Image.new("RGB", (1200, 736), (242, 243, 245))
+    draw = ImageDraw.Draw(page)
+    draw.rectangle((0, 0, 1199, 48), fill=(255, 255, 255))
+    draw.text((60, 14), "Search", fill=(120, 120, 120), font=edits._font(18))
+    draw.rectangle((240, 330, 800, 735), fill=(255, 255, 255))  # the post's card
+    if avatar:
+        draw.ellipse((252, 346, 292, 386), fill=(60, 90, 140))
+    draw.text((300, 350), "John Doe", fill=(20, 20, 20), font=edits._font(18))
+    draw.rectangle((250, 400, 787, 711), fill=(0, 0, 0))  # the slot
+    page.paste(image.resize((312, 312)), (362, 400))
+    return np.asarray(page)
+
+
+@pytest.mark.parametrize("seed", (1, 3))
+def test_a_photo_between_the_bars_of_a_post_is_the_region(seed):
+    """The region is the photo alone, not the slot with its bars, nor the page's other pictures;
+    and it embeds near the original where the slot with its bars does not (issue 14 phase 19)."""
+    original = photo(seed)
+    screenshot = post_screenshot(original)
+    box = content.content_box(screenshot, SETTINGS)
+    assert near(box, (362, 400, 674, 712)), box
+    embedder = cached_embedder(SETTINGS)
+
+    def vector(pixels: np.ndarray) -> np.ndarray:
+        v = embedder.embed(embedder_input(pixels, embedder.input_size)[None])[0].astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    alone = float(vector(np.asarray(original)) @ vector(content.square_region(screenshot, box)))
+    slot = float(vector(np.asarray(original)) @ vector(content.crop(screenshot, (250, 400, 788, 712))))
+    assert alone >= 0.8 and alone >= slot + 0.1, (alone, slot)
+
+
+def test_two_bars_mark_the_slot_where_the_photo_merges_with_the_page():
+    """Without the avatar the bars touch nothing but the page: each is a block alone, the photo's
+    white merged with the page, and the largest block is the product. The two bars mark the slot."""
+    box = content.content_box(post_screenshot(photo(3), avatar=False), SETTINGS)
+    assert near(box, (362, 400, 674, 712)), box
+
+
+def test_a_dark_product_keeps_its_own_dark_sides():
+    """A black wallet on white is a filled block; its sides are black like a pillarbox's bars, but
+    thin (under ``_BAR_MIN`` of its width), and the region stays the whole product."""
+    canvas = Image.new("RGB", (224, 224), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((20, 70, 203, 160), fill=(12, 12, 12))
+    rng = np.random.default_rng(0)
+    pixels = np.asarray(canvas).copy()
+    pixels[80:150, 32:192] = rng.integers(40, 90, (70, 160, 1))  # the textured flap between the sides
+    assert content.between_bars(pixels[70:161, 20:204]) is None
+
+
+def striped_shirt() -> np.ndarray:
+    """A garment of flat horizontal stripes on white: each stripe is a long flat bar of one colour."""
+    canvas = Image.new("RGB", (224, 224), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    draw.polygon([(40, 40), (90, 25), (134, 25), (184, 40), (200, 90), (170, 95), (165, 210), (59, 210), (54, 95),
+                  (24, 90)], fill=(230, 120, 40))  # fmt: skip
+    pixels = np.asarray(canvas).copy()
+    shirt = (pixels != 255).any(axis=2)
+    for top in range(40, 210, 24):
+        band = np.zeros_like(shirt)
+        band[top : top + 10] = True
+        pixels[band & shirt] = (40, 40, 40)
+    return pixels
+
+
+def strapped_watch() -> np.ndarray:
+    """A round watch face between two flat black straps above and below it."""
+    canvas = Image.new("RGB", (224, 224), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((67, 10, 157, 45), fill=(15, 15, 15))  # straps as wide as 2.5 times their length here
+    draw.rectangle((67, 179, 157, 214), fill=(15, 15, 15))
+    draw.ellipse((42, 42, 182, 182), fill=(180, 180, 190), outline=(60, 60, 60), width=6)
+    draw.line((112, 112, 112, 70), fill=(20, 20, 20), width=4)
+    return np.asarray(canvas)
+
+
+@pytest.mark.parametrize("pixels", (striped_shirt(), strapped_watch()), ids=("stripes", "straps"))
+def test_a_products_own_bars_do_not_mark_a_slot(pixels):
+    """Stripes and straps are flat bars of one colour facing each other, but not with the page all
+    around them: more garment lies beyond a stripe, and the watch's face runs past its straps."""
+    assert content.content_box(pixels, SETTINGS) is None
