@@ -139,3 +139,24 @@ def test_exact_neighbours_is_a_full_scan_for_the_queries(spark):
     queries = items.where("id in (0, 5, 120, 305)")
     got = {(r["query"], r["id"]) for r in cosine.exact_neighbours(items, queries, 128, MIN_COSINE).collect()}
     assert got == {(0, 300), (5, 305), (305, 5)}
+
+
+def test_the_same_vectors_give_the_same_pairs_and_skips_in_any_row_order(spark):
+    """As the kNN (tests/test_knn.py), LSH must not change its answer with the rows' order: its
+    keys come from the vectors and ``cosine.seed`` alone, and an oversized bucket is skipped whole."""
+    from pyspark.sql import functions as F
+
+    vectors, _ = planted(64, seed=5)
+    crowd = np.repeat(vectors[:1], 6, axis=0)  # six identical vectors: a bucket over the cap in every band
+    vectors = np.concatenate([vectors, crowd])
+    table = settings(max_bucket_size=5, min_cosine=0.8)
+    found = []
+    for order in (F.col("id"), F.rand(1), F.rand(2)):
+        items = frame(spark, vectors, "float32").repartition(3).orderBy(order).repartition(4, F.rand(7))
+        run = cosine.cosine_pairs(items, table, 64, len(vectors))
+        pairs = {(r["id_a"], r["id_b"]) for r in run.pairs.collect()}
+        skipped = sorted((r["band"], r["value"], r["count"]) for r in run.skipped_buckets.collect())
+        found.append((pairs, skipped))
+        run.release()
+    assert len(found[0][0]) >= 40 and len(found[0][1]) >= run.plan.bands
+    assert found[0] == found[1] == found[2]
