@@ -15,8 +15,11 @@ the geometry of local detail. :func:`match_scores` measures it:
    ``inliers`` and ``inlier_ratio`` (inliers / ratio-test matches) measure the fit.
 3. ``b`` warped onto ``a`` with the fit (with a homography, under it and under the affine map,
    the better-aligned kept); ``structure`` is the correlation of their band-pass
-   (difference of Gaussians) images over the products' shared interior, silhouette edges left out
-   and the worst-fitting :data:`TRIM` of it too (an overlay, a noisy copy's grain):
+   (difference of Gaussians) images over the products' shared interior (a product: what differs
+   from its image's ground, the colour of its border ring; an image framed all round by lines of
+   one colour, a border or a narrow pad, has its frame left out and its photo's own ground for
+   background), silhouette edges left out and the worst-fitting :data:`TRIM` of it too (an
+   overlay, a noisy copy's grain):
    the same photo keeps its print, folds and shading after a hue shift or greyscale; another
    photo of the same cut does not. ``tile_agreement``: the share of textured 32-pixel tiles where
    they correlate, since catalogs paste products of one line onto one model shot (same face,
@@ -109,6 +112,9 @@ TEXTURE_CORRELATION = 0.5  # |correlation| of the band-pass images at which two 
 OVERLAY_SHARE = 0.1  # share of the products' area whose texture may differ (an overlay) before it counts as change
 OVERLAY_IMAGE = 0.05  # share of the image an addition onto one image's background may cover (0: no such reading)
 NOISE_TEXTURE = 6.0  # a window is textured only above this many times the pair's noise in the band (0: off)
+FRAME_UNIFORM = 0.9  # a frame's line: at least this share within 16 levels of the border ring's median (0: none)
+FRAME_MAX = 0.25  # ... and a frame's side is at most this share of the image
+FRAME_GROUND = 0.5  # ... and inside it, the photo's own ground: this share of a ring within 16 levels of one
 ERODE = 17  # pixels: the interior keeps clear of the silhouette edge, whose band-pass ring any look-alike shares
 REFINE_FROM = 0.9  # structure from which a pair whose colours differ has its alignment refined (0: never)
 REFINE_ABOVE = 0.1  # ... where its colour change is over this (the default rule's bound: under it a pair passes)
@@ -430,9 +436,44 @@ def _band(grey: np.ndarray) -> np.ndarray:
 
 
 def _foreground(grey: np.ndarray) -> np.ndarray:
-    """Pixels that differ from the background (the median of the border ring) by > 16 levels."""
-    ring = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    return (np.abs(grey.astype(np.int16) - int(np.median(ring))) > 16).astype(np.uint8)
+    """Pixels that differ from the background by > 16 levels, a frame left out (:func:`_ground`)."""
+    return _ground(grey)[0]
+
+
+def _ground(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(foreground, inside): pixels that differ from the background by > 16 levels, and the pixels
+    inside the image's frame (1), as uint8. The background is the median of the border ring. An
+    image framed all round by lines of one colour (a border drawn over the photo, a pad; each side
+    at most :data:`FRAME_MAX` of the image), around a photo whose own ground is another, plain
+    colour (:data:`FRAME_GROUND`; not white margins around a product that fills the photo), has
+    its frame left out, and its background is the photo's ground (the median of the ring just inside
+    the frame): otherwise the whole photo, its white included, is foreground next to its original's
+    product alone, and the structure is compared on the original's faint shading (a white shirt)."""
+    g = grey.astype(np.int16)
+    height, width = g.shape
+    level = int(np.median(np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])))
+    inside = np.ones((height, width), np.uint8)
+    if FRAME_UNIFORM:
+        near = np.abs(g - level) <= 16
+        rows, columns = near.mean(axis=1) >= FRAME_UNIFORM, near.mean(axis=0) >= FRAME_UNIFORM
+        top, bottom = _run_from_start(rows), height - _run_from_start(rows[::-1])
+        left, right = _run_from_start(columns), width - _run_from_start(columns[::-1])
+        thick = max(top, height - bottom) <= FRAME_MAX * height and max(left, width - right) <= FRAME_MAX * width
+        if min(top, height - bottom, left, width - right) >= 1 and thick and bottom - top > 8 and right - left > 8:
+            t, b, lo, hi = top + 2, bottom - 3, left + 2, right - 3  # clear of the frame's mixed edge
+            ring = np.concatenate([g[t, lo:hi], g[b, lo:hi], g[t:b, lo], g[t:b, hi]])
+            ground = int(np.median(ring))
+            plain = (np.abs(ring - ground) <= 16).mean() >= FRAME_GROUND  # not a product filling the photo
+            if abs(ground - level) > 16 and plain:
+                level = ground
+                inside[:] = 0
+                inside[top:bottom, left:right] = 1
+    return ((np.abs(g - level) > 16) & inside.astype(bool)).astype(np.uint8), inside
+
+
+def _run_from_start(flags: np.ndarray) -> int:
+    """How many of ``flags`` are True before the first False."""
+    return int(np.argmin(flags)) if not flags.all() else len(flags)
 
 
 def _correlation(x: np.ndarray, y: np.ndarray, trim: float | None = None) -> float:
@@ -731,8 +772,10 @@ def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, floa
     warped = _warp(b.rgb, matrix, (w, h), cv2.INTER_LINEAR, (0, 0, 0))
     inside = _warp(np.ones(b.grey.shape, np.uint8), matrix, (w, h), cv2.INTER_NEAREST)
     overlap = float(inside.mean())
-    fore_a = _foreground(a.grey)
-    fore_b = _warp(_foreground(b.grey), matrix, (w, h), cv2.INTER_NEAREST)
+    fore_a, framed_a = _ground(a.grey)
+    fore_b, framed_b = _ground(b.grey)
+    fore_b = _warp(fore_b, matrix, (w, h), cv2.INTER_NEAREST)
+    inside = inside & framed_a & _warp(framed_b, matrix, (w, h), cv2.INTER_NEAREST)  # frames left out
     products = cv2.erode((fore_a | fore_b) & inside, np.ones((5, 5), np.uint8)).astype(bool)
     grey_a, grey_b = a.grey.astype(np.float32), _grey(warped).astype(np.float32)
     blurred = (_gaussians(grey_a, DOG_SIGMAS + SHARPNESS_SIGMAS), _gaussians(grey_b, DOG_SIGMAS + SHARPNESS_SIGMAS))

@@ -664,3 +664,32 @@ def test_grain_and_captions_are_trimmed_from_the_structure(seed: int, name: str,
     monkeypatch.setattr(photomatch, "TRIM", 0.1)
     narrow = match_scores(np.asarray(original), copy)
     assert narrow["structure"] < scores["structure"] and not decide(narrow), narrow
+
+
+def pale(image: Image.Image) -> Image.Image:
+    """``image``'s product as a pale garment on white: faint shading tells it from the ground."""
+    pixels = np.asarray(image.convert("RGB")).astype(np.float32)
+    return Image.fromarray((255 - (255 - pixels) * 0.3).astype(np.uint8))
+
+
+@pytest.mark.parametrize("seed", (1, 12, 13))
+def test_a_frame_drawn_over_a_pale_product_photo_is_left_out(seed: int, monkeypatch) -> None:
+    """A border copy (a frame of one colour painted over the photo's edge, here about a tenth of its
+    side) of a pale garment on white. Measured against its ring (the frame's colour) all of the
+    copy's photo is foreground, next to its original's product alone: the frame itself counted as
+    changed colour, and on the set's white shirts the structure was compared on faint shading alone
+    (issue 14 phase 19). With the frame left out and the photo's own ground for background, the copy
+    has no colour change and is the same photograph; a look-alike in the same frame is still refused."""
+    original = pale(product_image(seed))
+
+    def framed(image: Image.Image) -> np.ndarray:
+        copy = image.copy()
+        ImageDraw.Draw(copy).rectangle((0, 0, copy.width - 1, copy.height - 1), outline=(40, 70, 140), width=24)
+        return decode_pixels(jpeg_bytes(copy))
+
+    scores = match_scores(np.asarray(original), framed(original))
+    assert scores["colour_change"] <= 0.02 and decide(scores), scores
+    other = match_scores(np.asarray(original), framed(pale(lookalike(product_image(seed), seed + 100))))
+    assert not decide(other), other
+    monkeypatch.setattr("dedup.photomatch.FRAME_UNIFORM", 0.0)  # frames not looked for: as before phase 19
+    assert match_scores(np.asarray(original), framed(original))["colour_change"] >= 0.07
