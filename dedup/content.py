@@ -168,13 +168,14 @@ def _barred_slot(small: np.ndarray, background: np.ndarray) -> tuple[int, int, i
     spread = cv2.dilate(small, kernel).astype(np.int16) - cv2.erode(small, kernel)
     flat = (spread.max(axis=2) <= _TOLERANCE) & ~background
     n, labels, stats, _ = cv2.connectedComponentsWithStats(flat.astype(np.uint8), connectivity=4)
+    height, width = background.shape
     bars = []
     for label in range(1, n):
         bx, by, bw, bh, area = (int(v) for v in stats[label])
         big = bw * bh >= _MIN_BLOCK * background.size  # as a block: not a sliver of a blurred photo's shading
         if big and max(bw, bh) >= _BAR_LONG * min(bw, bh) and min(bw, bh) >= 2 and area >= _BAR_SOLID * bw * bh:
             colour = np.median(small[labels == label].astype(np.int16), axis=0)
-            height, width = background.shape  # a flat part ends a pixel short of its edge: grown back
+            # a flat part ends a pixel short of its edge: grown back
             bars.append((max(0, bx - 1), max(0, by - 1), min(width, bx + bw + 1), min(height, by + bh + 1), colour))
     best: tuple[int, int, int, int] | None = None
     for a, b in itertools.combinations(bars, 2):
@@ -231,12 +232,12 @@ def between_bars(region: np.ndarray) -> Box | None:
         top, bottom = _longest_run(bar[:, near_left] & bar[:, near_right])
         if bottom - top < _BAR_SPAN * height:
             continue
-        filled = bar[top:bottom].mean(axis=0) >= _BAR_FILL
+        share = bar[top:bottom].mean(axis=0)  # of each line, the bars' colour
+        filled = share >= _BAR_FILL
         skip = max(2, round(0.03 * width))  # lines mixed with the edge beyond the bars
-        start, end = _leading(filled, skip), width - _leading(filled[::-1], skip)
+        start, end = leading_run(filled, skip), width - leading_run(filled[::-1], skip)
         if start < _BAR_MIN * width or width - end < _BAR_MIN * width or end - start < _BAR_INNER * width:
             continue
-        share = bar[top:bottom].mean(axis=0)  # of each line, the bars' colour
         if min(share[start : start + skip].min(), share[end - skip : end].min()) > _BAR_EDGE:
             continue  # no straight edge: the photo's own ground runs on into the "bars" (its margins)
         if max(bar[top, start:end].mean(), bar[bottom - 1, start:end].mean()) > 0.5:
@@ -255,8 +256,13 @@ def _longest_run(flags: np.ndarray) -> tuple[int, int]:
     return int(starts[longest]), int(ends[longest])
 
 
-def _leading(flags: np.ndarray, skip: int) -> int:
-    """Where the first run of True ends, past up to ``skip`` False at the start (0: none)."""
+def leading_run(flags: np.ndarray, skip: int = 0) -> int:
+    """Where the first run of True ends, past up to ``skip`` False at the start (0: none); with
+    ``skip`` 0, how many of ``flags`` are True before the first False.
+
+    >>> leading_run(np.array([True, True, False, True])), leading_run(np.array([False, True, True, False]), 1)
+    (2, 3)
+    """
     first = int(np.argmax(flags[: skip + 1])) if flags[: skip + 1].any() else -1
     if first < 0:
         return 0

@@ -83,7 +83,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from dedup.content import Box, content_box, crop
+from dedup.content import Box, content_box, crop, leading_run
 from dedup.imaging import DecodeError, decode_pixels, noise_level
 from dedup.settings import EmbedSettings, VerifySettings, default_table
 
@@ -456,8 +456,8 @@ def _ground(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if FRAME_UNIFORM:
         near = np.abs(g - level) <= 16
         rows, columns = near.mean(axis=1) >= FRAME_UNIFORM, near.mean(axis=0) >= FRAME_UNIFORM
-        top, bottom = _run_from_start(rows), height - _run_from_start(rows[::-1])
-        left, right = _run_from_start(columns), width - _run_from_start(columns[::-1])
+        top, bottom = leading_run(rows), height - leading_run(rows[::-1])
+        left, right = leading_run(columns), width - leading_run(columns[::-1])
         thick = max(top, height - bottom) <= FRAME_MAX * height and max(left, width - right) <= FRAME_MAX * width
         if min(top, height - bottom, left, width - right) >= 1 and thick and bottom - top > 8 and right - left > 8:
             t, b, lo, hi = top + 2, bottom - 3, left + 2, right - 3  # clear of the frame's mixed edge
@@ -469,11 +469,6 @@ def _ground(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 inside[:] = 0
                 inside[top:bottom, left:right] = 1
     return ((np.abs(g - level) > 16) & inside.astype(bool)).astype(np.uint8), inside
-
-
-def _run_from_start(flags: np.ndarray) -> int:
-    """How many of ``flags`` are True before the first False."""
-    return int(np.argmin(flags)) if not flags.all() else len(flags)
 
 
 def _correlation(x: np.ndarray, y: np.ndarray, trim: float | None = None) -> float:
@@ -775,7 +770,9 @@ def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, floa
     fore_a, framed_a = _ground(a.grey)
     fore_b, framed_b = _ground(b.grey)
     fore_b = _warp(fore_b, matrix, (w, h), cv2.INTER_NEAREST)
-    inside = inside & framed_a & _warp(framed_b, matrix, (w, h), cv2.INTER_NEAREST)  # frames left out
+    inside = inside & framed_a  # frames left out; b's warped only where it has one (most images: none)
+    if not framed_b.all():
+        inside &= _warp(framed_b, matrix, (w, h), cv2.INTER_NEAREST)
     products = cv2.erode((fore_a | fore_b) & inside, np.ones((5, 5), np.uint8)).astype(bool)
     grey_a, grey_b = a.grey.astype(np.float32), _grey(warped).astype(np.float32)
     blurred = (_gaussians(grey_a, DOG_SIGMAS + SHARPNESS_SIGMAS), _gaussians(grey_b, DOG_SIGMAS + SHARPNESS_SIGMAS))

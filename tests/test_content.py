@@ -56,6 +56,13 @@ def template(image: Image.Image) -> Image.Image:
     return frame
 
 
+def unit_vector(pixels: np.ndarray) -> np.ndarray:
+    """``pixels`` embedded by the default embedder (the real SSCD model), as a unit vector."""
+    embedder = cached_embedder(SETTINGS)
+    v = embedder.embed(embedder_input(pixels, embedder.input_size)[None])[0].astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
 def near(box, expected, within: int = 8) -> bool:
     return box is not None and all(abs(a - b) <= within for a, b in zip(box, expected, strict=True))
 
@@ -88,14 +95,8 @@ def test_a_region_cut_tight_around_a_long_product_embeds_near_its_original(seed)
     ink = np.argwhere((original < 235).any(axis=2))  # the product's pixels, off its white ground
     (y0, x0), (y1, x1) = ink.min(0), ink.max(0) + 1
     box = (int(x0), int(y0), int(x1), int(y1))
-    embedder = cached_embedder(SETTINGS)
-
-    def vector(pixels: np.ndarray) -> np.ndarray:
-        v = embedder.embed(embedder_input(pixels, embedder.input_size)[None])[0].astype(np.float32)
-        return v / np.linalg.norm(v)
-
-    squashed = float(vector(original) @ vector(content.crop(original, box)))
-    square = float(vector(original) @ vector(content.square_region(original, box)))
+    squashed = float(unit_vector(original) @ unit_vector(content.crop(original, box)))
+    square = float(unit_vector(original) @ unit_vector(content.square_region(original, box)))
     assert square >= 0.8 and square >= squashed + 0.1, (squashed, square)
 
 
@@ -261,14 +262,8 @@ def test_a_photo_between_the_bars_of_a_post_is_the_region(seed):
     screenshot = post_screenshot(original)
     box = content.content_box(screenshot, SETTINGS)
     assert near(box, (362, 400, 674, 712)), box
-    embedder = cached_embedder(SETTINGS)
-
-    def vector(pixels: np.ndarray) -> np.ndarray:
-        v = embedder.embed(embedder_input(pixels, embedder.input_size)[None])[0].astype(np.float32)
-        return v / np.linalg.norm(v)
-
-    alone = float(vector(np.asarray(original)) @ vector(content.square_region(screenshot, box)))
-    slot = float(vector(np.asarray(original)) @ vector(content.crop(screenshot, (250, 400, 788, 712))))
+    alone = float(unit_vector(np.asarray(original)) @ unit_vector(content.square_region(screenshot, box)))
+    slot = float(unit_vector(np.asarray(original)) @ unit_vector(content.crop(screenshot, (250, 400, 788, 712))))
     assert alone >= 0.8 and alone >= slot + 0.1, (alone, slot)
 
 
