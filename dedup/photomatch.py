@@ -19,7 +19,8 @@ the geometry of local detail. :func:`match_scores` measures it:
    from its image's ground, the colour of its border ring; an image framed all round by lines of
    one colour, a border or a narrow pad, has its frame left out and its photo's own ground for
    background), silhouette edges left out and the worst-fitting :data:`TRIM` of it too (an
-   overlay, a noisy copy's grain):
+   overlay, a noisy copy's grain; the misfit read both ways, so that an overlay on either image
+   is what is left out and the figure does not depend on which image is first):
    the same photo keeps its print, folds and shading after a hue shift or greyscale; another
    photo of the same cut does not. ``tile_agreement``: the share of textured 32-pixel tiles where
    they correlate, since catalogs paste products of one line onto one model shot (same face,
@@ -474,15 +475,28 @@ def _ground(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _correlation(x: np.ndarray, y: np.ndarray, trim: float | None = None) -> float:
     """Pearson correlation of ``x`` and ``y`` without the ``trim`` share (default :data:`TRIM`, read
     at each call) of pixels that fit worst (an overlay's strong edges would otherwise outweigh the
-    whole photo)."""
+    whole photo). The fit is a line through the pixels, fitted with ``x`` on ``y`` and with ``y`` on
+    ``x``; the better correlation of the two is kept, so the figure does not depend on which image
+    is first. An overlay's edges, on one side only, pull the fit toward that side's own scale: the
+    fit of the side without the overlay on the side with it then finds the photo's detail the
+    misfit, and trims it."""
     trim = TRIM if trim is None else trim
     x = x - x.mean()
     y = y - y.mean()
-    slope = float((x * y).sum() / ((y * y).sum() + 1e-6))
-    residual = np.abs(x - slope * y)
-    if trim > 0 and len(residual) > 20:
-        keep = residual <= np.partition(residual, int(len(residual) * (1 - trim)))[int(len(residual) * (1 - trim))]
-        x, y = x[keep] - x[keep].mean(), y[keep] - y[keep].mean()
+    if trim <= 0 or len(x) <= 20:
+        return _pearson(x, y)
+    at = int(len(x) * (1 - trim))
+    best = -1.0
+    for one, other in ((x, y), (y, x)):
+        slope = float((one * other).sum() / ((other * other).sum() + 1e-6))
+        residual = np.abs(one - slope * other)
+        keep = residual <= np.partition(residual, at)[at]
+        best = max(best, _pearson(x[keep] - x[keep].mean(), y[keep] - y[keep].mean()))
+    return best
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Correlation of two centred arrays (0 where either is flat)."""
     denominator = float(np.sqrt((x * x).sum() * (y * y).sum()))
     return float((x * y).sum() / denominator) if denominator > 1e-6 else 0.0
 
