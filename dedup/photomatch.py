@@ -22,9 +22,10 @@ the geometry of local detail. :func:`match_scores` measures it:
    overlay, a noisy copy's grain; the misfit read both ways, so that an overlay on either image
    is what is left out and the figure does not depend on which image is first):
    the same photo keeps its print, folds and shading after a hue shift or greyscale; another
-   photo of the same cut does not. ``tile_agreement``: the share of textured 32-pixel tiles where
-   they correlate, since catalogs paste products of one line onto one model shot (same face,
-   arms and jeans; another shirt), which the whole-interior correlation alone lets through.
+   photo of the same cut does not. ``tile_agreement``: the share of textured 32-pixel tiles
+   (textured above the pair's pixel noise) where they correlate, since catalogs paste products of
+   one line onto one model shot (same face, arms and jeans; another shirt), which the
+   whole-interior correlation alone lets through.
 4. ``colour_change``: the share of the two products' area (smoothed, so noise and JPEG do not
    count; the sharper image first blurred to the other's detail, judged tile by tile so that an
    overlay's own sharp edges do not pass for a sharper photo, so a blurred copy's softened edges
@@ -103,6 +104,7 @@ TRIM = 0.3  # share of worst-fitting pixels the structure correlation leaves out
 TILE = 32  # pixels a side of the tiles the structure is also checked in
 TILE_ENERGY = 1.5  # band-pass standard deviation that makes a tile textured
 TILE_CORRELATION = 0.5
+TILE_NOISE = 3.0  # ... and a tile is textured only above this many times the pair's noise in the band (0: off)
 COLOUR_SIGMA = 2.5  # pixels (at MAX_SIDE): smoothing before colours are compared
 COLOUR_LEVELS = 15.0  # RGB distance from the fitted map that counts a pixel's colour as changed
 COLOUR_TRIM = 0.3  # share of worst-fitting pixels each refit of the colour map leaves out
@@ -501,9 +503,12 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float((x * y).sum() / denominator) if denominator > 1e-6 else 0.0
 
 
-def _tile_agreement(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float | None:
+def _tile_agreement(x: np.ndarray, y: np.ndarray, mask: np.ndarray, noise: float = 0.0) -> float | None:
     """Share of textured :data:`TILE`-pixel tiles of the interior ``mask`` where the band-pass images
     ``x`` and ``y`` correlate (>= :data:`TILE_CORRELATION`); None with fewer than 4 such tiles.
+    ``noise``: the pair's pixel noise; a tile is textured only above :data:`TILE_NOISE` times what
+    it leaves in the band, so a noisy copy's grain on a flat tile, uncorrelated with the clean
+    original's, does not count as a tile that disagrees.
 
     A copy agrees everywhere but under an overlay; a look-alike composited onto the same model
     shot agrees on the face, arms and background and not on the product."""
@@ -520,7 +525,8 @@ def _tile_agreement(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float | N
     sx, sy = total(x), total(y)
     vx, vy = total(x * x) - sx * sx / n, total(y * y) - sy * sy / n
     cov = total(x * y) - sx * sy / n
-    textured = (n >= 0.5 * TILE * TILE) & (np.sqrt(np.maximum(vx, vy) / n) >= TILE_ENERGY)
+    energy = max(TILE_ENERGY, TILE_NOISE * _BAND_NOISE * noise)
+    textured = (n >= 0.5 * TILE * TILE) & (np.sqrt(np.maximum(vx, vy) / n) >= energy)
     if textured.sum() < 4:
         return None
     corr = cov / np.sqrt(np.maximum(vx * vy, 1e-9))
@@ -791,16 +797,17 @@ def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, floa
     grey_a, grey_b = a.grey.astype(np.float32), _grey(warped).astype(np.float32)
     blurred = (_gaussians(grey_a, DOG_SIGMAS + SHARPNESS_SIGMAS), _gaussians(grey_b, DOG_SIGMAS + SHARPNESS_SIGMAS))
     band_a, band_b = (g[DOG_SIGMAS[0]] - g[DOG_SIGMAS[1]] for g in blurred)  # _band's, each blur made once
+    noise = 0.0
+    if NOISE_TEXTURE or TILE_NOISE:  # the noisier side's grain, over the overlap clear of the warp's edge
+        clear = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
+        noise = max(noise_level(grey_a, clear), noise_level(grey_b, clear))
     colour_change = 0.0
     if products.sum() >= 64:
         blur = _blur_to_match(grey_a, grey_b, products, blurred)
         matched = [_band_blurred(g, s) if s else band for g, band, s in
                    ((grey_a, band_a, blur[0]), (grey_b, band_b, blur[1]))]  # fmt: skip
-        noise = 0.0
-        if NOISE_TEXTURE:  # the noisier side's grain, over the overlap clear of the warp's edge
-            clear = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
-            noise = max(noise_level(grey_a, clear), noise_level(grey_b, clear))
-        same_texture = _texture_agrees(*matched, noise) if TEXTURE_WINDOW else None  # 0: every missed pixel counts
+        grain = noise if NOISE_TEXTURE else 0.0
+        same_texture = _texture_agrees(*matched, grain) if TEXTURE_WINDOW else None  # 0: every missed pixel counts
         one_sided = None
         if OVERLAY_IMAGE:  # foreground in one image only: where an addition onto its background would be
             one_sided = ((fore_a & ~fore_b & inside).astype(bool), (fore_b & ~fore_a & inside).astype(bool))
@@ -815,7 +822,7 @@ def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, floa
                 "colour_change": colour_change}  # fmt: skip
     structure = _correlation(band_a[interior], band_b[interior])
     residual = _colour_residual(warped[interior][::4], a.rgb[interior][::4])
-    tiles = _tile_agreement(band_a, band_b, interior)
+    tiles = _tile_agreement(band_a, band_b, interior, noise)
     return {"overlap": overlap, "structure": structure, "colour_residual": residual,
             "tile_agreement": structure if tiles is None else tiles, "colour_change": colour_change}  # fmt: skip
 

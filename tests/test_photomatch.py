@@ -36,6 +36,7 @@ from dedup.photomatch import (
     _plausible,
     _plausible_homography,
     _texture_agrees,
+    _tile_agreement,
     decide,
     match_scores,
     photo_match_udf,
@@ -720,3 +721,17 @@ def test_a_trimmed_correlation_leaves_out_an_overlay_on_either_side() -> None:
     overlaid[:500] += rng.normal(0, 30, 500)
     assert _correlation(detail, overlaid) > 0.95 and _correlation(overlaid, detail) > 0.95
     assert abs(_correlation(detail, rng.normal(0, 1, 5000))) < 0.3
+
+
+def test_a_noisy_copys_grain_on_flat_tiles_is_not_a_tile_that_disagrees() -> None:
+    """Detail on one half, flat on the other, and the copy with grain of sigma 24 all over (issue
+    14 phase 20: noisy copies were refused at tile agreement 0.33-0.46 with structure up to 0.99).
+    Read without the pair's noise, the grain makes every flat tile textured, and uncorrelated;
+    with it, those tiles are flat and the textured ones agree."""
+    rng = np.random.default_rng(1)
+    detail = _band(rng.normal(128, 100, (128, 128)).astype(np.float32))
+    detail[:, 64:] = 0.0  # a flat ground
+    grainy = detail + _band(rng.normal(0, 24, detail.shape).astype(np.float32))
+    everywhere = np.ones(detail.shape, bool)
+    assert _tile_agreement(detail, grainy, everywhere) == pytest.approx(0.5)
+    assert _tile_agreement(detail, grainy, everywhere, noise=24.0) == 1.0
