@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from dedup.devkit.benchset import read_truth
+from dedup.devkit.metrics import edit_kind
 from dedup.vectors import normalise, stack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     cosines = defaultdict(list)
     for a, b in direct_pairs:
         copy = b if truth[rows[b]["productId"]]["transform"] != "original" else a
-        kind = truth[rows[copy]["productId"]]["transform"].split(":")[0]
+        kind = edit_kind(truth[rows[copy]["productId"]]["transform"])
         cosines[kind].append(float(vectors[a] @ vectors[b]))
     allc = np.concatenate([np.array(v) for v in cosines.values()])
     result = {"job": str(args.job), "split": args.split or "all", "products": n, "true_pairs": len(true_pairs),

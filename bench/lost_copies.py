@@ -33,6 +33,7 @@ import pandas as pd
 
 from dedup.devkit.benchset import read_truth
 from dedup.devkit.calibration import RULE_FIELDS, VIEW_FIELDS, load_candidates, run_verify
+from dedup.devkit.metrics import edit_kind
 from dedup.photomatch import PhotoRule
 from dedup.vectors import stack
 
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         at = index.get((copy, source), index.get((source, copy)))
         pair = None if at is None else candidates.iloc[at]
         cause = cause_of(pair, rule, verify.min_region_cosine)
-        causes[cause][row["transform"].split(":")[0]] += 1
+        causes[cause][edit_kind(row["transform"])] += 1
         if cause == "no_candidate":
             missing.append((copy, source))
     ranked = sorted(causes.items(), key=lambda item: -sum(item[1].values()))

@@ -39,6 +39,7 @@ import pandas as pd
 
 from dedup import photomatch as pm
 from dedup.devkit.benchset import read_truth
+from dedup.devkit.metrics import edit_kind
 from dedup.imaging import decode_pixels
 from dedup.vectors import stack
 
@@ -297,7 +298,7 @@ def study_pairs(job: Path, truth: list[dict[str, str]], split: str, k: int) -> p
         dup = bool(ta["group"]) and ta["group"] == tb["group"]
         same.append(dup)
         copy = tb if ta["transform"] == "original" else ta if tb["transform"] == "original" else None
-        kinds.append(("copy+copy" if copy is None else copy["transform"].split(":")[0]) if dup else "lookalike")
+        kinds.append(("copy+copy" if copy is None else edit_kind(copy["transform"])) if dup else "lookalike")
         ranges.append(copy["ranges"] if dup and copy is not None else "")
     pairs["same"], pairs["kind"], pairs["ranges"] = same, kinds, ranges
     return pairs
@@ -335,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         original_of = {t["group"]: t["productId"] for t in truth if t["group"] and t["transform"] == "original"}
         copies = [t for t in truth if t["split"] == args.split and t["group"] and t["transform"] != "original"]
         index = [by_pair.get(frozenset((t["productId"], original_of[t["group"]])), -1) for t in copies]
-        table = pd.DataFrame({"same": True, "kind": [t["transform"].split(":")[0] for t in copies],
+        table = pd.DataFrame({"same": True, "kind": [edit_kind(t["transform"]) for t in copies],
                               "ranges": [t["ranges"] for t in copies]})  # fmt: skip
         known = np.array(index) >= 0
         cosine = np.where(known, pairs["cosine"].to_numpy()[np.maximum(index, 0)], -1.0)

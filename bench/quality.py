@@ -48,7 +48,7 @@ from dedup.config import load_config
 from dedup.devkit.benchset import build_bench_set, read_truth
 from dedup.devkit.evaluate import best_at_precision, evaluate_output, group_pair_scores, load_truth
 from dedup.devkit.imageserver import ImageServer
-from dedup.devkit.metrics import components, range_labels, score_groups
+from dedup.devkit.metrics import components, edit_kind, range_labels, score_groups
 from dedup.session import build_session
 from jobs.dedup_job import run_job
 
@@ -74,7 +74,7 @@ def candidate_recall(job: Path, truth: list[dict[str, str]], split: str) -> dict
     for t in truth:
         if t["split"] == split and t["group"] and t["transform"] != "original":
             pair = frozenset((t["productId"], original_of[t["group"]]))
-            for key in [t["transform"].split(":")[0], *range_labels(t)]:
+            for key in [edit_kind(t["transform"]), *range_labels(t)]:
                 counts[key][0] += 1
                 counts[key][1] += pair in pairs
                 counts[key][2] += pair in checked

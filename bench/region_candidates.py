@@ -47,7 +47,7 @@ import pyarrow.parquet as pq
 from dedup import content, features, photomatch
 from dedup.devkit.benchset import read_truth
 from dedup.devkit.metrics import components as linked_components
-from dedup.devkit.metrics import score_groups
+from dedup.devkit.metrics import edit_kind, score_groups
 from dedup.embed import cached_embedder, embedder_input
 from dedup.settings import default_table
 from dedup.vectors import to_bytes
@@ -138,7 +138,7 @@ def candidate_recall(pairs: set[frozenset], truth: list[dict[str, str]], split: 
     for t in truth:
         if t["split"] == split and t["group"] and t["transform"] != "original":
             hit = frozenset((t["productId"], original_of[t["group"]])) in pairs
-            labels = [t["transform"].split(":")[0], *[x for x in (t.get("ranges") or "").split(";") if x]]
+            labels = [edit_kind(t["transform"]), *[x for x in (t.get("ranges") or "").split(";") if x]]
             if t["transform"].startswith("augly:"):
                 labels += [f"augly:{fn}" for fn in t["transform"][6:].split("+")]
             for key in labels:
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     with_region = [p for p, r in zip(ids, region, strict=True) if r is not None]
     by_kind: dict[str, int] = defaultdict(int)
     for p in with_region:
-        by_kind[kinds[p].split(":")[0] if not kinds[p].startswith("augly:") else kinds[p]] += 1
+        by_kind[edit_kind(kinds[p]) if not kinds[p].startswith("augly:") else kinds[p]] += 1
     cpu["regions_by_kind"] = dict(sorted(by_kind.items()))
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from dedup import content
+from dedup.devkit.metrics import edit_kind
 from dedup.imaging import decode_pixels
 from dedup.settings import default_table
 
@@ -54,7 +55,7 @@ def main() -> None:
 
     photos = sorted(args.photos.rglob("*.jpg"))
     truth = pd.read_csv(args.set / "truth.csv", dtype=str)
-    truth["kind"] = truth["transform"].str.split(":").str[0]  # stack:resize+stretch -> stack
+    truth["kind"] = truth["transform"].map(edit_kind)  # stack:resize+stretch -> stack
     truth = truth[truth["kind"].isin(KINDS)]
     result: dict[str, dict] = {"totals": {"catalog": len(photos), **truth["kind"].value_counts().to_dict()}}
     catalog = regions(photos, ["catalog"] * len(photos), shares)

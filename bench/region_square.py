@@ -24,6 +24,7 @@ import pandas as pd
 from dedup import content
 from dedup.cosine import decode
 from dedup.devkit.benchset import read_truth
+from dedup.devkit.metrics import edit_kind
 from dedup.embed import cached_embedder, embedder_input
 from dedup.imaging import decode_pixels
 from dedup.settings import default_table
@@ -61,7 +62,7 @@ def job_vectors(job: Path) -> tuple[np.ndarray, dict[str, int]]:
 def truth_by_kind(bench_set: Path) -> pd.DataFrame:
     """A bench set's truth rows, with each one's edit ``kind`` (``original`` for an original)."""
     truth = pd.DataFrame(read_truth(bench_set / "truth.csv"))
-    truth["kind"] = truth["transform"].str.split(":").str[0]
+    truth["kind"] = truth["transform"].map(edit_kind)
     return truth
 
 

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from dedup.devkit.benchset import build_bench_set, read_truth
-from dedup.devkit.metrics import is_original, score_groups, true_pair_count
+from dedup.devkit.metrics import edit_kind, is_original, score_groups, true_pair_count
 from dedup.imaging import decode_pixels, dhash_pair, thumb_distances, thumbnail
 
 REPO = Path(__file__).resolve().parent.parent
@@ -191,7 +191,7 @@ def label(pairs: dict[str, np.ndarray], truth: list[dict[str, str]]) -> dict[str
     original = np.array([is_original(t) for t in truth])
     source = np.array([t["source"] for t in truth])
     split = np.array([t["split"] for t in truth])
-    kind = np.array([t["transform"].split(":")[0] for t in truth])
+    kind = np.array([edit_kind(t["transform"]) for t in truth])
     i, j = pairs["i"], pairs["j"]
     duplicate = group[i] == group[j]
     same_split = split[i] == split[j]

@@ -18,7 +18,7 @@ from dedup.devkit import edits
 from dedup.devkit.benchset import COMBINABLE, TRANSFORMS, build_bench_set, edit, edit_v2, read_truth
 from dedup.devkit.evaluate import evaluate_output, report_table
 from dedup.devkit.imageserver import ImageServer
-from dedup.devkit.metrics import pair_scores, score_groups
+from dedup.devkit.metrics import edit_kind, pair_scores, score_groups
 from dedup.devkit.synth import jpeg_bytes, product_image
 from jobs.cli import main as cli
 from jobs.dedup_job import run_job
@@ -46,7 +46,7 @@ def test_every_v2_edit_gives_a_jpeg_its_params_and_ranges(kind):
         transform, data, params, labels = edit_v2(product_image(seed + 2), kind, random.Random(seed))
         with Image.open(io.BytesIO(data)) as image:
             assert image.format == "JPEG" and min(image.size) >= 32
-        assert transform.split(":")[0] == kind and labels
+        assert edit_kind(transform) == kind and labels
         assert json.loads(json.dumps(params)) == params  # recorded as drawn
         assert all(label.split("/")[0] in {kind, *edits.EDITS} for label in labels)
 
@@ -71,7 +71,7 @@ def test_v1_generator_keeps_the_first_dev_sets_columns(photos, tmp_path):
     meta = build_bench_set(photos, tmp_path / "v1", seed=3, edits="v1")
     header = (tmp_path / "v1" / "truth.csv").read_text().splitlines()[0]
     assert header == "productId,group,transform,source,split,image" and meta["edits"] == "v1"
-    kinds = {r["transform"].split(":")[0] for r in read_truth(tmp_path / "v1" / "truth.csv")}
+    kinds = {edit_kind(r["transform"]) for r in read_truth(tmp_path / "v1" / "truth.csv")}
     assert kinds <= {"original", "exact_real", "combo", *TRANSFORMS}
     with pytest.raises(ValueError, match="unknown edits"):
         build_bench_set(photos, tmp_path / "v3", edits="v3")
@@ -94,7 +94,7 @@ def test_bench_set_is_deterministic_and_consistent(photos, tmp_path):
     for rows in by_group.values():  # a photo and its copies: one original, one split
         assert [r["transform"] for r in rows].count("original") == 1
         assert len({r["split"] for r in rows}) == 1
-    kinds = {r["transform"].split(":")[0] for r in truth}
+    kinds = {edit_kind(r["transform"]) for r in truth}
     assert kinds <= {"original", "exact_real", "stack", "augly", *edits.EDITS} and meta["edits"] == "v2"
     for row in truth:
         copy = row["transform"] not in ("original", "exact_real")

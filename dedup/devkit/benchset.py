@@ -52,6 +52,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from dedup.devkit import edits as v2
+from dedup.devkit.metrics import edit_kind
 from dedup.devkit.synth import image_url_str, jpeg_bytes, write_catalog_csv
 
 Transform = Callable[[Image.Image, random.Random], Image.Image]
@@ -302,7 +303,7 @@ def build_bench_set(
         "originals": len(by_digest),
         "listings": len(rows),
         "groups": len({t["group"] for t in truth if t["group"]}),
-        "transforms": dict(sorted(Counter(t["transform"].split(":")[0] for t in truth).items())),
+        "transforms": dict(sorted(Counter(edit_kind(t["transform"]) for t in truth).items())),
         "splits": dict(sorted(Counter(t["split"] for t in truth).items())),
     }
     if edits == "v2":

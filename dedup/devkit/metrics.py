@@ -83,6 +83,16 @@ def true_pair_count(truth: Truth, split: str) -> int:
     return sum(n_pairs(n) for n in Counter(t["group"] for t in truth if t["group"] and t["split"] == split).values())
 
 
+def edit_kind(transform: str) -> str:
+    """The edit kind of a truth row's ``transform``: its name before any ``:`` (a stack's steps, an
+    augly call list).
+
+    >>> edit_kind("stack:resize+stretch"), edit_kind("augly:blur"), edit_kind("original")
+    ('stack', 'augly', 'original')
+    """
+    return transform.split(":", 1)[0]
+
+
 def range_labels(row: Mapping[str, str]) -> list[str]:
     """A truth row's parameter-range labels (``ranges``, ``;``-separated; none in a v1 file)."""
     return [label for label in (row.get("ranges") or "").split(";") if label]
@@ -108,7 +118,7 @@ def score_groups(groups: Iterable[list[str]], truth: Truth, split: str) -> dict[
         if t["group"] and t["transform"] != "original":
             other = original_of.get(t["group"])
             grouped = int(pid in predicted and predicted.get(other) == predicted[pid])
-            for counts in [by_kind[t["transform"].split(":")[0]], *(by_range[r] for r in range_labels(t))]:
+            for counts in [by_kind[edit_kind(t["transform"])], *(by_range[r] for r in range_labels(t))]:
                 counts[0] += 1
                 counts[1] += grouped
     scores["recall_by_transform"] = {k: {"copies": n, "recall": found / n} for k, (n, found) in sorted(by_kind.items())}
