@@ -143,9 +143,11 @@ DEFAULTS: dict[str, Any] = {
         "min_inlier_ratio": 0.6,
         # ... or this ratio where the two images' sharpness (photomatch.sharpness: fine over coarse
         # detail, a log ratio) differs by at least min_sharpness_gap: ORB finds fewer repeatable
-        # keypoints on a blurred copy (issue 14 phase 8; min_blurred_inlier_ratio 1 turns it off)
+        # keypoints on a blurred copy (issue 14 phase 8; min_blurred_inlier_ratio 1 turns it off),
+        # with at least min_blurred_inliers inliers (phase 20)
         "min_blurred_inlier_ratio": 0.4,
         "min_sharpness_gap": 0.2,
+        "min_blurred_inliers": 14,
         "min_structure": 0.8,
         "min_tile_agreement": 0.5,
         # share of the products' area one global colour map may miss, compared after blurring the

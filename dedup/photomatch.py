@@ -829,27 +829,31 @@ def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, floa
 
 class FitGate(NamedTuple):
     """The keypoint fit a pair must reach to be compared further (reason ``weak_fit`` otherwise):
-    ``min_inliers`` inliers at a ratio of ``min_inlier_ratio``, or of ``min_blurred_inlier_ratio``
-    where the two images' sharpness differs by ``min_sharpness_gap`` or more (ORB finds fewer
-    repeatable keypoints on a blurred copy; a look-alike shot alike is about as sharp)."""
+    ``min_inliers`` inliers at a ratio of ``min_inlier_ratio``, or, where the two images'
+    sharpness differs by ``min_sharpness_gap`` or more, ``min_blurred_inliers`` (None: as many as
+    ``min_inliers``) at a ratio of ``min_blurred_inlier_ratio`` (ORB finds fewer repeatable
+    keypoints on a blurred copy, fewer of them match; a look-alike shot alike is about as sharp)."""
 
     min_inliers: int
     min_inlier_ratio: float
     min_blurred_inlier_ratio: float = 1.0
     min_sharpness_gap: float = float("inf")
+    min_blurred_inliers: int | None = None
 
     def passes(self, inliers: int, ratio: float, gap: float | None) -> bool:
         """Whether a fit of ``inliers`` at ``ratio`` reaches the gate, for images whose
         :func:`sharpness_gap` is ``gap``.
 
-        >>> gate = FitGate(20, 0.6, 0.4, 0.2)
+        >>> gate = FitGate(20, 0.6, 0.4, 0.2, 14)
         >>> gate.passes(30, 0.7, None), gate.passes(30, 0.5, 0.3), gate.passes(30, 0.5, 0.1), gate.passes(30, 0.5, None)
         (True, True, False, False)
+        >>> gate.passes(15, 0.5, 0.3), gate.passes(15, 0.7, 0.1), gate.passes(12, 0.5, 0.3)
+        (True, False, False)
         """
-        if inliers < self.min_inliers:
-            return False
-        blurred = ratio >= self.min_blurred_inlier_ratio and gap is not None and gap >= self.min_sharpness_gap
-        return ratio >= self.min_inlier_ratio or blurred
+        least = self.min_inliers if self.min_blurred_inliers is None else self.min_blurred_inliers
+        blurred = (inliers >= least and ratio >= self.min_blurred_inlier_ratio and gap is not None
+                   and gap >= self.min_sharpness_gap)  # fmt: skip
+        return (inliers >= self.min_inliers and ratio >= self.min_inlier_ratio) or blurred
 
 
 def _fit_sides(
@@ -943,9 +947,10 @@ AT_LEAST = {"inliers": "min_inliers", "inlier_ratio": "min_inlier_ratio", "struc
 """Score field -> the setting it must reach, for the same photograph."""
 AT_MOST = {"colour_change": "max_colour_change"}
 """Score field -> the setting it must not exceed, for the same photograph."""
-BLURRED = {"inlier_ratio": "min_blurred_inlier_ratio", "sharpness_gap": "min_sharpness_gap"}
-"""Score field -> the setting of the lower inlier-ratio bound of a pair whose sharpness differs (:class:`FitGate`)."""
-NO_BLURRED_BOUND = (1.0, float("inf"))  # (ratio, gap): no pair reaches it
+BLURRED = {"inlier_ratio": "min_blurred_inlier_ratio", "sharpness_gap": "min_sharpness_gap",
+           "inliers": "min_blurred_inliers"}  # fmt: skip
+"""Score field -> the setting of the lower fit bounds of a pair whose sharpness differs (:class:`FitGate`)."""
+NO_BLURRED_BOUND = (1.0, float("inf"), float("inf"))  # (ratio, gap, inliers): no pair reaches it
 FRAMED_EVIDENCE = 10  # ratio-test matches of two framed photos at which their fit can contradict their frames'
 
 
@@ -966,7 +971,8 @@ class PhotoRule:
 
     at_least: tuple[tuple[str, float], ...]  # (score field, the least it may be)
     at_most: tuple[tuple[str, float], ...]  # (score field, the most it may be)
-    blurred: tuple[float, float] = NO_BLURRED_BOUND  # (the least inlier_ratio, where sharpness_gap is at least)
+    # the blurred band, in :data:`BLURRED`'s order: (least inlier_ratio, least sharpness_gap, least inliers)
+    blurred: tuple[float, float, float] = NO_BLURRED_BOUND
 
     @classmethod
     def of(cls, verify_settings: VerifySettings) -> PhotoRule:
@@ -980,7 +986,9 @@ class PhotoRule:
     def fit_gate(self) -> FitGate:
         """The fit bounds alone: a pair short of them cannot pass the rule."""
         least = dict(self.at_least)
-        return FitGate(int(least["inliers"]), least["inlier_ratio"], *self.blurred)
+        ratio, gap, inliers = self.blurred
+        blurred_inliers = None if inliers == float("inf") else int(inliers)
+        return FitGate(int(least["inliers"]), least["inlier_ratio"], ratio, gap, blurred_inliers)
 
     def with_thresholds(self, thresholds: Mapping[str, float]) -> PhotoRule:
         """This rule with some bounds changed, each named by its ``verify`` setting (a calibration
@@ -996,12 +1004,13 @@ class PhotoRule:
 
     def _bounds(self, value: Callable[[str, float], Any], prefix: str = "") -> list[tuple[str, Any]]:
         """(score field, its bound's test on ``value(prefix + field, missing)``: the score,
-        ``missing`` where it has none) of each bound, in order; the ratio's test takes the blurred
-        band too. ``prefix``: :data:`REGION` for the framed-photo view's scores."""
-        ratio, gap = self.blurred
+        ``missing`` where it has none) of each bound, in order; the inliers' and the ratio's tests take
+        the blurred band too. ``prefix``: :data:`REGION` for the framed-photo view's scores."""
+        ratio, gap, inliers = self.blurred
         blurred = (value(prefix + "inlier_ratio", 0.0) >= ratio) & (value(prefix + "sharpness_gap", -1.0) >= gap)
+        blurred = blurred & (value(prefix + "inliers", 0.0) >= inliers)
         tests = [(field, value(prefix + field, 0.0) >= least) for field, least in self.at_least]
-        tests = [(field, test | blurred if field == "inlier_ratio" else test) for field, test in tests]
+        tests = [(field, test | blurred if field in ("inliers", "inlier_ratio") else test) for field, test in tests]
         return tests + [(field, value(prefix + field, 1.0) <= most) for field, most in self.at_most]
 
     def failing(self, scores: Mapping[str, Any], prefix: str = "") -> list[str]:

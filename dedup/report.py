@@ -127,11 +127,12 @@ def check_margins(
     def below(value: Column, threshold: float) -> Column:
         return F.lit(1.0) - value / F.lit(max(threshold, 1e-9))
 
-    def held_to(field: str, least: float) -> float | Column:  # a blurred copy's ratio: the blurred bound's
-        ratio, gap = photo_rule.blurred
-        if field != "inlier_ratio" or ratio >= least:
+    def held_to(field: str, least: float) -> float | Column:  # a blurred copy's fit: the blurred bounds
+        ratio, gap, inliers = photo_rule.blurred
+        blurred = {"inlier_ratio": ratio, "inliers": inliers}.get(field, least)
+        if blurred >= least:
             return least
-        return F.when(F.coalesce(photo["sharpness_gap"] >= gap, F.lit(False)), F.lit(ratio)).otherwise(F.lit(least))
+        return F.when(F.coalesce(photo["sharpness_gap"] >= gap, F.lit(False)), F.lit(blurred)).otherwise(F.lit(least))
 
     # an inlier count has no top: 3x its least is as clear as it gets; the other scores are shares
     return {

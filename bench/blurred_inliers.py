@@ -1,0 +1,120 @@
+"""The blurred band's inlier bound (``verify.min_blurred_inliers``), replayed on a job's own weak fits.
+
+ORB finds fewer repeatable keypoints on a blurred copy: its fit falls short of the ratio (phase 8's
+band, ``bench/blur_gate.py``) and of the inlier count. The job stores every candidate's fit
+(inliers, ratio, ``sharpness_gap``), the weak ones too, so no new job run is needed to see what a
+lower count in the band would keep: this refits the weak fits in the band (a ratio of at least
+``min_blurred_inlier_ratio``, images apart in sharpness by ``min_sharpness_gap``, and at least the
+lowest bound tried) from the job's ``images/`` (:func:`dedup.photomatch.fit_descriptions` without
+a gate: the job's own fit), compares their pixels, and, for each bound, keeps those that then
+pass the run's rule with that bound; a pair's framed views are not refitted. The bound is chosen
+on the calibration split only (:func:`dedup.devkit.calibration.choose`: the highest calibration
+recall at ``--target-precision``, the stricter bound on ties); the holdout is scored for it and
+for the band without a lower count (the bound at ``min_inliers``), reported, never used.
+
+Run from the repository root, on the output of ``bench/quality.py``::
+
+    .venv/bin/python bench/blurred_inliers.py --job bench-out/r51/job/default --set bench-out/dev2/set
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from photo_replay import image_bytes
+
+from dedup import photomatch
+from dedup.devkit.benchset import read_truth
+from dedup.devkit.calibration import RULE_FIELDS, choose, kept, load_candidates, rule_of, run_verify, score_split
+
+BOUNDS = (10, 12, 14, 16, 18)  # besides the run's min_inliers (the band without a lower count)
+KEYS = ("precision", "recall", "f1", "lookalike_false_pairs")
+
+
+def band_of(candidates: pd.DataFrame, verify: Any, lowest: int) -> pd.DataFrame:
+    """The weak fits a blurred band with an inlier bound of ``lowest`` would compare further."""
+    weak = candidates["reason"] == "weak_fit"
+    blurred = (candidates["inlier_ratio"] >= verify.min_blurred_inlier_ratio) & (
+        candidates["sharpness_gap"] >= verify.min_sharpness_gap
+    )
+    return candidates[weak & blurred & candidates["inliers"].between(lowest, verify.min_inliers, "left")]
+
+
+def compared(job: Path, band: pd.DataFrame) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each band pair's scores, refitted without a gate and compared (pairs whose images no longer
+    fit at all keep their stored scores)."""
+    data = image_bytes(job, set(band["a"]) | set(band["b"]))
+    described = {p: photomatch.describe_bytes(data.get(p)) for p in data}
+    out = {}
+    for a, b in zip(band["a"], band["b"], strict=True):
+        if a not in described or b not in described:
+            continue
+        scores, maps = photomatch.fit_descriptions(described[a], described[b], None)
+        if maps is not None:
+            pixels = photomatch.decode_for_match(data[a]), photomatch.decode_for_match(data[b])
+            out[(a, b)] = photomatch.compare_pixels(*pixels, scores, maps)
+    return out
+
+
+def with_scores(candidates: pd.DataFrame, scores: dict[tuple[str, str], dict[str, Any]]) -> pd.DataFrame:
+    """``candidates`` with the band's pairs compared: their scores, no ``reason``, checked."""
+    out = candidates.copy()
+    at = pd.Series(range(len(out)), index=pd.MultiIndex.from_frame(out[["a", "b"]]))
+    rows = out.index[at[list(scores)].to_numpy()]
+    for field in RULE_FIELDS:
+        out.loc[rows, field] = [float("nan") if s.get(field) is None else float(s[field]) for s in scores.values()]
+    out.loc[rows, "reason"] = [s.get("reason") for s in scores.values()]
+    out.loc[rows, "checked"] = [s.get("reason") is None for s in scores.values()]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--job", type=Path, required=True, help="a job output folder (candidates/, images/)")
+    parser.add_argument("--set", type=Path, required=True, help="the bench set the job ran on (truth.csv)")
+    parser.add_argument("--target-precision", type=float, default=0.99)
+    args = parser.parse_args(argv)
+    truth = read_truth(args.set / "truth.csv")
+    candidates, verify = load_candidates(args.job), run_verify(args.job)
+    band = band_of(candidates, verify, min(BOUNDS))
+    replay = with_scores(candidates, compared(args.job, band))
+    same_group = {row["productId"]: row["group"] for row in truth}
+
+    def kept_at(bound: int) -> pd.Series:
+        return kept(replay, rule_of(verify, {"min_blurred_inliers": bound}), verify.min_region_cosine)
+
+    points, masks = [], []
+    for bound in (*BOUNDS, verify.min_inliers):
+        mask = kept_at(bound)
+        added = replay[mask & replay.index.isin(band.index)]
+        pairs = zip(added["a"], added["b"], strict=True)
+        true = sum(same_group[a] != "" and same_group[a] == same_group[b] for a, b in pairs)
+        graded = score_split(replay[mask], truth, "calibration")
+        points.append({"rule": {"min_blurred_inliers": bound}, **{k: graded[k] for k in KEYS},
+                       "compared_more": int((band["inliers"] >= bound).sum()),
+                       "added_pairs": {"true": int(true), "false": len(added) - int(true)}})  # fmt: skip
+        masks.append(mask)
+    chosen = choose(points, args.target_precision)
+
+    def holdout(mask: pd.Series) -> dict[str, Any]:
+        graded = score_split(replay[mask], truth, "holdout")
+        return {**{k: graded[k] for k in KEYS}, "blur": graded["recall_by_transform"].get("blur", {}).get("recall")}
+
+    result = {
+        "command": " ".join([sys.executable, *sys.argv]),
+        "band_pairs": len(band),
+        "points": points,
+        "chosen": {**chosen, "holdout": holdout(masks[points.index(chosen)])},
+        "without_a_lower_count": {**points[-1], "holdout": holdout(masks[-1])},
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
