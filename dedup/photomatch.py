@@ -1004,13 +1004,16 @@ class PhotoRule:
 
     def _bounds(self, value: Callable[[str, float], Any], prefix: str = "") -> list[tuple[str, Any]]:
         """(score field, its bound's test on ``value(prefix + field, missing)``: the score,
-        ``missing`` where it has none) of each bound, in order; the inliers' and the ratio's tests take
-        the blurred band too. ``prefix``: :data:`REGION` for the framed-photo view's scores."""
+        ``missing`` where it has none) of each bound, in order. The ratio's test takes the blurred
+        band's ratio (images apart in sharpness, at its lower ratio), and the inliers' test the band
+        with its lower count too, so that a pair passes with the sharp bounds or with all of the
+        band's, and the ratio alone reads as before (a framed fit short of it contradicts its
+        frames' pass, :meth:`decide`). ``prefix``: :data:`REGION` for the framed-photo view's scores."""
         ratio, gap, inliers = self.blurred
-        blurred = (value(prefix + "inlier_ratio", 0.0) >= ratio) & (value(prefix + "sharpness_gap", -1.0) >= gap)
-        blurred = blurred & (value(prefix + "inliers", 0.0) >= inliers)
+        ratio_band = (value(prefix + "inlier_ratio", 0.0) >= ratio) & (value(prefix + "sharpness_gap", -1.0) >= gap)
+        band = {"inlier_ratio": ratio_band, "inliers": ratio_band & (value(prefix + "inliers", 0.0) >= inliers)}
         tests = [(field, value(prefix + field, 0.0) >= least) for field, least in self.at_least]
-        tests = [(field, test | blurred if field in ("inliers", "inlier_ratio") else test) for field, test in tests]
+        tests = [(field, test | band[field] if field in band else test) for field, test in tests]
         return tests + [(field, value(prefix + field, 1.0) <= most) for field, most in self.at_most]
 
     def failing(self, scores: Mapping[str, Any], prefix: str = "") -> list[str]:

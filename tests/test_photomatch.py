@@ -331,13 +331,17 @@ def test_the_framed_view_reads_alike_in_the_rules_three_forms(spark) -> None:
     """A framed photo's view (``region_*``) keeps a pair the images' own scores do not; where both
     images frame a photo, the framed photos decide only if the images do not fit as one, and
     their fit refuses the images' pass when it has :data:`FRAMED_EVIDENCE` matches or more at a
-    ratio short of the bound. :meth:`~PhotoRule.decide`,
+    ratio short of the bound (the blurred band's, where their sharpness differs; its count is no
+    part of that). :meth:`~PhotoRule.decide`,
     :meth:`~PhotoRule.frame`, :meth:`~PhotoRule.column` and :meth:`~PhotoRule.deciding` agree."""
     fit = {"reason": None, "inliers": 40, "matches": 50, "inlier_ratio": 0.8, "structure": 0.95,
            "tile_agreement": 0.9, "colour_change": 0.02, "sharpness_gap": 0.0}  # fmt: skip
     weak = {**fit, "reason": "weak_fit", "inliers": 6, "inlier_ratio": 0.2, "structure": None,
             "tile_agreement": None, "colour_change": None}  # fmt: skip
     few = {**weak, "matches": FRAMED_EVIDENCE - 1, "inliers": 2}  # too few matches to say anything
+    # two blurred framed photos: a ratio in the blurred band, a count under its bound; the ratio
+    # does not contradict the frames' pass (issue 14 phase 20)
+    blurred_frames = {**weak, "matches": 17, "inliers": 8, "inlier_ratio": 0.47, "sharpness_gap": 0.8}
     region = lambda view, scores: {"region_view": view, **{REGION + k: scores.get(k) for k in REGION_FIELDS}}  # noqa: E731
     cases = [  # (the pair's scores, kept, the view that keeps it)
         (fit, True, "images"),
@@ -349,6 +353,7 @@ def test_the_framed_view_reads_alike_in_the_rules_three_forms(spark) -> None:
         ({**weak, **region("both", fit)}, True, "both"),  # two templates: the framed photos decide
         ({**fit, "colour_change": 0.5, **region("both", fit)}, False, None),  # one template, its own picture framed
         ({**fit, "colour_change": 0.5, **region("a", {**fit, "colour_change": 0.5})}, False, None),
+        ({**fit, **region("both", blurred_frames)}, True, "images"),
     ]
     rows = [scores for scores, _, _ in cases]
     decided = [DEFAULT_RULE.decide(row) for row in rows]
