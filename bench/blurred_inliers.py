@@ -8,13 +8,16 @@ lower count in the band would keep: this refits the weak fits in the band (a rat
 lowest bound tried) from the job's ``images/`` (:func:`dedup.photomatch.fit_descriptions` without
 a gate: the job's own fit), compares their pixels, and, for each bound, keeps those that then
 pass the run's rule with that bound; a pair's framed views are not refitted. The bound is chosen
-on the calibration split only (:func:`dedup.devkit.calibration.choose`: the highest calibration
-recall at ``--target-precision``, the stricter bound on ties); the holdout is scored for it and
-for the band without a lower count (the bound at ``min_inliers``), reported, never used.
+on calibration splits only (:func:`dedup.devkit.calibration.choose`: the highest calibration
+recall at ``--target-precision``, the stricter bound on ties), among the bounds at which a second
+set's calibration split (``--guard-job``, ``--guard-set``: the old dev set) gains no look-alike
+false pair; the holdout is scored for it and for the band without a lower count (the bound at
+``min_inliers``), reported, never used.
 
 Run from the repository root, on the output of ``bench/quality.py``::
 
-    .venv/bin/python bench/blurred_inliers.py --job bench-out/r51/job/default --set bench-out/dev2/set
+    .venv/bin/python bench/blurred_inliers.py --job bench-out/r51/job/default --set bench-out/dev2/set \\
+        --guard-job bench-out/r52/job/default --guard-set bench-out/dev1/set
 """
 
 from __future__ import annotations
@@ -73,24 +76,17 @@ def with_scores(candidates: pd.DataFrame, scores: dict[tuple[str, str], dict[str
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--job", type=Path, required=True, help="a job output folder (candidates/, images/)")
-    parser.add_argument("--set", type=Path, required=True, help="the bench set the job ran on (truth.csv)")
-    parser.add_argument("--target-precision", type=float, default=0.99)
-    args = parser.parse_args(argv)
-    truth = read_truth(args.set / "truth.csv")
-    candidates, verify = load_candidates(args.job), run_verify(args.job)
+def sweep_bounds(job: Path, bench_set: Path) -> tuple[list[dict[str, Any]], list[pd.Series], pd.DataFrame, list]:
+    """Each bound's calibration scores (and the band pairs it adds) on ``job``'s candidates with the
+    band compared; its kept mask over them; those candidates; the set's truth."""
+    truth = read_truth(bench_set / "truth.csv")
+    candidates, verify = load_candidates(job), run_verify(job)
     band = band_of(candidates, verify, min(BOUNDS))
-    replay = with_scores(candidates, compared(args.job, band))
+    replay = with_scores(candidates, compared(job, band))
     same_group = {row["productId"]: row["group"] for row in truth}
-
-    def kept_at(bound: int) -> pd.Series:
-        return kept(replay, rule_of(verify, {"min_blurred_inliers": bound}), verify.min_region_cosine)
-
     points, masks = [], []
     for bound in (*BOUNDS, verify.min_inliers):
-        mask = kept_at(bound)
+        mask = kept(replay, rule_of(verify, {"min_blurred_inliers": bound}), verify.min_region_cosine)
         added = replay[mask & replay.index.isin(band.index)]
         pairs = zip(added["a"], added["b"], strict=True)
         true = sum(same_group[a] != "" and same_group[a] == same_group[b] for a, b in pairs)
@@ -99,7 +95,26 @@ def main(argv: list[str] | None = None) -> int:
                        "compared_more": int((band["inliers"] >= bound).sum()),
                        "added_pairs": {"true": int(true), "false": len(added) - int(true)}})  # fmt: skip
         masks.append(mask)
-    chosen = choose(points, args.target_precision)
+    return points, masks, replay, truth
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--job", type=Path, required=True, help="a job output folder (candidates/, images/)")
+    parser.add_argument("--set", type=Path, required=True, help="the bench set the job ran on (truth.csv)")
+    parser.add_argument("--guard-job", type=Path, help="a second set's job: its calibration look-alikes must not grow")
+    parser.add_argument("--guard-set", type=Path, help="the bench set --guard-job ran on")
+    parser.add_argument("--target-precision", type=float, default=0.99)
+    args = parser.parse_args(argv)
+    points, masks, replay, truth = sweep_bounds(args.job, args.set)
+    eligible = points
+    if args.guard_job and args.guard_set:
+        guard = sweep_bounds(args.guard_job, args.guard_set)[0]
+        for point, guarded in zip(points, guard, strict=True):
+            point["guard_calibration"] = {k: guarded[k] for k in KEYS}
+        most = guard[-1]["lookalike_false_pairs"]  # the band without a count of its own
+        eligible = [p for p, g in zip(points, guard, strict=True) if g["lookalike_false_pairs"] <= most]
+    chosen = choose(eligible, args.target_precision)
 
     def holdout(mask: pd.Series) -> dict[str, Any]:
         graded = score_split(replay[mask], truth, "holdout")
@@ -107,7 +122,6 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "command": " ".join([sys.executable, *sys.argv]),
-        "band_pairs": len(band),
         "points": points,
         "chosen": {**chosen, "holdout": holdout(masks[points.index(chosen)])},
         "without_a_lower_count": {**points[-1], "holdout": holdout(masks[-1])},

@@ -147,7 +147,7 @@ DEFAULTS: dict[str, Any] = {
         # with at least min_blurred_inliers inliers (phase 20)
         "min_blurred_inlier_ratio": 0.4,
         "min_sharpness_gap": 0.2,
-        "min_blurred_inliers": 14,
+        "min_blurred_inliers": 18,
         "min_structure": 0.8,
         "min_tile_agreement": 0.5,
         # share of the products' area one global colour map may miss, compared after blurring the
