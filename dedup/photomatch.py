@@ -204,6 +204,12 @@ class Picture:
         """:func:`sharpness` of the grey image (computed on first use)."""
         return sharpness(self.grey)
 
+    @cached_property
+    def ground(self) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`_ground` of the grey image: (foreground, inside its frame), computed on first use
+        and shared by every map the pair is compared under."""
+        return _ground(self.grey)
+
 
 class Features(Picture):
     """One image ready for matching: RGB at :data:`MAX_SIDE`, grey, ORB points and descriptors;
@@ -787,8 +793,8 @@ def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, floa
     warped = _warp(b.rgb, matrix, (w, h), cv2.INTER_LINEAR, (0, 0, 0))
     inside = _warp(np.ones(b.grey.shape, np.uint8), matrix, (w, h), cv2.INTER_NEAREST)
     overlap = float(inside.mean())
-    fore_a, framed_a = _ground(a.grey)
-    fore_b, framed_b = _ground(b.grey)
+    fore_a, framed_a = a.ground
+    fore_b, framed_b = b.ground
     fore_b = _warp(fore_b, matrix, (w, h), cv2.INTER_NEAREST)
     inside = inside & framed_a  # frames left out; b's warped only where it has one (most images: none)
     if not framed_b.all():
@@ -806,8 +812,7 @@ def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, floa
         blur = _blur_to_match(grey_a, grey_b, products, blurred)
         matched = [_band_blurred(g, s) if s else band for g, band, s in
                    ((grey_a, band_a, blur[0]), (grey_b, band_b, blur[1]))]  # fmt: skip
-        grain = noise if NOISE_TEXTURE else 0.0
-        same_texture = _texture_agrees(*matched, grain) if TEXTURE_WINDOW else None  # 0: every missed pixel counts
+        same_texture = _texture_agrees(*matched, noise) if TEXTURE_WINDOW else None  # 0: every missed pixel counts
         one_sided = None
         if OVERLAY_IMAGE:  # foreground in one image only: where an addition onto its background would be
             one_sided = ((fore_a & ~fore_b & inside).astype(bool), (fore_b & ~fore_a & inside).astype(bool))
