@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from photo_replay import image_bytes
+from photo_replay import image_bytes, recompare, refit, replaced
 
 from dedup import photomatch
 from dedup.devkit.benchset import read_truth
-from dedup.devkit.calibration import RULE_FIELDS, choose, kept, load_candidates, rule_of, run_verify, score_split
+from dedup.devkit.calibration import choose, kept, load_candidates, rule_of, run_verify, score_split
 
 BOUNDS = (10, 12, 14, 16, 18)  # besides the run's min_inliers (the band without a lower count)
 KEYS = ("precision", "recall", "f1", "lookalike_false_pairs")
@@ -48,48 +48,23 @@ def band_of(candidates: pd.DataFrame, verify: Any, lowest: int) -> pd.DataFrame:
     return candidates[weak & blurred & candidates["inliers"].between(lowest, verify.min_inliers, "left")]
 
 
-def compared(job: Path, band: pd.DataFrame) -> dict[tuple[str, str], dict[str, Any]]:
-    """Each band pair's scores, refitted without a gate and compared (pairs whose images no longer
-    fit at all keep their stored scores)."""
-    data = image_bytes(job, set(band["a"]) | set(band["b"]))
-    described = {p: photomatch.describe_bytes(data.get(p)) for p in data}
-    out = {}
-    for a, b in zip(band["a"], band["b"], strict=True):
-        if a not in described or b not in described:
-            continue
-        scores, maps = photomatch.fit_descriptions(described[a], described[b], None)
-        if maps is not None:
-            pixels = photomatch.decode_for_match(data[a]), photomatch.decode_for_match(data[b])
-            out[(a, b)] = photomatch.compare_pixels(*pixels, scores, maps)
-    return out
-
-
-def with_scores(candidates: pd.DataFrame, scores: dict[tuple[str, str], dict[str, Any]]) -> pd.DataFrame:
-    """``candidates`` with the band's pairs compared: their scores, no ``reason``, checked."""
-    out = candidates.copy()
-    at = pd.Series(range(len(out)), index=pd.MultiIndex.from_frame(out[["a", "b"]]))
-    rows = out.index[at[list(scores)].to_numpy()]
-    for field in RULE_FIELDS:
-        out.loc[rows, field] = [float("nan") if s.get(field) is None else float(s[field]) for s in scores.values()]
-    out.loc[rows, "reason"] = [s.get("reason") for s in scores.values()]
-    out.loc[rows, "checked"] = [s.get("reason") is None for s in scores.values()]
-    return out
-
-
 def sweep_bounds(job: Path, bench_set: Path) -> tuple[list[dict[str, Any]], list[pd.Series], pd.DataFrame, list]:
     """Each bound's calibration scores (and the band pairs it adds) on ``job``'s candidates with the
     band compared; its kept mask over them; those candidates; the set's truth."""
     truth = read_truth(bench_set / "truth.csv")
     candidates, verify = load_candidates(job), run_verify(job)
     band = band_of(candidates, verify, min(BOUNDS))
-    replay = with_scores(candidates, compared(job, band))
+    pairs = list(zip(band["a"], band["b"], strict=True))
+    data = image_bytes(job, {p for pair in pairs for p in pair})
+    scores, _ = recompare(photomatch, refit(photomatch, pairs, data, None), data)  # no gate: the job's own fits
+    replay = replaced(candidates, scores)  # pairs whose images no longer fit at all keep their stored scores
     same_group = {row["productId"]: row["group"] for row in truth}
     points, masks = [], []
     for bound in (*BOUNDS, verify.min_inliers):
         mask = kept(replay, rule_of(verify, {"min_blurred_inliers": bound}), verify.min_region_cosine)
         added = replay[mask & replay.index.isin(band.index)]
-        pairs = zip(added["a"], added["b"], strict=True)
-        true = sum(same_group[a] != "" and same_group[a] == same_group[b] for a, b in pairs)
+        added_pairs = zip(added["a"], added["b"], strict=True)
+        true = sum(same_group[a] != "" and same_group[a] == same_group[b] for a, b in added_pairs)
         graded = score_split(replay[mask], truth, "calibration")
         points.append({"rule": {"min_blurred_inliers": bound}, **{k: graded[k] for k in KEYS},
                        "compared_more": int((band["inliers"] >= bound).sum()),

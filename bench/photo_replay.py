@@ -75,9 +75,7 @@ def image_bytes(job: Path, ids: set[str]) -> dict[str, bytes]:
     return {r["productId"]: r["image_bytes"] for r in table if r["fetch_status"] == "ok" and r["productId"] in ids}
 
 
-def refit(
-    pm: ModuleType, pairs: list[tuple[str, str]], data: dict[str, bytes], gate: tuple[int, float]
-) -> dict[tuple, Fit]:
+def refit(pm: ModuleType, pairs: list[tuple[str, str]], data: dict[str, bytes], gate: tuple | None) -> dict[tuple, Fit]:
     """Each pair's fit (scores so far, maps) from the two images' descriptions, as ``pm`` fits it
     (another version's fit may differ, and its maps are its comparison's to read)."""
     described = {p: pm.describe_bytes(data.get(p)) for p in {p for pair in pairs for p in pair}}
@@ -96,13 +94,15 @@ def recompare(pm: ModuleType, fits: dict[tuple, Fit], data: dict[str, bytes]) ->
 
 
 def replaced(candidates: pd.DataFrame, scores: dict[tuple, dict]) -> pd.DataFrame:
-    """``candidates`` (:func:`calibrate_photo.load_candidates`) with the replayed pairs' scores."""
+    """``candidates`` (:func:`calibrate_photo.load_candidates`) with the replayed pairs' scores, and
+    their ``reason`` (none where compared)."""
     out = candidates.copy()
     index = {pair: i for i, pair in enumerate(zip(out["a"], out["b"], strict=True))}
     rows = [index[pair] for pair in scores]
     for field in RULE_FIELDS:
         values = [s.get(field) for s in scores.values()]
         out.loc[out.index[rows], field] = pd.array([np.nan if v is None else float(v) for v in values], dtype=float)
+    out.loc[out.index[rows], "reason"] = [s.get("reason") for s in scores.values()]
     out.loc[out.index[rows], "checked"] = [s.get("reason") is None for s in scores.values()]
     return out
 
