@@ -12,7 +12,11 @@ the geometry of local detail. :func:`match_scores` measures it:
    may be stretched on one axis, sheared or tilted), within :data:`MAX_ANISOTROPY`, the one with
    more inliers kept, and a RANSAC homography where it holds :data:`PERSPECTIVE_GAIN` times as
    many (a copy in perspective); the side with more inliers wins.
-   ``inliers`` and ``inlier_ratio`` (inliers / ratio-test matches) measure the fit.
+   ``inliers`` and ``inlier_ratio`` (inliers / ratio-test matches) measure the fit. A fit too
+   weak for the gate, of two images apart in sharpness (a blurred copy: ORB finds few repeatable
+   keypoints on it, and those it finds on the sharp original are mostly detail the copy lost),
+   gets a second one (:func:`refit_blurred`, :data:`BLUR_REFIT`): the sharper image blurred to the
+   other's sharpness, its keypoints found again, held to the plain gate; ``blur_refit`` is the sigma.
 3. ``b`` warped onto ``a`` with the fit (with a homography, under it and under the affine map,
    the better-aligned kept); ``structure`` is the correlation of their band-pass
    (difference of Gaussians) images over the products' shared interior (a product: what differs
@@ -110,6 +114,7 @@ COLOUR_LEVELS = 15.0  # RGB distance from the fitted map that counts a pixel's c
 COLOUR_TRIM = 0.3  # share of worst-fitting pixels each refit of the colour map leaves out
 COLOUR_SAMPLES = 4096  # pixels the colour map is fitted and checked on
 BLUR_STEPS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)  # extra Gaussian sigmas tried on the sharper image (px at MAX_SIDE)
+BLUR_REFIT = True  # a weak fit of images apart in sharpness is fitted again with the sharper one blurred
 TEXTURE_WINDOW = 9  # pixels a side of the window local texture is compared in (0: no overlay allowance)
 TEXTURE_CORRELATION = 0.5  # |correlation| of the band-pass images at which two textured windows agree
 OVERLAY_SHARE = 0.1  # share of the products' area whose texture may differ (an overlay) before it counts as change
@@ -139,13 +144,14 @@ SCORE_FIELDS: tuple[tuple[str, T.DataType], ...] = (
     ("tile_agreement", T.DoubleType()),
     ("colour_change", T.DoubleType()),
     ("sharpness_gap", T.DoubleType()),
+    ("blur_refit", T.DoubleType()),  # the sigma the sharper image was blurred by for a second fit; null: none
 )
 REGION = "region_"
 """The prefix of the framed-photo view's scores (:func:`score_described`): where one image frames a
 smaller photo (a banner, a screenshot; :mod:`dedup.content`), the pair is also compared with that
 photo in its place (``region_view``: ``a``, ``b`` or ``both``), and these of its scores are kept."""
 REGION_FIELDS = ("reason", "inliers", "matches", "inlier_ratio", "flipped", "structure", "tile_agreement",
-                 "colour_change", "sharpness_gap")  # fmt: skip
+                 "colour_change", "sharpness_gap", "blur_refit")  # fmt: skip
 SCORE_FIELDS += (("region_view", T.StringType()),
                  *((REGION + name, kind) for name, kind in SCORE_FIELDS if name in REGION_FIELDS))  # fmt: skip
 SCORES_SCHEMA = T.StructType([T.StructField(name, kind) for name, kind in SCORE_FIELDS])
@@ -892,6 +898,7 @@ def _fit_sides(
         "scale": float(np.sqrt(abs(np.linalg.det(matrix[:2, :2])))),
         "rotation": float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))),
         "sharpness_gap": gap(),
+        "blur_refit": None,
     }
     if gate is not None and not FitGate(*gate).passes(inliers, scores["inlier_ratio"], scores["sharpness_gap"]):
         return {**_empty("weak_fit"), **scores, "reason": "weak_fit"}, None
@@ -907,6 +914,11 @@ def match_features(a: Features, b: Features, strong: int = 60, gate: FitGate | N
     if min(a.grey.shape) < MIN_SIDE or min(b.grey.shape) < MIN_SIDE:
         return _empty("too_small")
     scores, maps = _fit_sides(a, b, b.mirrored, lambda: sharpness_gap(a.sharpness, b.sharpness), strong, gate)
+    second = _second_fit(scores, gate)
+    if second is not None:
+        refitted, maps = refit_blurred(a, b, b.mirrored, (a.sharpness, b.sharpness), (lambda: a.rgb, lambda: b.rgb),
+                                       second, strong)  # fmt: skip
+        scores = refitted if maps is not None else scores
     if maps is not None:
         scores.update(_compare(a, b.mirrored() if scores["flipped"] else b, maps))
     return scores
@@ -1250,6 +1262,58 @@ def compare_pixels(pixels_a: np.ndarray, pixels_b: np.ndarray, scores: dict[str,
         return _empty(f"error:{type(exc).__name__}")
 
 
+def _blurred_alike(rgb: np.ndarray, target: float) -> tuple[float, np.ndarray]:
+    """(sigma, ``rgb`` blurred by it): the :data:`BLUR_STEPS` sigma whose blur brings the image's
+    :func:`sharpness` closest to ``target`` (steps tried in order until it is no sharper)."""
+    grey = _grey(rgb)
+    best = (float("inf"), BLUR_STEPS[0])
+    for sigma in BLUR_STEPS:
+        gap = sharpness(cv2.GaussianBlur(grey, (0, 0), sigma)) - target
+        if abs(gap) < best[0]:
+            best = (abs(gap), sigma)
+        if not gap > 0:  # reached (or NaN: too little detail left to tell)
+            break
+    return best[1], cv2.GaussianBlur(rgb, (0, 0), best[1])
+
+
+def refit_blurred(
+    a: Keypoints | Features,
+    b: Keypoints | Features,
+    b_mirrored: Callable[[], Keypoints | Features],
+    sharpness_of: tuple[float, float],
+    rgb: tuple[Callable[[], np.ndarray], Callable[[], np.ndarray]],
+    gate: FitGate,
+    strong: int = 60,
+) -> tuple[dict[str, Any], Maps | None]:
+    """A second fit for two images apart in sharpness (a blurred copy): the sharper one (its
+    ``rgb`` at :data:`MAX_SIDE`, :func:`prepare`'s) blurred to the other's :func:`sharpness`
+    (:func:`_blurred_alike`) and its keypoints found again, so that both sides' corners come from
+    detail of one scale, then fitted as :func:`_fit_sides` fits ``a`` and ``b`` (their keypoints,
+    ``b``'s mirror image's) with ``gate``; ``blur_refit``: the sigma. The maps hold for the images
+    as they are (a blur moves no pixel). ORB finds few repeatable keypoints on a blurred copy, and
+    those it finds on the sharp original are mostly detail the copy has lost."""
+    gap = sharpness_gap(*sharpness_of)
+    if sharpness_of[0] > sharpness_of[1]:
+        sigma, blurred = _blurred_alike(rgb[0](), sharpness_of[1])
+        scores, maps = _fit_sides(Features(blurred), b, b_mirrored, lambda: gap, strong, gate)
+    else:
+        sigma, blurred = _blurred_alike(rgb[1](), sharpness_of[0])
+        side = Features(blurred)
+        scores, maps = _fit_sides(a, side, side.mirrored, lambda: gap, strong, gate)
+    return {**scores, "blur_refit": sigma}, maps
+
+
+def _second_fit(scores: dict[str, Any], gate: FitGate | None) -> FitGate | None:
+    """The gate a :func:`refit_blurred` of a pair is held to (the plain one: the blur is matched,
+    so the blurred band does not apply again), or None where the pair gets none: its fit reached
+    ``gate``, or its images are not apart in sharpness by the band's ``min_sharpness_gap``."""
+    if gate is None or not BLUR_REFIT or scores["reason"] != "weak_fit":
+        return None
+    gate = FitGate(*gate)
+    blurred = (scores["sharpness_gap"] or 0.0) >= gate.min_sharpness_gap
+    return FitGate(gate.min_inliers, gate.min_inlier_ratio) if blurred else None
+
+
 def match_descriptions(
     a: Described,
     b: Described,
@@ -1261,6 +1325,14 @@ def match_descriptions(
     ``pixels_b()``: RGB arrays, or why an image cannot be read) are decoded only for a pair whose
     fit leaves a comparison to run."""
     scores, maps = fit_descriptions(a, b, gate)
+    second = _second_fit(scores, gate)
+    if second is not None:
+        pixels = [pixels_a(), pixels_b()]
+        if not any(isinstance(p, str) for p in pixels):
+            rgb = (lambda: prepare(pixels[0]), lambda: prepare(pixels[1]))
+            sharpness_of = (a.sharpness, b.sharpness)
+            refitted, maps = refit_blurred(a.direct, b.direct, lambda: b.mirror, sharpness_of, rgb, second)
+            scores = refitted if maps is not None else scores
     if maps is None:
         return scores
     pixels = [pixels_a(), pixels_b()]

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from dedup import photomatch
 from dedup.devkit import edits
 from dedup.devkit.benchset import edit
 from dedup.devkit.synth import VARIANTS, jpeg_bytes, product_image
@@ -20,6 +21,7 @@ from dedup.imaging import decode_pixels, noise_level
 from dedup.photomatch import (
     AT_LEAST,
     AT_MOST,
+    BLUR_STEPS,
     BLURRED,
     DEFAULT_RULE,
     FRAMED_EVIDENCE,
@@ -117,8 +119,6 @@ def test_a_copy_in_perspective_is_fitted_by_a_homography(seed: int, monkeypatch)
     """Corners moved by 8% of a side: the affine map fits the middle and leaves the corners
     misaligned, which the colour comparison reads as changed colour (0.18 and 0.49 for these
     seeds: refused); the homography holds more matches and aligns the whole photo."""
-    from dedup import photomatch
-
     original = product_image(seed)
     copy = decode_pixels(jpeg_bytes(_keystone(original, 0.08)))
     scores = match_scores(np.asarray(original), copy)
@@ -134,8 +134,6 @@ def test_a_misaligned_fit_is_refined_on_the_pixels(monkeypatch) -> None:
     by 4% of a side) misaligned at its corners, which reads as changed colour (0.20: refused);
     refining that map on the pixels (ECC) aligns it again and the colours agree. A look-alike shot
     the same way gets no such second chance: aligned to the pixel, its recoloured item still differs."""
-    from dedup import photomatch
-
     original = product_image(13)
     copy = decode_pixels(jpeg_bytes(_keystone(original, 0.04)))
     monkeypatch.setattr(photomatch, "PERSPECTIVE_GAIN", float("inf"))  # no RANSAC homography is kept
@@ -161,8 +159,6 @@ def test_a_copy_shrunk_to_a_third_is_the_same_photograph(seed: int, monkeypatch)
     """At 67 px a side ORB finds few of the original's keypoints again (9-37 inliers at a ratio
     of 0.18-0.45: a weak fit) and the comparison's blurs span most of the image; enlarged to
     ENLARGE_TO first, the copy fits and compares as the photo it is."""
-    from dedup import photomatch
-
     original = product_image(seed)
     shrunk = original.resize((round(original.width * 0.3), round(original.height * 0.3)), Image.Resampling.LANCZOS)
     copy = decode_pixels(jpeg_bytes(shrunk))
@@ -279,10 +275,11 @@ def blurred_copy(seed: int = 1, sigma: float = 3.0) -> tuple[np.ndarray, np.ndar
     return original, decode_pixels(jpeg_bytes(Image.fromarray(original).filter(ImageFilter.GaussianBlur(sigma))))
 
 
-def test_a_blurred_copy_under_the_ratio_is_compared_where_its_sharpness_differs() -> None:
+def test_a_blurred_copy_under_the_ratio_is_compared_where_its_sharpness_differs(monkeypatch) -> None:
     """ORB finds fewer repeatable keypoints on a blurred copy: product 1 blurred by 3 px fits at a
     ratio under ``min_inlier_ratio`` (0.6). Its sharpness gap lets the defaults' gate compare it and
-    their rule keep it; without the blurred bound it is a weak fit, not kept."""
+    their rule keep it; without the blurred bound (and without a second fit) it is a weak fit, not kept."""
+    monkeypatch.setattr(photomatch, "BLUR_REFIT", False)
     original, blurred = blurred_copy()
     scores = match_scores(original, blurred, DEFAULT_RULE.fit_gate())
     assert 0.4 <= scores["inlier_ratio"] < 0.6 and scores["sharpness_gap"] >= 0.2, scores
@@ -294,10 +291,11 @@ def test_a_blurred_copy_under_the_ratio_is_compared_where_its_sharpness_differs(
     assert not decide(scores, as_sharp)  # the same fit, the images closer in sharpness than the gap: no
 
 
-def test_a_blurred_copy_with_fewer_inliers_is_compared_where_its_sharpness_differs() -> None:
+def test_a_blurred_copy_with_fewer_inliers_is_compared_where_its_sharpness_differs(monkeypatch) -> None:
     """A blurred copy also fits with fewer inliers: product 32 blurred by 3 px fits with 18 (under
     ``min_inliers``, 20) at a ratio of 0.41. The blurred band's ``min_blurred_inliers`` (18) lets the
-    defaults compare and keep it (issue 14 phase 20); at 20 it is a weak fit."""
+    defaults compare and keep it (issue 14 phase 20); at 20 (without a second fit) it is a weak fit."""
+    monkeypatch.setattr(photomatch, "BLUR_REFIT", False)
     original, blurred = blurred_copy(32, 3.0)
     scores = match_scores(original, blurred, DEFAULT_RULE.fit_gate())
     assert 18 <= scores["inliers"] < 20 and scores["inlier_ratio"] < 0.6 and scores["sharpness_gap"] >= 0.2, scores
@@ -305,6 +303,42 @@ def test_a_blurred_copy_with_fewer_inliers_is_compared_where_its_sharpness_diffe
     without = DEFAULT_RULE.with_thresholds({"min_blurred_inliers": 20})
     weak = match_scores(original, blurred, without.fit_gate())
     assert weak["reason"] == "weak_fit" and not decide(weak, without) and not decide(scores, without)
+
+
+@pytest.mark.parametrize("seed", (2, 7, 8))
+def test_a_blurred_copy_too_weak_to_fit_is_fitted_again_with_the_original_blurred_alike(seed: int, monkeypatch) -> None:
+    """ORB finds few repeatable keypoints on a blurred copy, and most of those on the sharp original
+    are detail the copy lost: these products blurred by 3 px fit too weakly even for the blurred
+    band. The second fit blurs the original to the copy's sharpness and finds its keypoints again
+    (``blur_refit``: the sigma); held to the plain gate, it fits, and the rule keeps the copy. The
+    stored descriptions' path (the job's) scores it alike."""
+    from dedup.photomatch import describe, match_descriptions
+
+    original, blurred = blurred_copy(seed, 3.0)
+    scores = match_scores(original, blurred, DEFAULT_RULE.fit_gate())
+    assert scores["reason"] is None and scores["blur_refit"] in BLUR_STEPS and decide(scores), scores
+    assert scores["inliers"] >= VERIFY.min_inliers and scores["inlier_ratio"] >= VERIFY.min_inlier_ratio, scores
+    stored = match_descriptions(describe(original), describe(blurred), lambda: original, lambda: blurred,
+                                DEFAULT_RULE.fit_gate())  # fmt: skip
+    assert stored == scores
+    assert match_scores(original, blurred, GATE)["reason"] == "weak_fit"  # no blurred band: no second fit
+    monkeypatch.setattr(photomatch, "BLUR_REFIT", False)
+    weak = match_scores(original, blurred, DEFAULT_RULE.fit_gate())
+    assert weak["reason"] == "weak_fit" and weak["blur_refit"] is None and not decide(weak), weak
+
+
+def test_a_blurred_look_alike_fitted_again_is_still_refused() -> None:
+    """The second fit gives look-alikes no pass: blurred, the other colour and print of these cuts
+    fit weakly, and where the second fit reaches the gate (product 12) the structure refuses it."""
+    refitted = 0
+    for seed in range(1, 16):
+        other = decode_pixels(
+            jpeg_bytes(lookalike(product_image(seed), seed + 100).filter(ImageFilter.GaussianBlur(3)))
+        )
+        scores = match_scores(np.asarray(product_image(seed)), other, DEFAULT_RULE.fit_gate())
+        refitted += scores["blur_refit"] is not None
+        assert not decide(scores), (seed, scores)
+    assert refitted >= 1
 
 
 def test_the_blurred_bound_reads_alike_in_the_rules_three_forms(spark) -> None:
@@ -661,8 +695,6 @@ def test_emoji_beside_a_small_product_are_an_addition_not_a_colour_change(seed: 
     changed colour (0.14, 0.22, 0.25 for these seeds: refused). Foreground in the copy alone, they
     are read as an addition onto its background, allowed up to 5% of the image, and what is left
     is under the rule's 0.10."""
-    from dedup import photomatch
-
     photo = np.asarray(_small_product(seed))
     copy = decode_pixels(jpeg_bytes(_emoji_in_the_corners(_small_product(seed))))
     scores = match_scores(photo, copy)
@@ -677,8 +709,6 @@ def test_grain_and_captions_are_trimmed_from_the_structure(seed: int, name: str,
     noisy copy's grain and a caption over the product fit badly wherever they are, and with
     nothing left out they pull these copies under ``min_structure`` (issue 14 phase 12; with 10%
     left out they did too until phase 20 read the misfit both ways)."""
-    from dedup import photomatch
-
     original = product_image(seed).resize((224, 224))
     edited, _ = edits.EDITS[name](original, random.Random(seed * 10 + draw))
     copy = decode_pixels(jpeg_bytes(edited, 90))
