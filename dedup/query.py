@@ -53,8 +53,8 @@ from dedup.settings import EmbedSettings, FeaturesSettings, FetchSettings, Setti
 REFUSALS = frozenset({"blocked_scheme", "blocked_address", "invalid_url"})
 SCAN_COLUMNS = ("productId", "image_url", "sha256", "dhash", "dhash_flip", "thumb")
 PHOTO_RULE = (*AT_LEAST.values(), *BLURRED.values(), *AT_MOST.values())  # the photo settings the answer states
-PHOTO_EVIDENCE = ("reason", "inliers", "matches", "inlier_ratio", "sharpness_gap", "structure", "tile_agreement",
-                  "colour_change")  # fmt: skip
+PHOTO_EVIDENCE = ("reason", "inliers", "matches", "inlier_ratio", "sharpness_gap", "blur_refit", "structure",
+                  "tile_agreement", "colour_change")  # fmt: skip
 PHOTO_EVIDENCE += ("region_view", *(REGION + name for name in PHOTO_EVIDENCE))  # a framed photo's view (null: none)
 
 
