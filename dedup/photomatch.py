@@ -1323,20 +1323,21 @@ def match_descriptions(
 ) -> dict[str, Any]:
     """:func:`match_scores` from two stored descriptions; the pixels (``pixels_a()``,
     ``pixels_b()``: RGB arrays, or why an image cannot be read) are decoded only for a pair whose
-    fit leaves a comparison to run."""
+    fit leaves a comparison to run, or whose weak fit gets a second one (:func:`refit_blurred`)."""
     scores, maps = fit_descriptions(a, b, gate)
     second = _second_fit(scores, gate)
-    if second is not None:
-        pixels = [pixels_a(), pixels_b()]
-        if not any(isinstance(p, str) for p in pixels):
+    if maps is None and second is None:
+        return scores
+    pixels = [pixels_a(), pixels_b()]
+    bad = next((f"{n}:{p}" for n, p in zip("ab", pixels, strict=True) if isinstance(p, str)), None)
+    if second is not None:  # a weak fit stands unless its second fit reaches the gate
+        if bad is None:
             rgb = (lambda: prepare(pixels[0]), lambda: prepare(pixels[1]))
             sharpness_of = (a.sharpness, b.sharpness)
             refitted, maps = refit_blurred(a.direct, b.direct, lambda: b.mirror, sharpness_of, rgb, second)
             scores = refitted if maps is not None else scores
-    if maps is None:
-        return scores
-    pixels = [pixels_a(), pixels_b()]
-    bad = next((f"{n}:{p}" for n, p in zip("ab", pixels, strict=True) if isinstance(p, str)), None)
+        if maps is None:
+            return scores
     return _empty(bad) if bad else compare_pixels(*pixels, scores, maps)
 
 
