@@ -144,7 +144,9 @@ DEFAULTS: dict[str, Any] = {
         # ... or this ratio where the two images' sharpness (photomatch.sharpness: fine over coarse
         # detail, a log ratio) differs by at least min_sharpness_gap: ORB finds fewer repeatable
         # keypoints on a blurred copy (issue 14 phase 8; min_blurred_inlier_ratio 1 turns it off),
-        # with at least min_blurred_inliers inliers (phase 20)
+        # with at least min_blurred_inliers inliers (phase 20). A fit weaker still, of images that far
+        # apart in sharpness, is fitted again with the sharper one blurred to the other's sharpness,
+        # held to min_inliers at min_inlier_ratio (phase 21, photomatch.refit_blurred)
         "min_blurred_inlier_ratio": 0.4,
         "min_sharpness_gap": 0.2,
         "min_blurred_inliers": 18,
