@@ -1303,6 +1303,15 @@ def refit_blurred(
     return {**scores, "blur_refit": sigma}, maps
 
 
+def refit_described(
+    a: Description, b: Description, pixels_a: np.ndarray, pixels_b: np.ndarray, gate: FitGate
+) -> tuple[dict[str, Any], Maps | None]:
+    """:func:`refit_blurred` of two described images (their stored keypoints, ``b``'s mirror
+    image's, their sharpness) from their decoded pixels, as the job runs it."""
+    rgb = (lambda: prepare(pixels_a), lambda: prepare(pixels_b))
+    return refit_blurred(a.direct, b.direct, lambda: b.mirror, (a.sharpness, b.sharpness), rgb, gate)
+
+
 def _second_fit(scores: dict[str, Any], gate: FitGate | None) -> FitGate | None:
     """The gate a :func:`refit_blurred` of a pair is held to (the plain one: the blur is matched,
     so the blurred band does not apply again), or None where the pair gets none: its fit reached
@@ -1332,9 +1341,7 @@ def match_descriptions(
     bad = next((f"{n}:{p}" for n, p in zip("ab", pixels, strict=True) if isinstance(p, str)), None)
     if second is not None:  # a weak fit stands unless its second fit reaches the gate
         if bad is None:
-            rgb = (lambda: prepare(pixels[0]), lambda: prepare(pixels[1]))
-            sharpness_of = (a.sharpness, b.sharpness)
-            refitted, maps = refit_blurred(a.direct, b.direct, lambda: b.mirror, sharpness_of, rgb, second)
+            refitted, maps = refit_described(a, b, *pixels, second)
             scores = refitted if maps is not None else scores
         if maps is None:
             return scores
