@@ -34,6 +34,7 @@ import pandas as pd
 from dedup import photomatch
 from dedup.devkit.benchset import read_truth
 from dedup.devkit.calibration import choose, kept, load_candidates, run_verify, score_split
+from dedup.devkit.metrics import copy_pairs
 from dedup.photomatch import DEFAULT_RULE
 
 FLOORS = (0.4, 0.5)
@@ -96,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                            "added_pairs": int((mask & ~landed).sum()), "compared_more": compared})  # fmt: skip
             masks.append(mask)
     chosen = choose(points, args.target_precision)
-    truth_group = {row["productId"]: row["group"] for row in truth}
-    pairs = zip(band["a"], band["b"], strict=True)
-    same = [truth_group[a] != "" and truth_group[a] == truth_group[b] for a, b in pairs]
+    same = copy_pairs(zip(band["a"], band["b"], strict=True), truth)
     result = {
         "command": " ".join([sys.executable, *sys.argv]),
         "band_pairs": {"true": int(sum(same)), "false": len(same) - int(sum(same))},

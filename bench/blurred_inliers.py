@@ -34,6 +34,7 @@ from photo_replay import image_bytes, recompare, refit, replaced
 from dedup import photomatch
 from dedup.devkit.benchset import read_truth
 from dedup.devkit.calibration import choose, kept, load_candidates, rule_of, run_verify, score_split
+from dedup.devkit.metrics import copy_pairs
 
 BOUNDS = (10, 12, 14, 16, 18)  # besides the run's min_inliers (the band without a lower count)
 KEYS = ("precision", "recall", "f1", "lookalike_false_pairs")
@@ -58,13 +59,11 @@ def sweep_bounds(job: Path, bench_set: Path) -> tuple[list[dict[str, Any]], list
     data = image_bytes(job, {p for pair in pairs for p in pair})
     scores, _ = recompare(photomatch, refit(photomatch, pairs, data, None), data)  # no gate: the job's own fits
     replay = replaced(candidates, scores)  # pairs whose images no longer fit at all keep their stored scores
-    same_group = {row["productId"]: row["group"] for row in truth}
     points, masks = [], []
     for bound in (*BOUNDS, verify.min_inliers):
         mask = kept(replay, rule_of(verify, {"min_blurred_inliers": bound}), verify.min_region_cosine)
         added = replay[mask & replay.index.isin(band.index)]
-        added_pairs = zip(added["a"], added["b"], strict=True)
-        true = sum(same_group[a] != "" and same_group[a] == same_group[b] for a, b in added_pairs)
+        true = sum(copy_pairs(zip(added["a"], added["b"], strict=True), truth))
         graded = score_split(replay[mask], truth, "calibration")
         points.append({"rule": {"min_blurred_inliers": bound}, **{k: graded[k] for k in KEYS},
                        "compared_more": int((band["inliers"] >= bound).sum()),

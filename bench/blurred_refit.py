@@ -24,19 +24,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from photo_replay import image_bytes, replaced
 
 from dedup import photomatch
 from dedup.devkit.benchset import read_truth
 from dedup.devkit.calibration import kept, load_candidates, rule_of, run_verify, score_split
+from dedup.devkit.metrics import copy_pairs
+from dedup.settings import VerifySettings
 
 KEYS = ("precision", "recall", "f1", "lookalike_false_pairs")
 
 
-def refitted(job: Path, gates: dict[str, photomatch.FitGate]) -> tuple[dict[str, dict], Any, Any, int]:
-    """Per gate, the scores of the band's weak fits whose second fit reaches it (compared); the
-    run's candidates; its verify settings; how many weak fits were refitted."""
-    candidates, verify = load_candidates(job), run_verify(job)
+def refitted(
+    job: Path, candidates: pd.DataFrame, verify: VerifySettings, gates: dict[str, photomatch.FitGate]
+) -> tuple[dict[str, dict], int]:
+    """Per gate, the scores of the band's weak fits (of ``job``'s ``candidates``) whose second fit
+    reaches it (compared); how many weak fits were refitted."""
     band = candidates[(candidates["reason"] == "weak_fit") & (candidates["sharpness_gap"] >= verify.min_sharpness_gap)]
     pairs = list(zip(band["a"], band["b"], strict=True))
     data = image_bytes(job, {p for pair in pairs for p in pair})
@@ -48,18 +52,10 @@ def refitted(job: Path, gates: dict[str, photomatch.FitGate]) -> tuple[dict[str,
             continue
         pixels = photomatch.decode_for_match(data[a]), photomatch.decode_for_match(data[b])
         for name, gate in gates.items():
-            scores, maps = second_fit(side_a, side_b, pixels, gate)
+            scores, maps = photomatch.refit_described(side_a, side_b, *pixels, gate)
             if maps is not None:
                 out[name][(a, b)] = photomatch.compare_pixels(*pixels, scores, maps)
-    return out, candidates, verify, len(pairs)
-
-
-def second_fit(
-    a: photomatch.Description, b: photomatch.Description, pixels: tuple, gate: photomatch.FitGate
-) -> tuple[dict[str, Any], photomatch.Maps | None]:
-    """:func:`photomatch.refit_blurred` of two described images, as the job calls it."""
-    rgb = (lambda: photomatch.prepare(pixels[0]), lambda: photomatch.prepare(pixels[1]))
-    return photomatch.refit_blurred(a.direct, b.direct, lambda: b.mirror, (a.sharpness, b.sharpness), rgb, gate)
+    return out, len(pairs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,21 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", type=Path, required=True, help="a job output folder made without the second fit")
     parser.add_argument("--set", type=Path, required=True, help="the bench set the job ran on (truth.csv)")
     args = parser.parse_args(argv)
-    verify = run_verify(args.job)
+    candidates, verify = load_candidates(args.job), run_verify(args.job)
     gates = {
         "plain (default)": photomatch.FitGate(verify.min_inliers, verify.min_inlier_ratio),
         "blurred band": photomatch.FitGate(verify.min_blurred_inliers, verify.min_blurred_inlier_ratio),
     }
-    scores, candidates, verify, weak = refitted(args.job, gates)
+    scores, weak = refitted(args.job, candidates, verify, gates)
     truth = read_truth(args.set / "truth.csv")
-    same = {row["productId"]: row["group"] for row in truth}
     rule = rule_of(verify, {})
     before = kept(candidates, rule, verify.min_region_cosine)
     result: dict[str, Any] = {"command": " ".join([sys.executable, *sys.argv]), "weak_fits_refitted": weak}
     for name, frame in [("without", candidates), *((name, replaced(candidates, s)) for name, s in scores.items())]:
         mask = kept(frame, rule, verify.min_region_cosine)
         added = frame[mask & ~before]
-        true = sum(same[a] != "" and same[a] == same[b] for a, b in zip(added["a"], added["b"], strict=True))
+        true = sum(copy_pairs(zip(added["a"], added["b"], strict=True), truth))
         splits = {split: score_split(frame[mask], truth, split) for split in ("calibration", "holdout")}
         result[name] = {
             "reach_the_gate": len(scores.get(name, {})),

@@ -83,6 +83,17 @@ def true_pair_count(truth: Truth, split: str) -> int:
     return sum(n_pairs(n) for n in Counter(t["group"] for t in truth if t["group"] and t["split"] == split).values())
 
 
+def copy_pairs(pairs: Iterable[tuple[str, str]], truth: Truth) -> list[bool]:
+    """For each pair of productIds, whether both listings are of one group (copies of one photo).
+
+    >>> truth = [{"productId": "a", "group": "g"}, {"productId": "b", "group": "g"}, {"productId": "c", "group": ""}]
+    >>> copy_pairs([("a", "b"), ("a", "c"), ("c", "c")], truth)
+    [True, False, False]
+    """
+    group = {row["productId"]: row["group"] for row in truth}
+    return [group[a] != "" and group[a] == group[b] for a, b in pairs]
+
+
 def edit_kind(transform: str) -> str:
     """The edit kind of a truth row's ``transform``: its name before any ``:`` (a stack's steps, an
     augly call list).
