@@ -34,7 +34,9 @@ the geometry of local detail. :func:`match_scores` measures it:
    count; the sharper image first blurred to the other's detail, judged tile by tile so that an
    overlay's own sharp edges do not pass for a sharper photo, so a blurred copy's softened edges
    do not either) whose colour one global affine colour map, fitted robustly in either
-   direction, misses by more than :data:`COLOUR_LEVELS`, counted only where the local texture of
+   direction (from all pixels, and from those no edit changed, the map missing fewer kept: a
+   caption box over much of a small product pulls the first off the photo's colours), misses by
+   more than :data:`COLOUR_LEVELS`, counted only where the local texture of
    the two agrees; the pixels whose texture differs (an overlay: text, a logo, an emoji, a
    border) count beyond the first :data:`OVERLAY_SHARE` of the area. Or, the smaller reading, an
    addition onto one image's background (a caption, an emoji or a sticker beside the product:
@@ -113,6 +115,7 @@ COLOUR_SIGMA = 2.5  # pixels (at MAX_SIDE): smoothing before colours are compare
 COLOUR_LEVELS = 15.0  # RGB distance from the fitted map that counts a pixel's colour as changed
 COLOUR_TRIM = 0.3  # share of worst-fitting pixels each refit of the colour map leaves out
 COLOUR_SAMPLES = 4096  # pixels the colour map is fitted and checked on
+COLOUR_UNCHANGED = 0.1  # share of pixels unchanged from which the map is also fitted (0: only from all pixels)
 BLUR_STEPS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)  # extra Gaussian sigmas tried on the sharper image (px at MAX_SIDE)
 BLUR_REFIT = True  # a weak fit of images apart in sharpness is fitted again with the sharper one blurred
 TEXTURE_WINDOW = 9  # pixels a side of the window local texture is compared in (0: no overlay allowance)
@@ -553,20 +556,41 @@ def _colour_residual(source: np.ndarray, target: np.ndarray) -> float:
     return float(np.sqrt(((x @ coef - y) ** 2).mean()))
 
 
+def _affine_misses(x: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Squared RGB distance of each ``target`` row from the affine map of ``x`` (source rows with a
+    column of ones) fitted by least squares to the rows ``weight`` keeps; the map's output is
+    clipped to 0-255, as an edit's highlights and shadows are."""
+    weighted = x * weight[:, None]
+    coef = np.linalg.solve(weighted.T @ x + 1e-3 * np.eye(4), weighted.T @ target)
+    miss = np.clip(x @ coef, 0.0, 255.0) - target
+    return np.einsum("ij,ij->i", miss, miss)
+
+
 def _robust_map_misses(source: np.ndarray, target: np.ndarray, rounds: int = 3) -> np.ndarray:
-    """RGB distance of each ``target`` row from ``source``'s under the affine colour map (its
-    output clipped to 0-255, as an edit's is) fitted to the best-fitting (1 - :data:`COLOUR_TRIM`)
-    share of rows, refitted ``rounds`` times."""
+    """RGB distance of each ``target`` row from ``source``'s under the affine colour map that misses
+    fewer rows by more than :data:`COLOUR_LEVELS`, of two robust fits, each refitted ``rounds`` times:
+    - from all rows, to the best-fitting (1 - :data:`COLOUR_TRIM`) share;
+    - from the rows no edit changed (within :data:`COLOUR_LEVELS` as they are), to the rows the map
+      explains (within it), where at least :data:`COLOUR_UNCHANGED` of them are unchanged.
+    A caption box or an emoji over more than :data:`COLOUR_TRIM` of the rows pulls the first fit
+    off the photo's colours; the second holds to the pixels the edit left as they were."""
     x = np.concatenate([source, np.ones((len(source), 1))], 1)
-    weight = np.ones(len(x))
-    squared = np.zeros(len(x))
     cut = int(len(x) * (1 - COLOUR_TRIM))
+    weight = np.ones(len(x))
     for _ in range(rounds):
-        weighted = x * weight[:, None]
-        coef = np.linalg.solve(weighted.T @ x + 1e-3 * np.eye(4), weighted.T @ target)
-        miss = np.clip(x @ coef, 0.0, 255.0) - target  # an edit's highlights and shadows clip
-        squared = np.einsum("ij,ij->i", miss, miss)
+        squared = _affine_misses(x, target, weight)
         weight = (squared <= np.partition(squared, cut)[cut]).astype(np.float64)
+    explained = COLOUR_LEVELS**2
+    kept = (np.einsum("ij,ij->i", source - target, source - target) <= explained).astype(np.float64)
+    if not COLOUR_UNCHANGED or kept.sum() < COLOUR_UNCHANGED * len(x):
+        return np.sqrt(squared)
+    for _ in range(rounds):
+        unchanged_start = _affine_misses(x, target, kept)
+        kept = (unchanged_start <= explained).astype(np.float64)
+        if kept.sum() < 8:
+            break
+    if (unchanged_start > explained).sum() < (squared > explained).sum():
+        squared = unchanged_start
     return np.sqrt(squared)
 
 

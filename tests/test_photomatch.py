@@ -703,6 +703,30 @@ def test_emoji_beside_a_small_product_are_an_addition_not_a_colour_change(seed: 
     assert match_scores(photo, copy)["colour_change"] > 0.12
 
 
+def _caption_box(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    """``image`` with a green caption box (white words in it) drawn over ``box``."""
+    image = image.copy()
+    draw = ImageDraw.Draw(image)
+    draw.rectangle(box, fill=(40, 140, 60))
+    draw.text((box[0] + 8, box[1] + 4), "Summer sale", fill=(255, 255, 255), font=ImageFont.load_default(size=44))
+    return image
+
+
+def test_a_caption_box_over_much_of_a_small_product_does_not_pull_the_colour_map(monkeypatch) -> None:
+    """The caption box covers more of this small product's pixels than the colour map's trim
+    leaves out, so the map fitted from all pixels settles between the box and the photo and misses
+    the product too (0.41-0.51). The map fitted from the pixels left as they were misses the box
+    alone."""
+    photo = _small_product(2)
+    for box in [(20, 330, 500, 400), (0, 0, 511, 70), (20, 440, 500, 505)]:
+        copy = decode_pixels(jpeg_bytes(_caption_box(photo, box)))
+        held = match_scores(np.asarray(photo), copy)["colour_change"]
+        with monkeypatch.context() as patched:
+            patched.setattr(photomatch, "COLOUR_UNCHANGED", 0.0)
+            pulled = match_scores(np.asarray(photo), copy)["colour_change"]
+        assert held < 0.25 and pulled > 0.4, (box, held, pulled)
+
+
 @pytest.mark.parametrize(("seed", "name", "draw"), [(9, "noise", 0), (12, "noise", 2), (12, "text", 2)])
 def test_grain_and_captions_are_trimmed_from_the_structure(seed: int, name: str, draw: int, monkeypatch) -> None:
     """The structure correlation leaves out the worst-fitting 30% of the interior (``TRIM``): a
