@@ -41,7 +41,11 @@ the geometry of local detail. :func:`match_scores` measures it:
    border) count beyond the first :data:`OVERLAY_SHARE` of the area. Or, the smaller reading, an
    addition onto one image's background (a caption, an emoji or a sticker beside the product:
    pixels that are foreground in that image alone and differ) counts only beyond
-   :data:`OVERLAY_IMAGE` of the image, however small the product, the rest as before. Texture is
+   :data:`OVERLAY_IMAGE` of the image, however small the product, the rest as before. Or, the
+   smaller again, the same reading with the caption parts left out: the changed pixels closed
+   into parts, a part a caption where it is a filled box wider than tall (:data:`CAPTION_FILL`,
+   :data:`CAPTION_ASPECT`), at most :data:`CAPTION_SHARE` of the products' area, whose texture
+   differs (letters; a recoloured box-shaped product keeps its own texture). Texture is
    judged above the pair's pixel noise (:data:`NOISE_TEXTURE`), so the grain of a noisy copy is no
    overlay. A colour edit (brightness,
    contrast, saturation, hue, greyscale) maps every pixel the same way: a small share. Catalogs
@@ -121,6 +125,11 @@ BLUR_REFIT = True  # a weak fit of images apart in sharpness is fitted again wit
 TEXTURE_WINDOW = 9  # pixels a side of the window local texture is compared in (0: no overlay allowance)
 TEXTURE_CORRELATION = 0.5  # |correlation| of the band-pass images at which two textured windows agree
 OVERLAY_SHARE = 0.1  # share of the products' area whose texture may differ (an overlay) before it counts as change
+CAPTION_CLOSE = 5  # pixels (at MAX_SIDE) the changed pixels are closed by into parts (a caption's letters)
+CAPTION_FILL = 0.55  # a caption part fills at least this share of its bounding box,
+CAPTION_ASPECT = 1.5  # ... is at least this many times as wide as tall,
+CAPTION_SHARE = 0.3  # ... covers at most this share of the products' area (0: no caption reading)
+CAPTION_TEXTURE = 0.15  # ... and its texture differs in at least this share of its changed pixels
 OVERLAY_IMAGE = 0.05  # share of the image an addition onto one image's background may cover (0: no such reading)
 NOISE_TEXTURE = 6.0  # a window is textured only above this many times the pair's noise in the band (0: off)
 FRAME_UNIFORM = 0.9  # a frame's line: at least this share within 16 levels of the border ring's median (0: none)
@@ -746,30 +755,93 @@ def _colour_change(
     second reading: the differing pixels (missed, or of another texture) that are foreground in
     one image alone, on the side that has more of them, are an addition onto its background (a
     caption, an emoji beside the product), counted beyond ``background_share`` of the region; the
-    rest is counted as above."""
-    pixels = np.flatnonzero(region)
-    if len(pixels) < 64:
+    rest is counted as above. With ``same_texture``, where :data:`CAPTION_SHARE` is set, the
+    smaller of that and the same reading with the caption parts (:func:`_caption_parts`) left out."""
+    if np.count_nonzero(region) < 64:
         return 0.0
+    smoothed = [_smoothed(rgb, extra) for rgb, extra in ((rgb_a, blur[0]), (rgb_b, blur[1]))]
+    best, fit = _change_reading(*smoothed, region, same_texture, one_sided, background_share)
+    if CAPTION_SHARE and same_texture is not None and best > 0.0:
+        parts = _caption_parts(*smoothed, region, same_texture, fit)
+        if parts.any() and np.count_nonzero(region & ~parts) >= 64:
+            left = _change_reading(*smoothed, region & ~parts, same_texture, one_sided, background_share)[0]
+            best = min(best, left)
+    return float(best)
+
+
+def _smoothed(rgb: np.ndarray, extra: float) -> np.ndarray:
+    """``rgb`` smoothed by :data:`COLOUR_SIGMA` composed with ``extra``, as float rows (one per pixel)."""
+    sigma = float(np.hypot(COLOUR_SIGMA, extra))
+    return cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), sigma).reshape(-1, 3)
+
+
+def _change_reading(
+    smooth_a: np.ndarray,
+    smooth_b: np.ndarray,
+    region: np.ndarray,
+    same_texture: np.ndarray | None,
+    one_sided: tuple[np.ndarray, np.ndarray] | None,
+    background_share: float,
+) -> tuple[float, tuple[int, np.ndarray, np.ndarray]]:
+    """:func:`_colour_change`'s reading over ``region`` of the two smoothed images, and the better
+    map's fit: (0 for ``b`` onto ``a``, 1 for ``a`` onto ``b``; the sampled pixels; those it misses)."""
+    pixels = np.flatnonzero(region)
     pixels = pixels[:: max(1, len(pixels) // COLOUR_SAMPLES)]
-
-    def smooth(rgb: np.ndarray, extra: float) -> np.ndarray:
-        sigma = float(np.hypot(COLOUR_SIGMA, extra))
-        blurred = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), sigma)
-        return blurred.reshape(-1, 3)[pixels].astype(np.float64)
-
-    pa, pb = smooth(rgb_a, blur[0]), smooth(rgb_b, blur[1])
+    pa, pb = smooth_a[pixels].astype(np.float64), smooth_b[pixels].astype(np.float64)
     agrees = np.ones(len(pixels), bool) if same_texture is None else same_texture.reshape(-1)[pixels]
     missed = [_robust_map_misses(pb, pa) > COLOUR_LEVELS, _robust_map_misses(pa, pb) > COLOUR_LEVELS]
+    better = int(missed[1].mean() < missed[0].mean())
+    fit = (better, pixels, missed[better])
     best = min((misses & agrees).mean() for misses in missed) + max(0.0, (~agrees).mean() - OVERLAY_SHARE)
     if one_sided is None or same_texture is None:
-        return float(best)
+        return float(best), fit
     sides = [side.reshape(-1)[pixels] for side in one_sided]
     for misses in missed:
         differs = misses | ~agrees
         added = max(sides, key=lambda side: int((side & differs).sum()))  # the image the addition is on
         rest = (misses & agrees & ~added).mean() + max(0.0, (~agrees & ~added).mean() - OVERLAY_SHARE)
         best = min(best, rest + max(0.0, (added & differs).mean() - background_share))
-    return float(best)
+    return float(best), fit
+
+
+def _caption_parts(
+    smooth_a: np.ndarray,
+    smooth_b: np.ndarray,
+    region: np.ndarray,
+    same_texture: np.ndarray,
+    fit: tuple[int, np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """The parts of ``region`` laid over one image as a caption or a label is: its changed pixels
+    (missed by the better map ``fit``, refitted on the pixels it explains and applied to every
+    pixel, or of another texture) closed by :data:`CAPTION_CLOSE` pixels into parts; a part is a
+    caption where it fills :data:`CAPTION_FILL` of its bounding box, is :data:`CAPTION_ASPECT`
+    times as wide as tall, covers at most :data:`CAPTION_SHARE` of ``region`` and its texture
+    differs in :data:`CAPTION_TEXTURE` of its changed pixels (a caption's letters; a recoloured
+    box-shaped product keeps its own texture)."""
+    onto_b, sampled, misses = fit
+    source, target = (smooth_a, smooth_b) if onto_b else (smooth_b, smooth_a)
+    if np.count_nonzero(~misses) < 8:
+        return np.zeros(region.shape, bool)
+    ones = np.ones((len(sampled), 1))
+    x = np.concatenate([source[sampled], ones], 1)[~misses]
+    coef = np.linalg.lstsq(x, target[sampled][~misses].astype(np.float64), rcond=None)[0]
+    pixels = np.flatnonzero(region)
+    mapped = np.concatenate([source[pixels], np.ones((len(pixels), 1))], 1) @ coef
+    missed = np.zeros(region.size, bool)
+    missed[pixels] = np.linalg.norm(np.clip(mapped, 0.0, 255.0) - target[pixels], axis=1) > COLOUR_LEVELS
+    differs = ~same_texture & region
+    changed = (missed.reshape(region.shape) | differs) & region
+    closing = np.ones((CAPTION_CLOSE, CAPTION_CLOSE), np.uint8)
+    closed = cv2.morphologyEx(changed.astype(np.uint8), cv2.MORPH_CLOSE, closing)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
+    width, height, area = (stats[:, k].astype(np.float64) for k in (cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT,
+                                                                     cv2.CC_STAT_AREA))  # fmt: skip
+    inside = labels[changed]
+    textured = np.bincount(inside, differs[changed], count) / np.maximum(np.bincount(inside, minlength=count), 1)
+    caption = ((area >= 30) & (area >= CAPTION_FILL * width * height) & (width >= CAPTION_ASPECT * height)
+               & (area <= CAPTION_SHARE * np.count_nonzero(region)) & (textured >= CAPTION_TEXTURE))  # fmt: skip
+    caption[0] = False  # the unchanged pixels
+    return caption[labels]
 
 
 def _compare(a: Picture, b: Picture, maps: Maps) -> dict[str, float]:
