@@ -557,22 +557,34 @@ def _tile_agreement(x: np.ndarray, y: np.ndarray, mask: np.ndarray, noise: float
     return float((corr[textured] >= TILE_CORRELATION).mean())
 
 
+def _with_ones(rgb_rows: np.ndarray) -> np.ndarray:
+    """RGB rows with a column of ones (float64): the input of an affine colour map."""
+    return np.concatenate([rgb_rows.astype(np.float64), np.ones((len(rgb_rows), 1))], 1)
+
+
+def _affine_map(x: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """The least-squares affine colour map (4 x 3) of ``x`` (:func:`_with_ones` rows) onto
+    ``target``'s RGB rows, fitted to the rows ``weight`` keeps (all where None)."""
+    weighted = x if weight is None else x * weight[:, None]
+    return np.linalg.solve(weighted.T @ x + 1e-3 * np.eye(4), weighted.T @ target)
+
+
 def _colour_residual(source: np.ndarray, target: np.ndarray) -> float:
     """RMS residual (levels) of the least-squares affine map of ``source`` RGB rows onto ``target``'s."""
-    x = np.concatenate([source.astype(np.float64), np.ones((len(source), 1))], 1)
-    y = target.astype(np.float64)
-    coef = np.linalg.solve(x.T @ x + 1e-3 * np.eye(4), x.T @ y)
-    return float(np.sqrt(((x @ coef - y) ** 2).mean()))
+    x, y = _with_ones(source), target.astype(np.float64)
+    return float(np.sqrt(((x @ _affine_map(x, y) - y) ** 2).mean()))
+
+
+def _map_misses(x: np.ndarray, coef: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Squared RGB distance of each ``target`` row from the affine map ``coef`` of ``x``
+    (:func:`_with_ones` rows), its output clipped to 0-255, as an edit's highlights and shadows are."""
+    miss = np.clip(x @ coef, 0.0, 255.0) - target
+    return np.einsum("ij,ij->i", miss, miss)
 
 
 def _affine_misses(x: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Squared RGB distance of each ``target`` row from the affine map of ``x`` (source rows with a
-    column of ones) fitted by least squares to the rows ``weight`` keeps; the map's output is
-    clipped to 0-255, as an edit's highlights and shadows are."""
-    weighted = x * weight[:, None]
-    coef = np.linalg.solve(weighted.T @ x + 1e-3 * np.eye(4), weighted.T @ target)
-    miss = np.clip(x @ coef, 0.0, 255.0) - target
-    return np.einsum("ij,ij->i", miss, miss)
+    """:func:`_map_misses` of the map fitted to the rows ``weight`` keeps (:func:`_affine_map`)."""
+    return _map_misses(x, _affine_map(x, target, weight), target)
 
 
 def _robust_map_misses(source: np.ndarray, target: np.ndarray, rounds: int = 3) -> np.ndarray:
@@ -583,7 +595,7 @@ def _robust_map_misses(source: np.ndarray, target: np.ndarray, rounds: int = 3) 
       explains (within it), where at least :data:`COLOUR_UNCHANGED` of them are unchanged.
     A caption box or an emoji over more than :data:`COLOUR_TRIM` of the rows pulls the first fit
     off the photo's colours; the second holds to the pixels the edit left as they were."""
-    x = np.concatenate([source, np.ones((len(source), 1))], 1)
+    x = _with_ones(source)
     cut = int(len(x) * (1 - COLOUR_TRIM))
     weight = np.ones(len(x))
     for _ in range(rounds):
@@ -822,13 +834,10 @@ def _caption_parts(
     source, target = (smooth_a, smooth_b) if onto_b else (smooth_b, smooth_a)
     if np.count_nonzero(~misses) < 8:
         return np.zeros(region.shape, bool)
-    ones = np.ones((len(sampled), 1))
-    x = np.concatenate([source[sampled], ones], 1)[~misses]
-    coef = np.linalg.lstsq(x, target[sampled][~misses].astype(np.float64), rcond=None)[0]
+    coef = _affine_map(_with_ones(source[sampled]), target[sampled].astype(np.float64), (~misses).astype(np.float64))
     pixels = np.flatnonzero(region)
-    mapped = np.concatenate([source[pixels], np.ones((len(pixels), 1))], 1) @ coef
     missed = np.zeros(region.size, bool)
-    missed[pixels] = np.linalg.norm(np.clip(mapped, 0.0, 255.0) - target[pixels], axis=1) > COLOUR_LEVELS
+    missed[pixels] = _map_misses(_with_ones(source[pixels]), coef, target[pixels]) > COLOUR_LEVELS**2
     differs = ~same_texture & region
     changed = (missed.reshape(region.shape) | differs) & region
     closing = np.ones((CAPTION_CLOSE, CAPTION_CLOSE), np.uint8)
