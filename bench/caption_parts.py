@@ -7,7 +7,7 @@ caption: a filled box (``CAPTION_FILL`` of its bounding box, after closing the c
 products' area, whose texture differs in ``CAPTION_TEXTURE`` of it. Its constants were chosen on
 the candidates of one split (both products in it) that a run made without the reading refuses on
 ``colour_change`` alone: the fit, the structure and the tiles pass the run's rule. This refits and
-compares each of them again (``fit_descriptions``, ``compare_pixels``) at every point (the
+compares each of them again (``photo_replay.refit``, ``compare_pixels``) at every point (the
 module's defaults, the reading off, each constant one step either way) and counts the copies (one
 truth group) and the other pairs now under ``max_colour_change``. A pair's decision here is its
 own: the groups, and the look-alikes that join one through a copy, are the job's to measure.
@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 from lost_copies import SCORE_COLUMNS
-from photo_replay import image_bytes
+from photo_replay import image_bytes, refit
 
 from dedup import photomatch
 from dedup.devkit.benchset import read_truth
@@ -54,12 +54,11 @@ def colour_only(candidates: pd.DataFrame, split_of: dict[str, str], split: str, 
 def under_bound(job: Path, pairs: list, bound: float, points: dict[str, dict[str, float]]) -> dict[str, list[bool]]:
     """Per point (constants of ``photomatch`` set for it), whether each pair's colour change is under ``bound``."""
     data = image_bytes(job, {p for pair in pairs for p in pair})
-    gate = photomatch.PhotoRule.of(run_verify(job)).fit_gate()
+    fits = refit(photomatch, pairs, data, photomatch.PhotoRule.of(run_verify(job)).fit_gate())
     defaults = {name: getattr(photomatch, name) for name in STEPS}
     out: dict[str, list[bool]] = {name: [] for name in points}
     for a, b in pairs:
-        sides = photomatch.describe_bytes(data[a]), photomatch.describe_bytes(data[b])
-        fit, maps = photomatch.fit_descriptions(*sides, gate)
+        fit, maps = fits[(a, b)]
         pixels = photomatch.decode_for_match(data[a]), photomatch.decode_for_match(data[b])
         for name, constants in points.items():
             for constant, value in {**defaults, **constants}.items():
