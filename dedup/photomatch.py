@@ -22,9 +22,10 @@ the geometry of local detail. :func:`match_scores` measures it:
    (difference of Gaussians) images over the products' shared interior (a product: what differs
    from its image's ground, the colour of its border ring; an image framed all round by lines of
    one colour, a border or a narrow pad, has its frame left out and its photo's own ground for
-   background), silhouette edges left out and the worst-fitting :data:`TRIM` of it too (an
-   overlay, a noisy copy's grain; the misfit read both ways, so that an overlay on either image
-   is what is left out and the figure does not depend on which image is first):
+   background, read past a blurred frame's soft edge), silhouette edges left out and the
+   worst-fitting :data:`TRIM` of it too (an overlay, a noisy copy's grain; the misfit read both
+   ways, so that an overlay on either image is what is left out and the figure does not depend on
+   which image is first):
    the same photo keeps its print, folds and shading after a hue shift or greyscale; another
    photo of the same cut does not. ``tile_agreement``: the share of textured 32-pixel tiles
    (textured above the pair's pixel noise) where they correlate, since catalogs paste products of
@@ -135,6 +136,7 @@ NOISE_TEXTURE = 6.0  # a window is textured only above this many times the pair'
 FRAME_UNIFORM = 0.9  # a frame's line: at least this share within 16 levels of the border ring's median (0: none)
 FRAME_MAX = 0.25  # ... and a frame's side is at most this share of the image
 FRAME_GROUND = 0.5  # ... and inside it, the photo's own ground: this share of a ring within 16 levels of one
+FRAME_EDGE = 12  # pixels: the deepest ring inside a frame read for the photo's ground (a blurred frame's soft edge)
 ERODE = 17  # pixels: the interior keeps clear of the silhouette edge, whose band-pass ring any look-alike shares
 REFINE_FROM = 0.9  # structure from which a pair whose colours differ has its alignment refined (0: never)
 REFINE_ABOVE = 0.1  # ... where its colour change is over this (the default rule's bound: under it a pair passes)
@@ -487,15 +489,36 @@ def _ground(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         left, right = leading_run(columns), width - leading_run(columns[::-1])
         thick = max(top, height - bottom) <= FRAME_MAX * height and max(left, width - right) <= FRAME_MAX * width
         if min(top, height - bottom, left, width - right) >= 1 and thick and bottom - top > 8 and right - left > 8:
-            t, b, lo, hi = top + 2, bottom - 3, left + 2, right - 3  # clear of the frame's mixed edge
-            ring = np.concatenate([g[t, lo:hi], g[b, lo:hi], g[t:b, lo], g[t:b, hi]])
+            edge, ring = _frame_ground_ring(g, top, bottom, left, right)
             ground = int(np.median(ring))
             plain = (np.abs(ring - ground) <= 16).mean() >= FRAME_GROUND  # not a product filling the photo
             if abs(ground - level) > 16 and plain:
                 level = ground
                 inside[:] = 0
-                inside[top:bottom, left:right] = 1
+                inside[top + edge : bottom - edge, left + edge : right - edge] = 1
     return ((np.abs(g - level) > 16) & inside.astype(bool)).astype(np.uint8), inside
+
+
+def _frame_ground_ring(g: np.ndarray, top: int, bottom: int, left: int, right: int) -> tuple[int, np.ndarray]:
+    """(how far the frame's mixed edge reaches in past the first 2 pixels, the ring of ``g`` read
+    for the framed photo's ground): the ring 2 pixels inside the frame (``top``, ``bottom``,
+    ``left``, ``right``), or one 2 pixels deeper while the next ring's median differs by more than
+    16 levels, down to :data:`FRAME_EDGE`: a blurred or rescaled frame's edge fades into the photo
+    over a few pixels, and a ring on it reads neither the frame's colour nor the photo's ground."""
+
+    def ring_at(depth: int) -> np.ndarray:
+        t, b, lo, hi = top + depth, bottom - 1 - depth, left + depth, right - 1 - depth
+        if b - t < 4 or hi - lo < 4:
+            return np.empty(0, g.dtype)
+        return np.concatenate([g[t, lo:hi], g[b, lo:hi], g[t:b, lo], g[t:b, hi]])
+
+    depth, ring = 2, ring_at(2)
+    while depth + 2 <= FRAME_EDGE:
+        deeper = ring_at(depth + 2)
+        if not deeper.size or abs(float(np.median(deeper)) - float(np.median(ring))) <= 16:
+            break
+        depth, ring = depth + 2, deeper
+    return depth - 2, ring
 
 
 def _correlation(x: np.ndarray, y: np.ndarray, trim: float | None = None) -> float:

@@ -808,6 +808,26 @@ def test_a_frame_drawn_over_a_pale_product_photo_is_left_out(seed: int, monkeypa
     assert match_scores(np.asarray(original), framed(original))["colour_change"] >= 0.07
 
 
+@pytest.mark.parametrize("seed", (6, 12, 13))
+def test_a_blurred_frames_soft_edge_is_not_read_for_the_photos_ground(seed: int, monkeypatch) -> None:
+    """A border copy blurred afterwards (a stacked edit: border, then blur or a rescale): the frame's
+    inner edge fades into the photo over a few pixels, and the ring 2 pixels inside it read that
+    fade, not the photo's white, for its ground. The whole photo was then foreground next to its
+    original's product alone (0.85 of the image against 0.22-0.49), and the frame's edge counted as
+    changed colour (issue 14 phase 23). Read from the first ring past the fade, the copy's product
+    is its original's and the pair is the same photograph."""
+    original = product_image(seed).resize((224, 224))
+    copy = original.copy()
+    ImageDraw.Draw(copy).rectangle((0, 0, 223, 223), outline=(20, 20, 20), width=10)
+    soft = decode_pixels(jpeg_bytes(copy.filter(ImageFilter.GaussianBlur(2.5))))
+    own = photomatch._ground(photomatch.Picture(np.asarray(original)).grey)[0].mean()
+    assert abs(photomatch._ground(photomatch.Picture(soft).grey)[0].mean() - own) < 0.06
+    scores = match_scores(np.asarray(original), soft)
+    assert scores["colour_change"] <= 0.09 and decide(scores), scores
+    monkeypatch.setattr(photomatch, "FRAME_EDGE", 2)  # the ring 2 pixels in alone: as before
+    assert photomatch._ground(photomatch.Picture(soft).grey)[0].mean() > 0.8
+
+
 @pytest.mark.parametrize("seed", (1, 12, 16, 18))
 def test_the_structure_reads_alike_with_the_overlay_on_either_side(seed: int) -> None:
     """A copy with emoji over a pale product: the structure is the same whichever image is first.
