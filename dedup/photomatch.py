@@ -48,11 +48,9 @@ the geometry of local detail. :func:`match_scores` measures it:
    :data:`CAPTION_ASPECT`), at most :data:`CAPTION_SHARE` of the products' area, whose texture
    differs (letters; a recoloured box-shaped product keeps its own texture). Texture is
    judged above the pair's pixel noise (:data:`NOISE_TEXTURE`), so the grain of a noisy copy is no
-   overlay; and in a degraded pair (noisy, or one image blurred to match the other), whose fine
-   texture is lost or grainy but whose colours are not, the share the map misses, whatever the
-   texture, counts too, weighted by :data:`COLOUR_ALONE`, the smaller reading kept. A
-   colour edit (brightness, contrast, saturation, hue, greyscale) maps every pixel the same way:
-   a small share. Catalogs recolour a product on one model shot (the same face, arms and folds; a pink shirt where the
+   overlay. A colour edit (brightness,
+   contrast, saturation, hue, greyscale) maps every pixel the same way: a small share. Catalogs
+   recolour a product on one model shot (the same face, arms and folds; a pink shirt where the
    other is white) or shoot the same item in two colours: there the map fits the model or the
    background and misses the product, whose folds and print (its texture) stay.
    ``colour_residual``, the RMS residual of a plain affine map over the interior, is kept as a
@@ -133,8 +131,6 @@ CAPTION_FILL = 0.55  # a caption part fills at least this share of its bounding 
 CAPTION_ASPECT = 1.5  # ... is at least this many times as wide as tall,
 CAPTION_SHARE = 0.3  # ... covers at most this share of the products' area (0: no caption reading)
 CAPTION_TEXTURE = 0.15  # ... and its texture differs in at least this share of its changed pixels
-COLOUR_ALONE = 1.4  # weight of the share the colour map misses, texture aside, in a degraded pair (0: not read)
-DEGRADED_NOISE = 2.0  # grey levels of pixel noise from which a pair is degraded (as is one blurred to match)
 OVERLAY_IMAGE = 0.05  # share of the image an addition onto one image's background may cover (0: no such reading)
 NOISE_TEXTURE = 6.0  # a window is textured only above this many times the pair's noise in the band (0: off)
 FRAME_UNIFORM = 0.9  # a frame's line: at least this share within 16 levels of the border ring's median (0: none)
@@ -782,7 +778,6 @@ def _colour_change(
     same_texture: np.ndarray | None = None,
     one_sided: tuple[np.ndarray, np.ndarray] | None = None,
     background_share: float = 0.0,
-    degraded: bool = False,
 ) -> float:
     """Share of ``region`` whose smoothed colour the best global colour map (``b`` onto ``a`` or
     ``a`` onto ``b``, whichever fits better) misses by more than :data:`COLOUR_LEVELS`; measured
@@ -795,17 +790,12 @@ def _colour_change(
     second reading: the differing pixels (missed, or of another texture) that are foreground in
     one image alone, on the side that has more of them, are an addition onto its background (a
     caption, an emoji beside the product), counted beyond ``background_share`` of the region; the
-    rest is counted as above. With ``same_texture`` and ``degraded`` (a blurred or noisy pair: its
-    fine texture is lost or grainy, its colours are not), the smaller of that and the share the map
-    misses, whether the texture agrees or not, weighted by :data:`COLOUR_ALONE` (a look-alike differs in
-    colour somewhere). With ``same_texture``, where :data:`CAPTION_SHARE` is set, the smaller of
-    that and the first reading with the caption parts (:func:`_caption_parts`) left out."""
+    rest is counted as above. With ``same_texture``, where :data:`CAPTION_SHARE` is set, the
+    smaller of that and the same reading with the caption parts (:func:`_caption_parts`) left out."""
     if np.count_nonzero(region) < 64:
         return 0.0
     smoothed = [_smoothed(rgb, extra) for rgb, extra in ((rgb_a, blur[0]), (rgb_b, blur[1]))]
     best, fit = _change_reading(*smoothed, region, same_texture, one_sided, background_share)
-    if COLOUR_ALONE and degraded and same_texture is not None:
-        best = min(best, COLOUR_ALONE * float(fit[2].mean()))
     if CAPTION_SHARE and same_texture is not None and best > 0.0:
         parts = _caption_parts(*smoothed, region, same_texture, fit)
         if parts.any() and np.count_nonzero(region & ~parts) >= 64:
@@ -961,9 +951,7 @@ def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, floa
         if OVERLAY_IMAGE:  # foreground in one image only: where an addition onto its background would be
             one_sided = ((fore_a & ~fore_b & inside).astype(bool), (fore_b & ~fore_a & inside).astype(bool))
         background_share = OVERLAY_IMAGE * float(inside.sum()) / float(products.sum())
-        degraded = max(blur) > 0 or noise >= DEGRADED_NOISE
-        colour_change = _colour_change(a.rgb, warped, products, blur, same_texture, one_sided, background_share,
-                                       degraded)  # fmt: skip
+        colour_change = _colour_change(a.rgb, warped, products, blur, same_texture, one_sided, background_share)
     shared = fore_a & fore_b & inside
     interior = cv2.erode(shared, np.ones((ERODE, ERODE), np.uint8)).astype(bool)
     if interior.sum() < 0.02 * h * w:  # little product in common: compare the whole overlap
