@@ -14,6 +14,10 @@ run), and scores the groups the way
 whose scores pass the rule, groups their connected components (the job's oversized-group
 re-split is not replayed), scored pairwise per split by ``dedup.devkit.metrics.score_groups``
 (precision, recall, F1, look-alike false pairs, recall per edit kind and parameter range).
+Only the whole images are compared again: the framed-photo view's scores (``region_*``, where an
+image frames a smaller photo) are the job's as stored, so a change that moves them shows only in
+a job run (issue 14 phase 23: a replay added no look-alike where the run added one through a
+framed photo).
 
 The rule is the defaults (``dedup/config.py``'s ``verify``), or with ``--grid KEY=V1,V2`` the
 rule ``bench/calibrate_photo.py`` would choose on the **calibration** split (highest recall at
