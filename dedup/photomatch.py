@@ -489,8 +489,7 @@ def _ground(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         left, right = leading_run(columns), width - leading_run(columns[::-1])
         thick = max(top, height - bottom) <= FRAME_MAX * height and max(left, width - right) <= FRAME_MAX * width
         if min(top, height - bottom, left, width - right) >= 1 and thick and bottom - top > 8 and right - left > 8:
-            edge, ring = _frame_ground_ring(g, top, bottom, left, right)
-            ground = int(np.median(ring))
+            edge, ring, ground = _frame_ground_ring(g, top, bottom, left, right)
             plain = (np.abs(ring - ground) <= 16).mean() >= FRAME_GROUND  # not a product filling the photo
             if abs(ground - level) > 16 and plain:
                 level = ground
@@ -499,9 +498,9 @@ def _ground(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ((np.abs(g - level) > 16) & inside.astype(bool)).astype(np.uint8), inside
 
 
-def _frame_ground_ring(g: np.ndarray, top: int, bottom: int, left: int, right: int) -> tuple[int, np.ndarray]:
+def _frame_ground_ring(g: np.ndarray, top: int, bottom: int, left: int, right: int) -> tuple[int, np.ndarray, int]:
     """(how far the frame's mixed edge reaches in past the first 2 pixels, the ring of ``g`` read
-    for the framed photo's ground): the ring 2 pixels inside the frame (``top``, ``bottom``,
+    for the framed photo's ground, its median: the ground): the ring 2 pixels inside the frame (``top``, ``bottom``,
     ``left``, ``right``), or one 2 pixels deeper while the next ring's median differs by more than
     16 levels, down to :data:`FRAME_EDGE`: a blurred or rescaled frame's edge fades into the photo
     over a few pixels, and a ring on it reads neither the frame's colour nor the photo's ground."""
@@ -513,12 +512,16 @@ def _frame_ground_ring(g: np.ndarray, top: int, bottom: int, left: int, right: i
         return np.concatenate([g[t, lo:hi], g[b, lo:hi], g[t:b, lo], g[t:b, hi]])
 
     depth, ring = 2, ring_at(2)
+    median = float(np.median(ring))
     while depth + 2 <= FRAME_EDGE:
         deeper = ring_at(depth + 2)
-        if not deeper.size or abs(float(np.median(deeper)) - float(np.median(ring))) <= 16:
+        if not deeper.size:
             break
-        depth, ring = depth + 2, deeper
-    return depth - 2, ring
+        deeper_median = float(np.median(deeper))
+        if abs(deeper_median - median) <= 16:
+            break
+        depth, ring, median = depth + 2, deeper, deeper_median
+    return depth - 2, ring, int(median)
 
 
 def _correlation(x: np.ndarray, y: np.ndarray, trim: float | None = None) -> float:
