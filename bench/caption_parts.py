@@ -4,7 +4,9 @@ refuses on the colour bound alone.
 ``photomatch._caption_parts`` leaves out of the colour change the changed parts that read as a
 caption: a filled box (``CAPTION_FILL`` of its bounding box, after closing the changed pixels by
 ``CAPTION_CLOSE``), ``CAPTION_ASPECT`` times as wide as tall, at most ``CAPTION_SHARE`` of the
-products' area, whose texture differs in ``CAPTION_TEXTURE`` of it. Its constants were chosen on
+products' area, whose texture differs in ``CAPTION_TEXTURE`` of it, and counts what is left beside
+them ``CAPTION_REST`` times (phase 24: share 0.5, fill 0.45, the rest twice, chosen by replaying
+the groups with ``bench/photo_replay.py --set``). Its first constants were chosen on
 the candidates of one split (both products in it) that a run made without the reading refuses on
 ``colour_change`` alone: the fit, the structure and the tiles pass the run's rule. This refits and
 compares each of them again (``photo_replay.refit``, ``compare_pixels``) at every point (the

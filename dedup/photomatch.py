@@ -46,7 +46,9 @@ the geometry of local detail. :func:`match_scores` measures it:
    smaller again, the same reading with the caption parts left out: the changed pixels closed
    into parts, a part a caption where it is a filled box wider than tall (:data:`CAPTION_FILL`,
    :data:`CAPTION_ASPECT`), at most :data:`CAPTION_SHARE` of the products' area, whose texture
-   differs (letters; a recoloured box-shaped product keeps its own texture). Texture is
+   differs (letters; a recoloured box-shaped product keeps its own texture), and what is left
+   beside them counted :data:`CAPTION_REST` times (with up to half the product read as caption,
+   the rest must all but agree: a look-alike's differing garment can read as a filled box). Texture is
    judged above the pair's pixel noise (:data:`NOISE_TEXTURE`), so the grain of a noisy copy is no
    overlay. A colour edit (brightness,
    contrast, saturation, hue, greyscale) maps every pixel the same way: a small share. Catalogs
@@ -127,10 +129,11 @@ TEXTURE_WINDOW = 9  # pixels a side of the window local texture is compared in (
 TEXTURE_CORRELATION = 0.5  # |correlation| of the band-pass images at which two textured windows agree
 OVERLAY_SHARE = 0.1  # share of the products' area whose texture may differ (an overlay) before it counts as change
 CAPTION_CLOSE = 5  # pixels (at MAX_SIDE) the changed pixels are closed by into parts (a caption's letters)
-CAPTION_FILL = 0.55  # a caption part fills at least this share of its bounding box,
+CAPTION_FILL = 0.45  # a caption part fills at least this share of its bounding box,
 CAPTION_ASPECT = 1.5  # ... is at least this many times as wide as tall,
-CAPTION_SHARE = 0.3  # ... covers at most this share of the products' area (0: no caption reading)
+CAPTION_SHARE = 0.5  # ... covers at most this share of the products' area (0: no caption reading)
 CAPTION_TEXTURE = 0.15  # ... and its texture differs in at least this share of its changed pixels
+CAPTION_REST = 2.0  # the colour change left beside the caption parts counts this many times (1: as any other)
 OVERLAY_IMAGE = 0.05  # share of the image an addition onto one image's background may cover (0: no such reading)
 NOISE_TEXTURE = 6.0  # a window is textured only above this many times the pair's noise in the band (0: off)
 FRAME_UNIFORM = 0.9  # a frame's line: at least this share within 16 levels of the border ring's median (0: none)
@@ -794,7 +797,8 @@ def _colour_change(
     one image alone, on the side that has more of them, are an addition onto its background (a
     caption, an emoji beside the product), counted beyond ``background_share`` of the region; the
     rest is counted as above. With ``same_texture``, where :data:`CAPTION_SHARE` is set, the
-    smaller of that and the same reading with the caption parts (:func:`_caption_parts`) left out."""
+    smaller of that and the same reading with the caption parts (:func:`_caption_parts`) left out,
+    counted :data:`CAPTION_REST` times."""
     if np.count_nonzero(region) < 64:
         return 0.0
     smoothed = [_smoothed(rgb, extra) for rgb, extra in ((rgb_a, blur[0]), (rgb_b, blur[1]))]
@@ -803,7 +807,7 @@ def _colour_change(
         parts = _caption_parts(*smoothed, region, same_texture, fit)
         if parts.any() and np.count_nonzero(region & ~parts) >= 64:
             left = _change_reading(*smoothed, region & ~parts, same_texture, one_sided, background_share)[0]
-            best = min(best, left)
+            best = min(best, CAPTION_REST * left)
     return float(best)
 
 
