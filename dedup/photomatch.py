@@ -48,13 +48,13 @@ the geometry of local detail. :func:`match_scores` measures it:
    :data:`CAPTION_ASPECT`), at most :data:`CAPTION_SHARE` of the products' area, whose texture
    differs (letters; a recoloured box-shaped product keeps its own texture), and what is left
    beside them counted :data:`CAPTION_REST` times (with up to half the product read as caption,
-   the rest must all but agree: a look-alike's differing garment can read as a filled box). Texture is
-   judged above the pair's pixel noise (:data:`NOISE_TEXTURE`), so the grain of a noisy copy is no
-   overlay. A colour edit (brightness,
-   contrast, saturation, hue, greyscale) maps every pixel the same way: a small share. Catalogs
-   recolour a product on one model shot (the same face, arms and folds; a pink shirt where the
-   other is white) or shoot the same item in two colours: there the map fits the model or the
-   background and misses the product, whose folds and print (its texture) stay.
+   the rest must all but agree: a look-alike's differing garment can read as a filled box).
+   Texture is judged above the pair's pixel noise (:data:`NOISE_TEXTURE`), so the grain of a
+   noisy copy is no overlay. A colour edit (brightness, contrast, saturation, hue, greyscale)
+   maps every pixel the same way: a small share. Catalogs recolour a product on one model shot
+   (the same face, arms and folds; a pink shirt where the other is white) or shoot the same item
+   in two colours: there the map fits the model or the background and misses the product, whose
+   folds and print (its texture) stay.
    ``colour_residual``, the RMS residual of a plain affine map over the interior, is kept as a
    measure.
 5. A second chance for the alignment: where the structure agrees (:data:`REFINE_FROM`) but the
@@ -503,10 +503,11 @@ def _ground(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _frame_ground_ring(g: np.ndarray, top: int, bottom: int, left: int, right: int) -> tuple[int, np.ndarray, int]:
     """(how far the frame's mixed edge reaches in past the first 2 pixels, the ring of ``g`` read
-    for the framed photo's ground, its median: the ground): the ring 2 pixels inside the frame (``top``, ``bottom``,
-    ``left``, ``right``), or one 2 pixels deeper while the next ring's median differs by more than
-    16 levels, down to :data:`FRAME_EDGE`: a blurred or rescaled frame's edge fades into the photo
-    over a few pixels, and a ring on it reads neither the frame's colour nor the photo's ground."""
+    for the framed photo's ground, its median: the ground): the ring 2 pixels inside the frame
+    (``top``, ``bottom``, ``left``, ``right``), or one 2 pixels deeper while the next ring's
+    median differs by more than 16 levels, down to :data:`FRAME_EDGE`: a blurred or rescaled
+    frame's edge fades into the photo over a few pixels, and a ring on it reads neither the
+    frame's colour nor the photo's ground."""
 
     def ring_at(depth: int) -> np.ndarray:
         t, b, lo, hi = top + depth, bottom - 1 - depth, left + depth, right - 1 - depth
