@@ -158,7 +158,8 @@ DEFAULTS: dict[str, Any] = {
         # judged above the pair's pixel noise (photomatch.NOISE_TEXTURE; phase 4), or an addition onto
         # one image's background counted beyond 5% of the image (photomatch.OVERLAY_IMAGE; phase 5), or
         # caption parts up to half the products' area left out and the rest counted twice
-        # (photomatch.CAPTION_*; phases 22 and 24)
+        # (photomatch.CAPTION_*; phases 22 and 24), solid marks up to 5% of the image among them
+        # (photomatch.STAMP_*: an emoji, a logo; phase 25)
         "max_colour_change": 0.10,
         # where both images frame a smaller photo (each has a content region: a screenshot, a
         # banner), a pair whose two regions' embeddings are under this cosine is not a duplicate,

@@ -45,8 +45,9 @@ the geometry of local detail. :func:`match_scores` measures it:
    :data:`OVERLAY_IMAGE` of the image, however small the product, the rest as before. Or, the
    smaller again, the same reading with the caption parts left out: the changed pixels closed
    into parts, a part a caption where it is a filled box wider than tall (:data:`CAPTION_FILL`,
-   :data:`CAPTION_ASPECT`), at most :data:`CAPTION_SHARE` of the products' area, whose texture
-   differs (letters; a recoloured box-shaped product keeps its own texture), and what is left
+   :data:`CAPTION_ASPECT`) or a solid stamp of any shape over a few % of the image (an emoji, a
+   logo: :data:`STAMP_SHARE`, :data:`STAMP_FILL`), at most :data:`CAPTION_SHARE` of the products'
+   area, whose texture differs (letters; a recoloured box-shaped product keeps its own texture), and what is left
    beside them counted :data:`CAPTION_REST` times (with up to half the product read as caption,
    the rest must all but agree: a look-alike's differing garment can read as a filled box).
    Texture is judged above the pair's pixel noise (:data:`NOISE_TEXTURE`), so the grain of a
@@ -134,6 +135,8 @@ CAPTION_ASPECT = 1.5  # ... is at least this many times as wide as tall,
 CAPTION_SHARE = 0.5  # ... covers at most this share of the products' area (0: no caption reading)
 CAPTION_TEXTURE = 0.15  # ... and its texture differs in at least this share of its changed pixels
 CAPTION_REST = 2.0  # the colour change left beside the caption parts counts this many times (1: as any other)
+STAMP_SHARE = 0.05  # a part of any shape (an emoji, a sticker, a logo) is a caption part too where it covers at
+STAMP_FILL = 0.6  # most this share of the image and fills this share of its box (0: no such reading)
 OVERLAY_IMAGE = 0.05  # share of the image an addition onto one image's background may cover (0: no such reading)
 NOISE_TEXTURE = 6.0  # a window is textured only above this many times the pair's noise in the band (0: off)
 FRAME_UNIFORM = 0.9  # a frame's line: at least this share within 16 levels of the border ring's median (0: none)
@@ -860,7 +863,10 @@ def _caption_parts(
     caption where it fills :data:`CAPTION_FILL` of its bounding box, is :data:`CAPTION_ASPECT`
     times as wide as tall, covers at most :data:`CAPTION_SHARE` of ``region`` and its texture
     differs in :data:`CAPTION_TEXTURE` of its changed pixels (a caption's letters; a recoloured
-    box-shaped product keeps its own texture)."""
+    box-shaped product keeps its own texture). A part of any shape is one too where it is a stamp:
+    at most :data:`STAMP_SHARE` of the image and filling :data:`STAMP_FILL` of its box (an emoji, a
+    sticker or a logo over the product is a solid mark of a few % of the image; a look-alike's
+    differing part, a lens or a strap in another colour, fills its box less or is larger)."""
     onto_b, sampled, misses = fit
     source, target = (smooth_a, smooth_b) if onto_b else (smooth_b, smooth_a)
     if np.count_nonzero(~misses) < 8:
@@ -878,7 +884,9 @@ def _caption_parts(
                                                                      cv2.CC_STAT_AREA))  # fmt: skip
     inside = labels[changed]
     textured = np.bincount(inside, differs[changed], count) / np.maximum(np.bincount(inside, minlength=count), 1)
-    caption = ((area >= 30) & (area >= CAPTION_FILL * width * height) & (width >= CAPTION_ASPECT * height)
+    wide = width >= CAPTION_ASPECT * height
+    stamp = (area <= STAMP_SHARE * region.size) & (area >= STAMP_FILL * width * height)  # a solid mark, small
+    caption = ((area >= 30) & (area >= CAPTION_FILL * width * height) & (wide | stamp)
                & (area <= CAPTION_SHARE * np.count_nonzero(region)) & (textured >= CAPTION_TEXTURE))  # fmt: skip
     caption[0] = False  # the unchanged pixels
     return caption[labels]

@@ -697,13 +697,18 @@ def test_emoji_beside_a_small_product_are_an_addition_not_a_colour_change(seed: 
     more than the overlay allowance (10% of the products' area), so the landed check read them as
     changed colour (0.14, 0.22, 0.25 for these seeds: refused). Foreground in the copy alone, they
     are read as an addition onto its background, allowed up to 5% of the image, and what is left
-    is under the rule's 0.10."""
+    is under the rule's 0.10. Each a solid mark of 1.6% of the image, they are stamps too
+    (``STAMP_SHARE``): either reading alone leaves them out."""
     photo = np.asarray(_small_product(seed))
     copy = decode_pixels(jpeg_bytes(_emoji_in_the_corners(_small_product(seed))))
     scores = match_scores(photo, copy)
     assert scores["colour_change"] <= 0.08 and decide(scores), scores
-    monkeypatch.setattr(photomatch, "OVERLAY_IMAGE", 0.0)  # without that reading the emoji count again
+    monkeypatch.setattr(photomatch, "OVERLAY_IMAGE", 0.0)
+    assert match_scores(photo, copy)["colour_change"] <= 0.08
+    monkeypatch.setattr(photomatch, "STAMP_SHARE", 0.0)  # without both readings the emoji count again
     assert match_scores(photo, copy)["colour_change"] > 0.12
+    monkeypatch.setattr(photomatch, "OVERLAY_IMAGE", 0.05)
+    assert match_scores(photo, copy)["colour_change"] <= 0.08
 
 
 def _caption_box(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
@@ -781,6 +786,44 @@ def test_a_caption_part_is_a_wide_box_whose_texture_differs_not_one_recoloured()
         fit = _change_reading(smooth_a, smooth_b, region, same_texture, None, 0.0)[1]
         parts = _caption_parts(smooth_a, smooth_b, region, same_texture, fit)
         assert parts[box].all() == caption and not parts[~box].any()
+
+
+def test_a_stamp_is_a_small_solid_mark_of_any_shape() -> None:
+    """A disc of one flat colour whose texture differs from the photo's under it (an emoji, a logo)
+    is a caption part where it covers up to 5% of the image (``STAMP_SHARE``; this one 3%) and
+    fills 60% of its box (``STAMP_FILL``; a disc fills 79%); a disc over 8%, or a triangle filling
+    half its box (a look-alike's differing part: a lens, a strap in another colour), is not."""
+    photo = _smooth_photo(10, 245)
+    rows, cols = np.mgrid[:128, :256]
+    small, large = ((rows - 64) ** 2 + (cols - 128) ** 2 <= r * r for r in (17, 29))
+    triangle = (rows >= 39) & (rows <= 89) & (abs(cols - 128) <= (rows - 39) / 2)
+    assert small.mean() < photomatch.STAMP_SHARE < large.mean() and triangle.mean() < photomatch.STAMP_SHARE
+    region = np.ones(rows.shape, bool)
+    for mark, stamp in ((small, True), (large, False), (triangle, False)):
+        marked = photo.copy()
+        marked[mark] = (230, 200, 40)
+        smooth_a, smooth_b = photo.reshape(-1, 3), marked.reshape(-1, 3)
+        fit = _change_reading(smooth_a, smooth_b, region, ~mark, None, 0.0)[1]
+        parts = _caption_parts(smooth_a, smooth_b, region, ~mark, fit)
+        assert parts[mark].all() == stamp and not parts[~mark].any(), mark.mean()
+
+
+@pytest.mark.parametrize(
+    ("kind", "seed", "draw"), [("emoji", 36, 1), ("logo", 15, 1), ("logo", 28, 2), ("logo", 35, 1)]
+)
+def test_the_dev_sets_emoji_and_logos_over_a_product_are_left_out_as_stamps(kind: str, seed: int, draw: int,
+                                                                            monkeypatch) -> None:  # fmt: skip
+    """Emoji and logos of the dev set's edits over the product: no wider than tall, they were not
+    read as captions, and their flat colour over the product's counted (0.11-0.14, refused). Each a
+    solid mark of a few % of the image, they are left out as stamps (``STAMP_SHARE``)."""
+    original = product_image(seed).resize((224, 224))
+    edited, _ = edits.EDITS[kind](original, random.Random(seed * 10 + draw))
+    copy = decode_pixels(jpeg_bytes(edited, 90))
+    scores = match_scores(np.asarray(original), copy)
+    assert scores["colour_change"] <= 0.05 and decide(scores), scores
+    monkeypatch.setattr(photomatch, "STAMP_SHARE", 0.0)
+    counted = match_scores(np.asarray(original), copy)
+    assert counted["colour_change"] > 0.1 and not decide(counted), counted
 
 
 def test_beside_a_caption_part_the_rest_counts_twice(monkeypatch) -> None:
