@@ -29,6 +29,10 @@ rule ``bench/calibrate_photo.py`` would choose on the **calibration** split (hig
     .venv/bin/python bench/photo_replay.py ... --module /tmp/photomatch-main.py --check   # same scores?
 
 ``--fits FILE`` keeps the fits (a pickle) so later replays skip the keypoints and RANSAC;
+``--colour-over X`` replays only the pairs whose stored colour change is over ``X`` and whose
+structure reaches the rule's, the others keeping their stored scores: a screen, about a third of
+the pairs, for a change to the colour reading whose effect falls mostly on the pairs that failed
+on it (a pair under ``X`` whose reading would rise is not seen: the job run is the check);
 ``--scores FILE`` keeps the replayed scores; ``--set NAME=VALUE`` replays with one of the
 module's constants changed (``OVERLAY_SHARE=0.15``).
 """
@@ -146,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scores", type=Path, help="write the replayed pairs' scores here (a pickle)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a numeric constant of photomatch for this replay, e.g. OVERLAY_SHARE=0.15")  # fmt: skip
+    parser.add_argument("--colour-over", type=float, metavar="X",
+                        help="replay only the compared pairs whose stored colour change is over X and structure "
+                             "reaches the rule's (a screen; the others keep their stored scores)")  # fmt: skip
     parser.add_argument("--target-precision", type=float, default=0.99)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -165,16 +172,20 @@ def main(argv: list[str] | None = None) -> int:
         fits = refit(pm, pairs, data, gate)
         if args.fits:
             args.fits.write_bytes(pickle.dumps(fits))
+    candidates = load_candidates(args.job)
+    if args.colour_over is not None:
+        screen = candidates[(candidates["colour_change"] > args.colour_over)
+                            & (candidates["structure"] >= verify.min_structure)]  # fmt: skip
+        fits = {pair: fits[pair] for pair in zip(screen["a"], screen["b"], strict=True) if pair in fits}
     scores, seconds = recompare(pm, fits, data)
     if args.scores:
         args.scores.write_bytes(pickle.dumps(scores))
-    candidates = load_candidates(args.job)
     replay = replaced(candidates, scores)
     truth = read_truth(args.truth)
     rule = {key: float(getattr(verify, key)) for key in GRID}
     result: dict[str, Any] = {
         "command": " ".join([sys.executable, *sys.argv]), "module": str(args.module or "working tree"), "set": args.set,
-        "compared_by_job": len(pairs), "replayed": len(scores), "refit_without_fit": len(pairs) - len(scores),
+        "compared_by_job": len(pairs), "replayed": len(scores), "refit_without_fit": len(fits) - len(scores),
         "compare_ms_per_pair": 1000 * seconds / max(1, len(scores)),
     }  # fmt: skip
     if args.check:

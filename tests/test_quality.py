@@ -158,6 +158,13 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     assert replayed["replayed"] == replayed["compared_by_job"] > 0
     assert replayed["replayed_with_other_scores"] == 0
     assert replayed["calibration"]["recall"] == pytest.approx(reference_scores["recall"])
+    # --colour-over screens: only pairs over the bound are replayed, the others keep their stored scores
+    for over, replays_any in ((-1.0, True), (1.0, False)):
+        assert replay.main(["--job", str(tmp_path / "out"), "--truth", str(set_dir / "truth.csv"),
+                            "--colour-over", str(over), "--out", str(out)]) == 0  # fmt: skip
+        screened = json.loads(out.read_text())
+        assert (0 < screened["replayed"] <= replayed["replayed"]) if replays_any else screened["replayed"] == 0
+        assert screened["calibration"]["recall"] == pytest.approx(reference_scores["recall"])
 
 
 def _groups(members: list[dict]) -> set[frozenset[str]]:
