@@ -46,10 +46,11 @@ the geometry of local detail. :func:`match_scores` measures it:
    smaller again, the same reading with the caption parts left out: the changed pixels closed
    into parts, a part a caption where it is a filled box wider than tall (:data:`CAPTION_FILL`,
    :data:`CAPTION_ASPECT`) or a solid stamp of any shape over a few % of the image (an emoji, a
-   logo: :data:`STAMP_SHARE`, :data:`STAMP_FILL`), at most :data:`CAPTION_SHARE` of the products'
-   area, whose texture differs (letters; a recoloured box-shaped product keeps its own texture), and what is left
-   beside them counted :data:`CAPTION_REST` times (with up to half the product read as caption,
-   the rest must all but agree: a look-alike's differing garment can read as a filled box).
+   logo: :data:`STAMP_SHARE`, :data:`STAMP_FILL`), at most :data:`CAPTION_SHARE` of the
+   products' area, whose texture differs (letters; a recoloured box-shaped product keeps its own
+   texture), and what is left beside them counted :data:`CAPTION_REST` times (with up to half the
+   product read as caption, the rest must all but agree: a look-alike's differing garment can
+   read as a filled box).
    Texture is judged above the pair's pixel noise (:data:`NOISE_TEXTURE`), so the grain of a
    noisy copy is no overlay. A colour edit (brightness, contrast, saturation, hue, greyscale)
    maps every pixel the same way: a small share. Catalogs recolour a product on one model shot
@@ -135,8 +136,8 @@ CAPTION_ASPECT = 1.5  # ... is at least this many times as wide as tall,
 CAPTION_SHARE = 0.5  # ... covers at most this share of the products' area (0: no caption reading)
 CAPTION_TEXTURE = 0.15  # ... and its texture differs in at least this share of its changed pixels
 CAPTION_REST = 2.0  # the colour change left beside the caption parts counts this many times (1: as any other)
-STAMP_SHARE = 0.05  # a part of any shape (an emoji, a sticker, a logo) is a caption part too where it covers at
-STAMP_FILL = 0.6  # most this share of the image and fills this share of its box (0: no such reading)
+STAMP_SHARE = 0.05  # a part of any shape (an emoji, a logo) is a caption part too where it covers at most this
+STAMP_FILL = 0.6  # share of the image (0: no such reading) and fills this share of its box (a solid mark)
 OVERLAY_IMAGE = 0.05  # share of the image an addition onto one image's background may cover (0: no such reading)
 NOISE_TEXTURE = 6.0  # a window is textured only above this many times the pair's noise in the band (0: off)
 FRAME_UNIFORM = 0.9  # a frame's line: at least this share within 16 levels of the border ring's median (0: none)
