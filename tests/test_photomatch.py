@@ -756,12 +756,18 @@ def test_the_dev_sets_captions_over_a_product_are_left_out_as_caption_parts(seed
     """Captions of the dev set's text edit over the product (4-13% of the image): their texture
     differs over more than the overlay allowance, so the reading counted them (0.10-0.16, refused).
     Closed into parts, each is a box wider than tall whose texture differs: a caption, left out."""
+    _left_out_by_the_reading("text", seed, draw, "CAPTION_SHARE", monkeypatch)
+
+
+def _left_out_by_the_reading(kind: str, seed: int, draw: int, reading: str, monkeypatch) -> None:
+    """The dev set's ``kind`` edit over a synthetic product passes at the defaults (the rest beside
+    the parts left out counted twice: at most 0.05), and is refused with ``reading`` set to 0."""
     original = product_image(seed).resize((224, 224))
-    edited, _ = edits.EDITS["text"](original, random.Random(seed * 10 + draw))
+    edited, _ = edits.EDITS[kind](original, random.Random(seed * 10 + draw))
     copy = decode_pixels(jpeg_bytes(edited, 90))
     scores = match_scores(np.asarray(original), copy)
-    assert scores["colour_change"] <= 0.05 and decide(scores), scores  # the rest beside them, counted twice
-    monkeypatch.setattr(photomatch, "CAPTION_SHARE", 0.0)
+    assert scores["colour_change"] <= 0.05 and decide(scores), scores
+    monkeypatch.setattr(photomatch, reading, 0.0)
     counted = match_scores(np.asarray(original), copy)
     assert counted["colour_change"] > 0.1 and not decide(counted), counted
 
@@ -778,14 +784,20 @@ def test_a_caption_part_is_a_wide_box_whose_texture_differs_not_one_recoloured()
     photo's under it; where the texture agrees it is a box-shaped product in another colour."""
     photo, box = _smooth_photo(10, 245), np.zeros((128, 256), bool)
     box[50:74, 60:180] = True
-    boxed = photo.copy()
-    boxed[box] = (40, 140, 60)
-    smooth_a, smooth_b = photo.reshape(-1, 3), boxed.reshape(-1, 3)
-    region = np.ones(box.shape, bool)
-    for same_texture, caption in ((~box, True), (region, False)):
-        fit = _change_reading(smooth_a, smooth_b, region, same_texture, None, 0.0)[1]
-        parts = _caption_parts(smooth_a, smooth_b, region, same_texture, fit)
+    for same_texture, caption in ((~box, True), (np.ones(box.shape, bool), False)):
+        parts = _parts_of_a_mark(photo, box, (40, 140, 60), same_texture)
         assert parts[box].all() == caption and not parts[~box].any()
+
+
+def _parts_of_a_mark(photo: np.ndarray, mark: np.ndarray, colour: tuple, same_texture: np.ndarray) -> np.ndarray:
+    """:func:`_caption_parts` of ``photo`` against itself with ``mark`` painted ``colour``, over
+    the whole image, where the texture agrees as ``same_texture`` says."""
+    marked = photo.copy()
+    marked[mark] = colour
+    smooth_a, smooth_b = photo.reshape(-1, 3), marked.reshape(-1, 3)
+    region = np.ones(mark.shape, bool)
+    fit = _change_reading(smooth_a, smooth_b, region, same_texture, None, 0.0)[1]
+    return _caption_parts(smooth_a, smooth_b, region, same_texture, fit)
 
 
 def test_a_stamp_is_a_small_solid_mark_of_any_shape() -> None:
@@ -798,13 +810,8 @@ def test_a_stamp_is_a_small_solid_mark_of_any_shape() -> None:
     small, large = ((rows - 64) ** 2 + (cols - 128) ** 2 <= r * r for r in (17, 29))
     triangle = (rows >= 39) & (rows <= 89) & (abs(cols - 128) <= (rows - 39) / 2)
     assert small.mean() < photomatch.STAMP_SHARE < large.mean() and triangle.mean() < photomatch.STAMP_SHARE
-    region = np.ones(rows.shape, bool)
     for mark, stamp in ((small, True), (large, False), (triangle, False)):
-        marked = photo.copy()
-        marked[mark] = (230, 200, 40)
-        smooth_a, smooth_b = photo.reshape(-1, 3), marked.reshape(-1, 3)
-        fit = _change_reading(smooth_a, smooth_b, region, ~mark, None, 0.0)[1]
-        parts = _caption_parts(smooth_a, smooth_b, region, ~mark, fit)
+        parts = _parts_of_a_mark(photo, mark, (230, 200, 40), ~mark)
         assert parts[mark].all() == stamp and not parts[~mark].any(), mark.mean()
 
 
@@ -816,14 +823,7 @@ def test_the_dev_sets_emoji_and_logos_over_a_product_are_left_out_as_stamps(kind
     """Emoji and logos of the dev set's edits over the product: no wider than tall, they were not
     read as captions, and their flat colour over the product's counted (0.11-0.14, refused). Each a
     solid mark of a few % of the image, they are left out as stamps (``STAMP_SHARE``)."""
-    original = product_image(seed).resize((224, 224))
-    edited, _ = edits.EDITS[kind](original, random.Random(seed * 10 + draw))
-    copy = decode_pixels(jpeg_bytes(edited, 90))
-    scores = match_scores(np.asarray(original), copy)
-    assert scores["colour_change"] <= 0.05 and decide(scores), scores
-    monkeypatch.setattr(photomatch, "STAMP_SHARE", 0.0)
-    counted = match_scores(np.asarray(original), copy)
-    assert counted["colour_change"] > 0.1 and not decide(counted), counted
+    _left_out_by_the_reading(kind, seed, draw, "STAMP_SHARE", monkeypatch)
 
 
 def test_beside_a_caption_part_the_rest_counts_twice(monkeypatch) -> None:
