@@ -11,6 +11,9 @@ refuses them), then ``region_cosine`` (framed photos whose embeddings disagree).
 keeps through a framed photo's view is not lost to the images' own scores. ``kept`` is a kept pair
 whose copy still ended in another group (the oversized re-split). Per cause, the edit kinds.
 
+``--list``: each lost copy too, with its cause, edit and the pair's scores (the rule's and the
+framed-photo view's), the first thing to read before drawing a pair.
+
 ``--ranks``: for the ``no_candidate`` copies, where an exact search would have put the pair (the
 job's kNN is approximate: IVF cells, ``cosine.k`` neighbours at or above its floor): the rank of
 the other product among each one's nearest products by cosine (over both products' whole-image
@@ -47,7 +50,7 @@ def cause_of(row: pd.Series | None, rule: PhotoRule, min_region_cosine: float) -
         return "no_candidate"
     if row["reason"] == "unchecked":
         return "unchecked"
-    scores = {field: None if pd.isna(row[field]) else row[field] for field in SCORE_COLUMNS}
+    scores = scores_of(row)
     if not row["exact"] and not rule.decide(scores):
         if row["reason"] is not None:
             return row["reason"]
@@ -56,6 +59,11 @@ def cause_of(row: pd.Series | None, rule: PhotoRule, min_region_cosine: float) -
     if not pd.isna(row["region_cosine"]) and row["region_cosine"] < min_region_cosine:
         return "region_cosine"
     return "kept"
+
+
+def scores_of(row: pd.Series) -> dict[str, float | str | None]:
+    """A candidate pair's scores (:data:`SCORE_COLUMNS`) as JSON values: None where not recorded."""
+    return {field: None if pd.isna(row[field]) else row[field] for field in SCORE_COLUMNS}
 
 
 def exact_ranks(job: Path, pairs: list[tuple[str, str]], deepest: int = RANK_BUCKETS[-1]) -> list[tuple[int, float]]:
@@ -113,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", required=True, type=Path, help="the bench set the job ran on (truth.csv)")
     parser.add_argument("--split", default="holdout")
     parser.add_argument("--ranks", action="store_true", help="an exact search's rank of the no-candidate pairs")
+    parser.add_argument("--list", action="store_true", help="each lost copy, its cause, edit and scores")
     args = parser.parse_args(argv)
     truth = read_truth(args.set / "truth.csv")
     verify = run_verify(args.job)
@@ -126,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     original = {row["source"]: row["productId"] for row in truth if row["transform"] == "original"}
     causes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     missing: list[tuple[str, str]] = []
+    listed: list[dict] = []
     for row in truth:
         source = original.get(row["source"])
         if row["split"] != args.split or row["group"] == "" or row["transform"] == "original" or source is None:
@@ -137,11 +147,16 @@ def main(argv: list[str] | None = None) -> int:
         pair = None if at is None else candidates.iloc[at]
         cause = cause_of(pair, rule, verify.min_region_cosine)
         causes[cause][edit_kind(row["transform"])] += 1
+        if args.list:
+            listed.append({"cause": cause, "copy": copy, "original": source, "transform": row["transform"],
+                           **({} if pair is None else scores_of(pair))})  # fmt: skip
         if cause == "no_candidate":
             missing.append((copy, source))
     ranked = sorted(causes.items(), key=lambda item: -sum(item[1].values()))
     result = {cause: {"copies": sum(kinds.values()), "kinds": dict(kinds.most_common())} for cause, kinds in ranked}
     out: dict = {"job": str(args.job), "split": args.split, "lost": result}
+    if args.list:
+        out["copies"] = sorted(listed, key=lambda item: (item["cause"], item["transform"]))
     if args.ranks:
         floor = float(json.loads((args.job / "manifest.json").read_text())["embedding"]["candidate_cosine"])
         out["no_candidate_ranks"] = {"floor": floor, "by_rank": rank_table(exact_ranks(args.job, missing), floor)}

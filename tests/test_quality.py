@@ -101,7 +101,7 @@ def test_bench_set_is_deterministic_and_consistent(photos, tmp_path):
         assert bool(row["params"]) == copy == bool(row["ranges"])
 
 
-def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp_path):
+def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp_path, capsys):
     set_dir = tmp_path / "set"
     (set_dir / "images").mkdir(parents=True)
     with ImageServer(set_dir / "images") as server:
@@ -165,6 +165,18 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
         screened = json.loads(out.read_text())
         assert (0 < screened["replayed"] <= replayed["replayed"]) if replays_any else screened["replayed"] == 0
         assert screened["calibration"]["recall"] == pytest.approx(reference_scores["recall"])
+
+    # bench/lost_copies.py: every copy not grouped with its original, counted once by what stopped it
+    lost_copies = _bench_module("lost_copies")
+    capsys.readouterr()
+    assert lost_copies.main(["--job", str(tmp_path / "out"), "--set", str(set_dir), "--split", "calibration",
+                             "--list"]) == 0  # fmt: skip
+    lost = json.loads(capsys.readouterr().out)
+    kinds = reference_scores["recall_by_transform"].values()
+    missed = sum(round(kind["copies"] * (1 - kind["recall"])) for kind in kinds)
+    assert len(lost["copies"]) == sum(cause["copies"] for cause in lost["lost"].values()) == missed > 0
+    assert {copy["cause"] for copy in lost["copies"]} == set(lost["lost"])
+    assert all(copy["structure"] is not None for copy in lost["copies"] if copy["cause"] == "colour_change")
 
 
 def _groups(members: list[dict]) -> set[frozenset[str]]:
