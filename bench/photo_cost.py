@@ -44,14 +44,17 @@ def measure(pm: ModuleType, pairs: list[tuple[str, str]], needed: set[str], data
     ``pairs``, as the job runs it: each image described once (with the photo it frames, where
     ``pm`` compares framed photos: ``box_finder`` at the defaults' ``embed`` table), each pair
     fitted and, where the fit leaves a comparison, compared (``score_described``: the framed
-    photo's view too); the pairs compared, those with a framed view, and every pair's scores."""
+    photo's view too; a weak fit's second keypoints through ``dense_cache``, where ``pm`` has it);
+    the pairs compared, those with a framed view, and every pair's scores."""
     find = pm.box_finder(default_table("embed")) if hasattr(pm, "box_finder") else None
     started = time.process_time()
     described = {p: pm.describe_bytes(data.get(p), *([find] if find else [])) for p in needed}
     describe_s = time.process_time() - started
     started = time.process_time()
     cache = pm.PixelCache()
-    scores = [pm.score_described(described[a], described[b], data.get(a), data.get(b), gate, cache) for a, b in pairs]
+    dense = [pm.dense_cache(cache)] if hasattr(pm, "dense_cache") else []  # a weak fit's second keypoints, as pair_udf
+    scores = [pm.score_described(described[a], described[b], data.get(a), data.get(b), gate, cache, *dense)
+              for a, b in pairs]  # fmt: skip
     pairs_s = time.process_time() - started
     compared = sum(s["reason"] is None for s in scores)
     framed = sum(s.get("region_view") is not None for s in scores)

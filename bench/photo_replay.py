@@ -5,8 +5,9 @@ The job stores every candidate with its photo scores (``candidates/``) and every
 tiles, colour after the fitted warp) changes the scores only of the pairs the job compared
 (``reason`` null: their fit reached the run's gate); the others (``weak_fit``, ``no_fit``,
 unreadable, byte-identical) keep theirs. So this script re-fits each compared pair from the two
-images (``describe_bytes`` + ``fit_descriptions``: the same keypoints and the same RANSAC, hence
-the same fit as the job's, checked by ``--check``) and compares it again, both with the working
+images (``describe_bytes`` + ``fit_descriptions``, and a weak fit's second fits from the pixels,
+``refit_weak``: the same keypoints and the same RANSAC, hence the same fit as the job's, checked
+by ``--check``) and compares it again, both with the working
 tree's check (or ``--module FILE``, another version's photomatch.py: its fit and its comparison;
 a change to the fit that would lift a ``weak_fit`` pair over the gate is seen only in a job
 run), and scores the groups the way
@@ -84,10 +85,19 @@ def image_bytes(job: Path, ids: set[str]) -> dict[str, bytes]:
 
 
 def refit(pm: ModuleType, pairs: list[tuple[str, str]], data: dict[str, bytes], gate: tuple | None) -> dict[tuple, Fit]:
-    """Each pair's fit (scores so far, maps) from the two images' descriptions, as ``pm`` fits it
-    (another version's fit may differ, and its maps are its comparison's to read)."""
+    """Each pair's fit (scores so far, maps) from the two images' descriptions, as ``pm`` fits it,
+    a weak fit fitted again from the pixels where ``pm`` has ``refit_weak`` (another version's fit
+    may differ, and its maps are its comparison's to read)."""
     described = {p: pm.describe_bytes(data.get(p)) for p in {p for pair in pairs for p in pair}}
-    return {(a, b): pm.fit_descriptions(described[a], described[b], gate) for a, b in pairs}
+    fits = {}
+    for a, b in pairs:
+        scores, maps = pm.fit_descriptions(described[a], described[b], gate)
+        if maps is None and scores["reason"] == "weak_fit" and hasattr(pm, "refit_weak"):
+            pixels = (pm.decode_for_match(data[a]), pm.decode_for_match(data[b]))
+            if not any(isinstance(side, str) for side in pixels):
+                scores, maps = pm.refit_weak(described[a], described[b], pixels, scores, gate)
+        fits[(a, b)] = (scores, maps)
+    return fits
 
 
 def recompare(pm: ModuleType, fits: dict[tuple, Fit], data: dict[str, bytes]) -> tuple[dict[tuple, dict], float]:

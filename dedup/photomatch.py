@@ -17,6 +17,9 @@ the geometry of local detail. :func:`match_scores` measures it:
    keypoints on it, and those it finds on the sharp original are mostly detail the copy lost),
    gets a second one (:func:`refit_blurred`, :data:`BLUR_REFIT`): the sharper image blurred to the
    other's sharpness, its keypoints found again, held to the plain gate; ``blur_refit`` is the sigma.
+   A weak fit still, with :data:`DENSE_FROM` inliers, is fitted once more with
+   :data:`DENSE_FEATURES` keypoints a side (:func:`refit_dense`: a caption or an emoji takes
+   ORB's budget from the photo).
 3. ``b`` warped onto ``a`` with the fit (with a homography, under it and under the affine map,
    the better-aligned kept); ``structure`` is the correlation of their band-pass
    (difference of Gaussians) images over the products' shared interior (a product: what differs
@@ -108,6 +111,8 @@ MAX_SIDE = 256  # pixels a side the pair is compared at
 MIN_SIDE = 32  # smaller images are not compared
 ENLARGE_TO = 192  # an image whose longer side is shorter is enlarged to this (the pixel constants below hold)
 ORB_FEATURES = 500
+DENSE_FEATURES = 1000  # keypoints of a weak fit's second chance (0: none; a caption or an emoji takes ORB's budget)
+DENSE_FROM = 15  # ... which a weak fit with at least this many inliers gets
 RATIO = 0.8  # Lowe's ratio test
 RANSAC_PIXELS = 4.0  # reprojection tolerance, at MAX_SIDE scale
 MAX_ANISOTROPY = 1.4  # the fit may scale one direction this much more than the other (a stretch, a shear)
@@ -178,15 +183,16 @@ SCORE_FIELDS += (("region_view", T.StringType()),
 SCORES_SCHEMA = T.StructType([T.StructField(name, kind) for name, kind in SCORE_FIELDS])
 _SCORE_NAMES = [name for name, _ in SCORE_FIELDS]
 
-_ORB = None
+_ORBS: dict[int, Any] = {}
 
 
-def _orb() -> Any:
-    global _ORB
-    if _ORB is None:
+def _orb(features: int = 0) -> Any:
+    """The ORB detector finding ``features`` keypoints (0: :data:`ORB_FEATURES`), made once."""
+    features = features or ORB_FEATURES
+    if features not in _ORBS:
         cv2.setNumThreads(1)
-        _ORB = cv2.ORB_create(nfeatures=ORB_FEATURES, edgeThreshold=15, patchSize=15, fastThreshold=10)
-    return _ORB
+        _ORBS[features] = cv2.ORB_create(nfeatures=features, edgeThreshold=15, patchSize=15, fastThreshold=10)
+    return _ORBS[features]
 
 
 def _empty(reason: str | None) -> dict[str, Any]:
@@ -240,13 +246,15 @@ class Picture:
 
 class Features(Picture):
     """One image ready for matching: RGB at :data:`MAX_SIDE`, grey, ORB points and descriptors;
-    the mirrored image's are computed on first use (:meth:`mirrored`)."""
+    the mirrored image's are computed on first use (:meth:`mirrored`). ``features``: how many
+    keypoints ORB finds (0: :data:`ORB_FEATURES`)."""
 
-    def __init__(self, rgb: np.ndarray, mirrored_of: Features | None = None) -> None:
+    def __init__(self, rgb: np.ndarray, mirrored_of: Features | None = None, features: int = 0) -> None:
         super().__init__(rgb)
-        keypoints, self.descriptors = _orb().detectAndCompute(self.grey, None)
+        keypoints, self.descriptors = _orb(features).detectAndCompute(self.grey, None)
         self.points = np.float32([k.pt for k in keypoints]).reshape(-1, 2)
         self._mirrored = mirrored_of
+        self.features = features
 
     @classmethod
     def of(cls, pixels: np.ndarray) -> Features:
@@ -256,7 +264,7 @@ class Features(Picture):
     def mirrored(self) -> Features:
         """The features of the left-right mirror image (cached)."""
         if self._mirrored is None:
-            self._mirrored = Features(self.rgb[:, ::-1], mirrored_of=self)
+            self._mirrored = Features(self.rgb[:, ::-1], mirrored_of=self, features=self.features)
         return self._mirrored
 
 
@@ -1019,13 +1027,17 @@ def _fit_sides(
     gap: Callable[[], float | None],
     strong: int,
     gate: FitGate | None,
+    only: bool | None = None,
 ) -> tuple[dict[str, Any], Maps | None]:
     """The fit half of :func:`match_features` on keypoints alone: the scores so far and the maps
     the comparison is to use (None when there is nothing left to compare: ``no_fit``, ``weak_fit``).
-    ``gap()``: the two images' :func:`sharpness_gap`, recorded for every fitted pair."""
-    inliers, matches, maps = _fit(a, b)
-    flipped = False
-    if not (inliers >= strong and inliers >= 0.8 * matches):
+    ``gap()``: the two images' :func:`sharpness_gap`, recorded for every fitted pair. ``only``:
+    ``b`` alone (False) or its mirror image alone (True); None: the better of the two."""
+    if only:
+        (inliers, matches, maps), flipped = _fit(a, b_mirrored()), True
+    else:
+        (inliers, matches, maps), flipped = _fit(a, b), False
+    if only is None and not (inliers >= strong and inliers >= 0.8 * matches):
         mirrored = _fit(a, b_mirrored(), at_least=inliers)  # it must beat the direct fit to count
         if mirrored[0] > inliers:
             (inliers, matches, maps), flipped = mirrored, True
@@ -1063,6 +1075,10 @@ def match_features(a: Features, b: Features, strong: int = 60, gate: FitGate | N
     if second is not None:
         refitted, maps = refit_blurred(a, b, b.mirrored, (a.sharpness, b.sharpness), (lambda: a.rgb, lambda: b.rgb),
                                        second, strong)  # fmt: skip
+        scores = refitted if maps is not None else scores
+    if maps is None and _dense_fit(scores, gate):
+        dense = [Features(side.rgb, features=DENSE_FEATURES) for side in (a, b)]
+        refitted, maps = refit_dense(*dense, scores, gate, strong)
         scores = refitted if maps is not None else scores
     if maps is not None:
         scores.update(_compare(a, b.mirrored() if scores["flipped"] else b, maps))
@@ -1468,26 +1484,82 @@ def _second_fit(scores: dict[str, Any], gate: FitGate | None) -> FitGate | None:
     return FitGate(gate.min_inliers, gate.min_inlier_ratio) if blurred else None
 
 
+def _dense_fit(scores: dict[str, Any], gate: FitGate | None) -> bool:
+    """Whether a pair's weak fit gets a second one with :data:`DENSE_FEATURES` keypoints
+    (:func:`refit_dense`): it has :data:`DENSE_FROM` inliers or more."""
+    return bool(gate is not None and DENSE_FEATURES and scores["reason"] == "weak_fit"
+                and (scores["inliers"] or 0) >= DENSE_FROM)  # fmt: skip
+
+
+def dense_side(pixels: np.ndarray) -> Features:
+    """The :class:`Features` of an RGB array (decoded, any size) with :data:`DENSE_FEATURES` keypoints."""
+    return Features(prepare(pixels), features=DENSE_FEATURES)
+
+
+def refit_dense(
+    a: Features, b: Features, weak: dict[str, Any], gate: FitGate, strong: int = 60
+) -> tuple[dict[str, Any], Maps | None]:
+    """A weak fit's second chance: both images' :func:`dense_side` (:data:`DENSE_FEATURES`
+    keypoints), fitted as :func:`_fit_sides` fits them on the side the ``weak`` fit took (``b`` or
+    its mirror image: the second fit keeps it in nearly every pair it lifts, at half the cost),
+    held to ``gate``. ORB keeps the corners that respond most: a caption's letters, an emoji's
+    outline or a banner's text take much of :data:`ORB_FEATURES` from the photo, whose own
+    corners then match too few to reach the gate. Fitting every pair with more keypoints moves
+    pairs near every bound of the rule both ways; only the weak fits are fitted again (issue 14
+    phase 26)."""
+    return _fit_sides(a, b, b.mirrored, lambda: weak["sharpness_gap"], strong, gate, bool(weak["flipped"]))
+
+
+def _refits(scores: dict[str, Any], gate: FitGate | None) -> bool:
+    """Whether a pair's fit gets a second one (:func:`refit_weak`)."""
+    return _second_fit(scores, gate) is not None or _dense_fit(scores, gate)
+
+
+def refit_weak(
+    a: Description,
+    b: Description,
+    pixels: tuple[np.ndarray, np.ndarray],
+    weak: dict[str, Any],
+    gate: FitGate | None,
+    dense: tuple[Callable[[], Features], Callable[[], Features]] | None = None,
+) -> tuple[dict[str, Any], Maps | None]:
+    """The second fits of two described images whose fit was ``weak``, from their decoded
+    ``pixels``, in order: :func:`refit_described` (images apart in sharpness), then
+    :func:`refit_dense` of their :func:`dense_side` (or ``dense``'s, e.g. from a cache). The first
+    to reach ``gate`` gives the scores and maps; else ``(weak, None)``."""
+    second = _second_fit(weak, gate)
+    if second is not None:
+        refitted, maps = refit_described(a, b, *pixels, second)
+        if maps is not None:
+            return refitted, maps
+    if gate is not None and _dense_fit(weak, gate):
+        sides = (dense[0](), dense[1]()) if dense else (dense_side(pixels[0]), dense_side(pixels[1]))
+        refitted, maps = refit_dense(*sides, weak, gate)
+        if maps is not None:
+            return refitted, maps
+    return weak, None
+
+
 def match_descriptions(
     a: Described,
     b: Described,
     pixels_a: Callable[[], np.ndarray | str],
     pixels_b: Callable[[], np.ndarray | str],
     gate: FitGate | None = None,
+    dense: tuple[Callable[[], Features], Callable[[], Features]] | None = None,
 ) -> dict[str, Any]:
     """:func:`match_scores` from two stored descriptions; the pixels (``pixels_a()``,
     ``pixels_b()``: RGB arrays, or why an image cannot be read) are decoded only for a pair whose
-    fit leaves a comparison to run, or whose weak fit gets a second one (:func:`refit_blurred`)."""
+    fit leaves a comparison to run, or whose weak fit gets a second one (:func:`refit_weak`;
+    ``dense``: its second keypoints, e.g. from a cache)."""
     scores, maps = fit_descriptions(a, b, gate)
-    second = _second_fit(scores, gate)
-    if maps is None and second is None:
+    if maps is None and not _refits(scores, gate):
         return scores
-    pixels = [pixels_a(), pixels_b()]
+    pixels = (pixels_a(), pixels_b())
     bad = next((f"{n}:{p}" for n, p in zip("ab", pixels, strict=True) if isinstance(p, str)), None)
-    if second is not None:  # a weak fit stands unless its second fit reaches the gate
+    if maps is None:  # a weak fit stands unless a second fit reaches the gate
         if bad is None:
-            refitted, maps = refit_described(a, b, *pixels, second)
-            scores = refitted if maps is not None else scores
+            scores, maps = refit_weak(a, b, pixels, scores, gate, dense)
         if maps is None:
             return scores
     return _empty(bad) if bad else compare_pixels(*pixels, scores, maps)
@@ -1547,6 +1619,11 @@ def _loaded(
     return Description.from_parts(bytes(direct), None if mirror is None else bytes(mirror), region, box)
 
 
+def dense_cache(pixels: BytesCache, size: int = 32) -> BytesCache:
+    """A :class:`BytesCache` of each image's :func:`dense_side`, from its pixels in ``pixels``."""
+    return BytesCache(lambda data: dense_side(pixels.get(data)), size)
+
+
 class PixelCache(BytesCache):
     """:class:`BytesCache` of each image's pixels (:func:`decode_for_match`)."""
 
@@ -1568,17 +1645,20 @@ def score_described(
     bytes_b: bytes | None,
     gate: FitGate | None,
     cache: PixelCache | None = None,
+    dense: BytesCache | None = None,
 ) -> dict[str, Any]:
     """:func:`match_scores` of two described images: the fit from their descriptions, and for a
     pair whose fit leaves a comparison to run, the comparison of their pixels decoded from
-    ``bytes_a`` and ``bytes_b`` (through ``cache``); never raises.
+    ``bytes_a`` and ``bytes_b`` (through ``cache``; a weak fit's second keypoints through ``dense``,
+    a :func:`dense_cache` of it); never raises.
 
     Where a side frames a smaller photo (:func:`region_view`), the pair is scored a second time
     with that photo in its image's place (both framed photos, where both frame one), under the
     :data:`REGION` prefix: a banner or a screenshot meets its original through the photo it
     frames, and two products pasted into one template are told apart by theirs."""
     cache = cache or PixelCache(size=2)
-    scores = match_descriptions(a, b, lambda: cache.get(bytes_a), lambda: cache.get(bytes_b), gate)
+    sides = None if dense is None else (lambda: dense.get(bytes_a), lambda: dense.get(bytes_b))
+    scores = match_descriptions(a, b, lambda: cache.get(bytes_a), lambda: cache.get(bytes_b), gate, sides)
     view = region_view(a, b)
     if view is None:
         return scores
@@ -1607,12 +1687,13 @@ def pair_udf(gate: FitGate | None = None) -> Any:
     @F.pandas_udf(SCORES_SCHEMA)
     def scores(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
         cache = PixelCache()
+        dense = dense_cache(cache)
 
         def sides(frame: pd.DataFrame) -> list[tuple[Described, Any]]:
             parts = [frame[name] if name in frame else [None] * len(frame) for name in DESCRIBED_SCHEMA.names]
             return [(_loaded(*row), data) for *row, data in zip(*parts, frame["image_bytes"], strict=True)]
 
-        rows = [score_described(da, db, xa, xb, gate, cache) for (da, xa), (db, xb) in zip(sides(a), sides(b),
+        rows = [score_described(da, db, xa, xb, gate, cache, dense) for (da, xa), (db, xb) in zip(sides(a), sides(b),
                                                                                            strict=True)]  # fmt: skip
         return _score_frame(rows, a.index)
 

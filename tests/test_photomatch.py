@@ -330,6 +330,44 @@ def test_a_blurred_copy_too_weak_to_fit_is_fitted_again_with_the_original_blurre
     assert weak["reason"] == "weak_fit" and weak["blur_refit"] is None and not decide(weak), weak
 
 
+@pytest.mark.parametrize(("kind", "seed"), [("text", 26), ("banner", 17)])
+def test_a_copy_whose_text_takes_the_keypoints_is_fitted_again_with_more(kind: str, seed: int, monkeypatch) -> None:
+    """A caption's letters (or a banner's) take much of ORB's budget from the photo: these copies
+    fit too weakly for the gate at :data:`~dedup.photomatch.ORB_FEATURES` keypoints a side. The
+    second fit with ``DENSE_FEATURES`` reaches it, and the rule keeps the copy; the stored
+    descriptions' path (the job's, with its per-batch cache) scores it alike (issue 14 phase 26)."""
+    from dedup.photomatch import PixelCache, dense_cache, describe, describe_bytes, match_descriptions, score_described
+
+    original = product_image(seed)
+    copy, _ = getattr(edits, kind)(original, random.Random(seed))
+    data = jpeg_bytes(original), jpeg_bytes(copy)
+    a, b = (decode_pixels(side) for side in data)
+    scores = match_scores(a, b, DEFAULT_RULE.fit_gate())
+    assert scores["reason"] is None and decide(scores), scores
+    assert match_descriptions(describe(a), describe(b), lambda: a, lambda: b, DEFAULT_RULE.fit_gate()) == scores
+    pixels = PixelCache()  # the job's path: each image's second keypoints found once a batch
+    described = [describe_bytes(side) for side in data]
+    assert score_described(*described, *data, DEFAULT_RULE.fit_gate(), pixels, dense_cache(pixels)) == scores
+    monkeypatch.setattr(photomatch, "DENSE_FEATURES", 0)
+    weak = match_scores(a, b, DEFAULT_RULE.fit_gate())
+    assert weak["reason"] == "weak_fit" and weak["inliers"] >= photomatch.DENSE_FROM and not decide(weak), weak
+
+
+def test_a_look_alike_fitted_again_with_more_keypoints_is_still_refused(monkeypatch) -> None:
+    """The second fit gives look-alikes no pass: the other colour and print of these cuts, under a
+    caption, are refused, some of them after a weak fit that the second fit tried again."""
+    pairs = []
+    for seed in range(1, 40):
+        other, _ = edits.text(lookalike(product_image(seed), seed + 100), random.Random(seed))
+        pairs.append((decode_pixels(jpeg_bytes(product_image(seed))), decode_pixels(jpeg_bytes(other))))
+    for a, b in pairs:
+        assert not decide(match_scores(a, b, DEFAULT_RULE.fit_gate()))
+    monkeypatch.setattr(photomatch, "DENSE_FEATURES", 0)
+    first = [match_scores(a, b, DEFAULT_RULE.fit_gate()) for a, b in pairs]
+    tried = [s for s in first if s["reason"] == "weak_fit" and s["inliers"] >= photomatch.DENSE_FROM]
+    assert len(tried) >= 2, first
+
+
 def test_a_blurred_look_alike_fitted_again_is_still_refused() -> None:
     """The second fit gives look-alikes no pass: blurred, the other colour and print of these cuts
     fit weakly, and where the second fit reaches the gate (product 12) the structure refuses it."""
