@@ -178,6 +178,16 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     assert {copy["cause"] for copy in lost["copies"]} == set(lost["lost"])
     assert all(copy["structure"] is not None for copy in lost["copies"] if copy["cause"] == "colour_change")
 
+    # bench/second_fit.py: a run against itself, at any floor, scores as the job and gains no pair
+    second_fit = _bench_module("second_fit")
+    assert second_fit.main(["--base", str(tmp_path / "out"), "--refit", str(tmp_path / "out"), "--set", str(set_dir),
+                            "--floor", "0,15"]) == 0  # fmt: skip
+    points = json.loads(capsys.readouterr().out)["points"]
+    assert [p["floor"] for p in points] == [0.0, 15.0] and points[0]["fitted_again"] >= points[1]["fitted_again"]
+    for point in points:
+        assert point["calibration"]["recall"] == pytest.approx(reference_scores["recall"])
+        assert point["calibration"]["other_pairs_gained"] == point["holdout"]["other_pairs_gained"] == 0
+
 
 def _groups(members: list[dict]) -> set[frozenset[str]]:
     """The job's groups (two or more members) from its groups/ rows."""
