@@ -35,12 +35,14 @@ structure reaches the rule's, the others keeping their stored scores: a screen, 
 the pairs, for a change to the colour reading whose effect falls mostly on the pairs that failed
 on it (a pair under ``X`` whose reading would rise is not seen: the job run is the check);
 ``--scores FILE`` keeps the replayed scores; ``--set NAME=VALUE`` replays with one of the
-module's constants changed (``OVERLAY_SHARE=0.15``).
+module's constants changed (``OVERLAY_SHARE=0.15``); ``--variant NAME`` replays with one of the
+changes measured and not kept (``bench/photo_variants.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import pickle
 import sys
@@ -70,6 +72,17 @@ from dedup.devkit.metrics import score_groups
 from dedup.settings import default_table
 
 Fit = tuple[dict[str, Any], photomatch.Maps | None]
+
+
+def _load_variants() -> ModuleType:
+    """``bench/photo_variants.py``, loaded from its file (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("photo_variants", Path(__file__).with_name("photo_variants.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+variants = _load_variants()
 KEYS = ("precision", "recall", "f1", "lookalike_false_pairs", "recall_by_transform", "recall_by_range")
 
 
@@ -146,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--module", type=Path, help="another photomatch.py to compare with (default: the working tree's)"
     )
+    parser.add_argument(
+        "--variant",
+        choices=sorted(variants.VARIANTS),
+        help="a change measured and not kept (bench/photo_variants.py), on the module",
+    )
     parser.add_argument("--fits", type=Path, help="cache of the fits (pickle): read when there, else written")
     parser.add_argument(
         "--check", action="store_true", help="count the replayed pairs whose scores differ from the job's"
@@ -166,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target-precision", type=float, default=0.99)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    pm = load_module(args.module) if args.module else photomatch
+    if args.variant:
+        pm = variants.patched(args.variant, args.module)
+    else:
+        pm = load_module(args.module) if args.module else photomatch
     for item in args.set:
         name, value = item.split("=", 1)
         if not isinstance(getattr(pm, name, None), int | float):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import importlib.util
 import io
 import json
@@ -165,6 +166,13 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
         screened = json.loads(out.read_text())
         assert (0 < screened["replayed"] <= replayed["replayed"]) if replays_any else screened["replayed"] == 0
         assert screened["calibration"]["recall"] == pytest.approx(reference_scores["recall"])
+    # --variant: a change measured and not kept (bench/photo_variants.py) replays the same pairs
+    variants = _bench_module("photo_variants")
+    assert doctest.testmod(variants).failed == 0
+    for variant in sorted(variants.VARIANTS):
+        assert replay.main(["--job", str(tmp_path / "out"), "--truth", str(set_dir / "truth.csv"),
+                            "--variant", variant, "--out", str(out)]) == 0  # fmt: skip
+        assert json.loads(out.read_text())["replayed"] == replayed["replayed"]
 
     # bench/lost_copies.py: every copy not grouped with its original, counted once by what stopped it
     lost_copies = _bench_module("lost_copies")
