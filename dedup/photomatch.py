@@ -51,7 +51,9 @@ the geometry of local detail. :func:`match_scores` measures it:
    :data:`CAPTION_ASPECT`) or a solid stamp of any shape over a few % of the image (an emoji, a
    logo: :data:`STAMP_SHARE`, :data:`STAMP_FILL`), at most :data:`CAPTION_SHARE` of the
    products' area, whose texture differs (letters; a recoloured box-shaped product keeps its own
-   texture), and what is left beside them counted :data:`CAPTION_REST` times (with up to half the
+   texture) or whose colours are the other image's blended toward one colour (a translucent
+   caption, whose letters let the texture under them through: :data:`BLEND_RESIDUAL`,
+   :data:`BLEND_MAX`), and what is left beside them counted :data:`CAPTION_REST` times (with up to half the
    product read as caption, the rest must all but agree: a look-alike's differing garment can
    read as a filled box).
    Texture is judged above the pair's pixel noise (:data:`NOISE_TEXTURE`), so the grain of a
@@ -141,6 +143,8 @@ CAPTION_ASPECT = 1.5  # ... is at least this many times as wide as tall,
 CAPTION_SHARE = 0.5  # ... covers at most this share of the products' area (0: no caption reading)
 CAPTION_TEXTURE = 0.15  # ... and its texture differs in at least this share of its changed pixels
 CAPTION_REST = 2.0  # the colour change left beside the caption parts counts this many times (1: as any other)
+BLEND_RESIDUAL = 10.0  # levels (RMS): a part whose texture agrees is a caption too where its colours lie this close
+BLEND_MAX = 0.95  # to the other image's blended toward one colour, by a median share of at most this (0: off)
 STAMP_SHARE = 0.05  # a part of any shape (an emoji, a logo) is a caption part too where it covers at most this
 STAMP_FILL = 0.6  # share of the image (0: no such reading) and fills this share of its box (a solid mark)
 OVERLAY_IMAGE = 0.05  # share of the image an addition onto one image's background may cover (0: no such reading)
@@ -872,7 +876,8 @@ def _caption_parts(
     caption where it fills :data:`CAPTION_FILL` of its bounding box, is :data:`CAPTION_ASPECT`
     times as wide as tall, covers at most :data:`CAPTION_SHARE` of ``region`` and its texture
     differs in :data:`CAPTION_TEXTURE` of its changed pixels (a caption's letters; a recoloured
-    box-shaped product keeps its own texture). A part of any shape is one too where it is a stamp:
+    box-shaped product keeps its own texture) or its colours are a blend (:func:`_translucent`:
+    letters over a texture that shows through them). A part of any shape is one too where it is a stamp:
     at most :data:`STAMP_SHARE` of the image and filling :data:`STAMP_FILL` of its box (an emoji, a
     sticker or a logo over the product is a solid mark of a few % of the image; a look-alike's
     differing part, a lens or a strap in another colour, fills its box less or is larger)."""
@@ -895,10 +900,53 @@ def _caption_parts(
     textured = np.bincount(inside, differs[changed], count) / np.maximum(np.bincount(inside, minlength=count), 1)
     wide = width >= CAPTION_ASPECT * height
     stamp = (area <= STAMP_SHARE * region.size) & (area >= STAMP_FILL * width * height)  # a solid mark, small
-    caption = ((area >= 30) & (area >= CAPTION_FILL * width * height) & (wide | stamp)
-               & (area <= CAPTION_SHARE * np.count_nonzero(region)) & (textured >= CAPTION_TEXTURE))  # fmt: skip
-    caption[0] = False  # the unchanged pixels
+    shaped = ((area >= 30) & (area >= CAPTION_FILL * width * height) & (wide | stamp)
+              & (area <= CAPTION_SHARE * np.count_nonzero(region)))  # fmt: skip
+    shaped[0] = False  # the unchanged pixels
+    caption = shaped & (textured >= CAPTION_TEXTURE)
+    if BLEND_MAX:
+        for part in np.flatnonzero(shaped & ~caption):
+            inside_part = np.flatnonzero(changed.reshape(-1) & (labels.reshape(-1) == part))
+            mapped = np.clip(_with_ones(source[inside_part]) @ coef, 0.0, 255.0)
+            caption[part] = _translucent(mapped, target[inside_part]) or _translucent(target[inside_part], mapped)
     return caption[labels]
+
+
+def _translucent(under: np.ndarray, over: np.ndarray) -> bool:
+    """Whether the colour rows ``over`` are ``under``'s blended toward one colour inside the RGB
+    cube, each row by its own share (a caption's letters, smoothed, cover each pixel in part):
+    within :data:`BLEND_RESIDUAL` levels RMS, by a median share of at most :data:`BLEND_MAX`.
+    The colour is where the lines from each row of ``under`` through its row of ``over`` meet
+    (least squares). A look-alike's part in another colour keeps its shading, which does not
+    converge on one colour, unless it is the same part only lighter or darker.
+
+    >>> rng = np.random.default_rng(0)
+    >>> under = rng.uniform(0, 255, (200, 3))
+    >>> share = rng.uniform(0.2, 0.6, (200, 1))
+    >>> _translucent(under, (1 - share) * under + share * np.array([40.0, 200.0, 90.0]))
+    True
+    >>> _translucent(under, under[:, ::-1])  # the channels swapped: another colour, no blend
+    False
+    >>> _translucent(under, np.full((200, 3), 128.0))  # covered outright: an opaque box, not translucent
+    False
+    """
+    under, over = under.astype(np.float64), over.astype(np.float64)
+    step = over - under
+    length = np.linalg.norm(step, axis=1)
+    moved = length > 1e-6
+    if moved.sum() < 30:
+        return False
+    under, step = under[moved], step[moved]
+    direction = step / length[moved, None]
+    across = np.eye(3)[None] - direction[:, :, None] * direction[:, None, :]  # projects off each line
+    towards = np.linalg.lstsq(across.sum(0), np.einsum("nij,nj->i", across, under), rcond=None)[0]
+    if (towards < -20.0).any() or (towards > 275.0).any():
+        return False
+    to_colour = towards - under
+    share = np.clip(np.einsum("ij,ij->i", step, to_colour) / np.maximum(np.einsum("ij,ij->i", to_colour, to_colour),
+                                                                         1e-9), 0.0, 1.0)  # fmt: skip
+    miss = np.linalg.norm(step - share[:, None] * to_colour, axis=1)
+    return bool(np.sqrt((miss**2).mean()) <= BLEND_RESIDUAL and np.median(share) <= BLEND_MAX)
 
 
 def _compare(a: Picture, b: Picture, maps: Maps) -> dict[str, float]:

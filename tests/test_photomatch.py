@@ -827,13 +827,42 @@ def test_a_caption_part_is_a_wide_box_whose_texture_differs_not_one_recoloured()
         assert parts[box].all() == caption and not parts[~box].any()
 
 
+def test_a_translucent_caption_is_a_caption_part_where_its_texture_agrees(monkeypatch) -> None:
+    """Thin letters, smoothed, cover each pixel in part, so the texture under them shows through
+    and agrees; their colours are the photo's blended toward the letters' colour (40% here): a
+    caption part (``BLEND_MAX``). The same box with the photo's channels swapped (a part in
+    another colour, its shading kept) is not, nor the blend with that reading off."""
+    photo, box = _smooth_photo(10, 245), np.zeros((128, 256), bool)
+    box[50:74, 60:180] = True
+    blended, swapped = photo.copy(), photo.copy()
+    blended[box] = 0.6 * photo[box] + 0.4 * np.array([40.0, 200.0, 90.0])
+    swapped[box] = photo[box][:, ::-1]
+    agrees = np.ones(box.shape, bool)
+    assert _parts_of(photo, blended, agrees)[box].all()
+    assert not _parts_of(photo, swapped, agrees).any()
+    monkeypatch.setattr(photomatch, "BLEND_MAX", 0.0)
+    assert not _parts_of(photo, blended, agrees).any()
+
+
+def test_the_dev_sets_caption_over_a_textured_product_is_left_out_as_translucent(monkeypatch) -> None:
+    """A caption of the dev set's text edit over the product's texture: smoothed, its thin letters
+    let the texture through, so it was no caption part (0.24, refused); its colours are the
+    product's blended toward the letters': a caption part, left out (``BLEND_MAX``)."""
+    _left_out_by_the_reading("text", 36, 2, "BLEND_MAX", monkeypatch)
+
+
 def _parts_of_a_mark(photo: np.ndarray, mark: np.ndarray, colour: tuple, same_texture: np.ndarray) -> np.ndarray:
     """:func:`_caption_parts` of ``photo`` against itself with ``mark`` painted ``colour``, over
     the whole image, where the texture agrees as ``same_texture`` says."""
     marked = photo.copy()
     marked[mark] = colour
+    return _parts_of(photo, marked, same_texture)
+
+
+def _parts_of(photo: np.ndarray, marked: np.ndarray, same_texture: np.ndarray) -> np.ndarray:
+    """:func:`_caption_parts` of ``photo`` against ``marked``, over the whole image."""
     smooth_a, smooth_b = photo.reshape(-1, 3), marked.reshape(-1, 3)
-    region = np.ones(mark.shape, bool)
+    region = np.ones(same_texture.shape, bool)
     fit = _change_reading(smooth_a, smooth_b, region, same_texture, None, 0.0)[1]
     return _caption_parts(smooth_a, smooth_b, region, same_texture, fit)
 
