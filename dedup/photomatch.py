@@ -53,9 +53,9 @@ the geometry of local detail. :func:`match_scores` measures it:
    products' area, whose texture differs (letters; a recoloured box-shaped product keeps its own
    texture) or whose colours are the other image's blended toward one colour (a translucent
    caption, whose letters let the texture under them through: :data:`BLEND_RESIDUAL`,
-   :data:`BLEND_MAX`), and what is left beside them counted :data:`CAPTION_REST` times (with up to half the
-   product read as caption, the rest must all but agree: a look-alike's differing garment can
-   read as a filled box).
+   :data:`BLEND_MAX`), and what is left beside them counted :data:`CAPTION_REST` times (with up
+   to half the product read as caption, the rest must all but agree: a look-alike's differing
+   garment can read as a filled box).
    Texture is judged above the pair's pixel noise (:data:`NOISE_TEXTURE`), so the grain of a
    noisy copy is no overlay. A colour edit (brightness, contrast, saturation, hue, greyscale)
    maps every pixel the same way: a small share. Catalogs recolour a product on one model shot
@@ -145,6 +145,7 @@ CAPTION_TEXTURE = 0.15  # ... and its texture differs in at least this share of 
 CAPTION_REST = 2.0  # the colour change left beside the caption parts counts this many times (1: as any other)
 BLEND_RESIDUAL = 10.0  # levels (RMS): a part whose texture agrees is a caption too where its colours lie this close
 BLEND_MAX = 0.95  # to the other image's blended toward one colour, by a median share of at most this (0: off)
+BLEND_SLACK = 20.0  # levels: that colour may lie this far outside the RGB cube (a least-squares meeting point)
 STAMP_SHARE = 0.05  # a part of any shape (an emoji, a logo) is a caption part too where it covers at most this
 STAMP_FILL = 0.6  # share of the image (0: no such reading) and fills this share of its box (a solid mark)
 OVERLAY_IMAGE = 0.05  # share of the image an addition onto one image's background may cover (0: no such reading)
@@ -877,8 +878,8 @@ def _caption_parts(
     times as wide as tall, covers at most :data:`CAPTION_SHARE` of ``region`` and its texture
     differs in :data:`CAPTION_TEXTURE` of its changed pixels (a caption's letters; a recoloured
     box-shaped product keeps its own texture) or its colours are a blend (:func:`_translucent`:
-    letters over a texture that shows through them). A part of any shape is one too where it is a stamp:
-    at most :data:`STAMP_SHARE` of the image and filling :data:`STAMP_FILL` of its box (an emoji, a
+    letters over a texture that shows through them). A part of any shape is one too where it is a
+    stamp: at most :data:`STAMP_SHARE` of the image and filling :data:`STAMP_FILL` of its box (an emoji, a
     sticker or a logo over the product is a solid mark of a few % of the image; a look-alike's
     differing part, a lens or a strap in another colour, fills its box less or is larger)."""
     onto_b, sampled, misses = fit
@@ -914,8 +915,9 @@ def _caption_parts(
 
 def _translucent(under: np.ndarray, over: np.ndarray) -> bool:
     """Whether the colour rows ``over`` are ``under``'s blended toward one colour inside the RGB
-    cube, each row by its own share (a caption's letters, smoothed, cover each pixel in part):
-    within :data:`BLEND_RESIDUAL` levels RMS, by a median share of at most :data:`BLEND_MAX`.
+    cube (within :data:`BLEND_SLACK` levels of it), each row by its own share (a caption's
+    letters, smoothed, cover each pixel in part): within :data:`BLEND_RESIDUAL` levels RMS, by a
+    median share of at most :data:`BLEND_MAX`.
     The colour is where the lines from each row of ``under`` through its row of ``over`` meet
     (least squares). A look-alike's part in another colour keeps its shading, which does not
     converge on one colour, unless it is the same part only lighter or darker.
@@ -940,7 +942,7 @@ def _translucent(under: np.ndarray, over: np.ndarray) -> bool:
     direction = step / length[moved, None]
     across = np.eye(3)[None] - direction[:, :, None] * direction[:, None, :]  # projects off each line
     towards = np.linalg.lstsq(across.sum(0), np.einsum("nij,nj->i", across, under), rcond=None)[0]
-    if (towards < -20.0).any() or (towards > 275.0).any():
+    if (towards < -BLEND_SLACK).any() or (towards > 255.0 + BLEND_SLACK).any():
         return False
     to_colour = towards - under
     share = np.clip(np.einsum("ij,ij->i", step, to_colour) / np.maximum(np.einsum("ij,ij->i", to_colour, to_colour),
