@@ -105,7 +105,7 @@ def refit(pm: ModuleType, pairs: list[tuple[str, str]], data: dict[str, bytes], 
     fits = {}
     for a, b in pairs:
         scores, maps = pm.fit_descriptions(described[a], described[b], gate)
-        if maps is None and scores["reason"] == "weak_fit" and hasattr(pm, "refit_weak"):
+        if maps is None and hasattr(pm, "refit_weak") and pm._refits(scores, gate):  # as match_descriptions
             pixels = (pm.decode_for_match(data[a]), pm.decode_for_match(data[b]))
             if not any(isinstance(side, str) for side in pixels):
                 scores, maps = pm.refit_weak(described[a], described[b], pixels, scores, gate)

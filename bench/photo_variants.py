@@ -43,16 +43,12 @@ def _colour_squares(pm: ModuleType) -> None:
         x = rgb_rows.astype(np.float64)
         return np.concatenate([x, x * x / 255.0, np.ones((len(x), 1))], 1)
 
-    def least_squares_map(x: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
-        weighted = x if weight is None else x * weight[:, None]
-        return np.linalg.solve(weighted.T @ x + 1e-3 * np.eye(x.shape[1]), weighted.T @ target)
-
     def affine_residual(source: np.ndarray, target: np.ndarray) -> float:
         x = np.concatenate([source.astype(np.float64), np.ones((len(source), 1))], 1)
         y = target.astype(np.float64)
-        return float(np.sqrt(((x @ least_squares_map(x, y) - y) ** 2).mean()))
+        return float(np.sqrt(((x @ pm._affine_map(x, y) - y) ** 2).mean()))
 
-    pm._with_ones, pm._affine_map, pm._colour_residual = with_squares, least_squares_map, affine_residual
+    pm._with_ones, pm._colour_residual = with_squares, affine_residual
 
 
 def _inverse(matrix: np.ndarray) -> np.ndarray:

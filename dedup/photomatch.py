@@ -610,10 +610,11 @@ def _with_ones(rgb_rows: np.ndarray) -> np.ndarray:
 
 
 def _affine_map(x: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
-    """The least-squares affine colour map (4 x 3) of ``x`` (:func:`_with_ones` rows) onto
-    ``target``'s RGB rows, fitted to the rows ``weight`` keeps (all where None)."""
+    """The least-squares affine colour map (4 x 3: a row per column of ``x``) of ``x``
+    (:func:`_with_ones` rows) onto ``target``'s RGB rows, fitted to the rows ``weight`` keeps (all
+    where None)."""
     weighted = x if weight is None else x * weight[:, None]
-    return np.linalg.solve(weighted.T @ x + 1e-3 * np.eye(4), weighted.T @ target)
+    return np.linalg.solve(weighted.T @ x + 1e-3 * np.eye(x.shape[1]), weighted.T @ target)
 
 
 def _colour_residual(source: np.ndarray, target: np.ndarray) -> float:
@@ -906,10 +907,11 @@ def _caption_parts(
     shaped[0] = False  # the unchanged pixels
     caption = shaped & (textured >= CAPTION_TEXTURE)
     if BLEND_MAX:
+        changed_pixels = np.flatnonzero(changed)  # in the order of ``inside``
         for part in np.flatnonzero(shaped & ~caption):
-            inside_part = np.flatnonzero(changed.reshape(-1) & (labels.reshape(-1) == part))
-            mapped = np.clip(_with_ones(source[inside_part]) @ coef, 0.0, 255.0)
-            caption[part] = _translucent(mapped, target[inside_part]) or _translucent(target[inside_part], mapped)
+            in_part = changed_pixels[inside == part]
+            mapped = np.clip(_with_ones(source[in_part]) @ coef, 0.0, 255.0)
+            caption[part] = _translucent(mapped, target[in_part]) or _translucent(target[in_part], mapped)
     return caption[labels]
 
 
