@@ -8,7 +8,15 @@ so a figure of docs/BENCHMARKS.md that came from one can be made again (issue 14
 - ``frame_swap``: the pair compared in the frame of the image the other covers more of (by at
   least :data:`SWAP_MARGIN`), so a crop's or a pad's warp edge falls outside the compared area;
 - ``frame_swap_tiles``: as ``frame_swap``, for the structure and the tiles only; the colour is read
-  in the first image's frame as before.
+  in the first image's frame as before;
+- ``chroma_smoothed`` (issue 14, phase 28): the colours compared with their chroma (each pixel's
+  RGB less its luma) smoothed to :data:`CHROMA_SIGMA` px, the luma as before (a JPEG's chroma is
+  coarser than its luma; a resized copy's more so);
+- ``opened_misses`` (phase 28): a pixel the colour map misses counts only inside a missed area
+  :data:`MISS_OPEN` px across (a morphological opening of the misses, at full size), so a thin fringe
+  along an edge (two images' colours smoothed or sampled differently) is no change.
+
+``CHROMA_SIGMA`` and ``MISS_OPEN`` are set on the patched module, so ``--set`` reaches them.
 
 Each takes a fresh copy of ``dedup/photomatch.py`` (the job's module is not touched):
 
@@ -17,6 +25,10 @@ Each takes a fresh copy of ``dedup/photomatch.py`` (the job's module is not touc
 True
 >>> matrix = np.array([[2.0, 0.0, 4.0], [0.0, 2.0, -6.0]])
 >>> np.allclose(_inverse(matrix) @ np.append(matrix @ [3.0, 5.0, 1.0], 1.0), [3.0, 5.0])
+True
+>>> pm = patched("chroma_smoothed")
+>>> grey_step = np.repeat(np.r_[np.zeros(8), np.full(8, 200.0)], 3).reshape(1, 16, 3).repeat(16, 0)
+>>> np.allclose(pm._smoothed(grey_step, 0.0), photomatch._smoothed(grey_step, 0.0), atol=1e-3)  # no chroma
 True
 """
 
@@ -34,6 +46,9 @@ from dedup import photomatch
 from dedup.devkit.calibration import load_module
 
 SWAP_MARGIN = 0.05  # share of a frame the other image must cover more of, in the swapped direction
+CHROMA_SIGMA = 6.0  # px (at photomatch.MAX_SIDE): the chroma's smoothing in ``chroma_smoothed``
+MISS_OPEN = 5  # px: the side of the square the misses are opened by in ``opened_misses``
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601
 
 
 def _colour_squares(pm: ModuleType) -> None:
@@ -81,10 +96,66 @@ def _frame_swap(pm: ModuleType, colour_too: bool = True) -> None:
     pm._compare = swapped
 
 
+def _chroma_smoothed(pm: ModuleType) -> None:
+    """``_smoothed`` with each pixel's chroma (RGB less its luma) smoothed to ``pm.CHROMA_SIGMA``."""
+    pm.CHROMA_SIGMA = CHROMA_SIGMA
+    smoothed = pm._smoothed
+
+    def chroma_smoothed(rgb: np.ndarray, extra: float) -> np.ndarray:
+        image = smoothed(rgb, extra).reshape(rgb.shape)
+        luma = image @ LUMA
+        sigma = float(np.hypot(pm.COLOUR_SIGMA, extra))
+        further = float(np.sqrt(max(pm.CHROMA_SIGMA**2 - sigma**2, 0.01)))
+        chroma = cv2.GaussianBlur(image - luma[..., None], (0, 0), further)
+        return (luma[..., None] + chroma).reshape(-1, 3)
+
+    pm._smoothed = chroma_smoothed
+
+
+def _opened_misses(pm: ModuleType) -> None:
+    """``_change_reading``'s misses kept only inside a missed area ``pm.MISS_OPEN`` px across: each
+    map's misses (``_robust_map_misses``, called for ``b`` onto ``a`` then ``a`` onto ``b`` on the
+    sampled pixels) refitted on the pixels it explains, applied to every pixel of the region, and
+    opened; a sampled miss outside the opened area is set to the bound (no miss)."""
+    pm.MISS_OPEN = MISS_OPEN
+    reading, robust = pm._change_reading, pm._robust_map_misses
+    sides: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # (source, target, region, sampled)
+
+    def change_reading(smooth_a: np.ndarray, smooth_b: np.ndarray, region: np.ndarray, *rest: Any) -> Any:
+        pixels = np.flatnonzero(region)
+        sampled = pixels[:: max(1, len(pixels) // pm.COLOUR_SAMPLES)]
+        sides[:] = [(smooth_b, smooth_a, region, sampled), (smooth_a, smooth_b, region, sampled)]
+        try:
+            return reading(smooth_a, smooth_b, region, *rest)
+        finally:
+            sides.clear()
+
+    def opened(source: np.ndarray, target: np.ndarray, rounds: int = 3) -> np.ndarray:
+        distance = robust(source, target, rounds)
+        if not sides:
+            return distance
+        full_source, full_target, region, sampled = sides.pop(0)
+        missed = distance > pm.COLOUR_LEVELS
+        if not missed.any() or np.count_nonzero(~missed) < 8:
+            return distance
+        coef = pm._affine_map(pm._with_ones(source), target.astype(np.float64), (~missed).astype(np.float64))
+        every = np.flatnonzero(region)
+        misses = np.zeros(region.size, np.uint8)
+        mapped = pm._with_ones(full_source[every])
+        misses[every] = pm._map_misses(mapped, coef, full_target[every].astype(np.float64)) > pm.COLOUR_LEVELS**2
+        kernel = np.ones((pm.MISS_OPEN, pm.MISS_OPEN), np.uint8)
+        inside = cv2.morphologyEx(misses.reshape(region.shape), cv2.MORPH_OPEN, kernel).reshape(-1)[sampled] > 0
+        return np.where(inside, distance, np.minimum(distance, pm.COLOUR_LEVELS))
+
+    pm._change_reading, pm._robust_map_misses = change_reading, opened
+
+
 VARIANTS: dict[str, Callable[[ModuleType], None]] = {
     "colour_squares": _colour_squares,
     "frame_swap": _frame_swap,
     "frame_swap_tiles": lambda pm: _frame_swap(pm, colour_too=False),
+    "chroma_smoothed": _chroma_smoothed,
+    "opened_misses": _opened_misses,
 }
 
 

@@ -158,6 +158,7 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     replayed = json.loads(out.read_text())
     assert replayed["replayed"] == replayed["compared_by_job"] > 0
     assert replayed["replayed_with_other_scores"] == 0
+    assert not any(count for split in replayed["decisions_changed"].values() for count in split.values())
     assert replayed["calibration"]["recall"] == pytest.approx(reference_scores["recall"])
     # --colour-over screens: only pairs over the bound are replayed, the others keep their stored scores
     for over, replays_any in ((-1.0, True), (1.0, False)):
@@ -195,6 +196,14 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     for point in points:
         assert point["calibration"]["recall"] == pytest.approx(reference_scores["recall"])
         assert point["calibration"]["other_pairs_gained"] == point["holdout"]["other_pairs_gained"] == 0
+
+    # bench/spread_refit.py: weak fits fitted again with spread keypoints; a pair can only be gained
+    spread_refit = _bench_module("spread_refit")
+    assert spread_refit.main(["--job", str(tmp_path / "out"), "--set", str(set_dir), "--floor", "0",
+                              "--workers", "1"]) == 0  # fmt: skip
+    spread = json.loads(capsys.readouterr().out)
+    assert spread["fitted_again"] >= spread["reached_the_gate"] >= 0 and spread["floor"] == 0
+    assert spread["calibration"]["recall"] >= reference_scores["recall"]
 
 
 def _groups(members: list[dict]) -> set[frozenset[str]]:
