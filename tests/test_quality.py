@@ -199,6 +199,7 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
 
     # bench/spread_refit.py: weak fits fitted again with spread keypoints; a pair can only be gained
     spread_refit = _bench_module("spread_refit")
+    assert doctest.testmod(spread_refit).failed == 0
     assert spread_refit.main(["--job", str(tmp_path / "out"), "--set", str(set_dir), "--floor", "0",
                               "--workers", "1"]) == 0  # fmt: skip
     spread = json.loads(capsys.readouterr().out)
