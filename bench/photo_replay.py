@@ -34,9 +34,10 @@ rule ``bench/calibrate_photo.py`` would choose on the **calibration** split (hig
 structure reaches the rule's, the others keeping their stored scores: a screen, about a third of
 the pairs, for a change to the colour reading whose effect falls mostly on the pairs that failed
 on it (a pair under ``X`` whose reading would rise is not seen: the job run is the check);
-``--scores FILE`` keeps the replayed scores; ``decisions_changed`` in the output counts, per split,
-the copy pairs and the pairs of two products the replay keeps that the job did not, and the
-other way round (the selection rule's reading, before any grouping); ``--set NAME=VALUE`` replays with one of the
+``--scores FILE`` keeps the replayed scores; ``decisions_changed`` in the output counts, per
+split, the copy pairs and the pairs of two products the replay keeps that the job did not, and
+the other way round (the selection rule's reading, before any grouping:
+``dedup.devkit.calibration.decisions_changed``); ``--set NAME=VALUE`` replays with one of the
 module's constants changed (``OVERLAY_SHARE=0.15``); ``--variant NAME`` replays with one of the
 changes measured and not kept (``bench/photo_variants.py``).
 """
@@ -64,13 +65,14 @@ from dedup.devkit.calibration import (
     RULE_FIELDS,
     choose,
     components,
+    decisions_changed,
     kept,
     load_candidates,
     load_module,
     rule_of,
     sweep,
 )
-from dedup.devkit.metrics import copy_pairs, score_groups
+from dedup.devkit.metrics import score_groups
 from dedup.settings import default_table
 
 Fit = tuple[dict[str, Any], photomatch.Maps | None]
@@ -154,22 +156,6 @@ def changed_scores(candidates: pd.DataFrame, scores: dict[tuple, dict]) -> int:
     return differ
 
 
-def decisions_changed(before: pd.Series, after: pd.Series, candidates: pd.DataFrame, truth: list[dict[str, str]]
-                      ) -> dict[str, dict[str, int]]:  # fmt: skip
-    """Per split (of each pair's first product), the pairs the replay keeps that the job did not and
-    the other way round, copies of one photo and pairs of two products apart: what the selection
-    rule reads before any grouping (issue 14, phases 25-28)."""
-    split_of = {row["productId"]: row["split"] for row in truth}
-    out = {split: dict.fromkeys(("copies_gained", "copies_lost", "others_gained", "others_lost"), 0)
-           for split in ("calibration", "holdout")}  # fmt: skip
-    for verb, moved in (("gained", after & ~before), ("lost", before & ~after)):
-        pairs = list(zip(candidates.loc[moved, "a"], candidates.loc[moved, "b"], strict=True))
-        for (a, _), copy in zip(pairs, copy_pairs(pairs, truth), strict=True):
-            if split_of.get(a) in out:
-                out[split_of[a]][f"{'copies' if copy else 'others'}_{verb}"] += 1
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--job", type=Path, required=True)
@@ -248,10 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         result["grid"] = points  # every rule's calibration scores, the chosen one's among them
         rule = choose(points, args.target_precision)["rule"]
     result["rule"] = rule
-    keeps = kept(replay, rule_of(verify, rule), verify.min_region_cosine)
+    photo_rule = rule_of(verify, rule)
+    keeps = kept(replay, photo_rule, verify.min_region_cosine)
     groups = components(replay[keeps])
     result["decisions_changed"] = decisions_changed(
-        kept(candidates, rule_of(verify, rule), verify.min_region_cosine), keeps, candidates, truth
+        kept(candidates, photo_rule, verify.min_region_cosine), keeps, candidates, truth
     )
     for split in ("calibration", "holdout"):
         split_scores = score_groups(groups, truth, split)

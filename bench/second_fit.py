@@ -24,8 +24,8 @@ from typing import Any
 import pandas as pd
 
 from dedup.devkit.benchset import read_truth
-from dedup.devkit.calibration import components, kept, load_candidates, run_verify
-from dedup.devkit.metrics import copy_pairs, score_groups
+from dedup.devkit.calibration import components, decisions_changed, kept, load_candidates, run_verify
+from dedup.devkit.metrics import score_groups
 from dedup.photomatch import PhotoRule
 
 KEYS = ("precision", "recall", "f1", "lookalike_false_pairs")
@@ -44,15 +44,12 @@ def simulate(base: pd.DataFrame, refit: pd.DataFrame, floor: float, rule: PhotoR
     out.loc[again] = refit.loc[again]
     keeps = kept(out, rule, min_region_cosine)
     groups = components(out[keeps])
-    split_of = {row["productId"]: row["split"] for row in truth}
-    gained = out[keeps & ~kept(base, rule, min_region_cosine)]
-    pairs = list(zip(gained["a"], gained["b"], strict=True))
-    others = [split_of[a] for (a, _), copy in zip(pairs, copy_pairs(pairs, truth), strict=True) if not copy]
+    changed = decisions_changed(kept(base, rule, min_region_cosine), keeps, out, truth)
     result: dict[str, Any] = {"floor": floor, "fitted_again": int(again.sum()),
                               "compared_now": int((again & refit["checked"]).sum())}  # fmt: skip
     for split in ("calibration", "holdout"):
         scores = score_groups(groups, truth, split)
-        result[split] = {key: scores[key] for key in KEYS} | {"other_pairs_gained": others.count(split)}
+        result[split] = {key: scores[key] for key in KEYS} | {"other_pairs_gained": changed[split]["others_gained"]}
     return result
 
 

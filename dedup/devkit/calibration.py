@@ -1,7 +1,8 @@
 """The photo check's calibration over a finished run's candidates, shared by ``bench/calibrate_photo.py``,
-``bench/photo_replay.py`` and ``bench/photo_cost.py``: load a run's candidates with their photo scores,
-replay a rule over them (:meth:`dedup.photomatch.PhotoRule.frame`), sweep a grid of thresholds on one
-split and choose the rule with the highest recall at a target precision.
+``bench/photo_replay.py``, ``bench/photo_cost.py`` and ``bench/second_fit.py``: load a run's candidates
+with their photo scores, replay a rule over them (:meth:`dedup.photomatch.PhotoRule.frame`), count the
+pairs a replay decides otherwise, sweep a grid of thresholds on one split and choose the rule with the
+highest recall at a target precision.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 
 from dedup.config import job_settings_of
-from dedup.devkit.metrics import edge_components, score_groups
+from dedup.devkit.metrics import copy_pairs, edge_components, score_groups
 from dedup.photomatch import AT_LEAST, AT_MOST, BLURRED, REGION, PhotoRule
 from dedup.settings import GroupsSettings, VerifySettings, default_table, typed
 
@@ -80,6 +81,31 @@ def kept(candidates: pd.DataFrame, rule: PhotoRule, min_region_cosine: float) ->
     :meth:`dedup.rule.Rule.regions_agree`; -1: every pair)."""
     agree = regions_agree(candidates["region_cosine"], min_region_cosine)
     return candidates["exact"] | (candidates["scored"] & rule.frame(candidates) & agree)
+
+
+def decisions_changed(
+    before: pd.Series, after: pd.Series, candidates: pd.DataFrame, truth: list[dict[str, str]]
+) -> dict[str, dict[str, int]]:
+    """Per split (of each pair's first product), the ``candidates`` kept by ``after`` and not by
+    ``before`` (gained) and the other way round (lost), copies of one photo and pairs of two
+    products apart: what the selection rule reads before any grouping (issue 14, phases 25-28).
+
+    >>> truth = [{"productId": "a", "group": "g", "split": "calibration"},
+    ...          {"productId": "b", "group": "g", "split": "calibration"},
+    ...          {"productId": "c", "group": "", "split": "calibration"}]
+    >>> pairs = pd.DataFrame({"a": ["a", "a"], "b": ["b", "c"]})
+    >>> decisions_changed(pd.Series([False, True]), pd.Series([True, False]), pairs, truth)["calibration"]
+    {'copies_gained': 1, 'copies_lost': 0, 'others_gained': 0, 'others_lost': 1}
+    """
+    split_of = {row["productId"]: row["split"] for row in truth}
+    out = {split: dict.fromkeys(("copies_gained", "copies_lost", "others_gained", "others_lost"), 0)
+           for split in ("calibration", "holdout")}  # fmt: skip
+    for verb, moved in (("gained", after & ~before), ("lost", before & ~after)):
+        pairs = list(zip(candidates.loc[moved, "a"], candidates.loc[moved, "b"], strict=True))
+        for (a, _), copy in zip(pairs, copy_pairs(pairs, truth), strict=True):
+            if split_of.get(a) in out:
+                out[split_of[a]][f"{'copies' if copy else 'others'}_{verb}"] += 1
+    return out
 
 
 def run_verify(job: Path) -> VerifySettings:
