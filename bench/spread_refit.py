@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -41,6 +40,7 @@ _WORK: dict[str, Any] = {}  # the worker processes' inputs (set before the pool 
 def spread_keypoints(grey: np.ndarray, grid: int, per_cell: int) -> photomatch.Keypoints:
     """ORB's keypoints of ``grey``, the strongest ``per_cell`` in each cell of a ``grid`` x ``grid`` grid.
 
+    >>> import cv2
     >>> rng = np.random.default_rng(0)
     >>> busy = np.zeros((256, 256), np.uint8)
     >>> busy[:64, :64] = rng.integers(0, 255, (64, 64))  # one corner full of corners, the rest flat
@@ -49,7 +49,7 @@ def spread_keypoints(grey: np.ndarray, grid: int, per_cell: int) -> photomatch.K
     >>> bool((points[:, 0] >= 128).sum() >= 20 and len(points) <= 4 * 40)  # the other textured cell keeps its share
     True
     """
-    orb = cv2.ORB_create(nfeatures=POOL, edgeThreshold=15, patchSize=15, fastThreshold=10)
+    orb = photomatch._orb(POOL)  # the job's detector settings, made once per process
     height, width = grey.shape
     cells: dict[tuple[int, int], list[Any]] = {}
     for point in sorted(orb.detect(grey, None), key=lambda k: -k.response):
