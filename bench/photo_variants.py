@@ -115,8 +115,9 @@ def _chroma_smoothed(pm: ModuleType) -> None:
 def _opened_misses(pm: ModuleType) -> None:
     """``_change_reading``'s misses kept only inside a missed area ``pm.MISS_OPEN`` px across: each
     map's misses (``_robust_map_misses``, called for ``b`` onto ``a`` then ``a`` onto ``b`` on the
-    sampled pixels) refitted on the pixels it explains, applied to every pixel of the region, and
-    opened; a sampled miss outside the opened area is set to the bound (no miss)."""
+    sampled pixels) found at every pixel of the region as the caption reading finds them
+    (``_missed_everywhere``), and opened; a sampled miss outside the opened area is set to the
+    bound (no miss)."""
     pm.MISS_OPEN = MISS_OPEN
     reading, robust = pm._change_reading, pm._robust_map_misses
     sides: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # (source, target, region, sampled)
@@ -136,15 +137,12 @@ def _opened_misses(pm: ModuleType) -> None:
             return distance
         full_source, full_target, region, sampled = sides.pop(0)
         missed = distance > pm.COLOUR_LEVELS
-        if not missed.any() or np.count_nonzero(~missed) < 8:
+        refitted = pm._missed_everywhere(full_source, full_target, sampled, missed, region) if missed.any() else None
+        if refitted is None:
             return distance
-        coef = pm._affine_map(pm._with_ones(source), target.astype(np.float64), (~missed).astype(np.float64))
-        every = np.flatnonzero(region)
-        misses = np.zeros(region.size, np.uint8)
-        mapped = pm._with_ones(full_source[every])
-        misses[every] = pm._map_misses(mapped, coef, full_target[every].astype(np.float64)) > pm.COLOUR_LEVELS**2
         kernel = np.ones((pm.MISS_OPEN, pm.MISS_OPEN), np.uint8)
-        inside = cv2.morphologyEx(misses.reshape(region.shape), cv2.MORPH_OPEN, kernel).reshape(-1)[sampled] > 0
+        opened = cv2.morphologyEx(refitted[1].reshape(region.shape).astype(np.uint8), cv2.MORPH_OPEN, kernel)
+        inside = opened.reshape(-1)[sampled] > 0
         return np.where(inside, distance, np.minimum(distance, pm.COLOUR_LEVELS))
 
     pm._change_reading, pm._robust_map_misses = change_reading, opened

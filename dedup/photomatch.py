@@ -865,6 +865,22 @@ def _change_reading(
     return float(best), fit
 
 
+def _missed_everywhere(
+    source: np.ndarray, target: np.ndarray, sampled: np.ndarray, misses: np.ndarray, region: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(the map, the pixels of ``region`` it misses): the colour map of ``source`` onto ``target``
+    (smoothed images as rows, one per pixel) refitted on the ``sampled`` pixels it explained
+    (``~misses``), and the pixels (flat, ``region.size``) whose colour it misses by more than
+    :data:`COLOUR_LEVELS` when applied to every pixel; None where it explained fewer than 8."""
+    if np.count_nonzero(~misses) < 8:
+        return None
+    coef = _affine_map(_with_ones(source[sampled]), target[sampled].astype(np.float64), (~misses).astype(np.float64))
+    pixels = np.flatnonzero(region)
+    missed = np.zeros(region.size, bool)
+    missed[pixels] = _map_misses(_with_ones(source[pixels]), coef, target[pixels]) > COLOUR_LEVELS**2
+    return coef, missed
+
+
 def _caption_parts(
     smooth_a: np.ndarray,
     smooth_b: np.ndarray,
@@ -885,12 +901,10 @@ def _caption_parts(
     differing part, a lens or a strap in another colour, fills its box less or is larger)."""
     onto_b, sampled, misses = fit
     source, target = (smooth_a, smooth_b) if onto_b else (smooth_b, smooth_a)
-    if np.count_nonzero(~misses) < 8:
+    refitted = _missed_everywhere(source, target, sampled, misses, region)
+    if refitted is None:
         return np.zeros(region.shape, bool)
-    coef = _affine_map(_with_ones(source[sampled]), target[sampled].astype(np.float64), (~misses).astype(np.float64))
-    pixels = np.flatnonzero(region)
-    missed = np.zeros(region.size, bool)
-    missed[pixels] = _map_misses(_with_ones(source[pixels]), coef, target[pixels]) > COLOUR_LEVELS**2
+    coef, missed = refitted
     differs = ~same_texture & region
     changed = (missed.reshape(region.shape) | differs) & region
     closing = np.ones((CAPTION_CLOSE, CAPTION_CLOSE), np.uint8)
