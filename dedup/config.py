@@ -114,6 +114,10 @@ DEFAULTS: dict[str, Any] = {
         "method": "knn",
         "min_cosine": 0.0,  # the candidate floor: no candidate below this cosine; 0: the backend's floor
         "k": 5,  # knn: neighbours per product (docs/candidates.md: recall against cost)
+        # knn: of those, a whole image's nearest this many are candidates at any cosine, the floor
+        # holds for the rest and for a content region's (issue 14 phase 29: a heavy stack's or a
+        # noisy copy's original is often its nearest product at cosine 0.36-0.50); 0: the floor for all k
+        "nearest": 3,
         "cell_size": 2000,  # knn: vectors per IVF cell (cells = N / cell_size); the exact search is per cell
         # knn: cells each vector is assigned to (its nearest centroids); 3 finds 98.6% of an exact
         # search's pairs on the new dev set against 2's 93.7%, the candidates stage ~1.25x (docs/candidates.md)

@@ -23,7 +23,9 @@ How (nothing on the driver grows with N but the centroid table, ``cells`` x ``di
    cut into that many rows per group by a hash of the id before it reaches a task (memory), also
    counted (``rows_in_cut_cells``). Nothing is skipped.
 4. Per product: its best ``k`` distinct neighbours over every cell it was in, kept at
-   ``cosine >= floor``; pairs (id_a < id_b) distinct, with their cosine.
+   ``cosine >= floor``, and the whole image's nearest ``cosine.nearest`` at any cosine (a heavily
+   edited copy's original is often its nearest product, under the floor; a region vector's stay
+   at the floor); pairs (id_a < id_b) distinct, with their cosine.
 
 A product with a content region (``region_embedding``, :mod:`dedup.content`: a banner, a
 screenshot, a large pad) takes part with both vectors: the region vector is assigned to cells
@@ -73,6 +75,8 @@ def check_settings(settings: CosineSettings) -> None:
     for key in ("k", "cell_size", "probes", "train_sample", "max_cells", "split_factor", "max_group_rows"):
         if getattr(settings, key) < 1:
             raise ValueError(f"cosine.{key} must be at least 1, got {getattr(settings, key)}")
+    if not 0 <= settings.nearest <= settings.k:
+        raise ValueError(f"cosine.nearest must be 0 to cosine.k ({settings.k}), got {settings.nearest}")
     if settings.probes > settings.split_factor:  # a split cell's parts would average over the split point
         raise ValueError(f"cosine.probes ({settings.probes}) must be at most cosine.split_factor "
                          f"({settings.split_factor}): a cell is split when over split_factor x cell_size members, "
@@ -182,8 +186,9 @@ def cell_neighbours(
 
 @dataclass
 class KnnCandidates:
-    """Pairs (id_a < id_b, cosine >= floor) among each product's ``k`` nearest neighbours, and
-    the figures of the partition for the manifest (:meth:`summary`)."""
+    """Pairs (id_a < id_b) among each product's ``k`` nearest neighbours (at ``cosine >= floor``
+    but for the ``cosine.nearest`` nearest), and the figures of the partition for the manifest
+    (:meth:`summary`)."""
 
     pairs: DataFrame
     cells: int
@@ -202,7 +207,7 @@ class KnnCandidates:
             F.sum(F.when(F.col("count") > cut_at, F.col("count")).otherwise(0)).alias("cut"),
         ).first()
         blocked = self.neighbours.where("id < 0").agg(F.sum("blocked")).first()[0]
-        summary = {"method": "knn", "k": self.settings.k, "cells": self.cells,
+        summary = {"method": "knn", "k": self.settings.k, "nearest": self.settings.nearest, "cells": self.cells,
                    "probes": self.settings.probes, "train_sample": self.sample,
                    "largest_cell": int(sizes["largest"] or 0), "rows_in_split_cells": int(sizes["split"] or 0),
                    "rows_in_blocks": int(blocked or 0), "rows_in_cut_cells": int(sizes["cut"] or 0),
@@ -263,7 +268,8 @@ def _search(settings: CosineSettings, dim: int) -> Callable[[pd.DataFrame], pd.D
 def knn_pairs(items: DataFrame, settings: CosineSettings, dim: int, n_items: int, floor: float) -> KnnCandidates:
     """(id_a, id_b, cosine) for each product of ``items`` (id long, embedding binary, and
     optionally region_embedding binary) and its ``cosine.k`` nearest neighbours at
-    ``cosine >= floor`` (module doc). Null vectors take no part; ``n_items`` sizes the partition."""
+    ``cosine >= floor``, the ``cosine.nearest`` nearest at any cosine (module doc). Null vectors
+    take no part; ``n_items`` sizes the partition."""
     check_settings(settings)
     k = settings.k
     vectors = items.select("id", F.lit(0).alias("slot"), "embedding").where(F.col("embedding").isNotNull())
@@ -295,12 +301,15 @@ def knn_pairs(items: DataFrame, settings: CosineSettings, dim: int, n_items: int
     )  # a cell over max_group_rows is cut into groups a task can hold (counted: rows_in_cut_cells)
     neighbours = grouped.groupBy("cell", "part").applyInPandas(_search(settings, dim), NEIGHBOUR_SCHEMA).persist()
     best = Window.partitionBy("id", "slot").orderBy(F.col("cosine").desc(), F.col("nbr"))
+    # under the floor, only a whole image's nearest: a region's (a banner's pasted photo, embedded
+    # small) are as often its template's other products or a colour variant (issue 14 phase 29)
+    under_floor = (F.col("rank") <= settings.nearest) & (F.col("slot") == 0)
     top = (
         neighbours.where("id >= 0")
         .groupBy("id", "slot", "nbr")  # one row per neighbour: its best vector, over every cell searched
         .agg(F.max("cosine").alias("cosine"))
         .withColumn("rank", F.row_number().over(best))
-        .where((F.col("rank") <= k) & (F.col("cosine") >= floor))
+        .where((F.col("rank") <= k) & ((F.col("cosine") >= floor) | under_floor))
     )
     pairs = (
         top.select(F.least("id", "nbr").alias("id_a"), F.greatest("id", "nbr").alias("id_b"), "cosine")

@@ -10,7 +10,8 @@ settings (the ``config`` in the output's ``manifest.json``, then ``--config`` an
 2. **Candidates.** One scan of the index's ``features/``, the inputs broadcast to every task:
    byte-identical images; dHash (or mirrored dHash) within the job's candidate distance
    (:attr:`dedup.rule.Rule.near_distance`); and each input's ``cosine.k`` nearest
-   neighbours at or above the candidate floor, by exact cosine (the job's kNN candidates, with
+   neighbours at or above the candidate floor (its ``cosine.nearest`` nearest at any cosine),
+   by exact cosine (the job's kNN candidates, with
    the queries as the products; an output made with ``cosine.method=lsh`` gives every neighbour at
    or above the floor). An input byte-identical to listings of the run also gets those listings'
    other candidates from the run's ``candidates/`` (the pairs that came from the other product's
@@ -132,6 +133,7 @@ class Plan:
     k: int | None  # cosine candidates per input (None: every one at or above the floor)
     backend: str  # the embedder (none without embeddings)
     regions: bool = False  # the index holds content-region vectors (``region_embedding``)
+    nearest: int = 0  # of those, the nearest this many at any cosine (the run's ``cosine.nearest``)
 
     @property
     def vector_columns(self) -> list[str]:
@@ -154,9 +156,10 @@ def plan_of(settings: Settings, index: DataFrame) -> Plan:
         raise QueryError(
             f"the index holds no embeddings: query it with --set embed.backend=none (not {backend})", "config"
         )
-    k = None if settings.cosine.method == "lsh" else settings.cosine.k
+    knn = settings.cosine.method != "lsh"
     regions = bool(dim) and "region_embedding" in index.columns
-    return Plan(Rule.of(settings, dim), k, settings.embed.backend if dim else "none", regions)
+    return Plan(Rule.of(settings, dim), settings.cosine.k if knn else None, settings.embed.backend if dim else "none",
+                regions, settings.cosine.nearest if knn else 0)  # fmt: skip
 
 
 def query_features(
@@ -210,9 +213,9 @@ def candidate_scan(index: DataFrame, queries: list[dict[str, Any]], plan: Plan) 
                 if has.any():
                     sims[has] = decode(frame["embedding"][has], rule.dim) @ q_vectors.T
                 above = np.nan_to_num(sims, nan=-2.0) >= rule.floor
-                if plan.k is not None:  # this batch's best k per input; the global cut follows
+                if plan.k is not None:  # this batch's best k per input (its nearest at any cosine); the global cut next
                     ranks = np.argsort(np.argsort(-np.nan_to_num(sims, nan=-2.0), axis=0, kind="stable"), axis=0)
-                    above &= ranks < plan.k
+                    above = (above | ((ranks < plan.nearest) & ~np.isnan(sims))) & (ranks < plan.k)
                 by_cosine = above
             rows, cols = np.nonzero(keep | by_cosine)
             picked = frame.iloc[rows].reset_index(drop=True)
@@ -259,7 +262,8 @@ def find_candidates(
     if plan.rule.dim and plan.k is not None:
         best = Window.partitionBy("query", "by_cosine").orderBy(F.desc("cosine"), "productId")
         found = found.withColumn("_n", F.row_number().over(best))
-        found = found.where(F.col("by_hash") | (F.col("by_cosine") & (F.col("_n") <= plan.k))).drop("_n")
+        near = (F.col("cosine") >= plan.rule.floor) | (F.col("_n") <= plan.nearest)
+        found = found.where(F.col("by_hash") | (F.col("by_cosine") & (F.col("_n") <= plan.k) & near)).drop("_n")
     rows = [row.asDict() for row in found.collect()]
     return rows + _twins_candidates(spark, index_dir, index, queries, rows, live, plan)
 
@@ -415,7 +419,7 @@ def describe(plan: Plan, verify_settings: VerifySettings) -> dict[str, Any]:
         "max_thumb_distance": decided.max_thumb_distance,
     }
     if decided.dim:
-        rule.update(candidate_cosine=decided.floor, k=plan.k)
+        rule.update(candidate_cosine=decided.floor, k=plan.k, nearest=plan.nearest)
     if plan.regions:
         rule["min_region_cosine"] = decided.min_region_cosine
     if decided.photo_checked:

@@ -9,7 +9,8 @@ signals (``method`` names the signal that decided):
 1. **Byte-identical** images are duplicates (``exact``).
 2. **With the photo check** (embeddings, ``verify.photo_match`` on: the default), a pair whose
    dHash distance is at most ``verify.photo_max_distance`` or whose cosine reaches the candidate
-   floor is compared by :mod:`dedup.photomatch` and is a duplicate when its scores pass
+   floor (or any cosine, as one of a product's ``cosine.nearest`` nearest neighbours) is
+   compared by :mod:`dedup.photomatch` and is a duplicate when its scores pass
    :class:`dedup.photomatch.PhotoRule` (``photo``); no other pair is.
 3. **Without it** (``embed.backend=none`` or ``verify.photo_match=false``): dHash distance at most
    ``hash.max_distance`` with thumbnails within ``verify.max_thumb_distance`` (``dhash``), or, with
@@ -23,8 +24,9 @@ signals (``method`` names the signal that decided):
 Candidates: byte-identical pairs, dHash pairs within :attr:`Rule.near_distance` (with the photo
 check, ``verify.photo_max_distance`` when that is smaller than ``hash.max_distance``: farther dHash
 pairs could only be decided by the cosine), and with embeddings, cosine pairs at or above
-:attr:`Rule.floor`. The floor is ``cosine.min_cosine`` and the deciding cosine
-``verify.min_cosine``; 0 means the backend's calibrated value (:func:`cosine_thresholds`).
+:attr:`Rule.floor` (the kNN's nearest :attr:`Rule.nearest` at any cosine). The floor is
+``cosine.min_cosine`` and the deciding cosine ``verify.min_cosine``; 0 means the backend's
+calibrated value (:func:`cosine_thresholds`).
 
 >>> from dedup.config import load_config
 >>> from dedup.settings import typed
@@ -93,6 +95,7 @@ class Rule:
     exclude_same_family: bool  # same-family pairs set apart (verify.exclude_same_family)
     min_region_cosine: float  # framed photos: regions under this cosine refuse (verify.min_region_cosine)
     framed: EmbedSettings | None = None  # the photo check compares framed photos too, found at these settings
+    nearest: int = 0  # kNN: each product's nearest this many are candidates under the floor too (cosine.nearest)
 
     @classmethod
     def of(cls, settings: Settings, dim: int) -> Rule:
@@ -120,6 +123,7 @@ class Rule:
             exclude_same_family=verify_settings.exclude_same_family,
             min_region_cosine=verify_settings.min_region_cosine,
             framed=embed_settings if photo and content.region_on(embed_settings) else None,
+            nearest=cosine_settings.nearest if dim and cosine_settings.method == "knn" else 0,
         )  # fmt: skip
 
     @property
@@ -129,8 +133,13 @@ class Rule:
 
     def photo_gate(self) -> Column:
         """Which scored pairs the photo check compares: dHash within ``photo_max_distance``, or a
-        cosine at or above the floor (byte-identical pairs are decided before)."""
-        return (F.col("distance") <= self.photo_max_distance) | F.coalesce(F.col("cosine") >= self.floor, F.lit(False))
+        cosine at or above the floor, or with :attr:`nearest` any cosine (a product's nearest
+        neighbours under the floor are candidates; the kNN bounds them); byte-identical pairs are
+        decided before."""
+        near = F.col("distance") <= self.photo_max_distance
+        if self.nearest:
+            return near | F.col("cosine").isNotNull()
+        return near | F.coalesce(F.col("cosine") >= self.floor, F.lit(False))
 
     def fit_gate(self) -> FitGate:
         """The keypoint fit a pair must reach to be compared further (``weak_fit`` otherwise)."""

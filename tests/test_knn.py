@@ -24,14 +24,14 @@ def frame(spark, vectors: np.ndarray):
     return spark.createDataFrame(rows, "id long, embedding binary")
 
 
-def exact_top(vectors: np.ndarray, k: int, floor: float) -> set[tuple[int, int]]:
-    """Every product's exact top-k at or above the floor, as pairs (a < b)."""
+def exact_top(vectors: np.ndarray, k: int, floor: float, nearest: int = 0) -> set[tuple[int, int]]:
+    """Every product's exact top-k at or above the floor (its top ``nearest`` at any cosine), as pairs (a < b)."""
     sims = vectors @ vectors.T
     np.fill_diagonal(sims, -2)
     pairs = set()
     for i, row in enumerate(sims):
-        for j in np.argsort(-row, kind="stable")[:k]:
-            if row[j] >= floor:
+        for rank, j in enumerate(np.argsort(-row, kind="stable")[:k]):
+            if row[j] >= floor or rank < nearest:
                 pairs.add((min(i, int(j)), max(i, int(j))))
     return pairs
 
@@ -45,7 +45,7 @@ def test_knn_pairs_are_each_products_nearest_neighbours(spark, cell_size):
     vectors = clustered(1200)
     stored = np.stack([np.frombuffer(to_bytes(v, "float16"), "<f2").astype(np.float32) for v in vectors])
     stored = normalise(stored)
-    found = knn.knn_pairs(frame(spark, vectors), settings(k=5, cell_size=cell_size), DIM, len(vectors), 0.3)
+    found = knn.knn_pairs(frame(spark, vectors), settings(k=5, cell_size=cell_size, nearest=0), DIM, len(vectors), 0.3)
     pairs = {(r["id_a"], r["id_b"]): r["cosine"] for r in found.pairs.collect()}
     truth = exact_top(stored, 5, 0.3)
     recall = len(truth & set(pairs)) / len(truth)
@@ -56,6 +56,24 @@ def test_knn_pairs_are_each_products_nearest_neighbours(spark, cell_size):
     summary = found.summary()
     assert summary["cells"] == knn.plan_cells(1200, settings(cell_size=cell_size)) and summary["skipped_rows"] == 0
     found.release()
+
+
+def test_the_nearest_neighbours_are_candidates_under_the_floor_by_default(spark):
+    """A heavily edited copy (here: products 0-9, far from everything) still has its nearest
+    ``cosine.nearest`` products as candidates, under the floor; the floor holds for the rest of k."""
+    rng = np.random.default_rng(40)  # not the clusters' seed: the outliers are not their centres
+    vectors = np.concatenate([normalise(rng.standard_normal((10, DIM))), clustered(300, 4)])
+    stored = normalise(np.stack([np.frombuffer(to_bytes(v, "float16"), "<f2").astype(np.float32) for v in vectors]))
+    floor, k, nearest = 0.7, settings().k, settings().nearest
+    assert 0 < nearest < k and (stored[:10] @ stored[10:].T).max() < floor  # every neighbour of 0-9 is under it
+
+    def outliers_pairs(**changes) -> set[tuple[int, int]]:
+        found = knn.knn_pairs(frame(spark, vectors), settings(**changes), DIM, len(vectors), floor)
+        return {(r["id_a"], r["id_b"]) for r in found.pairs.collect() if r["id_a"] < 10}
+
+    expected = {pair for pair in exact_top(stored, k, floor, nearest) if pair[0] < 10}
+    assert outliers_pairs() == expected and len(expected) >= 10 * nearest - 5  # each its nearest few (some shared)
+    assert not outliers_pairs(nearest=0)  # the floor alone: no candidate
 
 
 def test_an_oversized_cell_is_split_and_identical_vectors_are_searched_in_blocks(spark):
@@ -86,6 +104,8 @@ def test_settings_that_cannot_work_are_refused(spark):
         knn.check_settings(settings(method="annoy"))
     with pytest.raises(ValueError, match=r"cosine\.probes \(3\) must be at most cosine\.split_factor \(2\)"):
         knn.check_settings(settings(split_factor=2))  # every part of a split cell would hold every member
+    with pytest.raises(ValueError, match=r"cosine\.nearest must be 0 to cosine\.k \(5\), got 6"):
+        knn.check_settings(settings(nearest=6))
     knn.check_settings(settings(method="lsh"))
 
 
@@ -115,6 +135,12 @@ def test_a_region_vector_finds_its_own_neighbours_among_whole_images_only(spark,
     assert all(a != b for a, b in pairs)
     if cell_size == 2000:  # one exact cell: every product's whole-image neighbours are unchanged
         assert without <= set(pairs) and len(set(pairs) - without) <= 5 * 6
+
+        def template_pairs(items) -> set[tuple[int, int]]:  # at a floor over the template's nearest (0.39-0.42)
+            found = knn.knn_pairs(items, cfg, DIM, len(rows), 0.45)
+            return {(r["id_a"], r["id_b"]) for r in found.pairs.collect() if {4, 5} & {r["id_a"], r["id_b"]}}
+
+        assert template_pairs(with_regions) == template_pairs(frame(spark, vectors))  # a region's nearest: at the floor
 
 
 @pytest.mark.parametrize("split_factor", [4, 1])  # cells searched whole, then split cells' own k-means

@@ -3,6 +3,7 @@
 import io
 import json
 
+import numpy as np
 import pytest
 from PIL import Image, ImageOps
 from pyspark.sql import functions as F
@@ -165,3 +166,13 @@ def test_an_edited_copy_not_in_the_run_finds_its_original(spark, photo_job, tmp_
         match = {m["productId"]: m for m in result["matches"]}[original]
         assert match["method"] == "photo" and match["photo"]["inliers"] >= 20 and match["cosine"] >= 0.7
     assert answer["results"][2]["matches"] == []
+    blocks = tmp_path / "blocks.png"  # no product at all: every listing is far under the floor
+    cells = np.random.default_rng(5).integers(0, 256, (7, 7, 3), dtype=np.uint8)
+    Image.fromarray(cells).resize((224, 224), Image.NEAREST).save(blocks)
+    (far,) = run_query(spark, out, [str(blocks)], with_candidates=True)["results"]
+    cosines = sorted(m["cosine"] for m in far["not_duplicates"])
+    assert far["matches"] == [] and len(cosines) == answer["rule"]["nearest"] == 3  # its nearest, refused ...
+    assert all(m["photo"] is not None for m in far["not_duplicates"])  # ... by the photo check
+    assert max(cosines) < answer["rule"]["candidate_cosine"]
+    (floor_only,) = run_query(spark, out, [str(blocks)], overrides=["cosine.nearest=0"])["results"]
+    assert floor_only["candidates"] == 0
