@@ -87,7 +87,7 @@ def _refit(pair: tuple[str, str]) -> tuple[tuple[str, str], dict[str, Any] | Non
                                            scores, maps)  # fmt: skip
 
 
-def _mapped(function: Any, items: list[Any], workers: int) -> list[Any]:
+def mapped(function: Any, items: list[Any], workers: int) -> list[Any]:
     """``function`` over ``items``, in ``workers`` forked processes (1: in this one)."""
     if workers <= 1:
         return [function(item) for item in items]
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     _WORK.update(grid=args.grid, per_cell=args.per_cell, gate=rule.fit_gate(),
                  gaps=dict(zip(pairs, weak["sharpness_gap"], strict=True)),
                  data=image_bytes(args.job, {p for pair in pairs for p in pair}))  # fmt: skip
-    _WORK["sides"] = dict(_mapped(_sides, sorted(_WORK["data"]), args.workers))
-    scores = {pair: s for pair, s in _mapped(_refit, pairs, args.workers) if s is not None}
+    _WORK["sides"] = dict(mapped(_sides, sorted(_WORK["data"]), args.workers))
+    scores = {pair: s for pair, s in mapped(_refit, pairs, args.workers) if s is not None}
     truth = read_truth(args.set / "truth.csv")
     result = simulate(base, replaced(base, scores), args.floor, rule, verify.min_region_cosine, truth)
     result |= {"grid": args.grid, "per_cell": args.per_cell, "reached_the_gate": len(scores)}

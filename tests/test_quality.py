@@ -206,6 +206,20 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     assert spread["fitted_again"] >= spread["reached_the_gate"] >= 0 and spread["floor"] == 0
     assert spread["calibration"]["recall"] >= reference_scores["recall"]
 
+    # bench/nearest_candidates.py: the nearest under the floor added (none that the job, at its
+    # cosine.nearest, did not already hold at 3), replayed; the empty point scores as the job
+    nearest = _bench_module("nearest_candidates")
+    assert nearest.main(["--job", str(tmp_path / "out"), "--set", str(set_dir), "--grid", "0:0.5,3:0,5:0",
+                         "--workers", "1"]) == 0  # fmt: skip
+    none, three, five = json.loads(capsys.readouterr().out)["points"]
+    assert none["added"] == three["added"] == 0 <= five["added"] and five["kept"] <= five["added"]
+    assert none["calibration"]["recall"] == pytest.approx(reference_scores["recall"])
+    assert five["calibration"]["recall"] >= none["calibration"]["recall"]
+    assert nearest.main(["--job", str(tmp_path / "out"), "--set", str(set_dir), "--originals",
+                         "--grid", "1:0,5:0"]) == 0  # fmt: skip
+    originals = json.loads(capsys.readouterr().out)["originals"]
+    assert originals["pairs_at_floor"] > 0 and 0 <= originals["added"]["1:0.0"] <= originals["added"]["5:0.0"]
+
 
 def _groups(members: list[dict]) -> set[frozenset[str]]:
     """The job's groups (two or more members) from its groups/ rows."""
