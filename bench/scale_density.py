@@ -19,7 +19,8 @@ over the catalog with its twins and without the planted copies (1% of the rows, 
 the shares with them are recorded too.
 
 **Pipeline**, timed stage by stage (Spark ``local[2]``): ``candidates``: ``dedup.knn.knn_pairs``
-at the job's defaults (``cosine.k``, the backend's floor), pairs written to Parquet; ``verify``:
+at the job's defaults (``cosine.k``, the backend's floor; ``--nearest``: another
+``cosine.nearest``), pairs written to Parquet; ``verify``:
 the exact cosine of every candidate (both vectors joined, ``cosine.verify_cosine``) written to
 Parquet, plus the photo check priced by a measured cost model (``--describe-ms`` per product in a
 pair, ``--pair-ms`` per candidate pair: CPU ms from ``bench/photo_cost.py`` on the dev set, over
@@ -172,7 +173,8 @@ def run_size(spark: SparkSession, n: int, args: argparse.Namespace, model: dict[
         synthetic_table(spark, n, args.seed, model, copies, args.spread).write.mode("overwrite").parquet(str(path))
     table = spark.read.parquet(str(path))
     dim = int(model["means"].shape[1])
-    settings, floor = default_table("cosine"), CANDIDATE_COSINE["sscd_distilled"]
+    changes = {} if args.nearest is None else {"nearest": args.nearest}
+    settings, floor = default_table("cosine", **changes), CANDIDATE_COSINE["sscd_distilled"]
     run = out / "runs" / f"n{n}"
     memory.reset()
     stages: dict[str, float] = {}
@@ -234,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--describe-ms", type=float, required=True, help="photo check CPU ms per image described")
     parser.add_argument("--pair-ms", type=float, required=True, help="photo check CPU ms per candidate pair")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--nearest", type=int, help="cosine.nearest (default: the job's)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--driver-memory", default="4g")
     parser.add_argument("--partitions", default="16")
