@@ -43,7 +43,7 @@ from spread_refit import mapped
 from dedup import photomatch
 from dedup.devkit.benchset import read_truth
 from dedup.devkit.calibration import components, kept, load_candidates, run_verify
-from dedup.devkit.metrics import score_groups
+from dedup.devkit.metrics import copy_pairs, score_groups
 
 KEYS = ("precision", "recall", "f1", "lookalike_false_pairs")
 _WORK: dict[str, Any] = {}  # the worker processes' inputs (set before the pool forks)
@@ -79,10 +79,9 @@ def ranked_pairs(job: Path, deepest: int, only: set[str] | None = None) -> tuple
     return floor, found
 
 
-def nearest_under(job: Path, deepest: int, lowest: float) -> Ranked:
-    """:func:`ranked_pairs` from ``lowest`` up to the run's floor that are not already candidates."""
+def nearest_under(job: Path, candidates: pd.DataFrame, deepest: int, lowest: float) -> Ranked:
+    """:func:`ranked_pairs` from ``lowest`` up to the run's floor that are not already ``candidates``."""
     floor, ranked = ranked_pairs(job, deepest)
-    candidates = load_candidates(job)
     known = {(min(a, b), max(a, b)) for a, b in zip(candidates["a"], candidates["b"], strict=True)}  # any order
     return {pair: found for pair, found in ranked.items() if lowest <= found[1] < floor and pair not in known}
 
@@ -109,22 +108,21 @@ def _decided(pair: tuple[str, str]) -> tuple[tuple[str, str], bool | None]:
 
 def replay(job: Path, truth: list[dict[str, str]], grid: list[tuple[int, float]], workers: int) -> list[dict]:
     """Each grid point's added candidates, those the check keeps, and the groups' scores per split."""
-    added = nearest_under(job, max(r for r, _ in grid), min(f for _, f in grid))
+    candidates = load_candidates(job)
+    added = nearest_under(job, candidates, max(r for r, _ in grid), min(f for _, f in grid))
     verify = run_verify(job)
     rule = photomatch.PhotoRule.of(verify)
     _WORK.update(rule=rule, data=image_bytes(job, {p for pair in added for p in pair}))
     decided = dict(mapped(_decided, sorted(added), workers))
-    candidates = load_candidates(job)
     base = candidates[kept(candidates, rule, verify.min_region_cosine)][["a", "b", "exact"]]
-    row_of = {row["productId"]: row for row in truth}
+    split_of = {row["productId"]: row["split"] for row in truth}
     points = []
     for deepest, lowest in grid:
         within = [pair for pair, (rank, cosine) in added.items() if rank <= deepest and cosine >= lowest]
         keeps = [pair for pair in within if decided.get(pair)]
         others = {"calibration": 0, "holdout": 0}
-        for a, b in keeps:
-            if not row_of[a]["group"] or row_of[a]["group"] != row_of[b]["group"]:
-                others[row_of[a]["split"]] += 1
+        for (a, _), copy in zip(keeps, copy_pairs(keeps, truth), strict=True):
+            others[split_of[a]] += not copy
         extra = pd.DataFrame({"a": [a for a, _ in keeps], "b": [b for _, b in keeps], "exact": False})
         groups = components(pd.concat([base, extra], ignore_index=True))
         point: dict[str, Any] = {"nearest": deepest, "from_cosine": lowest, "added": len(within),

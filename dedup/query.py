@@ -133,7 +133,6 @@ class Plan:
     k: int | None  # cosine candidates per input (None: every one at or above the floor)
     backend: str  # the embedder (none without embeddings)
     regions: bool = False  # the index holds content-region vectors (``region_embedding``)
-    nearest: int = 0  # of those, the nearest this many at any cosine (the run's ``cosine.nearest``)
 
     @property
     def vector_columns(self) -> list[str]:
@@ -156,10 +155,9 @@ def plan_of(settings: Settings, index: DataFrame) -> Plan:
         raise QueryError(
             f"the index holds no embeddings: query it with --set embed.backend=none (not {backend})", "config"
         )
-    knn = settings.cosine.method != "lsh"
+    k = None if settings.cosine.method == "lsh" else settings.cosine.k
     regions = bool(dim) and "region_embedding" in index.columns
-    return Plan(Rule.of(settings, dim), settings.cosine.k if knn else None, settings.embed.backend if dim else "none",
-                regions, settings.cosine.nearest if knn else 0)  # fmt: skip
+    return Plan(Rule.of(settings, dim), k, settings.embed.backend if dim else "none", regions)
 
 
 def query_features(
@@ -215,7 +213,7 @@ def candidate_scan(index: DataFrame, queries: list[dict[str, Any]], plan: Plan) 
                 above = np.nan_to_num(sims, nan=-2.0) >= rule.floor
                 if plan.k is not None:  # this batch's best k per input (its nearest at any cosine); the global cut next
                     ranks = np.argsort(np.argsort(-np.nan_to_num(sims, nan=-2.0), axis=0, kind="stable"), axis=0)
-                    above = (above | ((ranks < plan.nearest) & ~np.isnan(sims))) & (ranks < plan.k)
+                    above = (above | ((ranks < rule.nearest) & ~np.isnan(sims))) & (ranks < plan.k)
                 by_cosine = above
             rows, cols = np.nonzero(keep | by_cosine)
             picked = frame.iloc[rows].reset_index(drop=True)
@@ -262,7 +260,7 @@ def find_candidates(
     if plan.rule.dim and plan.k is not None:
         best = Window.partitionBy("query", "by_cosine").orderBy(F.desc("cosine"), "productId")
         found = found.withColumn("_n", F.row_number().over(best))
-        near = (F.col("cosine") >= plan.rule.floor) | (F.col("_n") <= plan.nearest)
+        near = (F.col("cosine") >= plan.rule.floor) | (F.col("_n") <= plan.rule.nearest)
         found = found.where(F.col("by_hash") | (F.col("by_cosine") & (F.col("_n") <= plan.k) & near)).drop("_n")
     rows = [row.asDict() for row in found.collect()]
     return rows + _twins_candidates(spark, index_dir, index, queries, rows, live, plan)
@@ -419,7 +417,7 @@ def describe(plan: Plan, verify_settings: VerifySettings) -> dict[str, Any]:
         "max_thumb_distance": decided.max_thumb_distance,
     }
     if decided.dim:
-        rule.update(candidate_cosine=decided.floor, k=plan.k, nearest=plan.nearest)
+        rule.update(candidate_cosine=decided.floor, k=plan.k, nearest=decided.nearest)
     if plan.regions:
         rule["min_region_cosine"] = decided.min_region_cosine
     if decided.photo_checked:
