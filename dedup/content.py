@@ -23,6 +23,16 @@ small copy of the image (``embed.region_side`` px on the longer side), cheaply:
    mark it (:func:`_barred_slot`), and it is taken over the blocks it overlaps or is larger than.
    Bars inside the chosen region (of a slot, a border, a pad) are cut off at full size
    (:func:`between_bars`), so the region is the photo alone (issue 14 phase 19).
+6. where no block is taken, the photo's straight edges (:func:`_edge_rectangle`): a pasted photo
+   whose ground is near the frame's colour (a white photo on a light grey banner) or that touches
+   a line of text merges with the background or with the text, but its sides are still a faint,
+   straight step (``_EDGE_STEP``, on a ``_EDGE_SIDE`` px copy) with the frame flat beyond them. The
+   largest rectangle whose sides (3 at least; the others on the canvas's border) are such steps
+   along ``_EDGE_SUPPORT`` of their length, with ``_EDGE_GROUND`` of the strip outside them
+   background as in step 1 (the frame, not more of a garment: a stripe's edge, a panel's), is the
+   region, where a piece of foreground is in it and one wholly apart from it (a word, a price: a
+   bag's body or a pair of trousers is a rectangle too, but one piece with the rest of its photo)
+   (issue 14 phase 30).
 
 An ordinary product photo (one garment on a plain background) is one block of irregular shape
 with nothing around it, and gets no region: on the shared catalog photos about 5% get one
@@ -44,6 +54,7 @@ True
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -66,12 +77,22 @@ _BAR_LONG = 2.0  # a bar is at least this many times as long as it is thick
 _BAR_SHARED = 0.8  # two bars marking a slot share at least this share of the longer one's length
 _BAR_GROUND = 0.7  # around a slot (beyond its bars, and beyond the photo's ends) at least this share is the page
 _BAR_EDGE = 0.2  # the photo's edge next to a bar: a line with at most this share of the bar's colour
+_EDGE_SIDE = 160  # px: the longer side of the copy a pasted photo's straight edges are read on
+_EDGE_STEP = 8  # an edge pixel: the colours either side (2 px apart) differ by this much (max over channels)
+_EDGE_GAP = 3  # px of a side's line bridged (a product's own colour next to the frame's)
+_EDGE_RUN = 0.15  # a side's line runs along at least this share of the canvas (and 8 px)
+_EDGE_LINES = 14  # lines kept each way, the longest: a rectangle is sought among them
+_EDGE_SUPPORT = 0.75  # a side is an edge (within a pixel) along this share of its length
+_EDGE_END = 0.5  # ... and of each fifth at its ends (it reaches its corners)
+_EDGE_GROUND = 0.6  # ... and the strip 2-4 px outside it this share background (step 1): the frame
+_EDGE_SIDES = 3  # sides read as edges; the others lie on the canvas's border
+_EDGE_MIN_SHARE = 0.04  # a rectangle covers at least this share of the canvas
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in the image's pixels (x1, y1 exclusive)
-REGION_INPUT_VERSION = 3
+REGION_INPUT_VERSION = 4
 """What a region's embedding is computed on (:func:`square_region`; 1: the crop, squashed; 2: the
-region before bars were cut off): a previous run's region embeddings of another version are
-computed again (``dedup/incremental.py``)."""
+region before bars were cut off; 3: before a photo's straight edges were read): a previous run's
+region embeddings of another version are computed again (``dedup/incremental.py``)."""
 
 
 def region_on(embed_settings: EmbedSettings) -> bool:
@@ -83,12 +104,11 @@ def content_box(pixels: np.ndarray, settings: EmbedSettings) -> Box | None:
     """The box of the photo pasted into ``pixels`` (RGB, height x width x 3), or None when the
     image is not a frame around a smaller photo (module doc)."""
     h, w = pixels.shape[:2]
-    scale = min(1.0, settings.region_side / max(h, w))
-    small = pixels
-    if scale < 1:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        small = cv2.resize(np.ascontiguousarray(pixels), size, interpolation=cv2.INTER_AREA)
+    small, scale = _shrunk(pixels, settings.region_side)
     found = _largest_block(small, settings)
+    if found is None:
+        small, scale = _shrunk(pixels, _EDGE_SIDE)
+        found = _edge_rectangle(small, settings.region_max_share)
     if found is None:
         return None
     x, y, bw, bh = found
@@ -103,14 +123,151 @@ def content_box(pixels: np.ndarray, settings: EmbedSettings) -> Box | None:
     return box
 
 
+def _shrunk(pixels: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """``pixels`` shrunk to at most ``side`` px on the longer side (area-averaged), and the scale."""
+    h, w = pixels.shape[:2]
+    scale = min(1.0, side / max(h, w))
+    if scale == 1:
+        return pixels, scale
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(np.ascontiguousarray(pixels), size, interpolation=cv2.INTER_AREA), scale
+
+
+def _edge_rectangle(small: np.ndarray, max_share: float) -> tuple[int, int, int, int] | None:
+    """(x, y, width, height) of the largest rectangle on ``small`` whose sides are straight edges
+    with a flat frame beyond them (module doc, step 6), or None.
+
+    >>> frame = np.full((240, 400, 3), 240, np.uint8)  # a light grey banner
+    >>> frame[30:210, 150:330] = 255  # a white photo on it: within the background's tolerance
+    >>> frame[100:112, 20:110] = 30  # a line of text beside it
+    >>> cv2.ellipse(frame, (240, 120), (50, 70), 0, 0, 360, (40, 60, 150), -1)  # its product
+    ... # doctest: +ELLIPSIS
+    array(...)
+    >>> _edge_rectangle(frame, 0.8)
+    (150, 30, 180, 180)
+    >>> _edge_rectangle(frame[30:210, 150:330], 0.8) is None  # the photo alone: no frame
+    True
+    """
+    colours = small.astype(np.int16)
+    height, width = colours.shape[:2]
+    background = _background(colours)
+    pieces = _pieces(background)
+    if len(pieces) < 2:  # a photo's product and a piece of the frame (:func:`_framed`)
+        return None
+    across = np.zeros((height, width), np.uint8)  # a step between the pixels left and right of it
+    across[:, 1:-1] = _channel_max(np.abs(colours[:, 2:] - colours[:, :-2])) >= _EDGE_STEP
+    down = np.zeros((height, width), np.uint8)  # ... above and below it
+    down[1:-1] = _channel_max(np.abs(colours[2:] - colours[:-2])) >= _EDGE_STEP
+    xs = sorted({0, width, *_edge_lines(across, height)})
+    ys = sorted({0, height, *_edge_lines(down.T, width)})
+    xp, yp = np.array(list(itertools.combinations(xs, 2))), np.array(list(itertools.combinations(ys, 2)))
+    x0, x1 = np.repeat(xp[:, 0], len(yp)), np.repeat(xp[:, 1], len(yp))
+    y0, y1 = np.tile(yp[:, 0], len(xp)), np.tile(yp[:, 1], len(xp))
+    bw, bh = x1 - x0, y1 - y0
+    share = bw * bh / float(width * height)
+    shaped = (share >= _EDGE_MIN_SHARE) & (share <= max_share) & (bw <= _MAX_ASPECT * bh) & (bh <= _MAX_ASPECT * bw)
+    x0, x1, y0, y1, bw, bh, share = (v[shaped] for v in (x0, x1, y0, y1, bw, bh, share))
+    # an edge within a pixel of a side, summed along it
+    along_y = np.zeros((height + 1, width), np.int32)
+    along_y[1:] = np.cumsum(cv2.dilate(across, np.ones((1, 3), np.uint8)), axis=0)
+    along_x = np.zeros((height, width + 1), np.int32)
+    along_x[:, 1:] = np.cumsum(cv2.dilate(down, np.ones((3, 1), np.uint8)), axis=1)
+    left, right = np.minimum(x0, width - 1), x1 - 1
+    top, bottom = np.minimum(y0, height - 1), y1 - 1
+
+    def edged(
+        sums: Callable[[np.ndarray, np.ndarray], np.ndarray], line: np.ndarray, start: np.ndarray, end: np.ndarray
+    ) -> np.ndarray:
+        # an edge along the side, and at each of its ends: the side runs on to its corners
+        part = np.maximum((end - start) // 5, 1)
+        share = [(sums(hi, line) - sums(lo, line)) / (hi - lo) for lo, hi in
+                 ((start, end), (start, start + part), (end - part, end))]  # fmt: skip
+        return (share[0] >= _EDGE_SUPPORT) & (np.minimum(share[1], share[2]) >= _EDGE_END)
+
+    def down_column(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        return along_y[i, j]
+
+    def along_row(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        return along_x[j, i]
+
+    sides_edged = (edged(down_column, left, y0, y1), edged(down_column, right, y0, y1),
+                   edged(along_row, top, x0, x1), edged(along_row, bottom, x0, x1))  # fmt: skip
+    ground = np.zeros((height + 1, width + 1), np.int64)  # the background's pixels summed over boxes
+    ground[1:, 1:] = background.astype(np.int64).cumsum(0).cumsum(1)
+
+    def ground_share(bx0: np.ndarray, by0: np.ndarray, bx1: np.ndarray, by1: np.ndarray) -> np.ndarray:
+        bx0, bx1 = np.clip(bx0, 0, width), np.clip(bx1, 0, width)
+        by0, by1 = np.clip(by0, 0, height), np.clip(by1, 0, height)
+        pixels = ground[by1, bx1] - ground[by0, bx1] - ground[by1, bx0] + ground[by0, bx0]
+        return pixels / np.maximum((bx1 - bx0) * (by1 - by0), 1)
+
+    beyond = (ground_share(x0 - 5, y0, x0 - 2, y1), ground_share(x1 + 1, y0, x1 + 4, y1),
+              ground_share(x0, y0 - 5, x1, y0 - 2), ground_share(x0, y1 + 1, x1, y1 + 4))  # fmt: skip
+    on_border = (x0 <= 1, x1 >= width - 1, y0 <= 1, y1 >= height - 1)
+    chosen = np.ones(len(x0), bool)
+    sides = np.zeros(len(x0), np.int64)
+    for border, along, outside in zip(on_border, sides_edged, beyond, strict=True):
+        chosen &= border | (along & (outside >= _EDGE_GROUND))
+        sides += ~border
+    chosen &= sides >= _EDGE_SIDES
+    if not chosen.any():
+        return None
+    best = np.flatnonzero(chosen)[np.argmax(share[chosen])]
+    box = int(x0[best]), int(y0[best]), int(bw[best]), int(bh[best])
+    return box if _framed(pieces, box) else None
+
+
+def _pieces(background: np.ndarray) -> np.ndarray:
+    """The foreground's pieces (closed by 3x3, 8-connected) of at least ``_MIN_PIECE`` of the
+    canvas, as rows of (x, y, width, height, area)."""
+    foreground = cv2.morphologyEx((~background).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    stats = cv2.connectedComponentsWithStats(foreground, connectivity=8)[2][1:]
+    return stats[stats[:, 4] >= _MIN_PIECE * background.size]
+
+
+def _framed(pieces: np.ndarray, box: tuple[int, int, int, int]) -> bool:
+    """Whether ``box`` is a photo in a frame by the ``pieces`` (:func:`_pieces`): one of them in it
+    (the photo's product) and one wholly outside it (the frame's own: a word, a price, a button).
+    A part of a product (a bag's body under its handle, a pair of trousers between a shirt and
+    shoes) has the rest of its photo around it in one piece with it, and nothing apart; a patch
+    of a noisy copy's ground holds nothing."""
+    x, y, w, h = box
+    px, py, pw, ph = (pieces[:, i] for i in range(4))
+    apart = (px > x + w) | (px + pw < x) | (py > y + h) | (py + ph < y)
+    return bool(apart.any() and (~apart).any())
+
+
+def _background(colours: np.ndarray) -> np.ndarray:
+    """Pixels within ``_TOLERANCE`` of the colour at either end of their row or of their column
+    (``colours``: int16 RGB): a uniform fill, a gradient, a screenshot's frame."""
+    background = np.zeros(colours.shape[:2], bool)
+    for edge in (colours[:, :1], colours[:, -1:], colours[:1, :], colours[-1:, :]):
+        background |= _channel_max(np.abs(colours - edge)) <= _TOLERANCE
+    return background
+
+
+def _channel_max(d: np.ndarray) -> np.ndarray:
+    """The max over the last (colour) axis, pairwise: numpy's reduce over 3 is 5x slower."""
+    return np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2])
+
+
+def _edge_lines(edges: np.ndarray, length: int) -> list[int]:
+    """The columns of ``edges`` (rows x columns) along which an edge runs, gaps of ``_EDGE_GAP`` px
+    bridged, over ``_EDGE_RUN`` of ``length`` (and 8 px): each a local maximum of its run, the
+    ``_EDGE_LINES`` longest."""
+    bridged = cv2.morphologyEx(edges, cv2.MORPH_CLOSE, np.ones((2 * _EDGE_GAP + 1, 1), np.uint8)) > 0
+    counted = np.cumsum(bridged, axis=0, dtype=np.int32)  # down each column; a run: since the last gap
+    runs = (counted - np.maximum.accumulate(np.where(bridged, 0, counted), axis=0)).max(axis=0)
+    before, after = np.concatenate([[0], runs[:-1]]), np.concatenate([runs[1:], [0]])
+    peaks = np.flatnonzero((runs >= max(8, _EDGE_RUN * length)) & (runs >= before) & (runs > after))
+    return sorted(peaks[np.argsort(-runs[peaks], kind="stable")][:_EDGE_LINES].tolist())
+
+
 def _largest_block(small: np.ndarray, settings: EmbedSettings) -> tuple[int, int, int, int] | None:
     """(x, y, width, height) of the content block on the working-size image, or None (module doc)."""
     colours = small.astype(np.int16)
     height, width = colours.shape[:2]
-    background = np.zeros((height, width), bool)
-    for edge in (colours[:, :1], colours[:, -1:], colours[:1, :], colours[-1:, :]):
-        d = np.abs(colours - edge)  # the max over channels, pairwise: numpy's reduce over 3 is 5x slower
-        background |= np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2]) <= _TOLERANCE
+    background = _background(colours)
     foreground = cv2.morphologyEx((~background).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
     if n <= 1:

@@ -123,9 +123,36 @@ def test_a_product_on_a_light_canvas_is_found_by_the_words_around_it(seed):
     assert content.content_box(light_banner(seed, 0), SETTINGS) is None
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", (*range(8), 11, 103, 110))  # 0, 11, 103 and 110 are bags
 def test_an_ordinary_product_photo_gets_no_region(seed):
+    """A bag's body is a rectangle whose sides are straight edges with the white ground beyond
+    them, but it is one piece with its handle and nothing else lies apart from it: no frame."""
     assert content.content_box(np.asarray(photo(seed)), SETTINGS) is None
+
+
+def shaded_banner(seed: int, word: bool = True) -> np.ndarray:
+    """``photo(seed)`` pasted at the top of a banner that shades from near white (where the
+    photo's white merges with it) down to grey, with one short word apart from it: under the 1% of
+    the canvas that marks a product alone as pasted (``embed.region_min_outside``)."""
+    ramp = np.linspace(250, 190, 300)[:, None, None]
+    frame = Image.fromarray(np.repeat(ramp, 640, axis=1).repeat(3, axis=2).astype(np.uint8))
+    frame.paste(photo(seed), (300, 2))
+    if word:
+        ImageDraw.Draw(frame).text((60, 130), "-30%", fill=(20, 20, 20), font=edits._font(20))
+    return np.asarray(frame)
+
+
+@pytest.mark.parametrize("seed", (1, 4, 7))
+def test_a_photo_merging_with_a_shaded_banner_is_found_by_its_straight_edges(seed):
+    """The product alone is no pasted block (not a filled rectangle, too little around it); the
+    photo's sides are a faint straight step with the banner beyond them, and the word apart marks a
+    frame: the region is the whole photo, which embeds near its original (issue 14 phase 30).
+    Without the word the banner is a plain shaded pad: no region, as for a product alone."""
+    pixels = shaded_banner(seed)
+    box = content.content_box(pixels, SETTINGS)
+    assert near(box, (300, 2, 524, 226), within=4), box
+    assert float(unit_vector(np.asarray(photo(seed))) @ unit_vector(content.square_region(pixels, box))) >= 0.85
+    assert content.content_box(shaded_banner(seed, word=False), SETTINGS) is None
 
 
 def test_text_alone_or_a_photo_filling_the_canvas_gets_no_region():
