@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import doctest
 import importlib.util
 import io
@@ -220,6 +221,15 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     originals = json.loads(capsys.readouterr().out)["originals"]
     assert originals["pairs_at_floor"] > 0 and 0 <= originals["added"]["1:0.0"] <= originals["added"]["5:0.0"]
 
+    # bench/region_edges.py --job: each banner copy that is no candidate of its original, ranked
+    region_edges = _bench_module("region_edges")
+    assert region_edges.main(["--set", str(set_dir), "--job", str(tmp_path / "out"),
+                              "--out", str(tmp_path / "edges.json")]) == 0  # fmt: skip
+    edges = json.loads((tmp_path / "edges.json").read_text())
+    banner_copies = sum(split["copies"] for split in edges["banners"].values())
+    assert len(edges["no_candidate_banners"]) <= banner_copies == sum(t["transform"] == "banner" for t in truth)
+    assert all(r["rank"] >= 1 and -1 <= r["cosine"] <= 1 for r in edges["no_candidate_banners"])
+
 
 def _groups(members: list[dict]) -> set[frozenset[str]]:
     """The job's groups (two or more members) from its groups/ rows."""
@@ -242,3 +252,30 @@ def test_eval_command_refuses_missing_inputs(tmp_path, capsys):
     assert cli(["eval", "--truth", str(tmp_path / "none.csv"), "--out", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
     assert cli(["bench-set", "--photos", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_region_edges_bench_finds_where_the_photo_was_pasted(tmp_path, capsys):
+    """bench/region_edges.py: banner copies whose photo merges with the banner (the generator's
+    seeds 5, 41 and 55) get a region only by the photo's straight edges, and it is the photo."""
+    set_dir = tmp_path / "set"
+    (set_dir / "images").mkdir(parents=True)
+    rows = []
+    for seed in (5, 41, 55):
+        original = product_image(seed).resize((224, 224)).convert("RGB")
+        copy, params = edits.banner(original, random.Random(seed))
+        (set_dir / "images" / f"o{seed}.jpg").write_bytes(jpeg_bytes(original))
+        (set_dir / "images" / f"b{seed}.jpg").write_bytes(jpeg_bytes(copy))
+        rows += [[f"O{seed}", seed, "original", seed, "holdout", f"o{seed}.jpg", "", ""],
+                 [f"B{seed}", seed, "banner", seed, "holdout", f"b{seed}.jpg", json.dumps(params), ""]]  # fmt: skip
+    with open(set_dir / "truth.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["productId", "group", "transform", "source", "split", "image", "params", "ranges"])
+        writer.writerows(rows)
+    region_edges = _bench_module("region_edges")
+    assert region_edges.main(["--set", str(set_dir), "--photos", str(set_dir / "images"),
+                              "--out", str(tmp_path / "edges.json")]) == 0  # fmt: skip
+    report = json.loads((tmp_path / "edges.json").read_text())
+    banners = report["banners"]["holdout"]
+    assert banners["copies"] == 3 and banners["without: none"] == 3
+    assert banners["with: photo"] == banners["gained"] >= 2 and banners["lost"] == 0
+    assert report["photos"]["images"] == 6 and report["photos"]["with"] >= report["photos"]["without"]
