@@ -54,7 +54,6 @@ True
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -167,31 +166,23 @@ def _edge_rectangle(small: np.ndarray, max_share: float) -> tuple[int, int, int,
     share = bw * bh / float(width * height)
     shaped = (share >= _EDGE_MIN_SHARE) & (share <= max_share) & (bw <= _MAX_ASPECT * bh) & (bh <= _MAX_ASPECT * bw)
     x0, x1, y0, y1, bw, bh, share = (v[shaped] for v in (x0, x1, y0, y1, bw, bh, share))
-    # an edge within a pixel of a side, summed along it
-    along_y = np.zeros((height + 1, width), np.int32)
-    along_y[1:] = np.cumsum(cv2.dilate(across, np.ones((1, 3), np.uint8)), axis=0)
-    along_x = np.zeros((height, width + 1), np.int32)
-    along_x[:, 1:] = np.cumsum(cv2.dilate(down, np.ones((3, 1), np.uint8)), axis=1)
+    # an edge within a pixel of a side, summed along it: [position along the side, the side's line]
+    down_columns = np.zeros((height + 1, width), np.int32)
+    down_columns[1:] = np.cumsum(cv2.dilate(across, np.ones((1, 3), np.uint8)), axis=0)
+    along_rows = np.zeros((width + 1, height), np.int32)
+    along_rows[1:] = np.cumsum(cv2.dilate(down, np.ones((3, 1), np.uint8)), axis=1).T
     left, right = np.minimum(x0, width - 1), x1 - 1
     top, bottom = np.minimum(y0, height - 1), y1 - 1
 
-    def edged(
-        sums: Callable[[np.ndarray, np.ndarray], np.ndarray], line: np.ndarray, start: np.ndarray, end: np.ndarray
-    ) -> np.ndarray:
+    def edged(sums: np.ndarray, line: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         # an edge along the side, and at each of its ends: the side runs on to its corners
         part = np.maximum((end - start) // 5, 1)
-        share = [(sums(hi, line) - sums(lo, line)) / (hi - lo) for lo, hi in
+        share = [(sums[hi, line] - sums[lo, line]) / (hi - lo) for lo, hi in
                  ((start, end), (start, start + part), (end - part, end))]  # fmt: skip
         return (share[0] >= _EDGE_SUPPORT) & (np.minimum(share[1], share[2]) >= _EDGE_END)
 
-    def down_column(i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        return along_y[i, j]
-
-    def along_row(i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        return along_x[j, i]
-
-    sides_edged = (edged(down_column, left, y0, y1), edged(down_column, right, y0, y1),
-                   edged(along_row, top, x0, x1), edged(along_row, bottom, x0, x1))  # fmt: skip
+    sides_edged = (edged(down_columns, left, y0, y1), edged(down_columns, right, y0, y1),
+                   edged(along_rows, top, x0, x1), edged(along_rows, bottom, x0, x1))  # fmt: skip
     ground = np.zeros((height + 1, width + 1), np.int64)  # the background's pixels summed over boxes
     ground[1:, 1:] = background.astype(np.int64).cumsum(0).cumsum(1)
 
@@ -220,9 +211,16 @@ def _edge_rectangle(small: np.ndarray, max_share: float) -> tuple[int, int, int,
 def _pieces(background: np.ndarray) -> np.ndarray:
     """The foreground's pieces (closed by 3x3, 8-connected) of at least ``_MIN_PIECE`` of the
     canvas, as rows of (x, y, width, height, area)."""
-    foreground = cv2.morphologyEx((~background).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
-    stats = cv2.connectedComponentsWithStats(foreground, connectivity=8)[2][1:]
+    stats = _foreground_parts(background)[2][1:]
     return stats[stats[:, 4] >= _MIN_PIECE * background.size]
+
+
+def _foreground_parts(background: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """What is not ``background``, closed by 3x3, in 8-connected parts: (their count with the
+    background's label 0, the labels, each label's (x, y, width, height, area))."""
+    foreground = cv2.morphologyEx((~background).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
+    return n, labels, stats
 
 
 def _framed(pieces: np.ndarray, box: tuple[int, int, int, int]) -> bool:
@@ -268,8 +266,7 @@ def _largest_block(small: np.ndarray, settings: EmbedSettings) -> tuple[int, int
     colours = small.astype(np.int16)
     height, width = colours.shape[:2]
     background = _background(colours)
-    foreground = cv2.morphologyEx((~background).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
+    n, labels, stats = _foreground_parts(background)
     if n <= 1:
         return None
     canvas = float(width * height)
