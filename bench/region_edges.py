@@ -42,8 +42,10 @@ NEAR = 0.7  # intersection over union with the pasted photo's placement
 
 
 def decoded(path: Path) -> np.ndarray | None:
-    """The image as the features stage decodes it for the embedder."""
-    return features.decoded_features(path.read_bytes(), 50_000_000, 224)[1]
+    """The image as the features stage decodes it for the embedder (its bomb limit, the model's
+    input size as the draft size)."""
+    limit = default_table("features").max_image_pixels
+    return features.decoded_features(path.read_bytes(), limit, cached_embedder(EMBED).input_size)[1]
 
 
 def placement(pixels: np.ndarray, original: np.ndarray, share: float) -> tuple[int, int, int, int]:
@@ -74,7 +76,7 @@ def overlap(a: tuple[int, ...] | None, b: tuple[int, ...]) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def boxes(pixels: np.ndarray) -> dict[str, tuple[int, int, int, int] | None]:
+def boxes(pixels: np.ndarray) -> dict[str, Any]:
     """The region with and without step 6, and the CPU seconds of each search."""
     edge_rectangle = content._edge_rectangle
     try:
