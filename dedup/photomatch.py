@@ -183,7 +183,7 @@ smaller photo (a banner, a screenshot; :mod:`dedup.content`), the pair is also c
 photo in its place (``region_view``: ``a``, ``b`` or ``both``), and these of its scores are kept."""
 REGION_FIELDS = ("reason", "inliers", "matches", "inlier_ratio", "flipped", "structure", "tile_agreement",
                  "colour_change", "sharpness_gap", "blur_refit")  # fmt: skip
-SCORE_FIELDS += (("region_view", T.StringType()),
+SCORE_FIELDS += (("region_view", T.StringType()), ("framed_placement", T.DoubleType()),
                  *((REGION + name, kind) for name, kind in SCORE_FIELDS if name in REGION_FIELDS))  # fmt: skip
 SCORES_SCHEMA = T.StructType([T.StructField(name, kind) for name, kind in SCORE_FIELDS])
 _SCORE_NAMES = [name for name, _ in SCORE_FIELDS]
@@ -1196,6 +1196,13 @@ BLURRED = {"inlier_ratio": "min_blurred_inlier_ratio", "sharpness_gap": "min_sha
 """Score field -> the setting of the lower fit bounds of a pair whose sharpness differs (:class:`FitGate`)."""
 NO_BLURRED_BOUND = (1.0, float("inf"), float("inf"))  # (ratio, gap, inliers): no pair reaches it
 FRAMED_EVIDENCE = 10  # ratio-test matches of two framed photos at which their fit can contradict their frames'
+# two framed photos' intersection over union, one carried onto the other image by the images' fit,
+# under which they are different parts of one photograph (:func:`framed_placement`): theirs is no
+# contradiction. Calibration (issue 14 phase 31): pairs of two products in one template 0.49-1.0.
+FRAMED_APART = 0.4
+# inliers the images' fit needs for it to place their framed photos (:func:`framed_placement`): a
+# fit at the rule's least, of two look-alikes, must not overrule their framed photos (phase 31)
+FRAMED_PLACING_INLIERS = 40
 
 
 @dataclass(frozen=True)
@@ -1276,7 +1283,9 @@ class PhotoRule:
         they do. Where both frame a photo, the images decide when they fit as one photograph (one
         template: its own pictures match whatever is pasted into it), and their pass does not
         count when the two framed photos' fit contradicts it (:data:`FRAMED_EVIDENCE` matches or
-        more, short of the ratio); the framed photos decide when the images do not fit."""
+        more, short of the ratio) unless the images' fit puts the two apart (:func:`framed_apart`:
+        a region found on another part of one photograph); the framed photos decide when the
+        images do not fit."""
 
         def passes(prefix: str) -> bool:
             return scores.get(prefix + "reason") is None and not self.failing(scores, prefix)
@@ -1289,7 +1298,8 @@ class PhotoRule:
         if scores.get("reason") is not None:  # two frames that do not fit as one photograph: their photos decide
             return passes(REGION)
         evidence = (scores.get(REGION + "matches") or 0) >= FRAMED_EVIDENCE
-        return passes("") and not (evidence and "inlier_ratio" in self.failing(scores, REGION))
+        contradicted = evidence and "inlier_ratio" in self.failing(scores, REGION) and not framed_apart(scores)
+        return passes("") and not contradicted
 
     def _views(self, value: Callable[[str, float], Any], is_null: Callable[[str], Any], both: Any) -> tuple[Any, Any]:
         """(the images pass, the framed photo's view passes): :meth:`decide` over columns, with
@@ -1303,7 +1313,8 @@ class PhotoRule:
             return same
 
         ratio_holds = dict(self._bounds(value, REGION))["inlier_ratio"]
-        contradicted = both & (value(REGION + "matches", 0.0) >= FRAMED_EVIDENCE) & ~ratio_holds
+        apart = value("framed_placement", 1.0) < FRAMED_APART
+        contradicted = both & ~apart & (value(REGION + "matches", 0.0) >= FRAMED_EVIDENCE) & ~ratio_holds
         return passes("") & ~contradicted, ~is_null("region_view") & passes(REGION) & (~both | ~is_null("reason"))
 
     def _column_views(self, scores: Column) -> tuple[Column, Column]:
@@ -1345,6 +1356,14 @@ class PhotoRule:
         both = scores["region_view"].eq("both") if "region_view" in scores else pd.Series(False, index=scores.index)
         images, framed = self._views(value, is_null, both)
         return images | framed
+
+
+def framed_apart(scores: Mapping[str, Any]) -> bool:
+    """Whether a pair's two framed photos are different parts of one photograph
+    (``framed_placement`` under :data:`FRAMED_APART`): neither their fit nor their cosine then
+    contradicts the images'."""
+    placement = scores.get("framed_placement")
+    return placement is not None and not np.isnan(placement) and placement < FRAMED_APART
 
 
 DEFAULT_RULE = PhotoRule.of(default_table("verify"))  # the job's thresholds at the defaults (dedup/config.py)
@@ -1618,17 +1637,70 @@ def match_descriptions(
     ``pixels_b()``: RGB arrays, or why an image cannot be read) are decoded only for a pair whose
     fit leaves a comparison to run, or whose weak fit gets a second one (:func:`refit_weak`;
     ``dense``: its second keypoints, e.g. from a cache)."""
+    return _matched(a, b, pixels_a, pixels_b, gate, dense)[0]
+
+
+Compared = tuple[dict[str, Any], Maps | None, tuple[np.ndarray, np.ndarray] | None]
+"""A pair's scores, and where the two images were compared, the fit's maps and the decoded pixels."""
+
+
+def _matched(
+    a: Described,
+    b: Described,
+    pixels_a: Callable[[], np.ndarray | str],
+    pixels_b: Callable[[], np.ndarray | str],
+    gate: FitGate | None,
+    dense: tuple[Callable[[], Features], Callable[[], Features]] | None,
+) -> Compared:
+    """:func:`match_descriptions`, with the maps and pixels of a compared pair."""
     scores, maps = fit_descriptions(a, b, gate)
     if maps is None and not _refits(scores, gate):
-        return scores
+        return scores, None, None
     pixels = (pixels_a(), pixels_b())
     bad = next((f"{n}:{p}" for n, p in zip("ab", pixels, strict=True) if isinstance(p, str)), None)
     if maps is None:  # a weak fit stands unless a second fit reaches the gate
         if bad is None:
             scores, maps = refit_weak(a, b, pixels, scores, gate, dense)
         if maps is None:
-            return scores
-    return _empty(bad) if bad else compare_pixels(*pixels, scores, maps)
+            return scores, None, None
+    if bad:
+        return _empty(bad), None, None
+    return compare_pixels(*pixels, scores, maps), maps, pixels
+
+
+def _described_box(described: Description, decoded: tuple[int, ...]) -> tuple[float, ...]:
+    """``described.box`` (in the ``decoded`` pixels) where its keypoints are (at :attr:`Description.shape`)."""
+    sx, sy = described.shape[1] / decoded[1], described.shape[0] / decoded[0]
+    x0, y0, x1, y1 = described.box
+    return x0 * sx, y0 * sy, x1 * sx, y1 * sy
+
+
+def framed_placement(a: Description, b: Description, compared: Compared) -> float | None:
+    """Where both images frame a photo and were compared: the intersection over union of ``a``'s
+    framed photo and ``b``'s carried onto ``a`` by the images' fit (the bounding rectangle of its
+    corners). Two products pasted into one template frame their photos in one place (near 1); a
+    crop or a border copy of an ordinary photo may have a region found on another part of it (a
+    panel, the garment without its model), whose photos then differ though the images are one
+    photograph. None where either frames none, the pair was not compared, or its fit holds fewer
+    than :data:`FRAMED_PLACING_INLIERS` inliers."""
+    scores, maps, pixels = compared
+    if maps is None or pixels is None or scores.get("reason") is not None or a.box is None or b.box is None:
+        return None
+    if scores["inliers"] < FRAMED_PLACING_INLIERS:
+        return None
+    x0, y0, x1, y1 = _described_box(b, pixels[1].shape)
+    if scores["flipped"]:  # the fit takes b's mirror image onto a
+        x0, x1 = b.shape[1] - x1, b.shape[1] - x0
+    corners = np.array([[x0, y0, 1.0], [x1, y0, 1.0], [x0, y1, 1.0], [x1, y1, 1.0]]) @ maps[0].T
+    if corners.shape[1] == 3:  # a homography
+        corners = corners[:, :2] / corners[:, 2:]
+    carried = (*corners.min(0), *corners.max(0))
+    own = _described_box(a, pixels[0].shape)
+    width = min(own[2], carried[2]) - max(own[0], carried[0])
+    height = min(own[3], carried[3]) - max(own[1], carried[1])
+    shared = max(width, 0.0) * max(height, 0.0)
+    union = (own[2] - own[0]) * (own[3] - own[1]) + (carried[2] - carried[0]) * (carried[3] - carried[1]) - shared
+    return float(shared / union) if union > 0 else None
 
 
 DESCRIBED_SCHEMA = T.StructType(
@@ -1724,8 +1796,8 @@ def score_described(
     frames, and two products pasted into one template are told apart by theirs."""
     cache = cache or PixelCache(size=2)
     sides = None if dense is None else (lambda: dense.get(bytes_a), lambda: dense.get(bytes_b))
-    scores = match_descriptions(a, b, lambda: cache.get(bytes_a), lambda: cache.get(bytes_b), gate, sides)
-    view = region_view(a, b)
+    compared = _matched(a, b, lambda: cache.get(bytes_a), lambda: cache.get(bytes_b), gate, sides)
+    scores, view = compared[0], region_view(a, b)
     if view is None:
         return scores
 
@@ -1736,7 +1808,9 @@ def score_described(
 
     (region_a, pixels_a), (region_b, pixels_b) = side(a, bytes_a, view != "b"), side(b, bytes_b, view != "a")
     region = match_descriptions(region_a, region_b, pixels_a, pixels_b, gate)
-    return {**scores, "region_view": view, **{REGION + name: region[name] for name in REGION_FIELDS}}
+    placement = framed_placement(a, b, compared) if view == "both" else None
+    return {**scores, "region_view": view, "framed_placement": placement,
+            **{REGION + name: region[name] for name in REGION_FIELDS}}  # fmt: skip
 
 
 def _cropped(pixels: np.ndarray | str, box: Box) -> np.ndarray | str:

@@ -46,7 +46,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from dedup import content, embed, knn
-from dedup.photomatch import FitGate, PhotoRule
+from dedup.photomatch import FRAMED_APART, FitGate, PhotoRule
 from dedup.settings import CosineSettings, EmbedSettings, HashSettings, Settings, VerifySettings
 
 
@@ -147,8 +147,11 @@ class Rule:
 
     def regions_agree(self) -> Column:
         """False where both products frame a photo and the two framed photos' cosine
-        (``region_cosine``; null unless both have a region) is under ``min_region_cosine``."""
-        return F.coalesce(F.col("region_cosine") >= self.min_region_cosine, F.lit(True))
+        (``region_cosine``; null unless both have a region) is under ``min_region_cosine``, unless
+        the images' fit puts the two framed photos apart (different parts of one photograph: the
+        ``photo`` score ``framed_placement`` under :data:`dedup.photomatch.FRAMED_APART`)."""
+        apart = F.coalesce(F.col("photo")["framed_placement"] < FRAMED_APART, F.lit(False))
+        return F.coalesce(F.col("region_cosine") >= self.min_region_cosine, F.lit(True)) | apart
 
     def decision(self) -> Column:
         """The ``method`` that decides a scored pair (``exact``, ``photo``, ``dhash``, ``cosine``;

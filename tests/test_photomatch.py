@@ -24,6 +24,7 @@ from dedup.photomatch import (
     BLUR_STEPS,
     BLURRED,
     DEFAULT_RULE,
+    FRAMED_APART,
     FRAMED_EVIDENCE,
     REGION,
     REGION_FIELDS,
@@ -429,6 +430,9 @@ def test_the_framed_view_reads_alike_in_the_rules_three_forms(spark) -> None:
         ({**fit, "colour_change": 0.5, **region("both", fit)}, False, None),  # one template, its own picture framed
         ({**fit, "colour_change": 0.5, **region("a", {**fit, "colour_change": 0.5})}, False, None),
         ({**fit, **region("both", blurred_frames)}, True, "images"),
+        # the images' fit puts the two framed photos in different places: no contradiction (phase 31)
+        ({**fit, **region("both", weak), "framed_placement": FRAMED_APART - 0.05}, True, "images"),
+        ({**fit, **region("both", weak), "framed_placement": FRAMED_APART + 0.05}, False, None),
     ]
     rows = [scores for scores, _, _ in cases]
     decided = [DEFAULT_RULE.decide(row) for row in rows]
@@ -475,6 +479,40 @@ def test_a_banner_is_matched_through_the_photo_it_frames() -> None:
     assert scores[REGION + "reason"] is None and not DEFAULT_RULE.failing(scores, REGION) and decide(scores), scores
     alone = score_described(plain, describe_bytes(data[1]), *data, DEFAULT_RULE.fit_gate())
     assert alone["region_view"] is None and not decide(alone)
+
+
+def test_framed_placement_carries_one_framed_photo_onto_the_other(monkeypatch) -> None:
+    """:func:`framed_placement`: the intersection over union of ``a``'s framed photo and ``b``'s
+    carried onto ``a`` by the images' fit, through a resize (boxes in decoded pixels, keypoints at
+    :data:`MAX_SIDE`) and a mirror image: about 1 where the two frame the same part of the photo
+    (one template), about 0 where each was found on another part (a crop's region, a panel); None
+    where one frames nothing or the fit is too weak to place them."""
+    from dedup.content import Box
+    from dedup.photomatch import FRAMED_PLACING_INLIERS, _matched, describe, framed_placement
+
+    original = np.asarray(product_image(6).resize((600, 600)))
+    half = cv2.resize(original, (300, 300), interpolation=cv2.INTER_AREA)
+    boxed = lambda box: lambda pixels: box  # noqa: E731  a region finder that always finds ``box``
+
+    def placed(a: np.ndarray, b: np.ndarray, box_a: Box, box_b: Box) -> tuple[float | None, dict]:
+        da, db = describe(a, boxed(box_a)), describe(b, boxed(box_b))
+        compared = _matched(da, db, lambda: a, lambda: b, DEFAULT_RULE.fit_gate(), None)
+        return framed_placement(da, db, compared), compared[0]
+
+    def placement(a: np.ndarray, b: np.ndarray, box_a: Box, box_b: Box) -> float | None:
+        placed_at, scores = placed(a, b, box_a, box_b)
+        assert scores["reason"] is None and scores["inliers"] >= FRAMED_PLACING_INLIERS, scores
+        return placed_at
+
+    assert placement(original, half, (100, 120, 400, 500), (50, 60, 200, 250)) > 0.9  # the same part, halved
+    assert placement(original, half, (100, 120, 400, 500), (210, 10, 290, 50)) < 0.05  # another part
+    mirrored = np.ascontiguousarray(half[:, ::-1])
+    assert placement(original, mirrored, (100, 120, 400, 500), (100, 60, 250, 250)) > 0.9  # x mirrored: 300 - x
+    assert placement(original, mirrored, (100, 120, 400, 500), (50, 60, 200, 250)) < 0.5
+    framed, plain = describe(original, boxed((100, 120, 400, 500))), describe(half)
+    assert framed_placement(framed, plain, _matched(framed, plain, lambda: original, lambda: half, None, None)) is None
+    monkeypatch.setattr(photomatch, "FRAMED_PLACING_INLIERS", 10_000)  # no fit places them
+    assert placed(original, half, (100, 120, 400, 500), (50, 60, 200, 250))[0] is None
 
 
 def test_a_description_keeps_its_sharpness_and_refuses_another_version() -> None:

@@ -22,6 +22,7 @@ from dedup.devkit.evaluate import evaluate_output, report_table
 from dedup.devkit.imageserver import ImageServer
 from dedup.devkit.metrics import edit_kind, pair_scores, score_groups
 from dedup.devkit.synth import jpeg_bytes, product_image
+from dedup.photomatch import FRAMED_APART
 from jobs.cli import main as cli
 from jobs.dedup_job import run_job
 
@@ -229,6 +230,15 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     banner_copies = sum(split["copies"] for split in edges["banners"].values())
     assert len(edges["no_candidate_banners"]) <= banner_copies == sum(t["transform"] == "banner" for t in truth)
     assert all(r["rank"] >= 1 and -1 <= r["cosine"] <= 1 for r in edges["no_candidate_banners"])
+
+    # bench/framed_placement.py: pairs whose framed photos refuse the images' pass, placed again
+    framed = _bench_module("framed_placement")
+    assert framed.main(["--set", str(set_dir), "--job", str(tmp_path / "out"), "--out", str(tmp_path / "fp.json")]) == 0
+    placed = json.loads((tmp_path / "fp.json").read_text())
+    assert placed["apart_under"] == FRAMED_APART and len(placed["pairs"]) == sum(
+        n for key, n in placed["counts"].items() if key.endswith("/refused")
+    )
+    assert all(p["kept"] == (p["placement"] is not None and p["placement"] < FRAMED_APART) for p in placed["pairs"])
 
 
 def _groups(members: list[dict]) -> set[frozenset[str]]:

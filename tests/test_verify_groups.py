@@ -1,6 +1,7 @@
 import random
 
 import numpy as np
+import pandas as pd
 
 from dedup import groups, verify
 from dedup.config import load_config
@@ -168,3 +169,45 @@ def test_bridge_guard_keeps_to_the_parts_of_a_resplit_component(spark):
         found.setdefault(r["group_id"], set()).add(r["productId"])
     expected = [{"P01", "P02", "P03"}, {"P04", "P05", "P06"}, {"P11", "P12", "P13"}, {"P14", "P15", "P16"}]
     assert sorted(found.values(), key=sorted) == expected
+
+
+def test_framed_photos_apart_neither_refuse_nor_contradict_the_images_pass(spark):
+    """Where the images' fit puts the two framed photos in different places (``framed_placement``
+    under :data:`FRAMED_APART`: a region found on another part of one photograph), neither their
+    cosine nor their fit refuses the images' pass; in one place (one template) or unplaced, both
+    still do. The job's rule (:meth:`Rule.decision`) and the calibration replay
+    (:func:`calibration.kept`) agree."""
+    from pyspark.sql import types as T
+
+    from dedup.devkit import calibration
+    from dedup.photomatch import FRAMED_APART, REGION, REGION_FIELDS, SCORE_FIELDS, SCORES_SCHEMA
+
+    fit = {"reason": None, "inliers": 120, "matches": 130, "inlier_ratio": 0.92, "structure": 0.99,
+           "tile_agreement": 0.95, "colour_change": 0.01, "sharpness_gap": 0.0}  # fmt: skip
+    weak = {"reason": "weak_fit", "inliers": 5, "matches": 30, "inlier_ratio": 0.17}  # their photos do not fit
+    apart, together = FRAMED_APART / 2, (1 + FRAMED_APART) / 2
+    cases = [  # (region_cosine, the framed photos' fit, framed_placement, kept)
+        (0.2, fit, apart, True),
+        (0.2, fit, together, False),  # their cosine refuses
+        (0.2, fit, None, False),
+        (0.9, weak, apart, True),
+        (0.9, weak, together, False),  # their fit contradicts
+        (0.9, weak, None, False),
+        (0.9, fit, together, True),
+    ]
+    rows = [{**fit, "region_view": "both", "framed_placement": placed,
+             **{REGION + k: framed.get(k) for k in REGION_FIELDS}} for _, framed, placed, _ in cases]  # fmt: skip
+    frame = spark.createDataFrame(
+        [("photo", None, None, 0.9, region_cosine, row) for (region_cosine, *_), row in zip(cases, rows, strict=True)],
+        T.StructType([T.StructField("method", T.StringType()), T.StructField("distance", T.IntegerType()),
+                      T.StructField("thumb_distance", T.DoubleType()), T.StructField("cosine", T.DoubleType()),
+                      T.StructField("region_cosine", T.DoubleType()), T.StructField("photo", SCORES_SCHEMA)]),
+    )  # fmt: skip
+    rule = Rule.of(typed(load_config()), dim=8)
+    decided = [r["decided"] == "photo" for r in frame.select(rule.decision().alias("decided")).collect()]
+    assert decided == [kept for *_, kept in cases]
+    candidates = pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS]).assign(
+        exact=False, scored=True, region_cosine=[region_cosine for region_cosine, *_ in cases]
+    )
+    replayed = calibration.kept(candidates.astype({"framed_placement": float}), rule.photo, rule.min_region_cosine)
+    assert list(replayed) == decided

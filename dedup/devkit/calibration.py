@@ -22,7 +22,7 @@ import pyarrow.dataset as ds
 
 from dedup.config import job_settings_of
 from dedup.devkit.metrics import copy_pairs, edge_components, score_groups
-from dedup.photomatch import AT_LEAST, AT_MOST, BLURRED, REGION, PhotoRule
+from dedup.photomatch import AT_LEAST, AT_MOST, BLURRED, FRAMED_APART, REGION, PhotoRule
 from dedup.settings import GroupsSettings, VerifySettings, default_table, typed
 
 GRID: dict[str, tuple[float, ...]] = {
@@ -35,8 +35,9 @@ GRID: dict[str, tuple[float, ...]] = {
 DEFAULT_GROUPS = default_table("groups")  # the bridge guard the job's groups get at its defaults
 RULE_FIELDS = tuple(dict.fromkeys([*AT_LEAST, *AT_MOST, *BLURRED]))
 """The score fields a :class:`PhotoRule` reads (a run's, replayed over its candidates)."""
-VIEW_FIELDS = tuple(REGION + field for field in (*RULE_FIELDS, "matches"))
-"""... and those of the framed-photo view (the ratio-test matches: where both frame a photo)."""
+VIEW_FIELDS = (*(REGION + field for field in (*RULE_FIELDS, "matches")), "framed_placement")
+"""... and those of the framed-photo view (the ratio-test matches: where both frame a photo; and
+where the images' fit puts the two framed photos, :func:`dedup.photomatch.framed_placement`)."""
 
 
 def load_candidates(job: Path) -> pd.DataFrame:
@@ -67,10 +68,12 @@ def components(pairs: pd.DataFrame, groups: GroupsSettings = DEFAULT_GROUPS) -> 
     return edge_components(pairs["a"], pairs["b"], exact, groups.bridge_min_side, groups.max_size)
 
 
-def regions_agree(region_cosine: pd.Series, min_region_cosine: float) -> pd.Series:
-    """:meth:`dedup.rule.Rule.regions_agree` over a pandas column: the framed photos' cosine reaches
-    ``min_region_cosine``, or one image frames none (NaN)."""
-    return region_cosine.isna() | (region_cosine >= min_region_cosine)
+def regions_agree(region_cosine: pd.Series, min_region_cosine: float, placement: pd.Series | None = None) -> pd.Series:
+    """:meth:`dedup.rule.Rule.regions_agree` over pandas columns: the framed photos' cosine reaches
+    ``min_region_cosine``, or one image frames none (NaN), or the images' fit puts the two framed
+    photos apart (``placement``, the ``framed_placement`` score, under :data:`FRAMED_APART`)."""
+    apart = False if placement is None else placement.lt(FRAMED_APART)
+    return region_cosine.isna() | (region_cosine >= min_region_cosine) | apart
 
 
 def kept(candidates: pd.DataFrame, rule: PhotoRule, min_region_cosine: float) -> pd.Series:
@@ -79,7 +82,7 @@ def kept(candidates: pd.DataFrame, rule: PhotoRule, min_region_cosine: float) ->
     bound and passes no at-most bound) and whose framed photos, where both images have one, reach
     ``min_region_cosine`` (the job's ``verify.min_region_cosine``,
     :meth:`dedup.rule.Rule.regions_agree`; -1: every pair)."""
-    agree = regions_agree(candidates["region_cosine"], min_region_cosine)
+    agree = regions_agree(candidates["region_cosine"], min_region_cosine, candidates.get("framed_placement"))
     return candidates["exact"] | (candidates["scored"] & rule.frame(candidates) & agree)
 
 
