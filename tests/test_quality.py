@@ -240,6 +240,13 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     )
     assert all(p["kept"] == (p["placement"] is not None and p["placement"] < FRAMED_APART) for p in placed["pairs"])
 
+    # bench/kept_diff.py: a run against itself gains and loses nothing
+    capsys.readouterr()
+    assert _bench_module("kept_diff").main(["--before", str(tmp_path / "out"), "--after", str(tmp_path / "out"),
+                                            "--set", str(set_dir)]) == 0  # fmt: skip
+    diff = json.loads(capsys.readouterr().out)
+    assert diff["kept"][0] == diff["kept"][1] > 0 and diff["counts"] == {} and diff["two_products"] == []
+
 
 def _groups(members: list[dict]) -> set[frozenset[str]]:
     """The job's groups (two or more members) from its groups/ rows."""
