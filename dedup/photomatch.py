@@ -33,7 +33,9 @@ the geometry of local detail. :func:`match_scores` measures it:
    photo of the same cut does not. ``tile_agreement``: the share of textured 32-pixel tiles
    (textured above the pair's pixel noise) where they correlate, since catalogs paste products of
    one line onto one model shot (same face, arms and jeans; another shirt), which the
-   whole-interior correlation alone lets through.
+   whole-interior correlation alone lets through. Where the colour reading (step 4) left caption
+   parts out, the tiles are also read clear of them (grown by :data:`CAPTION_TILE_REACH`), and the
+   higher share kept: the tiles under a caption or an emoji disagree with the original's.
 4. ``colour_change``: the share of the two products' area (smoothed, so noise and JPEG do not
    count; the sharper image first blurred to the other's detail, judged tile by tile so that an
    overlay's own sharp edges do not pass for a sharper photo, so a blurred copy's softened edges
@@ -143,6 +145,9 @@ CAPTION_ASPECT = 1.5  # ... is at least this many times as wide as tall,
 CAPTION_SHARE = 0.5  # ... covers at most this share of the products' area (0: no caption reading)
 CAPTION_TEXTURE = 0.15  # ... and its texture differs in at least this share of its changed pixels
 CAPTION_REST = 1.5  # the colour change left beside the caption parts counts this many times (1: as any other)
+# px: the caption parts the colour reading left out are grown by this (the band-pass's reach) before
+# the tiles are read clear of them (issue 14 phase 31; 0: tiles read over every caption)
+CAPTION_TILE_REACH = 7
 BLEND_RESIDUAL = 10.0  # levels (RMS): a part whose texture agrees is a caption too where its colours lie this close
 BLEND_MAX = 0.95  # to the other image's blended toward one colour, by a median share of at most this (0: off)
 BLEND_SLACK = 20.0  # levels: that colour may lie this far outside the RGB cube (a least-squares meeting point)
@@ -818,16 +823,32 @@ def _colour_change(
     rest is counted as above. With ``same_texture``, where :data:`CAPTION_SHARE` is set, the
     smaller of that and the same reading with the caption parts (:func:`_caption_parts`) left out,
     counted :data:`CAPTION_REST` times."""
+    return _colour_and_captions(rgb_a, rgb_b, region, blur, same_texture, one_sided, background_share)[0]
+
+
+def _colour_and_captions(
+    rgb_a: np.ndarray,
+    rgb_b: np.ndarray,
+    region: np.ndarray,
+    blur: tuple[float, float] = (0.0, 0.0),
+    same_texture: np.ndarray | None = None,
+    one_sided: tuple[np.ndarray, np.ndarray] | None = None,
+    background_share: float = 0.0,
+) -> tuple[float, np.ndarray | None]:
+    """:func:`_colour_change`, and the caption parts it left out where leaving them out lowered
+    the reading (None where it did not)."""
     if np.count_nonzero(region) < 64:
-        return 0.0
+        return 0.0, None
     smoothed = [_smoothed(rgb, extra) for rgb, extra in ((rgb_a, blur[0]), (rgb_b, blur[1]))]
     best, fit = _change_reading(*smoothed, region, same_texture, one_sided, background_share)
+    captions = None
     if CAPTION_SHARE and same_texture is not None and best > 0.0:
         parts = _caption_parts(*smoothed, region, same_texture, fit)
         if parts.any() and np.count_nonzero(region & ~parts) >= 64:
             left = _change_reading(*smoothed, region & ~parts, same_texture, one_sided, background_share)[0]
-            best = min(best, CAPTION_REST * left)
-    return float(best)
+            if CAPTION_REST * left < best:
+                best, captions = CAPTION_REST * left, parts
+    return float(best), captions
 
 
 def _smoothed(rgb: np.ndarray, extra: float) -> np.ndarray:
@@ -1032,7 +1053,7 @@ def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, floa
     if NOISE_TEXTURE or TILE_NOISE:  # the noisier side's grain, over the overlap clear of the warp's edge
         clear = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
         noise = max(noise_level(grey_a, clear), noise_level(grey_b, clear))
-    colour_change = 0.0
+    colour_change, captions = 0.0, None
     if products.sum() >= 64:
         blur = _blur_to_match(grey_a, grey_b, products, blurred)
         matched = [_band_blurred(g, s) if s else band for g, band, s in
@@ -1042,7 +1063,8 @@ def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, floa
         if OVERLAY_IMAGE:  # foreground in one image only: where an addition onto its background would be
             one_sided = ((fore_a & ~fore_b & inside).astype(bool), (fore_b & ~fore_a & inside).astype(bool))
         background_share = OVERLAY_IMAGE * float(inside.sum()) / float(products.sum())
-        colour_change = _colour_change(a.rgb, warped, products, blur, same_texture, one_sided, background_share)
+        colour_change, captions = _colour_and_captions(a.rgb, warped, products, blur, same_texture, one_sided,
+                                                       background_share)  # fmt: skip
     shared = fore_a & fore_b & inside
     interior = cv2.erode(shared, np.ones((ERODE, ERODE), np.uint8)).astype(bool)
     if interior.sum() < 0.02 * h * w:  # little product in common: compare the whole overlap
@@ -1053,6 +1075,11 @@ def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, floa
     structure = _correlation(band_a[interior], band_b[interior])
     residual = _colour_residual(warped[interior][::4], a.rgb[interior][::4])
     tiles = _tile_agreement(band_a, band_b, interior, noise)
+    if captions is not None and tiles is not None and CAPTION_TILE_REACH:
+        reach = np.ones((CAPTION_TILE_REACH, CAPTION_TILE_REACH), np.uint8)
+        clear = _tile_agreement(band_a, band_b, interior & ~cv2.dilate(captions.astype(np.uint8), reach).astype(bool),
+                                noise)  # fmt: skip
+        tiles = tiles if clear is None else max(tiles, clear)
     return {"overlap": overlap, "structure": structure, "colour_residual": residual,
             "tile_agreement": structure if tiles is None else tiles, "colour_change": colour_change}  # fmt: skip
 

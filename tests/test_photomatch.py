@@ -835,6 +835,21 @@ def test_the_dev_sets_captions_over_a_product_are_left_out_as_caption_parts(seed
     _left_out_by_the_reading("text", seed, draw, "CAPTION_SHARE", monkeypatch)
 
 
+def test_the_tiles_under_the_caption_parts_left_out_do_not_count(monkeypatch) -> None:
+    """A caption of the dev set's text edit over the product (seed 10): the tiles under it disagree
+    with the original's (0.42, under the bound, refused). The colour reading leaves it out as a
+    caption part, and the tiles read clear of that part all agree (phase 31); with
+    ``CAPTION_TILE_REACH`` 0 they are read over it, as before."""
+    original = product_image(10).resize((224, 224))
+    edited, _ = edits.EDITS["text"](original, random.Random(101))
+    copy = decode_pixels(jpeg_bytes(edited, 90))
+    scores = match_scores(np.asarray(original), copy)
+    assert scores["tile_agreement"] == 1.0 and decide(scores), scores
+    monkeypatch.setattr(photomatch, "CAPTION_TILE_REACH", 0)
+    counted = match_scores(np.asarray(original), copy)
+    assert counted["tile_agreement"] < 0.5 and not decide(counted), counted
+
+
 def _left_out_by_the_reading(kind: str, seed: int, draw: int, reading: str, monkeypatch) -> None:
     """The dev set's ``kind`` edit over a synthetic product passes at the defaults (the rest beside
     the parts left out counted twice: at most 0.05), and is refused with ``reading`` set to 0."""
