@@ -195,7 +195,7 @@ def compare(a_rgb: np.ndarray, b_rgb: np.ndarray, matrix: np.ndarray, adaptive: 
     fore_a = pm._foreground(a_grey)
     fore_b = cv2.warpPerspective(pm._foreground(b_grey), matrix, (w, h), flags=cv2.INTER_NEAREST)
     products = cv2.erode((fore_a | fore_b) & inside, np.ones((5, 5), np.uint8)).astype(bool)
-    colour_change = pm._colour_change(a_rgb, warped, products)
+    colour_change = pm._colour_change(a_rgb, warped, products).change
     shared = fore_a & fore_b & inside
     interior = cv2.erode(shared, np.ones((pm.ERODE, pm.ERODE), np.uint8)).astype(bool)
     if interior.sum() < 0.02 * h * w:

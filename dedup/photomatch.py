@@ -800,6 +800,14 @@ def _texture_agrees(band_a: np.ndarray, band_b: np.ndarray, noise: float = 0.0) 
     return (~textured_a & ~textured_b) | (textured_a & textured_b & correlated)
 
 
+class ColourReading(NamedTuple):
+    """:func:`_colour_change`'s reading, and the caption parts it left out where leaving them out
+    lowered it (None where it did not: the tiles are read clear of them, :func:`_compare_under`)."""
+
+    change: float
+    captions: np.ndarray | None = None
+
+
 def _colour_change(
     rgb_a: np.ndarray,
     rgb_b: np.ndarray,
@@ -808,7 +816,7 @@ def _colour_change(
     same_texture: np.ndarray | None = None,
     one_sided: tuple[np.ndarray, np.ndarray] | None = None,
     background_share: float = 0.0,
-) -> float:
+) -> ColourReading:
     """Share of ``region`` whose smoothed colour the best global colour map (``b`` onto ``a`` or
     ``a`` onto ``b``, whichever fits better) misses by more than :data:`COLOUR_LEVELS`; measured
     on at most :data:`COLOUR_SAMPLES` evenly spread pixels. ``blur``: extra Gaussian sigmas for
@@ -822,23 +830,9 @@ def _colour_change(
     caption, an emoji beside the product), counted beyond ``background_share`` of the region; the
     rest is counted as above. With ``same_texture``, where :data:`CAPTION_SHARE` is set, the
     smaller of that and the same reading with the caption parts (:func:`_caption_parts`) left out,
-    counted :data:`CAPTION_REST` times."""
-    return _colour_and_captions(rgb_a, rgb_b, region, blur, same_texture, one_sided, background_share)[0]
-
-
-def _colour_and_captions(
-    rgb_a: np.ndarray,
-    rgb_b: np.ndarray,
-    region: np.ndarray,
-    blur: tuple[float, float] = (0.0, 0.0),
-    same_texture: np.ndarray | None = None,
-    one_sided: tuple[np.ndarray, np.ndarray] | None = None,
-    background_share: float = 0.0,
-) -> tuple[float, np.ndarray | None]:
-    """:func:`_colour_change`, and the caption parts it left out where leaving them out lowered
-    the reading (None where it did not)."""
+    counted :data:`CAPTION_REST` times (:class:`ColourReading`: with those parts where it is smaller)."""
     if np.count_nonzero(region) < 64:
-        return 0.0, None
+        return ColourReading(0.0)
     smoothed = [_smoothed(rgb, extra) for rgb, extra in ((rgb_a, blur[0]), (rgb_b, blur[1]))]
     best, fit = _change_reading(*smoothed, region, same_texture, one_sided, background_share)
     captions = None
@@ -848,7 +842,7 @@ def _colour_and_captions(
             left = _change_reading(*smoothed, region & ~parts, same_texture, one_sided, background_share)[0]
             if CAPTION_REST * left < best:
                 best, captions = CAPTION_REST * left, parts
-    return float(best), captions
+    return ColourReading(float(best), captions)
 
 
 def _smoothed(rgb: np.ndarray, extra: float) -> np.ndarray:
@@ -1063,8 +1057,8 @@ def _compare_under(a: Picture, b: Picture, matrix: np.ndarray) -> dict[str, floa
         if OVERLAY_IMAGE:  # foreground in one image only: where an addition onto its background would be
             one_sided = ((fore_a & ~fore_b & inside).astype(bool), (fore_b & ~fore_a & inside).astype(bool))
         background_share = OVERLAY_IMAGE * float(inside.sum()) / float(products.sum())
-        colour_change, captions = _colour_and_captions(a.rgb, warped, products, blur, same_texture, one_sided,
-                                                       background_share)  # fmt: skip
+        colour_change, captions = _colour_change(a.rgb, warped, products, blur, same_texture, one_sided,
+                                                 background_share)  # fmt: skip
     shared = fore_a & fore_b & inside
     interior = cv2.erode(shared, np.ones((ERODE, ERODE), np.uint8)).astype(bool)
     if interior.sum() < 0.02 * h * w:  # little product in common: compare the whole overlap

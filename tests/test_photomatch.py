@@ -958,11 +958,11 @@ def test_beside_a_caption_part_the_rest_counts_more(monkeypatch) -> None:
     edited[box] = (40, 140, 60)
     edited[105:125, 0:90] += (50, -15, 0)
     region = np.ones(box.shape, bool)
-    rest, more = photomatch.CAPTION_REST, _colour_change(photo, edited, region, same_texture=~box)
+    rest, more = photomatch.CAPTION_REST, _colour_change(photo, edited, region, same_texture=~box).change
     monkeypatch.setattr(photomatch, "CAPTION_REST", 1.0)
-    once = _colour_change(photo, edited, region, same_texture=~box)
+    once = _colour_change(photo, edited, region, same_texture=~box).change
     monkeypatch.setattr(photomatch, "CAPTION_SHARE", 0.0)
-    counted = _colour_change(photo, edited, region, same_texture=~box)
+    counted = _colour_change(photo, edited, region, same_texture=~box).change
     assert 0.072 < once < 0.09 and more == pytest.approx(rest * once), (once, more)
     assert more > default_table("verify").max_colour_change and counted > 0.15, (more, counted)
 
