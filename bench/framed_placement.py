@@ -16,23 +16,24 @@ import argparse
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dedup import photomatch
 from dedup.devkit.benchset import read_truth
-from dedup.devkit.calibration import run_verify
+from dedup.devkit.calibration import kept, load_candidates, run_verify
 from dedup.settings import default_table
 
 
-def refused_by_frames(scores: dict[str, Any], region_cosine: float | None, rule: photomatch.PhotoRule,
-                      min_region_cosine: float) -> bool:  # fmt: skip
-    """Whether the images pass and, with no placement read, the two framed photos refuse the pair."""
-    if scores.get("region_view") != "both" or scores.get("reason") is not None or rule.failing(scores):
-        return False
-    unplaced = {**scores, "framed_placement": None}
-    return not rule.decide(unplaced) or (region_cosine is not None and region_cosine < min_region_cosine)
+def refused_by_frames(candidates: pd.DataFrame, rule: photomatch.PhotoRule, min_region_cosine: float) -> pd.Series:
+    """The ``candidates`` (:func:`dedup.devkit.calibration.load_candidates`) whose images pass while
+    both frame a photo, and which the job's rule refuses with no placement read: their framed
+    photos' fit or cosine refuses them."""
+    images_pass = rule.frame(candidates.assign(region_view=None))  # the framed-photo view left out
+    both = candidates["scored"] & candidates["reason"].isna() & candidates["region_view"].eq("both")
+    unplaced = candidates.assign(framed_placement=np.nan)
+    return both & images_pass & ~kept(unplaced, rule, min_region_cosine)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,28 +45,40 @@ def main(argv: list[str] | None = None) -> int:
     truth = {row["productId"]: row for row in read_truth(args.set / "truth.csv")}
     verify = run_verify(args.job)
     rule = photomatch.PhotoRule.of(verify)
-    candidates = pd.read_parquet(args.job / "candidates", columns=["a", "b", "region_cosine", "photo"])
+    candidates = load_candidates(args.job)
+    refused = candidates[refused_by_frames(candidates, rule, verify.min_region_cosine)]
     find_box = photomatch.box_finder(default_table("embed"))
+    described: dict[str, tuple[bytes, photomatch.Described]] = {}  # an image in many pairs is described once
+
+    def side(product: str) -> tuple[bytes, photomatch.Described]:
+        if product not in described:
+            data = (args.set / "images" / truth[product]["image"]).read_bytes()
+            described[product] = (data, photomatch.describe_bytes(data, find_box))
+        return described[product]
+
+    rescored = []
+    for a, b in zip(refused["a"], refused["b"], strict=True):
+        (data_a, described_a), (data_b, described_b) = side(a), side(b)
+        rescored.append(photomatch.score_described(described_a, described_b, data_a, data_b, rule.fit_gate()))
+    names = [name for name, _ in photomatch.SCORE_FIELDS]
+    frame = pd.DataFrame(rescored, columns=names, index=refused.index).assign(
+        exact=False, scored=True, region_cosine=refused["region_cosine"]
+    )
+    now_kept = kept(frame.astype({"framed_placement": float}), rule, verify.min_region_cosine)
     pairs, counts, lowest = [], Counter(), {}
-    for a, b, region_cosine, photo in candidates.itertuples(index=False):
-        cosine = None if pd.isna(region_cosine) else float(region_cosine)
-        if photo is None or not refused_by_frames(photo, cosine, rule, verify.min_region_cosine):
-            continue
-        data = [(args.set / "images" / truth[side]["image"]).read_bytes() for side in (a, b)]
-        described = [photomatch.describe_bytes(side, find_box) for side in data]
-        scores = photomatch.score_described(*described, *data, rule.fit_gate())
+    for (a, b, cosine), scores, keep in zip(refused[["a", "b", "region_cosine"]].itertuples(index=False), rescored,
+                                            now_kept, strict=True):  # fmt: skip
         placement = scores.get("framed_placement")
-        apart = photomatch.framed_apart(scores)
-        kept = rule.decide(scores) and (cosine is None or cosine >= verify.min_region_cosine or apart)
         kind = "copies" if truth[a]["group"] and truth[a]["group"] == truth[b]["group"] else "two_products"
         split = truth[a]["split"]
         counts[f"{kind}/{split}/refused"] += 1
-        counts[f"{kind}/{split}/kept"] += int(kept)
+        counts[f"{kind}/{split}/kept"] += int(keep)
         if kind == "two_products" and placement is not None:
             lowest[split] = min(lowest.get(split, 1.0), placement)
         edits = [truth[a]["transform"], truth[b]["transform"]]
         pairs.append({"a": a, "b": b, "kind": kind, "split": split, "edits": edits, "placement": placement,
-                      "inliers": scores.get("inliers"), "region_cosine": cosine, "kept": kept})  # fmt: skip
+                      "inliers": scores.get("inliers"), "region_cosine": None if pd.isna(cosine) else float(cosine),
+                      "kept": bool(keep)})  # fmt: skip
     report = {"job": str(args.job), "apart_under": photomatch.FRAMED_APART,
               "placing_inliers": photomatch.FRAMED_PLACING_INLIERS, "counts": dict(sorted(counts.items())),
               "lowest_two_products_placement": lowest, "pairs": pairs}  # fmt: skip

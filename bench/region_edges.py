@@ -68,12 +68,7 @@ def placement(pixels: np.ndarray, original: np.ndarray, share: float) -> tuple[i
 
 def overlap(a: tuple[int, ...] | None, b: tuple[int, ...]) -> float:
     """Intersection over union of two (x0, y0, x1, y1) boxes (0 where ``a`` is None)."""
-    if a is None:
-        return 0.0
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    return 0.0 if a is None else content.box_overlap(a, b) or 0.0
 
 
 def boxes(pixels: np.ndarray) -> dict[str, Any]:

@@ -301,6 +301,21 @@ def _largest_block(small: np.ndarray, settings: EmbedSettings) -> tuple[int, int
     return box
 
 
+def box_overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float | None:
+    """Intersection over union of two (x0, y0, x1, y1) boxes; None where neither has an area.
+
+    >>> box_overlap((0, 0, 10, 10), (5, 0, 15, 10))
+    0.3333333333333333
+    >>> box_overlap((0, 0, 10, 10), (20, 20, 30, 30))
+    0.0
+    """
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    shared = max(width, 0) * max(height, 0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - shared
+    return shared / union if union > 0 else None
+
+
 def _overlap(box: tuple[int, int, int, int], other: np.ndarray) -> bool:
     """Whether two (x, y, width, height) boxes overlap."""
     x, y, w, h = box

@@ -107,7 +107,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from dedup.content import Box, content_box, crop, leading_run
+from dedup.content import Box, box_overlap, content_box, crop, leading_run
 from dedup.imaging import DecodeError, decode_pixels, noise_level
 from dedup.settings import EmbedSettings, VerifySettings, default_table
 
@@ -1384,7 +1384,7 @@ def framed_apart(scores: Mapping[str, Any]) -> bool:
     (``framed_placement`` under :data:`FRAMED_APART`): neither their fit nor their cosine then
     contradicts the images'."""
     placement = scores.get("framed_placement")
-    return placement is not None and not np.isnan(placement) and placement < FRAMED_APART
+    return placement is not None and placement < FRAMED_APART  # NaN (a frame's missing score): False
 
 
 DEFAULT_RULE = PhotoRule.of(default_table("verify"))  # the job's thresholds at the defaults (dedup/config.py)
@@ -1715,13 +1715,8 @@ def framed_placement(a: Description, b: Description, compared: Compared) -> floa
     corners = np.array([[x0, y0, 1.0], [x1, y0, 1.0], [x0, y1, 1.0], [x1, y1, 1.0]]) @ maps[0].T
     if corners.shape[1] == 3:  # a homography
         corners = corners[:, :2] / corners[:, 2:]
-    carried = (*corners.min(0), *corners.max(0))
-    own = _described_box(a, pixels[0].shape)
-    width = min(own[2], carried[2]) - max(own[0], carried[0])
-    height = min(own[3], carried[3]) - max(own[1], carried[1])
-    shared = max(width, 0.0) * max(height, 0.0)
-    union = (own[2] - own[0]) * (own[3] - own[1]) + (carried[2] - carried[0]) * (carried[3] - carried[1]) - shared
-    return float(shared / union) if union > 0 else None
+    placed = box_overlap(_described_box(a, pixels[0].shape), (*corners.min(0), *corners.max(0)))
+    return None if placed is None else float(placed)
 
 
 DESCRIBED_SCHEMA = T.StructType(
