@@ -1,12 +1,13 @@
-"""Content regions found by a pasted photo's straight edges (issue 14, phase 30): on a bench set's
-banner copies, how often the region is the pasted photo, with and without step 6 of
-:mod:`dedup.content` (:func:`dedup.content._edge_rectangle`); on a folder of ordinary photos, how
-many more get a region, and the search's CPU per image.
+"""Content regions found by one step of :mod:`dedup.content`: a pasted photo's straight edges
+(issue 14, phase 30: :func:`dedup.content._edge_rectangle`, on the bench set's banner copies) or
+a photo on a pad (phase 32: :func:`dedup.content._padded_photo`, on its pad copies): how often the
+region is the pasted photo, with and without the step; on a folder of ordinary photos, how many
+more get a region, and the search's CPU per image.
 
-Where the banner generator pasted the photo is found again by template matching: the original,
-resized to the copy's ``photo_share`` (at 11 scales, 0.9-1.1) and matched on the copy as the
-features stage decodes it. A region is the photo where its box overlaps that placement by an
-intersection over union of 0.7 or more. "Without" skips step 6 (:func:`dedup.content._edge_rectangle`).
+Where the generator pasted the photo is found again by template matching: the original, resized
+to the copy's share of it (a banner's ``photo_share``, a pad's ``1 / canvas_area``; at 11 scales,
+0.9-1.1) and matched on the copy as the features stage decodes it. A region is the photo where its
+box overlaps that placement by an intersection over union of 0.7 or more. "Without" skips the step (``--step``).
 
 ``--job``: for each banner copy that is no candidate of its original in that job's output (run on
 the set), the photo at its true placement embedded as the features stage embeds a region, its
@@ -15,6 +16,8 @@ embeddings: whether a region search that found the photo would have made the pai
 
     .venv/bin/python bench/region_edges.py --set bench-out/dev2/set --job bench-out/r91/job/default \\
         --photos ../shared/data/fashion-catalog/images --out bench-out/region-edges.json
+    .venv/bin/python bench/region_edges.py --step pad --set bench-out/dev2/set \\
+        --photos ../shared/data/fashion-catalog/images --out bench-out/region-pads.json
 """
 
 from __future__ import annotations
@@ -71,19 +74,23 @@ def overlap(a: tuple[int, ...] | None, b: tuple[int, ...]) -> float:
     return 0.0 if a is None else content.box_overlap(a, b) or 0.0
 
 
-def boxes(pixels: np.ndarray) -> dict[str, Any]:
-    """The region with and without step 6, and the CPU seconds of each search."""
-    edge_rectangle = content._edge_rectangle
+STEPS = {"edges": ("_edge_rectangle", "banner"), "pad": ("_padded_photo", "pad")}  # the step, the copies it is for
+
+
+def boxes(pixels: np.ndarray, step: str = "edges") -> dict[str, Any]:
+    """The region with and without ``step`` (:data:`STEPS`), and the CPU seconds of each search."""
+    name = STEPS[step][0]
+    found = getattr(content, name)
     try:
-        content._edge_rectangle = lambda small, max_share: None
+        setattr(content, name, lambda small, max_share: None)
         t0 = time.process_time()
         without = content.content_box(pixels, EMBED)
         t1 = time.process_time()
     finally:
-        content._edge_rectangle = edge_rectangle
-    with_edges = content.content_box(pixels, EMBED)
+        setattr(content, name, found)
+    with_step = content.content_box(pixels, EMBED)
     t2 = time.process_time()
-    return {"without": without, "with": with_edges, "s_without": t1 - t0, "s_with": t2 - t1}
+    return {"without": without, "with": with_step, "s_without": t1 - t0, "s_with": t2 - t1}
 
 
 def placed_ranks(bench_set: Path, job: Path) -> list[dict[str, Any]]:
@@ -120,18 +127,21 @@ def placed_ranks(bench_set: Path, job: Path) -> list[dict[str, Any]]:
     return out
 
 
-def banners(bench_set: Path) -> dict[str, Any]:
-    """Per split: banner copies whose region is the pasted photo, is something else, or is none."""
+def copies(bench_set: Path, step: str = "edges") -> dict[str, Any]:
+    """Per split: the step's copies (:data:`STEPS`) whose region is the pasted photo, something
+    else or none, with and without it."""
     truth = read_truth(bench_set / "truth.csv")
     originals = {r["source"]: r for r in truth if r["transform"] == "original"}
     counts: dict[str, Counter] = {}
     for row in truth:
-        if row["transform"] != "banner":
+        if row["transform"] != STEPS[step][1]:
             continue
         pixels = decoded(bench_set / "images" / row["image"])
         original = np.asarray(Image.open(bench_set / "images" / originals[row["source"]]["image"]).convert("RGB"))
-        photo = placement(pixels, original, json.loads(row["params"])["photo_share"])
-        found = boxes(pixels)
+        params = json.loads(row["params"])
+        share = params["photo_share"] if "photo_share" in params else 1 / params["canvas_area"]
+        photo = placement(pixels, original, share)
+        found = boxes(pixels, step)
         tally = counts.setdefault(row["split"], Counter())
         tally["copies"] += 1
         for mode in ("without", "with"):
@@ -142,15 +152,15 @@ def banners(bench_set: Path) -> dict[str, Any]:
     return {split: dict(sorted(c.items())) for split, c in sorted(counts.items())}
 
 
-def photos(folder: Path) -> dict[str, Any]:
-    """Ordinary photos with a region, with and without step 6, and the search's ms per image."""
+def photos(folder: Path, step: str = "edges") -> dict[str, Any]:
+    """Ordinary photos with a region, with and without ``step``, and the search's ms per image."""
     tally: Counter = Counter()
     seconds = {"without": 0.0, "with": 0.0}
     for path in sorted(folder.glob("*.jpg")):
         pixels = decoded(path)
         if pixels is None:
             continue
-        found = boxes(pixels)
+        found = boxes(pixels, step)
         tally["images"] += 1
         tally["without"] += found["without"] is not None
         tally["with"] += found["with"] is not None
@@ -162,18 +172,19 @@ def photos(folder: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", type=Path, help="a bench set (truth.csv, images/) with banner copies")
+    parser.add_argument("--step", choices=sorted(STEPS), default="edges", help="the step measured (default: edges)")
+    parser.add_argument("--set", type=Path, help="a bench set (truth.csv, images/) with banner or pad copies")
     parser.add_argument("--job", type=Path, help="a job output on --set: its banners with no candidate, ranked")
     parser.add_argument("--photos", type=Path, help="a folder of ordinary photos (*.jpg)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     report: dict[str, Any] = {}
     if args.set:
-        report["banners"] = banners(args.set)
-    if args.set and args.job:
+        report["banners" if args.step == "edges" else "pads"] = copies(args.set, args.step)
+    if args.set and args.job and args.step == "edges":
         report["no_candidate_banners"] = placed_ranks(args.set, args.job)
     if args.photos:
-        report["photos"] = photos(args.photos)
+        report["photos"] = photos(args.photos, args.step)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))

@@ -32,7 +32,18 @@ small copy of the image (``embed.region_side`` px on the longer side), cheaply:
    background as in step 1 (the frame, not more of a garment: a stripe's edge, a panel's), is the
    region, where a piece of foreground is in it and one wholly apart from it (a word, a price: a
    bag's body or a pair of trousers is a rectangle too, but one piece with the rest of its photo)
-   (issue 14 phase 30).
+   (issue 14 phase 30);
+7. where neither finds one, a photo on a pad (:func:`_padded_photo`, on the same copy): the
+   canvas's uniform margins are trimmed side by side (a line under ``_EDGE_STEP`` from its side's
+   outermost colour along ``_PAD_FLAT`` of it), and each trimmed side must end at the photo's
+   straight edge (``_PAD_STEP`` of the line a pixel inside an ``_EDGE_STEP`` away; a side trimmed
+   into the photo's own ground goes back to the border, the photo touching it); inside, a ring of
+   ``_PAD_RING`` px is one colour (the photo's ground, ``_PAD_GROUND`` of it) around something
+   else (``_PAD_PRODUCT`` of the box: its product). A photo that spans the canvas one way has its
+   white ground as its columns' end colour (step 1), so the blocks see only its product; a clutch
+   on the catalog's white is a rectangle of straight edges too, but its own edge all round, with
+   no ground (issue 14 phase 32). The photo check leaves this step out
+   (:func:`dedup.photomatch.box_finder`): a pad lies outside the images' fit.
 
 An ordinary product photo (one garment on a plain background) is one block of irregular shape
 with nothing around it, and gets no region: on the shared catalog photos about 5% get one
@@ -86,6 +97,11 @@ _EDGE_END = 0.5  # ... and of each fifth at its ends (it reaches its corners)
 _EDGE_GROUND = 0.6  # ... and the strip 2-4 px outside it this share background (step 1): the frame
 _EDGE_SIDES = 3  # sides read as edges; the others lie on the canvas's border
 _EDGE_MIN_SHARE = 0.04  # a rectangle covers at least this share of the canvas
+_PAD_FLAT = 0.98  # a pad's margin line: at least this share of it under ``_EDGE_STEP`` from the margin's colour
+_PAD_STEP = 0.9  # ... and the photo's edge past it: at least this share of it an ``_EDGE_STEP`` from that colour
+_PAD_RING = 3  # px (at ``_EDGE_SIDE``): the ring inside the photo's edges its ground is read on
+_PAD_GROUND = 0.6  # ... at least this share of it one colour (the photo's ground)
+_PAD_PRODUCT = 0.2  # ... and at least this share of the photo another (its product)
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in the image's pixels (x1, y1 exclusive)
 REGION_INPUT_VERSION = 4
@@ -99,15 +115,18 @@ def region_on(embed_settings: EmbedSettings) -> bool:
     return embed_settings.backend != "none" and embed_settings.region
 
 
-def content_box(pixels: np.ndarray, settings: EmbedSettings) -> Box | None:
+def content_box(pixels: np.ndarray, settings: EmbedSettings, padded: bool = True) -> Box | None:
     """The box of the photo pasted into ``pixels`` (RGB, height x width x 3), or None when the
-    image is not a frame around a smaller photo (module doc)."""
+    image is not a frame around a smaller photo (module doc). ``padded``: a photo on a pad (step 7)
+    counts too."""
     h, w = pixels.shape[:2]
     small, scale = _shrunk(pixels, settings.region_side)
     found = _largest_block(small, settings)
     if found is None:
         small, scale = _shrunk(pixels, _EDGE_SIDE)
         found = _edge_rectangle(small, settings.region_max_share)
+        if found is None and padded:
+            found = _padded_photo(small, settings.region_max_share)
     if found is None:
         return None
     x, y, bw, bh = found
@@ -206,6 +225,65 @@ def _edge_rectangle(small: np.ndarray, max_share: float) -> tuple[int, int, int,
     best = np.flatnonzero(chosen)[np.argmax(share[chosen])]
     box = int(x0[best]), int(y0[best]), int(bw[best]), int(bh[best])
     return box if _framed(pieces, box) else None
+
+
+def _padded_photo(small: np.ndarray, max_share: float) -> tuple[int, int, int, int] | None:
+    """(x, y, width, height) of a photo on a pad (module doc, step 7), or None.
+
+    >>> pad = np.full((120, 200, 3), (40, 90, 160), np.uint8)  # a blue pad
+    >>> pad[10:110, 20:120] = 255  # a white photo on it, touching neither side
+    >>> cv2.circle(pad, (70, 60), 30, (200, 30, 30), -1)  # its product
+    ... # doctest: +ELLIPSIS
+    array(...)
+    >>> _padded_photo(pad, 0.8)
+    (20, 10, 100, 100)
+    >>> product = np.full((120, 200, 3), 255, np.uint8)  # a clutch on the catalog's white: itself
+    >>> product[40:80, 30:170] = (90, 40, 30)  # a rectangle, one colour to its edges
+    >>> _padded_photo(product, 0.8) is None
+    True
+    """
+    colours = small.astype(np.int16)
+    height, width = colours.shape[:2]
+    box = {"top": 0, "bottom": height, "left": 0, "right": width}
+    border = dict(box)
+
+    def line(side: str, inward: int = 0) -> np.ndarray:
+        x0, x1, y0, y1 = box["left"], box["right"], box["top"], box["bottom"]
+        return {"top": colours[min(y0 + inward, height - 1), x0:x1], "bottom": colours[max(y1 - 1 - inward, 0), x0:x1],
+                "left": colours[y0:y1, min(x0 + inward, width - 1)],
+                "right": colours[y0:y1, max(x1 - 1 - inward, 0)]}[side]  # fmt: skip
+
+    margin = {side: np.median(line(side), axis=0) for side in box}
+    inward = {"top": 1, "bottom": -1, "left": 1, "right": -1}
+    trimming = True
+    while trimming and box["right"] - box["left"] > 8 and box["bottom"] - box["top"] > 8:
+        trimming = False
+        for side in box:
+            if (_channel_max(np.abs(line(side) - margin[side])) < _EDGE_STEP).mean() >= _PAD_FLAT:
+                box[side] += inward[side]
+                trimming = True
+
+    def stepped(side: str) -> bool:  # the photo's edge, a pixel in (past a resize's blend), all along it
+        return bool((_channel_max(np.abs(line(side, 1) - margin[side])) >= _EDGE_STEP).mean() >= _PAD_STEP)
+
+    for _ in range(2):  # a side trimmed into the photo's own ground (it touched the border) is the border
+        for side in box:
+            if box[side] != border[side] and not stepped(side):
+                box[side] = border[side]
+    if box == border or any(box[side] != border[side] and not stepped(side) for side in box):
+        return None
+    x0, x1, y0, y1 = box["left"], box["right"], box["top"], box["bottom"]
+    if (x1 - x0) * (y1 - y0) > max_share * width * height:
+        return None
+    inside = colours[y0:y1, x0:x1]
+    ring = np.concatenate([inside[:_PAD_RING], inside[-_PAD_RING:], inside[:, :_PAD_RING].swapaxes(0, 1),
+                           inside[:, -_PAD_RING:].swapaxes(0, 1)], axis=1).reshape(-1, 3)  # fmt: skip
+    ground = np.median(ring, axis=0)
+    if (_channel_max(np.abs(ring - ground)) <= _TOLERANCE).mean() < _PAD_GROUND:
+        return None  # no ground of one colour around it: a product's own edges (a clutch, a box)
+    if (_channel_max(np.abs(inside - ground)) > _TOLERANCE).mean() < _PAD_PRODUCT:
+        return None  # nothing on that ground
+    return x0, y0, x1 - x0, y1 - y0
 
 
 def _pieces(background: np.ndarray) -> np.ndarray:

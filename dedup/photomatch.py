@@ -1739,8 +1739,11 @@ def _described_row(row: Described) -> dict[str, Any]:
 
 
 def box_finder(embed_settings: EmbedSettings | None) -> Callable[[np.ndarray], Box | None] | None:
-    """:func:`dedup.content.content_box` at ``embed_settings`` (None: no framed photos looked for)."""
-    return None if embed_settings is None else functools.partial(content_box, settings=embed_settings)
+    """:func:`dedup.content.content_box` at ``embed_settings`` (None: no framed photos looked for),
+    a photo on a pad left out: its margins are uniform and lie outside the images' fit, so the
+    whole images already compare that photo, and a second view of it would only give a pair near
+    a bound a second reading (issue 14 phase 32: two products of the hard negatives passed so)."""
+    return None if embed_settings is None else functools.partial(content_box, settings=embed_settings, padded=False)
 
 
 def describe_udf(framed: EmbedSettings | None = None) -> Any:

@@ -19,7 +19,7 @@ from dedup.devkit import edits
 from dedup.devkit.imageserver import ImageServer
 from dedup.devkit.synth import image_names, image_url_str, jpeg_bytes, product_image, write_catalog_csv
 from dedup.embed import cached_embedder, embedder_input
-from dedup.photomatch import FRAMED_EVIDENCE, REGION, PhotoRule
+from dedup.photomatch import FRAMED_EVIDENCE, REGION, PhotoRule, box_finder
 from dedup.settings import default_table
 from jobs.dedup_job import run_job
 
@@ -78,6 +78,27 @@ def test_a_large_pad_of_uniform_colour_is_trimmed():
     assert near(content.content_box(np.asarray(canvas), SETTINGS), (250, 120, 474, 344))
 
 
+PADS = ((1, (420, 224), (150, 0)), (5, (224, 400), (0, 0)), (9, (400, 330), (0, 60)))  # seed, canvas, place
+
+
+@pytest.mark.parametrize(("seed", "size", "place"), PADS)
+def test_a_photo_padded_on_a_canvas_it_spans_is_trimmed_at_its_edges(seed, size, place):
+    """The photo spans the canvas one way (touching two or three sides): its white ground is each
+    of its columns' (or rows') end colour, so the product alone is the block, with nothing around
+    it. The pad's uniform margins end at the photo's straight edge, and inside it the photo's one
+    ground is around its product: the region is the photo, near its original (issue 14 phase 32).
+    The photo check leaves it out: its whole images' fit already compares that photo."""
+    canvas = Image.new("RGB", size, (70, 110, 60))
+    canvas.paste(photo(seed), place)
+    pixels = np.asarray(canvas)
+    box = content.content_box(pixels, SETTINGS)
+    assert near(box, (*place, place[0] + 224, place[1] + 224), within=4), box
+    original = unit_vector(np.asarray(photo(seed)))
+    region, whole = (float(original @ unit_vector(p)) for p in (content.square_region(pixels, box), pixels))
+    assert region >= 0.8 and region >= whole + 0.2, (region, whole)
+    assert box_finder(SETTINGS)(pixels) is None and content.content_box(pixels, SETTINGS, padded=False) is None
+
+
 @pytest.mark.parametrize("seed", (0, 2))
 def test_a_photo_in_a_wide_coloured_border_is_found_at_the_defaults(seed):
     """A border copy's photo covers about 0.7 of its canvas: over the old cap of 0.6 (issue 14 phase 17)."""
@@ -116,11 +137,12 @@ def light_banner(seed: int, words: int) -> np.ndarray:
 @pytest.mark.parametrize("seed", (1, 3, 5))
 def test_a_product_on_a_light_canvas_is_found_by_the_words_around_it(seed):
     """Each word is far under a block's 1% of the canvas, but together they frame the product
-    (the set's banners on a light canvas); the product alone on that canvas is an ordinary photo."""
+    (the set's banners on a light canvas). Without them the canvas is a pad: its uniform margins end
+    at the photo's straight edges, a step of 10 levels (issue 14 phase 32)."""
     box = content.content_box(light_banner(seed, 6), SETTINGS)
     x0, y0, x1, y1 = box or (0, 0, 0, 0)  # inside the pasted photo, within the working size's rounding
     assert box is not None and x0 >= 34 and y0 >= 42 and x1 <= 40 + 224 + 6 and y1 <= 48 + 224 + 6, box
-    assert content.content_box(light_banner(seed, 0), SETTINGS) is None
+    assert near(content.content_box(light_banner(seed, 0), SETTINGS), (40, 48, 264, 272), within=4)
 
 
 @pytest.mark.parametrize("seed", (*range(8), 11, 103, 110))  # 0, 11, 103 and 110 are bags
@@ -130,15 +152,19 @@ def test_an_ordinary_product_photo_gets_no_region(seed):
     assert content.content_box(np.asarray(photo(seed)), SETTINGS) is None
 
 
-def shaded_banner(seed: int, word: bool = True) -> np.ndarray:
+def shaded_banner(seed: int, word: bool = True, lines: tuple[str, ...] = ()) -> np.ndarray:
     """``photo(seed)`` pasted at the top of a banner that shades from near white (where the
     photo's white merges with it) down to grey, with one short word apart from it: under the 1% of
-    the canvas that marks a product alone as pasted (``embed.region_min_outside``)."""
+    the canvas that marks a product alone as pasted (``embed.region_min_outside``). ``lines``: a
+    title, a price, a button's words, one under the other at its left: over that 1%."""
     ramp = np.linspace(250, 190, 300)[:, None, None]
     frame = Image.fromarray(np.repeat(ramp, 640, axis=1).repeat(3, axis=2).astype(np.uint8))
     frame.paste(photo(seed), (300, 2))
+    draw = ImageDraw.Draw(frame)
     if word:
-        ImageDraw.Draw(frame).text((60, 130), "-30%", fill=(20, 20, 20), font=edits._font(20))
+        draw.text((60, 130), "-30%", fill=(20, 20, 20), font=edits._font(20))
+    for row, words in enumerate(lines):
+        draw.text((30, 40 + 60 * row), words, fill=(20, 20, 20), font=edits._font(28))
     return np.asarray(frame)
 
 

@@ -271,23 +271,29 @@ def test_eval_command_refuses_missing_inputs(tmp_path, capsys):
     assert cli(["bench-set", "--photos", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
 
 
-def test_region_edges_bench_finds_where_the_photo_was_pasted(tmp_path, capsys):
-    """bench/region_edges.py: banner copies whose photo merges with the banner (the generator's
-    seeds 5, 41 and 55) get a region only by the photo's straight edges, and it is the photo."""
-    set_dir = tmp_path / "set"
+def _copies_set(folder: Path, edit: str, seeds: tuple[int, ...], split: str) -> Path:
+    """A bench set of synthetic originals, each with one copy by ``edits.<edit>`` at its seed."""
+    set_dir = folder / "set"
     (set_dir / "images").mkdir(parents=True)
     rows = []
-    for seed in (5, 41, 55):
+    for seed in seeds:
         original = product_image(seed).resize((224, 224)).convert("RGB")
-        copy, params = edits.banner(original, random.Random(seed))
+        copy, params = getattr(edits, edit)(original, random.Random(seed))
         (set_dir / "images" / f"o{seed}.jpg").write_bytes(jpeg_bytes(original))
-        (set_dir / "images" / f"b{seed}.jpg").write_bytes(jpeg_bytes(copy))
-        rows += [[f"O{seed}", seed, "original", seed, "holdout", f"o{seed}.jpg", "", ""],
-                 [f"B{seed}", seed, "banner", seed, "holdout", f"b{seed}.jpg", json.dumps(params), ""]]  # fmt: skip
+        (set_dir / "images" / f"c{seed}.jpg").write_bytes(jpeg_bytes(copy))
+        rows += [[f"O{seed}", seed, "original", seed, split, f"o{seed}.jpg", "", ""],
+                 [f"C{seed}", seed, edit, seed, split, f"c{seed}.jpg", json.dumps(params), ""]]  # fmt: skip
     with open(set_dir / "truth.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["productId", "group", "transform", "source", "split", "image", "params", "ranges"])
         writer.writerows(rows)
+    return set_dir
+
+
+def test_region_edges_bench_finds_where_the_photo_was_pasted(tmp_path):
+    """bench/region_edges.py: banner copies whose photo merges with the banner (the generator's
+    seeds 5, 41 and 55) get a region only by the photo's straight edges, and it is the photo."""
+    set_dir = _copies_set(tmp_path, "banner", (5, 41, 55), "holdout")
     region_edges = _bench_module("region_edges")
     assert region_edges.main(["--set", str(set_dir), "--photos", str(set_dir / "images"),
                               "--out", str(tmp_path / "edges.json")]) == 0  # fmt: skip
@@ -296,3 +302,17 @@ def test_region_edges_bench_finds_where_the_photo_was_pasted(tmp_path, capsys):
     assert banners["copies"] == 3 and banners["without: none"] == 3
     assert banners["with: photo"] == banners["gained"] >= 2 and banners["lost"] == 0
     assert report["photos"]["images"] == 6 and report["photos"]["with"] >= report["photos"]["without"]
+
+
+def test_region_edges_bench_measures_the_pad_step(tmp_path):
+    """bench/region_edges.py --step pad: pad copies whose photo spans the canvas one way (the
+    generator's seeds 1, 3 and 7) get a region only as a photo on a pad, and it is the photo."""
+    set_dir = _copies_set(tmp_path, "pad", (1, 3, 7), "calibration")
+    region_edges = _bench_module("region_edges")
+    assert region_edges.main(["--step", "pad", "--set", str(set_dir), "--photos", str(set_dir / "images"),
+                              "--out", str(tmp_path / "pads.json")]) == 0  # fmt: skip
+    report = json.loads((tmp_path / "pads.json").read_text())
+    pads = report["pads"]["calibration"]
+    assert pads["copies"] == 3 and pads["without: none"] == 3
+    assert pads["with: photo"] == pads["gained"] == 3 and pads["lost"] == 0
+    assert report["photos"] == {**report["photos"], "images": 6, "without": 0, "with": 3}
