@@ -149,9 +149,14 @@ class Rule:
         """False where both products frame a photo and the two framed photos' cosine
         (``region_cosine``; null unless both have a region) is under ``min_region_cosine``, unless
         the images' fit puts the two framed photos apart (different parts of one photograph: the
-        ``photo`` score ``framed_placement`` under :data:`dedup.photomatch.FRAMED_APART`)."""
-        apart = F.coalesce(F.col("photo")["framed_placement"] < FRAMED_APART, F.lit(False))
-        return F.coalesce(F.col("region_cosine") >= self.min_region_cosine, F.lit(True)) | apart
+        ``photo`` score ``framed_placement`` under :data:`dedup.photomatch.FRAMED_APART`), or the
+        photo check scored the pair and did not find a framed photo in both images (``photo``'s
+        ``region_view`` not ``both``: one region is a photo on a pad, which the photo check does not
+        frame, or was found on the embedder's decode only; issue 14 phase 32)."""
+        photo = F.col("photo")
+        apart = F.coalesce(photo["framed_placement"] < FRAMED_APART, F.lit(False))
+        unframed = photo.isNotNull() & ~F.coalesce(photo["region_view"] == "both", F.lit(False))
+        return F.coalesce(F.col("region_cosine") >= self.min_region_cosine, F.lit(True)) | apart | unframed
 
     def decision(self) -> Column:
         """The ``method`` that decides a scored pair (``exact``, ``photo``, ``dhash``, ``cosine``;

@@ -2,9 +2,11 @@ import random
 
 import numpy as np
 import pandas as pd
+from PIL import Image, ImageDraw
 
 from dedup import groups, verify
 from dedup.config import load_config
+from dedup.devkit import edits
 from dedup.devkit.synth import jpeg_bytes, product_image
 from dedup.imaging import thumbnail
 from dedup.rule import Rule
@@ -74,31 +76,47 @@ def test_verify_decides_and_excludes_families(spark):
     assert {(r["a"], r["b"]) for r in result.family_excluded.collect()} == {("C", "D")}
 
 
+def banner(seed: int) -> Image.Image:
+    """A product photo pasted into a wide frame with a title and a price beside it: the photo
+    check frames it (:func:`dedup.content.content_box`)."""
+    frame = Image.new("RGB", (560, 320), (236, 236, 236))
+    frame.paste(product_image(seed).resize((224, 224)).convert("RGB"), (40, 30))
+    draw = ImageDraw.Draw(frame)
+    draw.text((300, 60), "Summer sale", fill=(20, 20, 20), font=edits._font(28))
+    draw.rounded_rectangle((300, 200, 420, 240), 6, fill=(200, 40, 40))
+    return frame
+
+
 def test_framed_photos_that_disagree_refuse_a_pair_the_photo_check_keeps(spark):
     """Two images that each frame a photo (a content region: a screenshot, a banner) are not one
     photograph when the framed photos' embeddings disagree, whatever the photo check says of the
-    whole frame; a pair where only one image frames a photo is decided as before."""
-    image = product_image(21)
-    data = {i: jpeg_bytes(image, quality) for i, quality in ((1, 95), (2, 85), (3, 75), (4, 65))}  # re-encodings
+    whole frame; a pair where only one image frames a photo is decided as before. Where the photo
+    check frames no photo in them (a region the embedder's stage found that the photo check does
+    not frame: a photo on a pad), the embeddings refuse nothing (issue 14 phase 32)."""
+    framed, plain = banner(3), product_image(21)
+    data = {i: jpeg_bytes(image, quality)  # re-encodings
+            for i, (image, quality) in enumerate([(framed, 95), (framed, 85), (framed, 75), (framed, 65),
+                                                  (plain, 95), (plain, 85)], start=1)}  # fmt: skip
     whole, region, other = (v.astype("<f4").tobytes() for v in np.eye(8)[:3])
-    regions = {1: region, 2: other, 3: region, 4: None}  # 1-2 disagree, 1-3 agree, 4 frames nothing
-    thumb = thumbnail(image)
+    regions = {1: region, 2: other, 3: region, 4: None, 5: region, 6: other}  # 1-2, 5-6 disagree; 4 none
     items = spark.createDataFrame(
-        [(i, f"P{i}", [], f"s{i}", 0b1111, 0, thumb, whole, regions[i]) for i in data],
+        [(i, f"P{i}", [], f"s{i}", 0b1111, 0, thumbnail(framed if i <= 4 else plain), whole, regions[i]) for i in data],
         "id long, productId string, family array<string>, sha256 string, dhash long, dhash_flip long, thumb binary, "
         "embedding binary, region_embedding binary",
     )
     images = spark.createDataFrame(list(data.items()), "id long, image_bytes binary")
-    cands = spark.createDataFrame([(1, 2), (1, 3), (1, 4)], "id_a long, id_b long")
+    cands = spark.createDataFrame([(1, 2), (1, 3), (1, 4), (5, 6)], "id_a long, id_b long")
     rule = Rule.of(typed(load_config()), dim=8)  # the defaults: the photo check, verify.min_region_cosine=0.5
     assert rule.photo_checked and rule.min_region_cosine == 0.5
     scored = {(r["a"], r["b"]): r for r in verify.score_pairs(cands, items, rule, images).collect()}
     assert all(rule.photo.decide(r["photo"].asDict()) for r in scored.values())  # one photograph, every pair
+    assert [scored[pair]["photo"]["region_view"] for pair in (("P1", "P2"), ("P5", "P6"))] == ["both", None]
     assert scored[("P1", "P2")]["region_cosine"] == 0.0 and scored[("P1", "P2")]["method"] is None
     assert scored[("P1", "P3")]["region_cosine"] == 1.0 and scored[("P1", "P3")]["method"] == "photo"
     assert scored[("P1", "P4")]["region_cosine"] is None and scored[("P1", "P4")]["method"] == "photo"
+    assert scored[("P5", "P6")]["region_cosine"] == 0.0 and scored[("P5", "P6")]["method"] == "photo"
     off = Rule.of(typed(load_config(overrides=["verify.min_region_cosine=-1"])), dim=8)
-    assert verify.score_pairs(cands, items, off, images).where("duplicate").count() == 3
+    assert verify.score_pairs(cands, items, off, images).where("duplicate").count() == 4
 
 
 def test_chaining_guard_resplits_then_flags(spark):
@@ -175,8 +193,8 @@ def test_framed_photos_apart_neither_refuse_nor_contradict_the_images_pass(spark
     """Where the images' fit puts the two framed photos in different places (``framed_placement``
     under :data:`FRAMED_APART`: a region found on another part of one photograph), neither their
     cosine nor their fit refuses the images' pass; in one place (one template) or unplaced, both
-    still do. The job's rule (:meth:`Rule.decision`) and the calibration replay
-    (:func:`calibration.kept`) agree."""
+    still do. Where the photo check did not frame both, their cosine refuses nothing. The job's
+    rule (:meth:`Rule.decision`) and the calibration replay (:func:`calibration.kept`) agree."""
     from pyspark.sql import types as T
 
     from dedup.devkit import calibration
@@ -195,8 +213,11 @@ def test_framed_photos_apart_neither_refuse_nor_contradict_the_images_pass(spark
         (0.9, weak, None, False),
         (0.9, fit, together, True),
     ]
-    rows = [{**fit, "region_view": "both", "framed_placement": placed,
-             **{REGION + k: framed.get(k) for k in REGION_FIELDS}} for _, framed, placed, _ in cases]  # fmt: skip
+    views = ["both"] * len(cases) + ["a", None]  # the photo check framed one photo, or none (a pad's)
+    cases += [(0.2, fit, together, True), (0.2, fit, None, True)]  # their cosine refuses nothing
+    rows = [{**fit, "region_view": view, "framed_placement": placed,
+             **{REGION + k: framed.get(k) for k in REGION_FIELDS}}
+            for (_, framed, placed, _), view in zip(cases, views, strict=True)]  # fmt: skip
     frame = spark.createDataFrame(
         [("photo", None, None, 0.9, region_cosine, row) for (region_cosine, *_), row in zip(cases, rows, strict=True)],
         T.StructType([T.StructField("method", T.StringType()), T.StructField("distance", T.IntegerType()),

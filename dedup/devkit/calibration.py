@@ -68,12 +68,19 @@ def components(pairs: pd.DataFrame, groups: GroupsSettings = DEFAULT_GROUPS) -> 
     return edge_components(pairs["a"], pairs["b"], exact, groups.bridge_min_side, groups.max_size)
 
 
-def regions_agree(region_cosine: pd.Series, min_region_cosine: float, placement: pd.Series | None = None) -> pd.Series:
+def regions_agree(
+    region_cosine: pd.Series,
+    min_region_cosine: float,
+    placement: pd.Series | None = None,
+    unframed: pd.Series | None = None,
+) -> pd.Series:
     """:meth:`dedup.rule.Rule.regions_agree` over pandas columns: the framed photos' cosine reaches
     ``min_region_cosine``, or one image frames none (NaN), or the images' fit puts the two framed
-    photos apart (``placement``, the ``framed_placement`` score, under :data:`FRAMED_APART`)."""
+    photos apart (``placement``, the ``framed_placement`` score, under :data:`FRAMED_APART`), or
+    the photo check scored the pair without a framed photo in both images (``unframed``)."""
     apart = False if placement is None else placement.lt(FRAMED_APART)
-    return region_cosine.isna() | (region_cosine >= min_region_cosine) | apart
+    agree = region_cosine.isna() | (region_cosine >= min_region_cosine) | apart
+    return agree if unframed is None else agree | unframed
 
 
 def kept(candidates: pd.DataFrame, rule: PhotoRule, min_region_cosine: float) -> pd.Series:
@@ -82,7 +89,8 @@ def kept(candidates: pd.DataFrame, rule: PhotoRule, min_region_cosine: float) ->
     bound and passes no at-most bound) and whose framed photos, where both images have one, reach
     ``min_region_cosine`` (the job's ``verify.min_region_cosine``,
     :meth:`dedup.rule.Rule.regions_agree`; -1: every pair)."""
-    agree = regions_agree(candidates["region_cosine"], min_region_cosine, candidates.get("framed_placement"))
+    unframed = candidates["scored"] & candidates["region_view"].ne("both")
+    agree = regions_agree(candidates["region_cosine"], min_region_cosine, candidates.get("framed_placement"), unframed)
     return candidates["exact"] | (candidates["scored"] & rule.frame(candidates) & agree)
 
 
