@@ -247,11 +247,15 @@ def _padded_photo(small: np.ndarray, max_share: float) -> tuple[int, int, int, i
     box = {"top": 0, "bottom": height, "left": 0, "right": width}
     border = dict(box)
 
-    def line(side: str, inward: int = 0) -> np.ndarray:
+    def line(side: str, inward: int = 0) -> np.ndarray:  # the box's line on ``side``, ``inward`` lines in
         x0, x1, y0, y1 = box["left"], box["right"], box["top"], box["bottom"]
-        return {"top": colours[min(y0 + inward, height - 1), x0:x1], "bottom": colours[max(y1 - 1 - inward, 0), x0:x1],
-                "left": colours[y0:y1, min(x0 + inward, width - 1)],
-                "right": colours[y0:y1, max(x1 - 1 - inward, 0)]}[side]  # fmt: skip
+        if side == "top":
+            return colours[min(y0 + inward, height - 1), x0:x1]
+        if side == "bottom":
+            return colours[max(y1 - 1 - inward, 0), x0:x1]
+        if side == "left":
+            return colours[y0:y1, min(x0 + inward, width - 1)]
+        return colours[y0:y1, max(x1 - 1 - inward, 0)]
 
     margin = {side: np.median(line(side), axis=0) for side in box}
     inward = {"top": 1, "bottom": -1, "left": 1, "right": -1}
