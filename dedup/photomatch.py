@@ -51,13 +51,13 @@ the geometry of local detail. :func:`match_scores` measures it:
    smaller again, the same reading with the caption parts left out: the changed pixels closed
    into parts, a part a caption where it is a filled box wider than tall (:data:`CAPTION_FILL`,
    :data:`CAPTION_ASPECT`) or a solid stamp of any shape over a few % of the image (an emoji, a
-   logo: :data:`STAMP_SHARE`, :data:`STAMP_FILL`), at most :data:`CAPTION_SHARE` of the
-   products' area, whose texture differs (letters; a recoloured box-shaped product keeps its own
-   texture) or whose colours are the other image's blended toward one colour (a translucent
-   caption, whose letters let the texture under them through: :data:`BLEND_RESIDUAL`,
-   :data:`BLEND_MAX`), and what is left beside them counted :data:`CAPTION_REST` times (with up
-   to half the product read as caption, the rest must all but agree: a look-alike's differing
-   garment can read as a filled box).
+   logo: :data:`STAMP_SHARE`, :data:`STAMP_FILL`; or opaque, :data:`STAMP_LEVELS`), at most
+   :data:`CAPTION_SHARE` of the products' area, whose texture differs (letters; a recoloured
+   box-shaped product keeps its own texture) or whose colours are the other image's blended
+   toward one colour (a translucent caption, whose letters let the texture under them through:
+   :data:`BLEND_RESIDUAL`, :data:`BLEND_MAX`), and what is left beside them counted
+   :data:`CAPTION_REST` times (with up to half the product read as caption, the rest must all but
+   agree: a look-alike's differing garment can read as a filled box).
    Texture is judged above the pair's pixel noise (:data:`NOISE_TEXTURE`), so the grain of a
    noisy copy is no overlay. A colour edit (brightness, contrast, saturation, hue, greyscale)
    maps every pixel the same way: a small share. Catalogs recolour a product on one model shot
@@ -153,6 +153,8 @@ BLEND_MAX = 0.95  # to the other image's blended toward one colour, by a median 
 BLEND_SLACK = 20.0  # levels: that colour may lie this far outside the RGB cube (a least-squares meeting point)
 STAMP_SHARE = 0.05  # a part of any shape (an emoji, a logo) is a caption part too where it covers at most this
 STAMP_FILL = 0.6  # share of the image (0: no such reading) and fills this share of its box (a solid mark)
+STAMP_LEVELS = 60.0  # ... or, filling less (a star, touching emoji), misses the colour map by a median of this (0: off)
+STAMP_OPAQUE_SHARE = 0.07  # ... and such an opaque mark may cover this share of the image
 OVERLAY_IMAGE = 0.05  # share of the image an addition onto one image's background may cover (0: no such reading)
 NOISE_TEXTURE = 6.0  # a window is textured only above this many times the pair's noise in the band (0: off)
 FRAME_UNIFORM = 0.9  # a frame's line: at least this share within 16 levels of the border ring's median (0: none)
@@ -913,7 +915,11 @@ def _caption_parts(
     letters over a texture that shows through them). A part of any shape is one too where it is a
     stamp: at most :data:`STAMP_SHARE` of the image and filling :data:`STAMP_FILL` of its box (an emoji, a
     sticker or a logo over the product is a solid mark of a few % of the image; a look-alike's
-    differing part, a lens or a strap in another colour, fills its box less or is larger)."""
+    differing part, a lens or a strap in another colour, fills its box less or is larger), or,
+    filling less or larger (a star, touching emoji closed into one part; up to
+    :data:`STAMP_OPAQUE_SHARE` of the image), opaque: the map misses its colours by a median of
+    :data:`STAMP_LEVELS` (a mark of another colour outright; where two photos of a shoot differ, by
+    shading, a few tens of levels)."""
     onto_b, sampled, misses = fit
     source, target = (smooth_a, smooth_b) if onto_b else (smooth_b, smooth_a)
     refitted = _missed_everywhere(source, target, sampled, misses, region)
@@ -928,15 +934,22 @@ def _caption_parts(
     width, height, area = (stats[:, k].astype(np.float64) for k in (cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT,
                                                                      cv2.CC_STAT_AREA))  # fmt: skip
     inside = labels[changed]
+    changed_pixels = np.flatnonzero(changed)  # in the order of ``inside``
     textured = np.bincount(inside, differs[changed], count) / np.maximum(np.bincount(inside, minlength=count), 1)
     wide = width >= CAPTION_ASPECT * height
     stamp = (area <= STAMP_SHARE * region.size) & (area >= STAMP_FILL * width * height)  # a solid mark, small
+    if STAMP_LEVELS:  # ... or an opaque one: another colour outright, not the photo's shading
+        loose = (area >= 30) & (area <= STAMP_OPAQUE_SHARE * region.size) & (area >= CAPTION_FILL * width * height)
+        loose &= ~stamp
+        loose[0] = False
+        for part in np.flatnonzero(loose):
+            in_part = changed_pixels[inside == part]
+            stamp[part] = np.median(_map_misses(_with_ones(source[in_part]), coef, target[in_part])) >= STAMP_LEVELS**2
     shaped = ((area >= 30) & (area >= CAPTION_FILL * width * height) & (wide | stamp)
               & (area <= CAPTION_SHARE * np.count_nonzero(region)))  # fmt: skip
     shaped[0] = False  # the unchanged pixels
     caption = shaped & (textured >= CAPTION_TEXTURE)
     if BLEND_MAX:
-        changed_pixels = np.flatnonzero(changed)  # in the order of ``inside``
         for part in np.flatnonzero(shaped & ~caption):
             in_part = changed_pixels[inside == part]
             mapped = np.clip(_with_ones(source[in_part]) @ coef, 0.0, 255.0)

@@ -774,7 +774,7 @@ def test_emoji_beside_a_small_product_are_an_addition_not_a_colour_change(seed: 
     changed colour (0.14, 0.22, 0.25 for these seeds: refused). Foreground in the copy alone, they
     are read as an addition onto its background, allowed up to 5% of the image, and what is left
     is under the rule's 0.10. Each a solid mark of 1.6% of the image, they are stamps too
-    (``STAMP_SHARE``): either reading alone leaves them out."""
+    (``STAMP_SHARE``, ``STAMP_LEVELS``): either reading alone leaves them out."""
     photo = np.asarray(_small_product(seed))
     copy = decode_pixels(jpeg_bytes(_emoji_in_the_corners(_small_product(seed))))
     scores = match_scores(photo, copy)
@@ -782,6 +782,7 @@ def test_emoji_beside_a_small_product_are_an_addition_not_a_colour_change(seed: 
     monkeypatch.setattr(photomatch, "OVERLAY_IMAGE", 0.0)
     assert match_scores(photo, copy)["colour_change"] <= 0.08
     monkeypatch.setattr(photomatch, "STAMP_SHARE", 0.0)  # without both readings the emoji count again
+    monkeypatch.setattr(photomatch, "STAMP_LEVELS", 0.0)  # (nor read as opaque stamps)
     assert match_scores(photo, copy)["colour_change"] > 0.12
     monkeypatch.setattr(photomatch, "OVERLAY_IMAGE", 0.05)
     assert match_scores(photo, copy)["colour_change"] <= 0.08
@@ -850,15 +851,17 @@ def test_the_tiles_under_the_caption_parts_left_out_do_not_count(monkeypatch) ->
     assert counted["tile_agreement"] < 0.5 and not decide(counted), counted
 
 
-def _left_out_by_the_reading(kind: str, seed: int, draw: int, reading: str, monkeypatch) -> None:
+def _left_out_by_the_reading(kind: str, seed: int, draw: int, reading: str, monkeypatch, *also: str) -> None:
     """The dev set's ``kind`` edit over a synthetic product passes at the defaults (the rest beside
-    the parts left out counted twice: at most 0.05), and is refused with ``reading`` set to 0."""
+    the parts left out counted twice: at most 0.05), and is refused with ``reading`` (and ``also``)
+    set to 0."""
     original = product_image(seed).resize((224, 224))
     edited, _ = edits.EDITS[kind](original, random.Random(seed * 10 + draw))
     copy = decode_pixels(jpeg_bytes(edited, 90))
     scores = match_scores(np.asarray(original), copy)
     assert scores["colour_change"] <= 0.05 and decide(scores), scores
-    monkeypatch.setattr(photomatch, reading, 0.0)
+    for name in (reading, *also):
+        monkeypatch.setattr(photomatch, name, 0.0)
     counted = match_scores(np.asarray(original), copy)
     assert counted["colour_change"] > 0.1 and not decide(counted), counted
 
@@ -920,19 +923,27 @@ def _parts_of(photo: np.ndarray, marked: np.ndarray, same_texture: np.ndarray) -
     return _caption_parts(smooth_a, smooth_b, region, same_texture, fit)
 
 
-def test_a_stamp_is_a_small_solid_mark_of_any_shape() -> None:
+def test_a_stamp_is_a_small_solid_mark_of_any_shape(monkeypatch) -> None:
     """A disc of one flat colour whose texture differs from the photo's under it (an emoji, a logo)
     is a caption part where it covers up to 5% of the image (``STAMP_SHARE``; this one 3%) and
-    fills 60% of its box (``STAMP_FILL``; a disc fills 79%); a disc over 8%, or a triangle filling
-    half its box (a look-alike's differing part: a lens, a strap in another colour), is not."""
+    fills 60% of its box (``STAMP_FILL``; a disc fills 79%); a disc over 8% is not. A triangle
+    filling half its box is one where it is opaque, another colour outright (``STAMP_LEVELS``: a
+    star, touching emoji), not where it is the photo's own part shaded some 40 levels off (a
+    look-alike's lens or strap in another colour), nor with that reading off."""
     photo = _smooth_photo(10, 245)
     rows, cols = np.mgrid[:128, :256]
     small, large = ((rows - 64) ** 2 + (cols - 128) ** 2 <= r * r for r in (17, 29))
     triangle = (rows >= 39) & (rows <= 89) & (abs(cols - 128) <= (rows - 39) / 2)
     assert small.mean() < photomatch.STAMP_SHARE < large.mean() and triangle.mean() < photomatch.STAMP_SHARE
-    for mark, stamp in ((small, True), (large, False), (triangle, False)):
+    for mark, stamp in ((small, True), (large, False), (triangle, True)):
         parts = _parts_of_a_mark(photo, mark, (230, 200, 40), ~mark)
         assert parts[mark].all() == stamp and not parts[~mark].any(), mark.mean()
+    shaded = photo.copy()
+    shaded[triangle] += (-25, 20, 25)
+    parts = _parts_of(photo, shaded, ~triangle)
+    assert not parts.any()
+    monkeypatch.setattr(photomatch, "STAMP_LEVELS", 0.0)
+    assert not _parts_of_a_mark(photo, triangle, (230, 200, 40), ~triangle).any()
 
 
 @pytest.mark.parametrize(
@@ -943,7 +954,7 @@ def test_the_dev_sets_emoji_and_logos_over_a_product_are_left_out_as_stamps(kind
     """Emoji and logos of the dev set's edits over the product: no wider than tall, they were not
     read as captions, and their flat colour over the product's counted (0.11-0.14, refused). Each a
     solid mark of a few % of the image, they are left out as stamps (``STAMP_SHARE``)."""
-    _left_out_by_the_reading(kind, seed, draw, "STAMP_SHARE", monkeypatch)
+    _left_out_by_the_reading(kind, seed, draw, "STAMP_SHARE", monkeypatch, "STAMP_LEVELS")
 
 
 def test_beside_a_caption_part_the_rest_counts_more(monkeypatch) -> None:
