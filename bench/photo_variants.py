@@ -141,7 +141,9 @@ def _opened_misses(pm: ModuleType) -> None:
         if refitted is None:
             return distance
         kernel = np.ones((pm.MISS_OPEN, pm.MISS_OPEN), np.uint8)
-        opened = cv2.morphologyEx(refitted[1].reshape(region.shape).astype(np.uint8), cv2.MORPH_OPEN, kernel)
+        opened = cv2.morphologyEx(
+            (refitted[1] > pm.COLOUR_LEVELS**2).reshape(region.shape).astype(np.uint8), cv2.MORPH_OPEN, kernel
+        )
         inside = opened.reshape(-1)[sampled] > 0
         return np.where(inside, distance, np.minimum(distance, pm.COLOUR_LEVELS))
 

@@ -69,11 +69,12 @@ def replay(job: Path, manifest: dict[str, Any], settings: Settings) -> tuple[dic
         spark.stop()
     photo_rows = frame[frame["photo"].notna()]
     recorded = photo_rows["method"].eq("photo").to_numpy()
-    # the photo check decides where the framed photos' embeddings agree (Rule.regions_agree)
-    agree = regions_agree(photo_rows["region_cosine"], rule.min_region_cosine).to_numpy()
     scores = [dict(row) for row in photo_rows["photo"]]
-    python = np.array([rule.photo.decide(one) for one in scores]) & agree
     columns = pd.DataFrame(scores, columns=[name for name, _ in SCORE_FIELDS])  # a missing score: NaN
+    # the photo check decides where the framed photos' embeddings agree (Rule.regions_agree)
+    agree = regions_agree(photo_rows["region_cosine"].reset_index(drop=True), rule.min_region_cosine,
+                          columns["framed_placement"], columns["region_view"].ne("both")).to_numpy()  # fmt: skip
+    python = np.array([rule.photo.decide(one) for one in scores]) & agree
     vectorised = rule.photo.frame(columns).to_numpy() & agree
     counts.update(
         photo_checked=len(photo_rows),

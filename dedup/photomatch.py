@@ -885,17 +885,18 @@ def _change_reading(
 def _missed_everywhere(
     source: np.ndarray, target: np.ndarray, sampled: np.ndarray, misses: np.ndarray, region: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(the map, the pixels of ``region`` it misses): the colour map of ``source`` onto ``target``
-    (smoothed images as rows, one per pixel) refitted on the ``sampled`` pixels it explained
-    (``~misses``), and the pixels (flat, ``region.size``) whose colour it misses by more than
-    :data:`COLOUR_LEVELS` when applied to every pixel; None where it explained fewer than 8."""
+    """(the map, how far it misses each pixel of ``region``): the colour map of ``source`` onto
+    ``target`` (smoothed images as rows, one per pixel) refitted on the ``sampled`` pixels it
+    explained (``~misses``), and the squared RGB distance (flat, ``region.size``; 0 outside
+    ``region``) by which it misses each pixel when applied to every pixel (over
+    :data:`COLOUR_LEVELS` squared: missed); None where it explained fewer than 8."""
     if np.count_nonzero(~misses) < 8:
         return None
     coef = _affine_map(_with_ones(source[sampled]), target[sampled].astype(np.float64), (~misses).astype(np.float64))
     pixels = np.flatnonzero(region)
-    missed = np.zeros(region.size, bool)
-    missed[pixels] = _map_misses(_with_ones(source[pixels]), coef, target[pixels]) > COLOUR_LEVELS**2
-    return coef, missed
+    distance = np.zeros(region.size)
+    distance[pixels] = _map_misses(_with_ones(source[pixels]), coef, target[pixels])
+    return coef, distance
 
 
 def _caption_parts(
@@ -925,9 +926,9 @@ def _caption_parts(
     refitted = _missed_everywhere(source, target, sampled, misses, region)
     if refitted is None:
         return np.zeros(region.shape, bool)
-    coef, missed = refitted
+    coef, distance = refitted
     differs = ~same_texture & region
-    changed = (missed.reshape(region.shape) | differs) & region
+    changed = ((distance > COLOUR_LEVELS**2).reshape(region.shape) | differs) & region
     closing = np.ones((CAPTION_CLOSE, CAPTION_CLOSE), np.uint8)
     closed = cv2.morphologyEx(changed.astype(np.uint8), cv2.MORPH_CLOSE, closing)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
@@ -937,17 +938,14 @@ def _caption_parts(
     changed_pixels = np.flatnonzero(changed)  # in the order of ``inside``
     textured = np.bincount(inside, differs[changed], count) / np.maximum(np.bincount(inside, minlength=count), 1)
     wide = width >= CAPTION_ASPECT * height
+    filled = ((area >= 30) & (area >= CAPTION_FILL * width * height)
+              & (area <= CAPTION_SHARE * np.count_nonzero(region)))  # fmt: skip
+    filled[0] = False  # the unchanged pixels
     stamp = (area <= STAMP_SHARE * region.size) & (area >= STAMP_FILL * width * height)  # a solid mark, small
     if STAMP_LEVELS:  # ... or an opaque one: another colour outright, not the photo's shading
-        loose = (area >= 30) & (area <= STAMP_OPAQUE_SHARE * region.size) & (area >= CAPTION_FILL * width * height)
-        loose &= ~stamp
-        loose[0] = False
-        for part in np.flatnonzero(loose):
-            in_part = changed_pixels[inside == part]
-            stamp[part] = np.median(_map_misses(_with_ones(source[in_part]), coef, target[in_part])) >= STAMP_LEVELS**2
-    shaped = ((area >= 30) & (area >= CAPTION_FILL * width * height) & (wide | stamp)
-              & (area <= CAPTION_SHARE * np.count_nonzero(region)))  # fmt: skip
-    shaped[0] = False  # the unchanged pixels
+        for part in np.flatnonzero(filled & ~wide & ~stamp & (area <= STAMP_OPAQUE_SHARE * region.size)):
+            stamp[part] = np.median(distance[changed_pixels[inside == part]]) >= STAMP_LEVELS**2
+    shaped = filled & (wide | stamp)
     caption = shaped & (textured >= CAPTION_TEXTURE)
     if BLEND_MAX:
         for part in np.flatnonzero(shaped & ~caption):
