@@ -915,10 +915,11 @@ def _parts_of_a_mark(photo: np.ndarray, mark: np.ndarray, colour: tuple, same_te
     return _parts_of(photo, marked, same_texture)
 
 
-def _parts_of(photo: np.ndarray, marked: np.ndarray, same_texture: np.ndarray) -> np.ndarray:
-    """:func:`_caption_parts` of ``photo`` against ``marked``, over the whole image."""
+def _parts_of(photo: np.ndarray, marked: np.ndarray, same_texture: np.ndarray,
+              region: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """:func:`_caption_parts` of ``photo`` against ``marked``, over ``region`` (the whole image)."""
     smooth_a, smooth_b = photo.reshape(-1, 3), marked.reshape(-1, 3)
-    region = np.ones(same_texture.shape, bool)
+    region = np.ones(same_texture.shape, bool) if region is None else region
     fit = _change_reading(smooth_a, smooth_b, region, same_texture, None, 0.0)[1]
     return _caption_parts(smooth_a, smooth_b, region, same_texture, fit)
 
@@ -926,15 +927,17 @@ def _parts_of(photo: np.ndarray, marked: np.ndarray, same_texture: np.ndarray) -
 def test_a_stamp_is_a_small_solid_mark_of_any_shape(monkeypatch) -> None:
     """A disc of one flat colour whose texture differs from the photo's under it (an emoji, a logo)
     is a caption part where it covers up to 5% of the image (``STAMP_SHARE``; this one 3%) and
-    fills 60% of its box (``STAMP_FILL``; a disc fills 79%); a disc over 8% is not. A triangle
-    filling half its box is one where it is opaque, another colour outright (``STAMP_LEVELS``: a
-    star, touching emoji), not where it is the photo's own part shaded some 40 levels off (a
-    look-alike's lens or strap in another colour), nor with that reading off."""
+    fills 60% of its box (``STAMP_FILL``; a disc fills 79%); a disc of 12% is not (over
+    ``STAMP_OPAQUE_SHARE`` too). A triangle filling half its box is one where it is opaque, another
+    colour outright (``STAMP_LEVELS``: a star, touching emoji), not where it is the photo's own part
+    shaded some 40 levels off (a look-alike's lens or strap in another colour), nor with that
+    reading off."""
     photo = _smooth_photo(10, 245)
     rows, cols = np.mgrid[:128, :256]
-    small, large = ((rows - 64) ** 2 + (cols - 128) ** 2 <= r * r for r in (17, 29))
+    small, large = ((rows - 64) ** 2 + (cols - 128) ** 2 <= r * r for r in (17, 35))
     triangle = (rows >= 39) & (rows <= 89) & (abs(cols - 128) <= (rows - 39) / 2)
-    assert small.mean() < photomatch.STAMP_SHARE < large.mean() and triangle.mean() < photomatch.STAMP_SHARE
+    assert small.mean() < photomatch.STAMP_SHARE and large.mean() > photomatch.STAMP_OPAQUE_SHARE
+    assert triangle.mean() < photomatch.STAMP_SHARE
     for mark, stamp in ((small, True), (large, False), (triangle, True)):
         parts = _parts_of_a_mark(photo, mark, (230, 200, 40), ~mark)
         assert parts[mark].all() == stamp and not parts[~mark].any(), mark.mean()
@@ -944,6 +947,28 @@ def test_a_stamp_is_a_small_solid_mark_of_any_shape(monkeypatch) -> None:
     assert not parts.any()
     monkeypatch.setattr(photomatch, "STAMP_LEVELS", 0.0)
     assert not _parts_of_a_mark(photo, triangle, (230, 200, 40), ~triangle).any()
+
+
+def test_an_opaque_mark_is_a_stamp_where_it_leaves_most_of_the_product_seen(monkeypatch) -> None:
+    """A flat triangle of 7.5% of the image (touching emoji closed into one part; over the 5% of a
+    solid stamp, under ``STAMP_OPAQUE_SHARE``) is a stamp over a product that it covers a fifth of;
+    not where it is over a third of the products' area (``STAMP_OPAQUE_REGION``: a photo pasted
+    into a template, different as a whole from another's, is half of it), as it is with that bound off."""
+    photo = _smooth_photo(10, 245)
+    rows, cols = np.mgrid[:128, :256]
+    triangle = (rows >= 30) & (rows <= 100) & (abs(cols - 128) <= (rows - 30) / 2)
+    assert photomatch.STAMP_SHARE < triangle.mean() < photomatch.STAMP_OPAQUE_SHARE
+    marked = photo.copy()
+    marked[triangle] = (230, 200, 40)
+    for top, bottom, left, right, stamp in ((16, 112, 60, 196, True), (26, 104, 88, 168, False)):
+        products = np.zeros(triangle.shape, bool)
+        products[top:bottom, left:right] = True
+        share = triangle.sum() / products.sum()
+        assert (share < photomatch.STAMP_OPAQUE_REGION) == stamp, share
+        parts = _parts_of(photo, marked, ~triangle, products)
+        assert parts[triangle].all() == stamp and not parts[~triangle].any(), share
+    monkeypatch.setattr(photomatch, "STAMP_OPAQUE_REGION", 1.0)
+    assert _parts_of(photo, marked, ~triangle, products)[triangle].all()
 
 
 @pytest.mark.parametrize(
