@@ -156,6 +156,8 @@ STAMP_FILL = 0.6  # share of the image (0: no such reading) and fills this share
 STAMP_LEVELS = 60.0  # ... or, filling less (a star, touching emoji), misses the colour map by a median of this (0: off)
 STAMP_OPAQUE_SHARE = 0.1  # ... and such an opaque mark may cover this share of the image
 STAMP_OPAQUE_REGION = 0.33  # ... and this share of the products' area (a mark over a product leaves most of it seen)
+CAPTION_OPAQUE_REGION = 0.75  # an opaque wide part (letters of another colour) is a caption up to STAMP_OPAQUE_SHARE
+# of the image over this share of a small product's area, more than CAPTION_SHARE (0: no such reading)
 OVERLAY_IMAGE = 0.05  # share of the image an addition onto one image's background may cover (0: no such reading)
 NOISE_TEXTURE = 6.0  # a window is textured only above this many times the pair's noise in the band (0: off)
 FRAME_UNIFORM = 0.9  # a frame's line: at least this share within 16 levels of the border ring's median (0: none)
@@ -919,10 +921,13 @@ def _caption_parts(
     sticker or a logo over the product is a solid mark of a few % of the image; a look-alike's
     differing part, a lens or a strap in another colour, fills its box less or is larger), or,
     filling less or larger (a star, touching emoji closed into one part; up to
-    :data:`STAMP_OPAQUE_SHARE` of the image and :data:`STAMP_OPAQUE_REGION` of ``region``: a photo
-    pasted into a template, which differs from another's as a whole, is half of it), opaque: the map
-    misses its colours by a median of :data:`STAMP_LEVELS` (a mark of another colour outright; where
-    two photos of a shoot differ, by shading, a few tens of levels)."""
+    :data:`STAMP_OPAQUE_SHARE` of the image and :data:`STAMP_OPAQUE_REGION` of ``region``: where
+    two screenshots of one template hold different photos, each photo is half of ``region``),
+    opaque: the map misses its colours by a median of :data:`STAMP_LEVELS` (a mark of another
+    colour outright; where two photos of a shoot differ, by shading, a few tens of levels). A wide
+    part over more than :data:`CAPTION_SHARE` of ``region`` (a caption over much of a small
+    product) is a caption too where it is opaque, up to :data:`STAMP_OPAQUE_SHARE` of the image and
+    :data:`CAPTION_OPAQUE_REGION` of ``region``."""
     onto_b, sampled, misses = fit
     source, target = (smooth_a, smooth_b) if onto_b else (smooth_b, smooth_a)
     refitted = _missed_everywhere(source, target, sampled, misses, region)
@@ -945,9 +950,19 @@ def _caption_parts(
     filled[0] = False  # the unchanged pixels
     stamp = (area <= STAMP_SHARE * region.size) & (area >= STAMP_FILL * width * height)  # a solid mark, small
     if STAMP_LEVELS:  # ... or an opaque one: another colour outright, not the photo's shading
-        opaque_bound = np.minimum(STAMP_OPAQUE_SHARE * region.size, STAMP_OPAQUE_REGION * np.count_nonzero(region))
+
+        def opaque(part: int) -> bool:
+            return bool(np.median(distance[changed_pixels[inside == part]]) >= STAMP_LEVELS**2)
+
+        products = np.count_nonzero(region)
+        opaque_bound = np.minimum(STAMP_OPAQUE_SHARE * region.size, STAMP_OPAQUE_REGION * products)
         for part in np.flatnonzero(filled & ~wide & ~stamp & (area <= opaque_bound)):
-            stamp[part] = np.median(distance[changed_pixels[inside == part]]) >= STAMP_LEVELS**2
+            stamp[part] = opaque(part)
+        wide_bound = np.minimum(STAMP_OPAQUE_SHARE * region.size, CAPTION_OPAQUE_REGION * products)
+        larger = (area > CAPTION_SHARE * products) & (area <= wide_bound) & (area >= CAPTION_FILL * width * height)
+        larger[0] = False
+        for part in np.flatnonzero(wide & larger):  # a caption over much of a small product
+            filled[part] = opaque(part)
     shaped = filled & (wide | stamp)
     caption = shaped & (textured >= CAPTION_TEXTURE)
     if BLEND_MAX:

@@ -818,12 +818,13 @@ def test_a_caption_over_up_to_half_of_a_small_product_is_left_out(box: tuple[int
     """A caption box over a small product covers a third or more of the product's area though a
     tenth of the image or less. Read as a caption part up to half the products' area
     (``CAPTION_SHARE``), it is left out and the pair is the same photograph; held to 0.3 of the
-    area (phase 23's bound), it is counted (0.20, 0.26: refused)."""
+    area (phase 23's bound, and no opaque caption past it), it is counted (0.20, 0.26: refused)."""
     photo = _small_product(2)
     copy = decode_pixels(jpeg_bytes(_caption_box(photo, box)))
     scores = match_scores(np.asarray(photo), copy)
     assert scores["colour_change"] <= 0.02 and decide(scores), scores
     monkeypatch.setattr(photomatch, "CAPTION_SHARE", 0.3)
+    monkeypatch.setattr(photomatch, "CAPTION_OPAQUE_REGION", 0.0)
     counted = match_scores(np.asarray(photo), copy)
     assert counted["colour_change"] > 0.15 and not decide(counted), counted
 
@@ -881,6 +882,35 @@ def test_a_caption_part_is_a_wide_box_whose_texture_differs_not_one_recoloured()
     for same_texture, caption in ((~box, True), (np.ones(box.shape, bool), False)):
         parts = _parts_of_a_mark(photo, box, (40, 140, 60), same_texture)
         assert parts[box].all() == caption and not parts[~box].any()
+
+
+def test_an_opaque_caption_over_much_of_a_small_product_is_a_caption_part(monkeypatch) -> None:
+    """A wide box of letters in two flat colours (stripes) covering 62% of a small product's area
+    (over ``CAPTION_SHARE``) is a caption where it is opaque, another colour outright
+    (``STAMP_LEVELS``; the map misses them by a median of 148 levels), up to
+    ``CAPTION_OPAQUE_REGION`` (75%) of the products' area; not where opaque means 200 levels, nor
+    the box over 83% of the products' area, nor with that reading off."""
+    photo, box = _smooth_photo(10, 245), np.zeros((128, 256), bool)
+    box[50:74, 60:180] = True
+    stripe = np.arange(256)[None, :] // 3 % 2 == 0
+    marked = photo.copy()
+    marked[box & stripe], marked[box & ~stripe] = (40, 140, 60), (230, 220, 30)
+
+    def caption(image: np.ndarray, top: int, bottom: int, left: int, right: int) -> bool:
+        products = np.zeros(box.shape, bool)
+        products[top:bottom, left:right] = True
+        parts = _parts_of(photo, image, ~box, products)
+        assert parts[box].all() == parts[box].any() and not parts[~box].any()
+        return bool(parts[box].all())
+
+    small, smaller = (44, 80, 56, 184), (48, 76, 58, 182)
+    assert photomatch.CAPTION_SHARE < box.sum() / 4608 < photomatch.CAPTION_OPAQUE_REGION < box.sum() / 3472
+    assert caption(marked, *small) and not caption(marked, *smaller)
+    with monkeypatch.context() as patched:
+        patched.setattr(photomatch, "STAMP_LEVELS", 200.0)
+        assert not caption(marked, *small)
+    monkeypatch.setattr(photomatch, "CAPTION_OPAQUE_REGION", 0.0)
+    assert not caption(marked, *small)
 
 
 def test_a_translucent_caption_is_a_caption_part_where_its_texture_agrees(monkeypatch) -> None:
