@@ -158,6 +158,7 @@ STAMP_OPAQUE_SHARE = 0.1  # ... and such an opaque mark may cover this share of 
 STAMP_OPAQUE_REGION = 0.33  # ... and this share of the products' area (a mark over a product leaves most of it seen)
 CAPTION_OPAQUE_REGION = 0.75  # an opaque wide part (letters of another colour) is a caption up to STAMP_OPAQUE_SHARE
 # of the image over this share of a small product's area, more than CAPTION_SHARE (0: no such reading)
+SPLIT_OPEN = 11  # px (at MAX_SIDE): a part filling too little of its box is opened into the parts it joins (0: not)
 OVERLAY_IMAGE = 0.05  # share of the image an addition onto one image's background may cover (0: no such reading)
 NOISE_TEXTURE = 6.0  # a window is textured only above this many times the pair's noise in the band (0: off)
 FRAME_UNIFORM = 0.9  # a frame's line: at least this share within 16 levels of the border ring's median (0: none)
@@ -927,7 +928,9 @@ def _caption_parts(
     colour outright; where two photos of a shoot differ, by shading, a few tens of levels). A wide
     part over more than :data:`CAPTION_SHARE` of ``region`` (a caption over much of a small
     product) is a caption too where it is opaque, up to :data:`STAMP_OPAQUE_SHARE` of the image and
-    :data:`CAPTION_OPAQUE_REGION` of ``region``."""
+    :data:`CAPTION_OPAQUE_REGION` of ``region``. A part filling too little of its box (two captions
+    joined by a few changed pixels) is opened into the parts it joins, each a caption where it is
+    wide, fills its box, is of another texture and opaque (:func:`_opened_captions`)."""
     onto_b, sampled, misses = fit
     source, target = (smooth_a, smooth_b) if onto_b else (smooth_b, smooth_a)
     refitted = _missed_everywhere(source, target, sampled, misses, region)
@@ -970,6 +973,32 @@ def _caption_parts(
             in_part = changed_pixels[inside == part]
             mapped = np.clip(_with_ones(source[in_part]) @ coef, 0.0, 255.0)
             caption[part] = _translucent(mapped, target[in_part]) or _translucent(target[in_part], mapped)
+    loose = (area >= 30) & (area < CAPTION_FILL * width * height) & (area <= CAPTION_SHARE * np.count_nonzero(region))
+    loose[0] = False
+    if SPLIT_OPEN and STAMP_LEVELS and loose.any():
+        return caption[labels] | _opened_captions(closed & loose[labels], changed, differs, distance)
+    return caption[labels]
+
+
+def _opened_captions(loose: np.ndarray, changed: np.ndarray, differs: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """The captions among the ``loose`` parts (closed parts filling too little of their box: two
+    captions, or a caption and the product's changed edge, joined by a few pixels) once opened by
+    :data:`SPLIT_OPEN` pixels into the parts they join: a part at least :data:`CAPTION_ASPECT` times
+    as wide as tall that fills :data:`CAPTION_FILL` of its box, whose texture differs in
+    :data:`CAPTION_TEXTURE` of its ``changed`` pixels and which is opaque (the colour map misses
+    them by a median of :data:`STAMP_LEVELS`: ``distance``, squared, flat). A mask."""
+    opening = np.ones((SPLIT_OPEN, SPLIT_OPEN), np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(cv2.morphologyEx(loose.astype(np.uint8),
+                                                                                cv2.MORPH_OPEN, opening))  # fmt: skip
+    width, height, area = (stats[:, k].astype(np.float64) for k in (cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT,
+                                                                     cv2.CC_STAT_AREA))  # fmt: skip
+    shaped = (area >= 30) & (width >= CAPTION_ASPECT * height) & (area >= CAPTION_FILL * width * height)
+    shaped[0] = False
+    caption = np.zeros(count, bool)
+    for part in np.flatnonzero(shaped):
+        in_part = (labels == part) & changed
+        caption[part] = bool(in_part.any() and differs[in_part].mean() >= CAPTION_TEXTURE
+                             and np.median(distance[in_part.ravel()]) >= STAMP_LEVELS**2)  # fmt: skip
     return caption[labels]
 
 

@@ -913,6 +913,26 @@ def test_an_opaque_caption_over_much_of_a_small_product_is_a_caption_part(monkey
     assert not caption(marked, *small)
 
 
+def test_two_captions_joined_by_a_few_pixels_are_opened_into_two_caption_parts(monkeypatch) -> None:
+    """Two wide boxes of letters (stripes in two flat colours) joined by a line 2 px wide close
+    into one part filling 32% of its box, no caption; opened by ``SPLIT_OPEN`` px, each box is a
+    caption part (wide, filling its box, of another texture and opaque) and the line is not; nor
+    are they with the opening off, or where opaque means 200 levels (the map misses them by 148)."""
+    photo, mark = _smooth_photo(10, 245), np.zeros((128, 256), bool)
+    first, second, line = (np.zeros(mark.shape, bool) for _ in range(3))
+    first[20:36, 40:200], second[80:96, 100:180], line[36:80, 120:122] = True, True, True
+    mark = first | second | line
+    stripe = np.arange(256)[None, :] // 3 % 2 == 0
+    marked = photo.copy()
+    marked[mark & stripe], marked[mark & ~stripe] = (40, 140, 60), (230, 220, 30)
+    parts = _parts_of(photo, marked, ~mark)
+    assert parts[first].all() and parts[second].all() and not parts[line].any() and not parts[~mark].any()
+    for name, value in (("SPLIT_OPEN", 0), ("STAMP_LEVELS", 200.0)):
+        with monkeypatch.context() as patched:
+            patched.setattr(photomatch, name, value)
+            assert not _parts_of(photo, marked, ~mark).any(), name
+
+
 def test_a_translucent_caption_is_a_caption_part_where_its_texture_agrees(monkeypatch) -> None:
     """Thin letters, smoothed, cover each pixel in part, so the texture under them shows through
     and agrees; their colours are the photo's blended toward the letters' colour (40% here): a
