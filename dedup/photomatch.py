@@ -947,22 +947,22 @@ def _caption_parts(
     inside = labels[changed]
     changed_pixels = np.flatnonzero(changed)  # in the order of ``inside``
     textured = np.bincount(inside, differs[changed], count) / np.maximum(np.bincount(inside, minlength=count), 1)
-    wide = width >= CAPTION_ASPECT * height
-    filled = ((area >= 30) & (area >= CAPTION_FILL * width * height)
-              & (area <= CAPTION_SHARE * np.count_nonzero(region)))  # fmt: skip
-    filled[0] = False  # the unchanged pixels
+    wide, boxed = width >= CAPTION_ASPECT * height, area >= CAPTION_FILL * width * height
+    products = np.count_nonzero(region)
+    sized = (area >= 30) & (area <= CAPTION_SHARE * products)
+    sized[0] = False  # the unchanged pixels
+    filled = sized & boxed
     stamp = (area <= STAMP_SHARE * region.size) & (area >= STAMP_FILL * width * height)  # a solid mark, small
     if STAMP_LEVELS:  # ... or an opaque one: another colour outright, not the photo's shading
 
         def opaque(part: int) -> bool:
             return bool(np.median(distance[changed_pixels[inside == part]]) >= STAMP_LEVELS**2)
 
-        products = np.count_nonzero(region)
         opaque_bound = np.minimum(STAMP_OPAQUE_SHARE * region.size, STAMP_OPAQUE_REGION * products)
         for part in np.flatnonzero(filled & ~wide & ~stamp & (area <= opaque_bound)):
             stamp[part] = opaque(part)
         wide_bound = np.minimum(STAMP_OPAQUE_SHARE * region.size, CAPTION_OPAQUE_REGION * products)
-        larger = (area > CAPTION_SHARE * products) & (area <= wide_bound) & (area >= CAPTION_FILL * width * height)
+        larger = (area > CAPTION_SHARE * products) & (area <= wide_bound) & boxed
         larger[0] = False
         for part in np.flatnonzero(wide & larger):  # a caption over much of a small product
             filled[part] = opaque(part)
@@ -973,8 +973,7 @@ def _caption_parts(
             in_part = changed_pixels[inside == part]
             mapped = np.clip(_with_ones(source[in_part]) @ coef, 0.0, 255.0)
             caption[part] = _translucent(mapped, target[in_part]) or _translucent(target[in_part], mapped)
-    loose = (area >= 30) & (area < CAPTION_FILL * width * height) & (area <= CAPTION_SHARE * np.count_nonzero(region))
-    loose[0] = False
+    loose = sized & ~boxed
     if SPLIT_OPEN and STAMP_LEVELS and loose.any():
         return caption[labels] | _opened_captions(closed & loose[labels], changed, differs, distance)
     return caption[labels]
