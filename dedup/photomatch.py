@@ -941,42 +941,76 @@ def _caption_parts(
     changed = ((distance > COLOUR_LEVELS**2).reshape(region.shape) | differs) & region
     closing = np.ones((CAPTION_CLOSE, CAPTION_CLOSE), np.uint8)
     closed = cv2.morphologyEx(changed.astype(np.uint8), cv2.MORPH_CLOSE, closing)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
-    width, height, area = (stats[:, k].astype(np.float64) for k in (cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT,
-                                                                     cv2.CC_STAT_AREA))  # fmt: skip
-    inside = labels[changed]
-    changed_pixels = np.flatnonzero(changed)  # in the order of ``inside``
-    textured = np.bincount(inside, differs[changed], count) / np.maximum(np.bincount(inside, minlength=count), 1)
-    wide, boxed = width >= CAPTION_ASPECT * height, area >= CAPTION_FILL * width * height
+    parts = _Parts.of(closed, changed, differs)
+    area, wide, boxed = parts.area, parts.wide(), parts.boxed()
     products = np.count_nonzero(region)
     sized = (area >= 30) & (area <= CAPTION_SHARE * products)
     sized[0] = False  # the unchanged pixels
     filled = sized & boxed
-    stamp = (area <= STAMP_SHARE * region.size) & (area >= STAMP_FILL * width * height)  # a solid mark, small
+    stamp = (area <= STAMP_SHARE * region.size) & (area >= STAMP_FILL * parts.width * parts.height)  # solid, small
     if STAMP_LEVELS:  # ... or an opaque one: another colour outright, not the photo's shading
-
-        def opaque(part: int) -> bool:
-            return bool(np.median(distance[changed_pixels[inside == part]]) >= STAMP_LEVELS**2)
-
         opaque_bound = np.minimum(STAMP_OPAQUE_SHARE * region.size, STAMP_OPAQUE_REGION * products)
         for part in np.flatnonzero(filled & ~wide & ~stamp & (area <= opaque_bound)):
-            stamp[part] = opaque(part)
+            stamp[part] = parts.opaque(part, distance)
         wide_bound = np.minimum(STAMP_OPAQUE_SHARE * region.size, CAPTION_OPAQUE_REGION * products)
         larger = (area > CAPTION_SHARE * products) & (area <= wide_bound) & boxed
         larger[0] = False
         for part in np.flatnonzero(wide & larger):  # a caption over much of a small product
-            filled[part] = opaque(part)
+            filled[part] = parts.opaque(part, distance)
     shaped = filled & (wide | stamp)
-    caption = shaped & (textured >= CAPTION_TEXTURE)
+    caption = shaped & (parts.textured >= CAPTION_TEXTURE)
     if BLEND_MAX:
         for part in np.flatnonzero(shaped & ~caption):
-            in_part = changed_pixels[inside == part]
+            in_part = parts.pixels(part)
             mapped = np.clip(_with_ones(source[in_part]) @ coef, 0.0, 255.0)
             caption[part] = _translucent(mapped, target[in_part]) or _translucent(target[in_part], mapped)
     loose = sized & ~boxed
     if SPLIT_OPEN and STAMP_LEVELS and loose.any():
-        return caption[labels] | _opened_captions(closed & loose[labels], changed, differs, distance)
-    return caption[labels]
+        return caption[parts.labels] | _opened_captions(closed & loose[parts.labels], changed, differs, distance)
+    return caption[parts.labels]
+
+
+class _Parts(NamedTuple):
+    """The connected parts of a mask (label 0: outside them) with their boxes and areas, and the
+    changed pixels each holds: the parts the caption reading reads."""
+
+    labels: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+    area: np.ndarray
+    inside: np.ndarray  # the part of each changed pixel, in the order of ``changed_pixels``
+    changed_pixels: np.ndarray  # flat
+    textured: np.ndarray  # the share of each part's changed pixels whose texture differs
+
+    @classmethod
+    def of(cls, mask: np.ndarray, changed: np.ndarray, differs: np.ndarray) -> _Parts:
+        """The parts of ``mask`` (8-connected), the ``changed`` pixels they hold and the share of
+        those that ``differs`` (of another texture)."""
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        width, height, area = (stats[:, k].astype(np.float64) for k in (cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT,
+                                                                         cv2.CC_STAT_AREA))  # fmt: skip
+        inside = labels[changed]
+        held = np.maximum(np.bincount(inside, minlength=count), 1)
+        return cls(labels, width, height, area, inside, np.flatnonzero(changed),
+                   np.bincount(inside, differs[changed], count) / held)  # fmt: skip
+
+    def wide(self) -> np.ndarray:
+        """Whether each part's box is :data:`CAPTION_ASPECT` times as wide as tall."""
+        return self.width >= CAPTION_ASPECT * self.height
+
+    def boxed(self) -> np.ndarray:
+        """Whether each part fills :data:`CAPTION_FILL` of its box."""
+        return self.area >= CAPTION_FILL * self.width * self.height
+
+    def pixels(self, part: int) -> np.ndarray:
+        """The changed pixels (flat) of ``part``."""
+        return self.changed_pixels[self.inside == part]
+
+    def opaque(self, part: int, distance: np.ndarray) -> bool:
+        """Whether the colour map misses ``part``'s changed pixels by a median of :data:`STAMP_LEVELS`
+        (``distance``: squared, flat): another colour outright, not the photo's shading."""
+        held = distance[self.pixels(part)]
+        return bool(held.size and np.median(held) >= STAMP_LEVELS**2)
 
 
 def _opened_captions(loose: np.ndarray, changed: np.ndarray, differs: np.ndarray, distance: np.ndarray) -> np.ndarray:
@@ -987,18 +1021,13 @@ def _opened_captions(loose: np.ndarray, changed: np.ndarray, differs: np.ndarray
     :data:`CAPTION_TEXTURE` of its ``changed`` pixels and which is opaque (the colour map misses
     them by a median of :data:`STAMP_LEVELS`: ``distance``, squared, flat). A mask."""
     opening = np.ones((SPLIT_OPEN, SPLIT_OPEN), np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(cv2.morphologyEx(loose.astype(np.uint8),
-                                                                                cv2.MORPH_OPEN, opening))  # fmt: skip
-    width, height, area = (stats[:, k].astype(np.float64) for k in (cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT,
-                                                                     cv2.CC_STAT_AREA))  # fmt: skip
-    shaped = (area >= 30) & (width >= CAPTION_ASPECT * height) & (area >= CAPTION_FILL * width * height)
+    parts = _Parts.of(cv2.morphologyEx(loose.astype(np.uint8), cv2.MORPH_OPEN, opening), changed, differs)
+    shaped = (parts.area >= 30) & parts.wide() & parts.boxed() & (parts.textured >= CAPTION_TEXTURE)
     shaped[0] = False
-    caption = np.zeros(count, bool)
+    caption = np.zeros(parts.area.size, bool)
     for part in np.flatnonzero(shaped):
-        in_part = (labels == part) & changed
-        caption[part] = bool(in_part.any() and differs[in_part].mean() >= CAPTION_TEXTURE
-                             and np.median(distance[in_part.ravel()]) >= STAMP_LEVELS**2)  # fmt: skip
-    return caption[labels]
+        caption[part] = parts.opaque(part, distance)
+    return caption[parts.labels]
 
 
 def _translucent(under: np.ndarray, over: np.ndarray) -> bool:
