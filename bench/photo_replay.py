@@ -39,7 +39,10 @@ split, the copy pairs and the pairs of two products the replay keeps that the jo
 the other way round (the selection rule's reading, before any grouping:
 ``dedup.devkit.calibration.decisions_changed``); ``--set NAME=VALUE`` replays with one of the
 module's constants changed (``OVERLAY_SHARE=0.15``); ``--variant NAME`` replays with one of the
-changes measured and not kept (``bench/photo_variants.py``).
+changes measured and not kept (``bench/photo_variants.py``); ``--weak-from N`` replays the weak
+fits with at least ``N`` inliers too (their second fits from the pixels, through the module's
+per-image caches): a change to the second fits, which lifts weak fits to a comparison, is then
+seen without a job run (the framed photos' views still are not).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ import json
 import pickle
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -90,10 +94,13 @@ variants = _load_variants()
 KEYS = ("precision", "recall", "f1", "lookalike_false_pairs", "recall_by_transform", "recall_by_range")
 
 
-def compared_pairs(job: Path) -> list[tuple[str, str]]:
-    """The candidates the job compared (photo scores with no ``reason``)."""
+def compared_pairs(job: Path, weak_from: int | None = None) -> list[tuple[str, str]]:
+    """The candidates the job compared (photo scores with no ``reason``), and with ``weak_from``
+    the weak fits with at least that many inliers too (a change to the second fits lifts some)."""
     rows = pq.read_table(job / "candidates", columns=["a", "b", "photo"]).to_pylist()
-    return [(r["a"], r["b"]) for r in rows if r["photo"] is not None and r["photo"]["reason"] is None]
+    return [(r["a"], r["b"]) for r in rows if r["photo"] is not None and (
+        r["photo"]["reason"] is None or (weak_from is not None and r["photo"]["reason"] == "weak_fit"
+                                         and (r["photo"]["inliers"] or 0) >= weak_from))]  # fmt: skip
 
 
 def image_bytes(job: Path, ids: set[str]) -> dict[str, bytes]:
@@ -106,13 +113,17 @@ def refit(pm: ModuleType, pairs: list[tuple[str, str]], data: dict[str, bytes], 
     a weak fit fitted again from the pixels where ``pm`` has ``refit_weak`` (another version's fit
     may differ, and its maps are its comparison's to read)."""
     described = {p: pm.describe_bytes(data.get(p)) for p in {p for pair in pairs for p in pair}}
+    pixels_of = pm.PixelCache(size=2048) if hasattr(pm, "PixelCache") else None
+    dense = pm.dense_cache(pixels_of, size=2048) if hasattr(pm, "dense_cache") else None
     fits = {}
-    for a, b in pairs:
+    for a, b in sorted(pairs):  # one side in order: the caches hold it
         scores, maps = pm.fit_descriptions(described[a], described[b], gate)
         if maps is None and hasattr(pm, "refit_weak") and pm._refits(scores, gate):  # as match_descriptions
-            pixels = (pm.decode_for_match(data[a]), pm.decode_for_match(data[b]))
+            pixels = (pixels_of.get(data[a]), pixels_of.get(data[b])) if pixels_of else (
+                pm.decode_for_match(data[a]), pm.decode_for_match(data[b]))  # fmt: skip
             if not any(isinstance(side, str) for side in pixels):
-                scores, maps = pm.refit_weak(described[a], described[b], pixels, scores, gate)
+                cached = [] if dense is None else [(partial(dense.get, data[a]), partial(dense.get, data[b]))]
+                scores, maps = pm.refit_weak(described[a], described[b], pixels, scores, gate, *cached)
         fits[(a, b)] = (scores, maps)
     return fits
 
@@ -185,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--colour-over", type=float, metavar="X",
                         help="replay only the compared pairs whose stored colour change is over X and structure "
                              "reaches the rule's (a screen; the others keep their stored scores)")  # fmt: skip
+    parser.add_argument(
+        "--weak-from",
+        type=int,
+        metavar="N",
+        help="replay the weak fits with at least N inliers too (a change to the second fits)",
+    )
     parser.add_argument("--target-precision", type=float, default=0.99)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -199,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         setattr(pm, name, type(getattr(pm, name))(value))
     verify = default_table("verify")
     gate = photomatch.PhotoRule.of(verify).fit_gate()  # the run's own gate, its blurred band too
-    pairs = compared_pairs(args.job)
+    pairs = compared_pairs(args.job, args.weak_from)
     data = image_bytes(args.job, {p for pair in pairs for p in pair})
     if args.fits and args.fits.exists():
         fits = pickle.loads(args.fits.read_bytes())
