@@ -19,8 +19,7 @@ the geometry of local detail. :func:`match_scores` measures it:
    other's sharpness, its keypoints found again, held to the plain gate; ``blur_refit`` is the sigma.
    A weak fit still, with :data:`DENSE_FROM` inliers, is fitted once more with
    :data:`DENSE_FEATURES` keypoints a side (:func:`refit_dense`: a caption or an emoji takes
-   ORB's budget from the photo), and a whole image's weak fit still, with :data:`CROWDED_FROM`,
-   with :data:`CROWDED_FEATURES` (several captions over a plain product).
+   ORB's budget from the photo).
 3. ``b`` warped onto ``a`` with the fit (with a homography, under it and under the affine map,
    the better-aligned kept); ``structure`` is the correlation of their band-pass
    (difference of Gaussians) images over the products' shared interior (a product: what differs
@@ -118,8 +117,6 @@ ENLARGE_TO = 192  # an image whose longer side is shorter is enlarged to this (t
 ORB_FEATURES = 500
 DENSE_FEATURES = 1000  # keypoints of a weak fit's second chance (0: none; a caption or an emoji takes ORB's budget)
 DENSE_FROM = 15  # ... which a weak fit with at least this many inliers gets
-CROWDED_FEATURES = 3000  # keypoints of a whole image's weak fit's last chance (0: none): captions crowd a plain
-CROWDED_FROM = 3  # product's corners out of ORB's budget; a weak fit still, with this many inliers, gets it
 RATIO = 0.8  # Lowe's ratio test
 RANSAC_PIXELS = 4.0  # reprojection tolerance, at MAX_SIDE scale
 MAX_ANISOTROPY = 1.4  # the fit may scale one direction this much more than the other (a stretch, a shear)
@@ -1252,8 +1249,9 @@ def match_features(a: Features, b: Features, strong: int = 60, gate: FitGate | N
         refitted, maps = refit_blurred(a, b, b.mirrored, (a.sharpness, b.sharpness), (lambda: a.rgb, lambda: b.rgb),
                                        second, strong)  # fmt: skip
         scores = refitted if maps is not None else scores
-    if maps is None and gate is not None:
-        refitted, maps = _dense_refits((DenseSides(a.rgb), DenseSides(b.rgb)), scores, gate, strong=strong)
+    if maps is None and _dense_fit(scores, gate):
+        dense = [Features(side.rgb, features=DENSE_FEATURES) for side in (a, b)]
+        refitted, maps = refit_dense(*dense, scores, gate, strong)
         scores = refitted if maps is not None else scores
     if maps is not None:
         scores.update(_compare(a, b.mirrored() if scores["flipped"] else b, maps))
@@ -1685,69 +1683,28 @@ def _dense_fit(scores: dict[str, Any], gate: FitGate | None) -> bool:
                 and (scores["inliers"] or 0) >= DENSE_FROM)  # fmt: skip
 
 
-def _crowded_fit(scores: dict[str, Any], gate: FitGate | None) -> bool:
-    """Whether a whole image's weak fit gets a last one with :data:`CROWDED_FEATURES` keypoints
-    (:func:`refit_dense`): it has :data:`CROWDED_FROM` inliers or more."""
-    return bool(gate is not None and CROWDED_FEATURES and scores["reason"] == "weak_fit"
-                and (scores["inliers"] or 0) >= CROWDED_FROM)  # fmt: skip
-
-
-class DenseSides:
-    """One image's :class:`Features` with more keypoints than :data:`ORB_FEATURES`, each count
-    found on first use (:data:`DENSE_FEATURES`, :data:`CROWDED_FEATURES`); ``rgb`` as :func:`prepare` leaves it."""
-
-    def __init__(self, rgb: np.ndarray) -> None:
-        self.rgb = rgb
-        self._found: dict[int, Features] = {}
-
-    @classmethod
-    def of(cls, pixels: np.ndarray) -> DenseSides:
-        """The sides of an RGB array (decoded, any size)."""
-        return cls(prepare(pixels))
-
-    def at(self, features: int) -> Features:
-        """The :class:`Features` with ``features`` keypoints."""
-        if features not in self._found:
-            self._found[features] = Features(self.rgb, features=features)
-        return self._found[features]
-
-
-def _dense_refits(
-    sides: tuple[DenseSides, DenseSides], weak: dict[str, Any], gate: FitGate, crowded: bool = True, strong: int = 60
-) -> tuple[dict[str, Any], Maps | None]:
-    """A weak fit's fits with more keypoints, held to ``gate``, in order: :data:`DENSE_FEATURES`
-    (:func:`_dense_fit`), then, with ``crowded`` (a whole image, not a framed photo),
-    :data:`CROWDED_FEATURES` (:func:`_crowded_fit`). The first to reach it gives the scores and
-    maps; else ``(weak, None)``."""
-    chances = ((DENSE_FEATURES, _dense_fit(weak, gate)), (CROWDED_FEATURES, crowded and _crowded_fit(weak, gate)))
-    for features, chance in chances:
-        if chance:
-            refitted, maps = refit_dense(sides[0].at(features), sides[1].at(features), weak, gate, strong)
-            if maps is not None:
-                return refitted, maps
-    return weak, None
+def dense_side(pixels: np.ndarray) -> Features:
+    """The :class:`Features` of an RGB array (decoded, any size) with :data:`DENSE_FEATURES` keypoints."""
+    return Features(prepare(pixels), features=DENSE_FEATURES)
 
 
 def refit_dense(
     a: Features, b: Features, weak: dict[str, Any], gate: FitGate, strong: int = 60
 ) -> tuple[dict[str, Any], Maps | None]:
-    """A weak fit's second chance: both images' :class:`Features` with more keypoints
-    (:class:`DenseSides`: :data:`DENSE_FEATURES`, then for whole images :data:`CROWDED_FEATURES`),
-    fitted as :func:`_fit_sides` fits them on the side the ``weak`` fit took (``b`` or its mirror
-    image: the second fit keeps it in nearly every pair it lifts, at half the cost), held to
-    ``gate``. ORB keeps the corners that respond most: a caption's letters, an emoji's outline or
-    a banner's text take much of :data:`ORB_FEATURES` from the photo, whose own corners then
-    match too few to reach the gate. Fitting every pair with more keypoints moves
+    """A weak fit's second chance: both images' :func:`dense_side` (:data:`DENSE_FEATURES`
+    keypoints), fitted as :func:`_fit_sides` fits them on the side the ``weak`` fit took (``b`` or
+    its mirror image: the second fit keeps it in nearly every pair it lifts, at half the cost),
+    held to ``gate``. ORB keeps the corners that respond most: a caption's letters, an emoji's
+    outline or a banner's text take much of :data:`ORB_FEATURES` from the photo, whose own
+    corners then match too few to reach the gate. Fitting every pair with more keypoints moves
     pairs near every bound of the rule both ways; only the weak fits are fitted again (issue 14
-    phase 26). Three captions or more over a product with little texture of its own (a shoe,
-    trousers) crowd its corners out of 1,000 keypoints too; 3,000 find them (phase 35), held to
-    the same gate."""
+    phase 26)."""
     return _fit_sides(a, b, b.mirrored, lambda: weak["sharpness_gap"], strong, gate, bool(weak["flipped"]))
 
 
-def _refits(scores: dict[str, Any], gate: FitGate | None, crowded: bool = True) -> bool:
+def _refits(scores: dict[str, Any], gate: FitGate | None) -> bool:
     """Whether a pair's fit gets a second one (:func:`refit_weak`)."""
-    return _second_fit(scores, gate) is not None or _dense_fit(scores, gate) or (crowded and _crowded_fit(scores, gate))
+    return _second_fit(scores, gate) is not None or _dense_fit(scores, gate)
 
 
 def refit_weak(
@@ -1756,21 +1713,22 @@ def refit_weak(
     pixels: tuple[np.ndarray, np.ndarray],
     weak: dict[str, Any],
     gate: FitGate | None,
-    dense: tuple[Callable[[], DenseSides], Callable[[], DenseSides]] | None = None,
-    crowded: bool = True,
+    dense: tuple[Callable[[], Features], Callable[[], Features]] | None = None,
 ) -> tuple[dict[str, Any], Maps | None]:
     """The second fits of two described images whose fit was ``weak``, from their decoded
     ``pixels``, in order: :func:`refit_described` (images apart in sharpness), then
-    :func:`_dense_refits` of their :class:`DenseSides` (or ``dense``'s, e.g. from a cache;
-    ``crowded``: whole images). The first to reach ``gate`` gives the scores and maps; else ``(weak, None)``."""
+    :func:`refit_dense` of their :func:`dense_side` (or ``dense``'s, e.g. from a cache). The first
+    to reach ``gate`` gives the scores and maps; else ``(weak, None)``."""
     second = _second_fit(weak, gate)
     if second is not None:
         refitted, maps = refit_described(a, b, *pixels, second)
         if maps is not None:
             return refitted, maps
-    if gate is not None and (_dense_fit(weak, gate) or (crowded and _crowded_fit(weak, gate))):
-        sides = (dense[0](), dense[1]()) if dense else (DenseSides.of(pixels[0]), DenseSides.of(pixels[1]))
-        return _dense_refits(sides, weak, gate, crowded)
+    if gate is not None and _dense_fit(weak, gate):
+        sides = (dense[0](), dense[1]()) if dense else (dense_side(pixels[0]), dense_side(pixels[1]))
+        refitted, maps = refit_dense(*sides, weak, gate)
+        if maps is not None:
+            return refitted, maps
     return weak, None
 
 
@@ -1780,14 +1738,13 @@ def match_descriptions(
     pixels_a: Callable[[], np.ndarray | str],
     pixels_b: Callable[[], np.ndarray | str],
     gate: FitGate | None = None,
-    dense: tuple[Callable[[], DenseSides], Callable[[], DenseSides]] | None = None,
-    crowded: bool = True,
+    dense: tuple[Callable[[], Features], Callable[[], Features]] | None = None,
 ) -> dict[str, Any]:
     """:func:`match_scores` from two stored descriptions; the pixels (``pixels_a()``,
     ``pixels_b()``: RGB arrays, or why an image cannot be read) are decoded only for a pair whose
     fit leaves a comparison to run, or whose weak fit gets a second one (:func:`refit_weak`;
-    ``dense``: its second keypoints, e.g. from a cache; ``crowded``: whole images, not framed photos)."""
-    return _matched(a, b, pixels_a, pixels_b, gate, dense, crowded)[0]
+    ``dense``: its second keypoints, e.g. from a cache)."""
+    return _matched(a, b, pixels_a, pixels_b, gate, dense)[0]
 
 
 Compared = tuple[dict[str, Any], Maps | None, tuple[np.ndarray, np.ndarray] | None]
@@ -1800,18 +1757,17 @@ def _matched(
     pixels_a: Callable[[], np.ndarray | str],
     pixels_b: Callable[[], np.ndarray | str],
     gate: FitGate | None,
-    dense: tuple[Callable[[], DenseSides], Callable[[], DenseSides]] | None,
-    crowded: bool = True,
+    dense: tuple[Callable[[], Features], Callable[[], Features]] | None,
 ) -> Compared:
     """:func:`match_descriptions`, with the maps and pixels of a compared pair."""
     scores, maps = fit_descriptions(a, b, gate)
-    if maps is None and not _refits(scores, gate, crowded):
+    if maps is None and not _refits(scores, gate):
         return scores, None, None
     pixels = (pixels_a(), pixels_b())
     bad = next((f"{n}:{p}" for n, p in zip("ab", pixels, strict=True) if isinstance(p, str)), None)
     if maps is None:  # a weak fit stands unless a second fit reaches the gate
         if bad is None:
-            scores, maps = refit_weak(a, b, pixels, scores, gate, dense, crowded)
+            scores, maps = refit_weak(a, b, pixels, scores, gate, dense)
         if maps is None:
             return scores, None, None
     if bad:
@@ -1907,8 +1863,8 @@ def _loaded(
 
 
 def dense_cache(pixels: BytesCache, size: int = 32) -> BytesCache:
-    """A :class:`BytesCache` of each image's :class:`DenseSides`, from its pixels in ``pixels``."""
-    return BytesCache(lambda data: DenseSides.of(pixels.get(data)), size)
+    """A :class:`BytesCache` of each image's :func:`dense_side`, from its pixels in ``pixels``."""
+    return BytesCache(lambda data: dense_side(pixels.get(data)), size)
 
 
 class PixelCache(BytesCache):
@@ -1956,7 +1912,7 @@ def score_described(
         return described.region, lambda: _cropped(cache.get(data), described.box)
 
     (region_a, pixels_a), (region_b, pixels_b) = side(a, bytes_a, view != "b"), side(b, bytes_b, view != "a")
-    region = match_descriptions(region_a, region_b, pixels_a, pixels_b, gate, crowded=False)
+    region = match_descriptions(region_a, region_b, pixels_a, pixels_b, gate)
     placement = framed_placement(a, b, compared) if view == "both" else None
     return {**scores, "region_view": view, "framed_placement": placement,
             **{REGION + name: region[name] for name in REGION_FIELDS}}  # fmt: skip

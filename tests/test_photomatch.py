@@ -350,44 +350,13 @@ def test_a_copy_whose_text_takes_the_keypoints_is_fitted_again_with_more(kind: s
     described = [describe_bytes(side) for side in data]
     assert score_described(*described, *data, DEFAULT_RULE.fit_gate(), pixels, dense_cache(pixels)) == scores
     monkeypatch.setattr(photomatch, "DENSE_FEATURES", 0)
-    monkeypatch.setattr(photomatch, "CROWDED_FEATURES", 0)  # the last fit, with more still, would reach it too
     weak = match_scores(a, b, DEFAULT_RULE.fit_gate())
     assert weak["reason"] == "weak_fit" and weak["inliers"] >= photomatch.DENSE_FROM and not decide(weak), weak
 
 
-@pytest.mark.parametrize("seed", (0, 17))
-def test_a_copy_whose_captions_crowd_out_even_the_second_keypoints_gets_a_last_fit(seed: int, monkeypatch) -> None:
-    """Captions over a product with little texture of its own take its corners from the second
-    fit's 1,000 keypoints too: these copies stay weak fits (under ``DENSE_FROM`` inliers, so the
-    second fit does not even try). The last fit, with ``CROWDED_FEATURES`` keypoints a side, held
-    to the same gate, reaches it and the rule keeps the copy, on the job's path alike. A framed
-    photo's view does not get it (``crowded=False``): captions lie around a framed photo, not over
-    it (issue 14 phase 35)."""
-    from dedup.photomatch import PixelCache, dense_cache, describe, describe_bytes, match_descriptions, score_described
-
-    original = product_image(seed)
-    copy, _ = edits.text(original, random.Random(seed))
-    data = jpeg_bytes(original), jpeg_bytes(copy)
-    a, b = (decode_pixels(side) for side in data)
-    gate = DEFAULT_RULE.fit_gate()
-    scores = match_scores(a, b, gate)
-    assert scores["reason"] is None and decide(scores), scores
-    assert match_descriptions(describe(a), describe(b), lambda: a, lambda: b, gate) == scores
-    pixels = PixelCache()
-    described = [describe_bytes(side) for side in data]
-    assert score_described(*described, *data, gate, pixels, dense_cache(pixels)) == scores
-    framed = match_descriptions(describe(a), describe(b), lambda: a, lambda: b, gate, crowded=False)
-    assert framed["reason"] == "weak_fit" and not decide(framed), framed
-    monkeypatch.setattr(photomatch, "CROWDED_FEATURES", 0)
-    weak = match_scores(a, b, gate)
-    assert weak["reason"] == "weak_fit" and photomatch.CROWDED_FROM <= weak["inliers"] < photomatch.DENSE_FROM, weak
-    assert not decide(weak)
-
-
 def test_a_look_alike_fitted_again_with_more_keypoints_is_still_refused(monkeypatch) -> None:
-    """The second and last fits give look-alikes no pass: the other colour and print of these
-    cuts, under a caption, are refused, some of them after a weak fit that the second fit, and
-    more that the last fit, tried again."""
+    """The second fit gives look-alikes no pass: the other colour and print of these cuts, under a
+    caption, are refused, some of them after a weak fit that the second fit tried again."""
     pairs = []
     for seed in range(1, 40):
         other, _ = edits.text(lookalike(product_image(seed), seed + 100), random.Random(seed))
@@ -395,12 +364,9 @@ def test_a_look_alike_fitted_again_with_more_keypoints_is_still_refused(monkeypa
     for a, b in pairs:
         assert not decide(match_scores(a, b, DEFAULT_RULE.fit_gate()))
     monkeypatch.setattr(photomatch, "DENSE_FEATURES", 0)
-    monkeypatch.setattr(photomatch, "CROWDED_FEATURES", 0)
     first = [match_scores(a, b, DEFAULT_RULE.fit_gate()) for a, b in pairs]
     tried = [s for s in first if s["reason"] == "weak_fit" and s["inliers"] >= photomatch.DENSE_FROM]
     assert len(tried) >= 2, first
-    last = [s for s in first if s["reason"] == "weak_fit" and s["inliers"] >= photomatch.CROWDED_FROM]
-    assert len(last) >= 10, first
 
 
 def test_a_blurred_look_alike_fitted_again_is_still_refused() -> None:
