@@ -91,16 +91,25 @@ def _load_variants() -> ModuleType:
 
 
 variants = _load_variants()
+CACHED_IMAGES = 2048  # images whose pixels (and second keypoints) the refit keeps: a side's run of pairs and more
 KEYS = ("precision", "recall", "f1", "lookalike_false_pairs", "recall_by_transform", "recall_by_range")
 
 
+def _replayed(photo: dict[str, Any] | None, weak_from: int | None) -> bool:
+    """Whether a candidate's stored photo scores make it one to replay: the job compared it (no
+    ``reason``), or, with ``weak_from``, it is a weak fit with at least that many inliers."""
+    if photo is None:
+        return False
+    if photo["reason"] is None:
+        return True
+    return weak_from is not None and photo["reason"] == "weak_fit" and (photo["inliers"] or 0) >= weak_from
+
+
 def compared_pairs(job: Path, weak_from: int | None = None) -> list[tuple[str, str]]:
-    """The candidates the job compared (photo scores with no ``reason``), and with ``weak_from``
-    the weak fits with at least that many inliers too (a change to the second fits lifts some)."""
+    """The candidates the job compared, and with ``weak_from`` the weak fits with at least that
+    many inliers too (a change to the second fits lifts some): :func:`_replayed`."""
     rows = pq.read_table(job / "candidates", columns=["a", "b", "photo"]).to_pylist()
-    return [(r["a"], r["b"]) for r in rows if r["photo"] is not None and (
-        r["photo"]["reason"] is None or (weak_from is not None and r["photo"]["reason"] == "weak_fit"
-                                         and (r["photo"]["inliers"] or 0) >= weak_from))]  # fmt: skip
+    return [(r["a"], r["b"]) for r in rows if _replayed(r["photo"], weak_from)]
 
 
 def image_bytes(job: Path, ids: set[str]) -> dict[str, bytes]:
@@ -113,8 +122,8 @@ def refit(pm: ModuleType, pairs: list[tuple[str, str]], data: dict[str, bytes], 
     a weak fit fitted again from the pixels where ``pm`` has ``refit_weak`` (another version's fit
     may differ, and its maps are its comparison's to read)."""
     described = {p: pm.describe_bytes(data.get(p)) for p in {p for pair in pairs for p in pair}}
-    pixels_of = pm.PixelCache(size=2048) if hasattr(pm, "PixelCache") else None
-    dense = pm.dense_cache(pixels_of, size=2048) if hasattr(pm, "dense_cache") else None
+    pixels_of = pm.PixelCache(size=CACHED_IMAGES) if hasattr(pm, "PixelCache") else None
+    dense = pm.dense_cache(pixels_of, size=CACHED_IMAGES) if pixels_of and hasattr(pm, "dense_cache") else None
     fits = {}
     for a, b in sorted(pairs):  # one side in order: the caches hold it
         scores, maps = pm.fit_descriptions(described[a], described[b], gate)
