@@ -16,6 +16,13 @@ so a figure of docs/BENCHMARKS.md that came from one can be made again (issue 14
   :data:`MISS_OPEN` px across (a morphological opening of the misses, at full size), so a thin fringe
   along an edge (two images' colours smoothed or sampled differently) is no change.
 
+- ``reversed`` (phase 36): every compared pair compared the other way round, the first image
+  warped onto the second by the fit's inverse (the job orders a pair by its listings' row ids,
+  so which image is warped is an accident of the catalog's order);
+- ``both_ways`` (phase 36): compared both ways, each of the structure, the tiles and the colour
+  change the mean of the two readings (a reading that does not depend on the pair's order);
+- ``both_ways_colour`` (phase 36): as ``both_ways`` for the colour change only.
+
 ``CHROMA_SIGMA`` and ``MISS_OPEN`` are set on the patched module, so ``--set`` reaches them.
 
 Each takes a fresh copy of ``dedup/photomatch.py`` (the job's module is not touched):
@@ -26,6 +33,13 @@ True
 >>> matrix = np.array([[2.0, 0.0, 4.0], [0.0, 2.0, -6.0]])
 >>> np.allclose(_inverse(matrix) @ np.append(matrix @ [3.0, 5.0, 1.0], 1.0), [3.0, 5.0])
 True
+>>> pm = patched("both_ways")
+>>> rng = np.random.default_rng(0)
+>>> a = pm.Picture(cv2.GaussianBlur(rng.integers(0, 255, (96, 96, 3), np.uint8), (0, 0), 2))
+>>> b = pm.Picture(cv2.resize(a.rgb, (80, 80)))
+>>> maps = (np.array([[1.2, 0.0, 0.0], [0.0, 1.2, 0.0]]),)  # b onto a
+>>> [round(pm._compare(a, b, maps)[f] - pm._compare(b, a, [_inverse(maps[0])])[f], 9) for f in BOTH_WAYS]
+[0.0, 0.0, 0.0]
 >>> pm = patched("chroma_smoothed")
 >>> grey_step = np.repeat(np.r_[np.zeros(8), np.full(8, 200.0)], 3).reshape(1, 16, 3).repeat(16, 0)
 >>> np.allclose(pm._smoothed(grey_step, 0.0), photomatch._smoothed(grey_step, 0.0), atol=1e-3)  # no chroma
@@ -96,6 +110,26 @@ def _frame_swap(pm: ModuleType, colour_too: bool = True) -> None:
     pm._compare = swapped
 
 
+BOTH_WAYS = ("structure", "tile_agreement", "colour_change")  # the scores ``both_ways`` reads both ways
+
+
+def _reversed(pm: ModuleType) -> None:
+    """``_compare`` with the first image warped onto the second (the fit's inverse)."""
+    compare = pm._compare
+    pm._compare = lambda a, b, maps: compare(b, a, [_inverse(matrix) for matrix in maps])
+
+
+def _both_ways(pm: ModuleType, fields: tuple[str, ...] = BOTH_WAYS) -> None:
+    """``_compare`` both ways, ``fields`` the mean of the two readings (the others: as compared)."""
+    compare = pm._compare
+
+    def both(a: Any, b: Any, maps: Any) -> dict[str, float]:
+        one, other = compare(a, b, maps), compare(b, a, [_inverse(matrix) for matrix in maps])
+        return {**one, **{field: (one[field] + other[field]) / 2 for field in fields}}
+
+    pm._compare = both
+
+
 def _chroma_smoothed(pm: ModuleType) -> None:
     """``_smoothed`` with each pixel's chroma (RGB less its luma) smoothed to ``pm.CHROMA_SIGMA``."""
     pm.CHROMA_SIGMA = CHROMA_SIGMA
@@ -156,6 +190,9 @@ VARIANTS: dict[str, Callable[[ModuleType], None]] = {
     "frame_swap_tiles": lambda pm: _frame_swap(pm, colour_too=False),
     "chroma_smoothed": _chroma_smoothed,
     "opened_misses": _opened_misses,
+    "reversed": _reversed,
+    "both_ways": _both_ways,
+    "both_ways_colour": lambda pm: _both_ways(pm, ("colour_change",)),
 }
 
 
