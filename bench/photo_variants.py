@@ -80,12 +80,7 @@ def _colour_squares(pm: ModuleType) -> None:
     pm._with_ones, pm._colour_residual = with_squares, affine_residual
 
 
-def _inverse(matrix: np.ndarray) -> np.ndarray:
-    """A fit's map (2x3 affine or 3x3) the other way round, in the same form."""
-    if matrix.shape == (3, 3):
-        inverse = np.linalg.inv(matrix)
-        return inverse / inverse[2, 2]
-    return cv2.invertAffineTransform(matrix)
+_inverse = photomatch.inverse_map
 
 
 def _coverage(pm: ModuleType, onto: Any, moved: Any, matrix: np.ndarray) -> float:

@@ -21,7 +21,9 @@ the geometry of local detail. :func:`match_scores` measures it:
    :data:`DENSE_FEATURES` keypoints a side (:func:`refit_dense`: a caption or an emoji takes
    ORB's budget from the photo).
 3. ``b`` warped onto ``a`` with the fit (with a homography, under it and under the affine map,
-   the better-aligned kept); ``structure`` is the correlation of their band-pass
+   the better-aligned kept; where the fit shrinks ``b`` below :data:`ENLARGE_BELOW`, ``a`` is
+   enlarged onto ``b`` instead, so that a pair of far-apart scales, a banner's photo and its
+   original, reads the same whichever listing comes first); ``structure`` is the correlation of their band-pass
    (difference of Gaussians) images over the products' shared interior (a product: what differs
    from its image's ground, the colour of its border ring; an image framed all round by lines of
    one colour, a border or a narrow pad, has its frame left out and its photo's own ground for
@@ -172,6 +174,7 @@ REFINE_BELOW = 0.4  # ... and not over this (a misaligned copy is rarely farther
 REFINE_COLOUR = 0.03  # the refined alignment is kept only where it leaves at most this colour change
 REFINE_SHIFT = 16.0  # pixels (at MAX_SIDE): the refinement may move the other image's corners at most this far
 REFINE_STEPS = (30, 1e-3)  # ECC's iterations, and the change in correlation at which it stops
+ENLARGE_BELOW = 0.7  # a fit shrinking b below this scale is compared the other way: a enlarged onto b (0: never)
 SCORE_FIELDS: tuple[tuple[str, T.DataType], ...] = (
     ("reason", T.StringType()),
     ("inliers", T.IntegerType()),
@@ -1068,7 +1071,36 @@ def _translucent(under: np.ndarray, over: np.ndarray) -> bool:
     return bool(np.sqrt((miss**2).mean()) <= BLEND_RESIDUAL and np.median(share) <= BLEND_MAX)
 
 
+def _scale(matrix: np.ndarray) -> float:
+    """The scale of a fit's map (the square root of its linear part's determinant)."""
+    return float(np.sqrt(abs(np.linalg.det(matrix[:2, :2]))))
+
+
+def inverse_map(matrix: np.ndarray) -> np.ndarray:
+    """A fit's map (2x3 affine or 3x3) the other way round, in the same form.
+
+    >>> matrix = np.array([[2.0, 0.0, 4.0], [0.0, 2.0, -6.0]])
+    >>> bool(np.allclose(inverse_map(matrix) @ np.append(matrix @ [3.0, 5.0, 1.0], 1.0), [3.0, 5.0]))
+    True
+    """
+    if matrix.shape == (3, 3):
+        inverse = np.linalg.inv(matrix)
+        return inverse / inverse[2, 2]
+    return cv2.invertAffineTransform(matrix)
+
+
 def _compare(a: Picture, b: Picture, maps: Maps) -> dict[str, float]:
+    """:func:`_compare_one_way`, in the larger image's frame where the fit shrinks ``b`` below
+    :data:`ENLARGE_BELOW` (``a`` enlarged onto ``b`` by the maps' inverses): the smaller image's
+    detail is all there is to compare, and a map that shrinks samples the larger one without
+    smoothing it first. On the new dev set's calibration split: 3 more copy pairs kept, no
+    pair of two products (issue 14, phase 36)."""
+    if ENLARGE_BELOW and _scale(maps[0]) < ENLARGE_BELOW:
+        return _compare_one_way(b, a, tuple(inverse_map(matrix) for matrix in maps))
+    return _compare_one_way(a, b, maps)
+
+
+def _compare_one_way(a: Picture, b: Picture, maps: Maps) -> dict[str, float]:
     """:func:`_compare_under` the fit's first map, or where it has two (a homography and the
     affine map) the one whose structure correlates better (the first on ties); where that leaves
     the structure agreeing and the colours not, compared again under the map refined on the
@@ -1225,7 +1257,7 @@ def _fit_sides(
         "matches": matches,
         "inlier_ratio": inliers / matches if matches else 0.0,
         "flipped": flipped,
-        "scale": float(np.sqrt(abs(np.linalg.det(matrix[:2, :2])))),
+        "scale": _scale(matrix),
         "rotation": float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))),
         "sharpness_gap": gap(),
         "blur_refit": None,

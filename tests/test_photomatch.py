@@ -171,6 +171,25 @@ def test_a_copy_shrunk_to_a_third_is_the_same_photograph(seed: int, monkeypatch)
     assert not decide(match_scores(np.asarray(original), copy))
 
 
+def test_a_pair_of_far_apart_scales_reads_the_same_whichever_image_comes_first(monkeypatch) -> None:
+    """The job warps a pair's second listing onto the first (by row id). Where that shrinks it
+    below ENLARGE_BELOW (an original onto its copy pasted at half size), the comparison is made the
+    other way round, so both orders give the same scores; without the rule they differ."""
+    original = np.asarray(product_image(1).convert("RGB").resize((256, 256)))
+    pasted = np.full_like(original, 255)
+    pasted[64:192, 64:192] = np.asarray(Image.fromarray(original).resize((128, 128), Image.Resampling.LANCZOS))
+    big, small = photomatch.Picture(original), photomatch.Picture(pasted)
+    shrinking = (np.array([[0.5, 0.0, 64.0], [0.0, 0.5, 64.0]]),)  # the original onto its pasted copy
+    enlarging = tuple(photomatch.inverse_map(matrix) for matrix in shrinking)
+    fields = ("structure", "tile_agreement", "colour_change")
+    one, other = photomatch._compare(small, big, shrinking), photomatch._compare(big, small, enlarging)
+    assert [one[f] for f in fields] == pytest.approx([other[f] for f in fields], abs=1e-6)
+    assert one["structure"] > 0.95
+    monkeypatch.setattr(photomatch, "ENLARGE_BELOW", 0.0)
+    one = photomatch._compare(small, big, shrinking)
+    assert [one[f] for f in fields] != pytest.approx([other[f] for f in fields], abs=1e-3)
+
+
 def test_a_homography_is_plausible_only_with_a_little_perspective() -> None:
     points = np.float32([(0, 0), (255, 0), (255, 255), (0, 255)])
     tilt = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [4e-4, 0.0, 1.0]])  # 10% more scale at one side
