@@ -23,6 +23,9 @@ so a figure of docs/BENCHMARKS.md that came from one can be made again (issue 14
   change the mean of the two readings (a reading that does not depend on the pair's order);
 - ``both_ways_colour`` (phase 36): as ``both_ways`` for the colour change only.
 
+The last three read the module's comparison one way (``_compare_one_way`` where it has one: a
+module with ``ENLARGE_BELOW`` would turn a shrinking pair back to its larger image's frame).
+
 ``CHROMA_SIGMA`` and ``MISS_OPEN`` are set on the patched module, so ``--set`` reaches them.
 
 Each takes a fresh copy of ``dedup/photomatch.py`` (the job's module is not touched):
@@ -110,13 +113,13 @@ BOTH_WAYS = ("structure", "tile_agreement", "colour_change")  # the scores ``bot
 
 def _reversed(pm: ModuleType) -> None:
     """``_compare`` with the first image warped onto the second (the fit's inverse)."""
-    compare = pm._compare
+    compare = getattr(pm, "_compare_one_way", pm._compare)
     pm._compare = lambda a, b, maps: compare(b, a, [_inverse(matrix) for matrix in maps])
 
 
 def _both_ways(pm: ModuleType, fields: tuple[str, ...] = BOTH_WAYS) -> None:
     """``_compare`` both ways, ``fields`` the mean of the two readings (the others: as compared)."""
-    compare = pm._compare
+    compare = getattr(pm, "_compare_one_way", pm._compare)
 
     def both(a: Any, b: Any, maps: Any) -> dict[str, float]:
         one, other = compare(a, b, maps), compare(b, a, [_inverse(matrix) for matrix in maps])

@@ -23,14 +23,14 @@ the geometry of local detail. :func:`match_scores` measures it:
 3. ``b`` warped onto ``a`` with the fit (with a homography, under it and under the affine map,
    the better-aligned kept; where the fit shrinks ``b`` below :data:`ENLARGE_BELOW`, ``a`` is
    enlarged onto ``b`` instead, so that a pair of far-apart scales, a banner's photo and its
-   original, reads the same whichever listing comes first); ``structure`` is the correlation of their band-pass
-   (difference of Gaussians) images over the products' shared interior (a product: what differs
-   from its image's ground, the colour of its border ring; an image framed all round by lines of
-   one colour, a border or a narrow pad, has its frame left out and its photo's own ground for
-   background, read past a blurred frame's soft edge), silhouette edges left out and the
-   worst-fitting :data:`TRIM` of it too (an overlay, a noisy copy's grain; the misfit read both
-   ways, so that an overlay on either image is what is left out and the figure does not depend on
-   which image is first):
+   original, is compared in one frame whichever listing comes first); ``structure`` is the
+   correlation of their band-pass (difference of Gaussians) images over the products' shared
+   interior (a product: what differs from its image's ground, the colour of its border ring; an
+   image framed all round by lines of one colour, a border or a narrow pad, has its frame left out
+   and its photo's own ground for background, read past a blurred frame's soft edge), silhouette
+   edges left out and the worst-fitting :data:`TRIM` of it too (an overlay, a noisy copy's grain;
+   the misfit read both ways, so that an overlay on either image is what is left out and the
+   figure does not depend on which image is first):
    the same photo keeps its print, folds and shading after a hue shift or greyscale; another
    photo of the same cut does not. ``tile_agreement``: the share of textured 32-pixel tiles
    (textured above the pair's pixel noise) where they correlate, since catalogs paste products of

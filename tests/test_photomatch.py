@@ -174,7 +174,7 @@ def test_a_copy_shrunk_to_a_third_is_the_same_photograph(seed: int, monkeypatch)
 def test_a_pair_of_far_apart_scales_reads_the_same_whichever_image_comes_first(monkeypatch) -> None:
     """The job warps a pair's second listing onto the first (by row id). Where that shrinks it
     below ENLARGE_BELOW (an original onto its copy pasted at half size), the comparison is made the
-    other way round, so both orders give the same scores; without the rule they differ."""
+    other way round, so both orders give the same scores under one fit; without the rule they differ."""
     original = np.asarray(product_image(1).convert("RGB").resize((256, 256)))
     pasted = np.full_like(original, 255)
     pasted[64:192, 64:192] = np.asarray(Image.fromarray(original).resize((128, 128), Image.Resampling.LANCZOS))
