@@ -23,10 +23,19 @@ so a figure of docs/BENCHMARKS.md that came from one can be made again (issue 14
   change the mean of the two readings (a reading that does not depend on the pair's order);
 - ``both_ways_colour`` (phase 36): as ``both_ways`` for the colour change only.
 
-The last three read the module's comparison one way (``_compare_one_way`` where it has one: a
+- ``seam_clear`` (phase 37): where little product is shared, the whole overlap compared clear of
+  its edge by :data:`SEAM_CLEAR` px, the image's border counted as an edge (the band-pass of a
+  warp's seam, a frame's or a pad's edge reaches past the module's 3 px into the tiles by it);
+- ``edge_slack`` (phase 37): a pixel the colour map misses counts only by more than
+  ``COLOUR_LEVELS`` plus :data:`SHIFT_PX` times the larger of the two smoothed images' colour
+  gradient there (levels a pixel), so a miss a shift of that much would explain (a blurred or
+  misaligned silhouette) is no change.
+
+The phase-36 three read the module's comparison one way (``_compare_one_way`` where it has one: a
 module with ``ENLARGE_BELOW`` would turn a shrinking pair back to its larger image's frame).
 
-``CHROMA_SIGMA`` and ``MISS_OPEN`` are set on the patched module, so ``--set`` reaches them.
+``CHROMA_SIGMA``, ``MISS_OPEN``, ``SEAM_CLEAR`` and ``SHIFT_PX`` are set on the patched module, so
+``--set`` reaches them.
 
 Each takes a fresh copy of ``dedup/photomatch.py`` (the job's module is not touched):
 
@@ -47,6 +56,16 @@ True
 >>> grey_step = np.repeat(np.r_[np.zeros(8), np.full(8, 200.0)], 3).reshape(1, 16, 3).repeat(16, 0)
 >>> np.allclose(pm._smoothed(grey_step, 0.0), photomatch._smoothed(grey_step, 0.0), atol=1e-3)  # no chroma
 True
+>>> pm = patched("seam_clear")
+>>> inside = np.ones((64, 64), np.uint8)
+>>> int(photomatch._overlap_interior(inside).sum()), int(pm._overlap_interior(inside).sum())  # 64 * 64, 48 * 48
+(4096, 2304)
+>>> pm = patched("edge_slack")
+>>> edge = np.zeros((64, 64, 3), np.float32)
+>>> edge[:, 32:] = 200.0
+>>> blurred = cv2.GaussianBlur(edge, (0, 0), 2.0)  # a blurred copy's silhouette
+>>> [round(module._colour_change(edge, blurred, np.ones((64, 64), bool)).change, 2) for module in (photomatch, pm)]
+[0.09, 0.0]
 """
 
 from __future__ import annotations
@@ -65,6 +84,8 @@ from dedup.devkit.calibration import load_module
 SWAP_MARGIN = 0.05  # share of a frame the other image must cover more of, in the swapped direction
 CHROMA_SIGMA = 6.0  # px (at photomatch.MAX_SIDE): the chroma's smoothing in ``chroma_smoothed``
 MISS_OPEN = 5  # px: the side of the square the misses are opened by in ``opened_misses``
+SEAM_CLEAR = 17  # px: the side of the square the overlap is eroded by in ``seam_clear``
+SHIFT_PX = 0.5  # px: the shift whose colour change ``edge_slack`` forgives at each pixel
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601
 
 
@@ -144,6 +165,35 @@ def _chroma_smoothed(pm: ModuleType) -> None:
     pm._smoothed = chroma_smoothed
 
 
+Reading = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # (smooth_a, smooth_b, region, sampled pixels)
+
+
+def _per_map(pm: ModuleType, adjust: Callable[[np.ndarray, Reading, int], np.ndarray]) -> None:
+    """``_robust_map_misses``' distances passed through ``adjust(distance, reading, side)`` while
+    ``_change_reading`` runs, which calls it for ``b`` onto ``a`` (side 0) then ``a`` onto ``b`` (1)
+    on the sampled pixels; its calls from elsewhere are left as they are."""
+    reading, robust = pm._change_reading, pm._robust_map_misses
+    current: list[Reading] = []  # the reading running, if any
+    sides: list[int] = []  # the maps of it adjusted so far
+
+    def change_reading(smooth_a: np.ndarray, smooth_b: np.ndarray, region: np.ndarray, *rest: Any) -> Any:
+        pixels = np.flatnonzero(region)
+        current[:], sides[:] = [(smooth_a, smooth_b, region, pixels[:: max(1, len(pixels) // pm.COLOUR_SAMPLES)])], []
+        try:
+            return reading(smooth_a, smooth_b, region, *rest)
+        finally:
+            current.clear()
+
+    def adjusted(source: np.ndarray, target: np.ndarray, rounds: int = 3) -> np.ndarray:
+        distance = robust(source, target, rounds)
+        if not current or len(sides) >= 2:
+            return distance
+        sides.append(len(sides))
+        return adjust(distance, current[0], sides[-1])
+
+    pm._change_reading, pm._robust_map_misses = change_reading, adjusted
+
+
 def _opened_misses(pm: ModuleType) -> None:
     """``_change_reading``'s misses kept only inside a missed area ``pm.MISS_OPEN`` px across: each
     map's misses (``_robust_map_misses``, called for ``b`` onto ``a`` then ``a`` onto ``b`` on the
@@ -151,23 +201,10 @@ def _opened_misses(pm: ModuleType) -> None:
     (``_missed_everywhere``), and opened; a sampled miss outside the opened area is set to the
     bound (no miss)."""
     pm.MISS_OPEN = MISS_OPEN
-    reading, robust = pm._change_reading, pm._robust_map_misses
-    sides: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # (source, target, region, sampled)
 
-    def change_reading(smooth_a: np.ndarray, smooth_b: np.ndarray, region: np.ndarray, *rest: Any) -> Any:
-        pixels = np.flatnonzero(region)
-        sampled = pixels[:: max(1, len(pixels) // pm.COLOUR_SAMPLES)]
-        sides[:] = [(smooth_b, smooth_a, region, sampled), (smooth_a, smooth_b, region, sampled)]
-        try:
-            return reading(smooth_a, smooth_b, region, *rest)
-        finally:
-            sides.clear()
-
-    def opened(source: np.ndarray, target: np.ndarray, rounds: int = 3) -> np.ndarray:
-        distance = robust(source, target, rounds)
-        if not sides:
-            return distance
-        full_source, full_target, region, sampled = sides.pop(0)
+    def opened(distance: np.ndarray, reading: Reading, side: int) -> np.ndarray:
+        smooth_a, smooth_b, region, sampled = reading
+        full_source, full_target = (smooth_b, smooth_a) if side == 0 else (smooth_a, smooth_b)
         missed = distance > pm.COLOUR_LEVELS
         refitted = pm._missed_everywhere(full_source, full_target, sampled, missed, region) if missed.any() else None
         if refitted is None:
@@ -179,7 +216,36 @@ def _opened_misses(pm: ModuleType) -> None:
         inside = opened.reshape(-1)[sampled] > 0
         return np.where(inside, distance, np.minimum(distance, pm.COLOUR_LEVELS))
 
-    pm._change_reading, pm._robust_map_misses = change_reading, opened
+    _per_map(pm, opened)
+
+
+def _seam_clear(pm: ModuleType) -> None:
+    """``_overlap_interior`` eroded by ``pm.SEAM_CLEAR`` px, the image's border an edge too."""
+    pm.SEAM_CLEAR = SEAM_CLEAR
+
+    def clear_of_edge(inside: np.ndarray) -> np.ndarray:
+        kernel = np.ones((pm.SEAM_CLEAR, pm.SEAM_CLEAR), np.uint8)
+        return cv2.erode(inside, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+
+    pm._overlap_interior = clear_of_edge
+
+
+def _edge_slack(pm: ModuleType) -> None:
+    """``_change_reading``'s misses less ``pm.SHIFT_PX`` times the colour gradient at each sampled
+    pixel (the larger of the two smoothed images'): each map's distances less that slack."""
+    pm.SHIFT_PX = SHIFT_PX
+
+    def gradient(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        image = rows.reshape((*shape, 3)).astype(np.float32)
+        dx, dy = (cv2.Sobel(image, cv2.CV_32F, *order, ksize=3) / 8.0 for order in ((1, 0), (0, 1)))
+        return np.sqrt((dx * dx + dy * dy).sum(axis=2)).reshape(-1)
+
+    def forgiving(distance: np.ndarray, reading: Reading, side: int) -> np.ndarray:
+        smooth_a, smooth_b, region, sampled = reading
+        steepest = np.maximum(gradient(smooth_a, region.shape), gradient(smooth_b, region.shape))[sampled]
+        return np.maximum(distance - pm.SHIFT_PX * steepest, 0.0)
+
+    _per_map(pm, forgiving)
 
 
 VARIANTS: dict[str, Callable[[ModuleType], None]] = {
@@ -191,6 +257,8 @@ VARIANTS: dict[str, Callable[[ModuleType], None]] = {
     "reversed": _reversed,
     "both_ways": _both_ways,
     "both_ways_colour": lambda pm: _both_ways(pm, ("colour_change",)),
+    "seam_clear": _seam_clear,
+    "edge_slack": _edge_slack,
 }
 
 
