@@ -165,6 +165,12 @@ DEFAULTS: dict[str, Any] = {
         # (photomatch.CAPTION_*; phases 22 and 24), solid marks up to 5% of the image among them
         # (photomatch.STAMP_*: an emoji, a logo; phase 25)
         "max_colour_change": 0.10,
+        # ... or up to this where the two images' sharpness differs by min_sharpness_gap and the fit
+        # has min_blurred_colour_inliers inliers: the colour reading of a blurred, resized or
+        # recompressed copy misses along the edges the blur matching leaves apart, and look-alikes
+        # shot alike are about as sharp (issue 14 phase 37; chosen on the calibration split)
+        "max_blurred_colour_change": 0.2,
+        "min_blurred_colour_inliers": 100,
         # where both images frame a smaller photo (each has a content region: a screenshot, a
         # banner), a pair whose two regions' embeddings are under this cosine is not a duplicate,
         # whatever decided it: two products pasted into the same template (issue 14 phase 5;
@@ -241,9 +247,10 @@ def set_value(cfg: dict[str, Any], assignment: str) -> None:
     cfg[section][name] = _parse_value(raw, cfg[section][name])
 
 
-AS_BEFORE: dict[str, dict[str, Any]] = {"groups": {"bridge_min_side": 0}}
+AS_BEFORE: dict[str, dict[str, Any]] = {"groups": {"bridge_min_side": 0}, "verify": {"max_blurred_colour_change": 0.0}}
 """Settings added since runs were first recorded, each with the value that does what a run
-recorded without it did (:func:`job_settings_of`): the bridge guard (issue 14 phase 14) was off."""
+recorded without it did (:func:`job_settings_of`): the bridge guard (issue 14 phase 14) was off, and
+so was the blurred colour bound (phase 37; 0: no pair reaches it)."""
 
 
 def job_settings_of(recorded: dict[str, Any]) -> dict[str, Any]:
@@ -259,6 +266,9 @@ def job_settings_of(recorded: dict[str, Any]) -> dict[str, Any]:
     [0, 4]
     >>> job_settings_of({})["groups"]["bridge_min_side"]  # no groups table recorded: the default
     3
+    >>> [job_settings_of({"verify": table})["verify"]["max_blurred_colour_change"]  # before the bound, and after
+    ...  for table in ({"min_inliers": 20}, {"max_blurred_colour_change": 0.2})]
+    [0.0, 0.2]
     """
     cfg = copy.deepcopy(DEFAULTS)
     for section, values in recorded.items():

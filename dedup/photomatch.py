@@ -97,7 +97,7 @@ from __future__ import annotations
 import functools
 import struct
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -1341,6 +1341,10 @@ BLURRED = {"inlier_ratio": "min_blurred_inlier_ratio", "sharpness_gap": "min_sha
            "inliers": "min_blurred_inliers"}  # fmt: skip
 """Score field -> the setting of the lower fit bounds of a pair whose sharpness differs (:class:`FitGate`)."""
 NO_BLURRED_BOUND = (1.0, float("inf"), float("inf"))  # (ratio, gap, inliers): no pair reaches it
+BLURRED_COLOUR = {"colour_change": "max_blurred_colour_change", "inliers": "min_blurred_colour_inliers"}
+"""Score field -> the setting of the colour bound of a pair whose sharpness differs by the blurred
+band's gap and whose fit is strong: the colour change it may reach, the inliers it needs."""
+NO_BLURRED_COLOUR = (0.0, float("inf"))  # (colour change, inliers): no pair reaches it
 FRAMED_EVIDENCE = 10  # ratio-test matches of two framed photos at which their fit can contradict their frames'
 # two framed photos' intersection over union, one carried onto the other image by the images' fit,
 # under which they are different parts of one photograph (:func:`framed_placement`): theirs is no
@@ -1357,7 +1361,8 @@ class PhotoRule:
     :data:`AT_MOST`; calibrated on the dev set by bench/calibrate_photo.py, docs/BENCHMARKS.md):
     enough RANSAC inliers at a high enough ratio (or at the lower ``blurred`` ratio, where the
     two images' sharpness differs by its gap: :data:`BLURRED`, :class:`FitGate`), correlated
-    structure that agrees over most tiles, and colours one global map explains. One definition,
+    structure that agrees over most tiles, and colours one global map explains (or, for two images
+    apart in sharpness with a strong fit, nearly: :data:`BLURRED_COLOUR`). One definition,
     three forms: :meth:`decide` over one pair's scores, :meth:`column` over a Spark
     :data:`SCORES_SCHEMA` column, :meth:`frame` over a pandas frame of score columns. A pair with
     a ``reason`` (not compared) is no match; a missing score fails an at-least bound and passes no
@@ -1370,6 +1375,9 @@ class PhotoRule:
     at_most: tuple[tuple[str, float], ...]  # (score field, the most it may be)
     # the blurred band, in :data:`BLURRED`'s order: (least inlier_ratio, least sharpness_gap, least inliers)
     blurred: tuple[float, float, float] = NO_BLURRED_BOUND
+    # the colour bound of two images apart by the band's gap, in :data:`BLURRED_COLOUR`'s order:
+    # (most colour_change, least inliers)
+    blurred_colour: tuple[float, float] = NO_BLURRED_COLOUR
 
     @classmethod
     def of(cls, verify_settings: VerifySettings) -> PhotoRule:
@@ -1378,6 +1386,7 @@ class PhotoRule:
             tuple((field, float(getattr(verify_settings, key))) for field, key in AT_LEAST.items()),
             tuple((field, float(getattr(verify_settings, key))) for field, key in AT_MOST.items()),
             tuple(float(getattr(verify_settings, key)) for key in BLURRED.values()),
+            tuple(float(getattr(verify_settings, key)) for key in BLURRED_COLOUR.values()),
         )
 
     def fit_gate(self) -> FitGate:
@@ -1390,13 +1399,19 @@ class PhotoRule:
     def with_thresholds(self, thresholds: Mapping[str, float]) -> PhotoRule:
         """This rule with some bounds changed, each named by its ``verify`` setting (a calibration
         grid's point: ``{"min_inliers": 30, "max_colour_change": 0.1}``); ValueError for another name."""
-        unknown = sorted(set(thresholds) - {*AT_LEAST.values(), *AT_MOST.values(), *BLURRED.values()})
+        known = {*AT_LEAST.values(), *AT_MOST.values(), *BLURRED.values(), *BLURRED_COLOUR.values()}
+        unknown = sorted(set(thresholds) - known)
         if unknown:
             raise ValueError(f"not a photo check threshold: {unknown[0]}")
+
+        def band(keys: Iterable[str], bounds: tuple[float, ...]) -> Any:
+            return tuple(float(thresholds.get(key, bound)) for key, bound in zip(keys, bounds, strict=True))
+
         return PhotoRule(
             tuple((field, float(thresholds.get(AT_LEAST[field], least))) for field, least in self.at_least),
             tuple((field, float(thresholds.get(AT_MOST[field], most))) for field, most in self.at_most),
-            tuple(float(thresholds.get(key, bound)) for key, bound in zip(BLURRED.values(), self.blurred, strict=True)),
+            band(BLURRED.values(), self.blurred),
+            band(BLURRED_COLOUR.values(), self.blurred_colour),
         )
 
     def _bounds(self, value: Callable[[str, float], Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -1405,13 +1420,19 @@ class PhotoRule:
         band's ratio (images apart in sharpness, at its lower ratio), and the inliers' test the band
         with its lower count too, so that a pair passes with the sharp bounds or with all of the
         band's, and the ratio alone reads as before (a framed fit short of it contradicts its
-        frames' pass, :meth:`decide`). ``prefix``: :data:`REGION` for the framed-photo view's scores."""
+        frames' pass, :meth:`decide`). The colour's test takes the blurred colour bound where the
+        images are the band's gap apart and the fit has its inliers (:data:`BLURRED_COLOUR`).
+        ``prefix``: :data:`REGION` for the framed-photo view's scores."""
         ratio, gap, inliers = self.blurred
-        ratio_band = (value(prefix + "inlier_ratio", 0.0) >= ratio) & (value(prefix + "sharpness_gap", -1.0) >= gap)
-        band = {"inlier_ratio": ratio_band, "inliers": ratio_band & (value(prefix + "inliers", 0.0) >= inliers)}
+        apart = value(prefix + "sharpness_gap", -1.0) >= gap
+        ratio_band = (value(prefix + "inlier_ratio", 0.0) >= ratio) & apart
+        colour, strong = self.blurred_colour
+        band = {"inlier_ratio": ratio_band, "inliers": ratio_band & (value(prefix + "inliers", 0.0) >= inliers),
+                "colour_change": apart & (value(prefix + "inliers", 0.0) >= strong)
+                & (value(prefix + "colour_change", 1.0) <= colour)}  # fmt: skip
         tests = [(field, value(prefix + field, 0.0) >= least) for field, least in self.at_least]
-        tests = [(field, test | band[field] if field in band else test) for field, test in tests]
-        return tests + [(field, value(prefix + field, 1.0) <= most) for field, most in self.at_most]
+        tests += [(field, value(prefix + field, 1.0) <= most) for field, most in self.at_most]
+        return [(field, test | band[field] if field in band else test) for field, test in tests]
 
     def failing(self, scores: Mapping[str, Any], prefix: str = "") -> list[str]:
         """The score fields whose bounds one compared pair's scores fail, in the rule's order

@@ -124,8 +124,9 @@ def check_margins(
         threshold = threshold if isinstance(threshold, Column) else F.lit(threshold)
         return (value - threshold) / F.greatest(F.lit(top) - threshold, F.lit(1e-9))
 
-    def below(value: Column, threshold: float) -> Column:
-        return F.lit(1.0) - value / F.lit(max(threshold, 1e-9))
+    def below(value: Column, threshold: float | Column) -> Column:
+        threshold = threshold if isinstance(threshold, Column) else F.lit(max(threshold, 1e-9))
+        return F.lit(1.0) - value / threshold
 
     def held_to(field: str, least: float) -> float | Column:  # a blurred copy's fit: the blurred bounds
         ratio, gap, inliers = photo_rule.blurred
@@ -134,13 +135,21 @@ def check_margins(
             return least
         return F.when(F.coalesce(photo["sharpness_gap"] >= gap, F.lit(False)), F.lit(blurred)).otherwise(F.lit(least))
 
+    def colour_held_to(most: float) -> float | Column:  # a blurred copy's strong fit: the blurred colour bound
+        gap = photo_rule.blurred[1]
+        colour, strong = photo_rule.blurred_colour
+        if colour <= most:
+            return most
+        band = F.coalesce((photo["sharpness_gap"] >= gap) & (photo["inliers"] >= strong), F.lit(False))
+        return F.when(band, F.lit(colour)).otherwise(F.lit(most))
+
     # an inlier count has no top: 3x its least is as clear as it gets; the other scores are shares
     return {
         "photo": [
             (field, above(photo[field].cast("double"), held_to(field, least), 3 * least if field == "inliers" else 1.0))
             for field, least in photo_rule.at_least
         ]
-        + [(field, below(photo[field], most)) for field, most in photo_rule.at_most],
+        + [(field, below(photo[field], colour_held_to(most))) for field, most in photo_rule.at_most],
         "dhash": [
             ("distance", F.lit(1.0) - F.col("distance").cast("double") / F.lit(float(max_distance) + 1)),
             ("thumb_distance", below(F.col("thumb_distance"), max_thumb_distance)),

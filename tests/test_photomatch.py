@@ -23,6 +23,7 @@ from dedup.photomatch import (
     AT_MOST,
     BLUR_STEPS,
     BLURRED,
+    BLURRED_COLOUR,
     DEFAULT_RULE,
     FRAMED_APART,
     FRAMED_EVIDENCE,
@@ -289,6 +290,7 @@ def test_job_defaults_are_the_calibrated_rule() -> None:
     bounds = dict(DEFAULT_RULE.at_least + DEFAULT_RULE.at_most)  # score field -> its threshold
     assert bounds == {field: DEFAULTS["verify"][key] for field, key in {**AT_LEAST, **AT_MOST}.items()}
     assert DEFAULT_RULE.blurred == tuple(DEFAULTS["verify"][key] for key in BLURRED.values())
+    assert DEFAULT_RULE.blurred_colour == tuple(DEFAULTS["verify"][key] for key in BLURRED_COLOUR.values())
     assert DEFAULT_RULE.fit_gate() == (20, 0.6, 0.4, 0.2, 18)
 
 
@@ -413,6 +415,32 @@ def test_the_blurred_bound_reads_alike_in_the_rules_three_forms(spark) -> None:
     decided = [DEFAULT_RULE.decide(row) for row in rows]
     no_band, band = [False, False, False, False], [False, False, True, True]
     assert decided == [False] * 12 + [*no_band, *band, *band] + [*no_band, *band, True, True, True, True]
+    frame = pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS]).astype({"sharpness_gap": float})
+    assert list(DEFAULT_RULE.frame(frame)) == decided
+    structs = spark.createDataFrame([(i, row) for i, row in enumerate(rows)],
+                                    T.StructType([T.StructField("i", T.IntegerType()),
+                                                  T.StructField("s", SCORES_SCHEMA)]))  # fmt: skip
+    column = structs.select("i", DEFAULT_RULE.column(F.col("s")).alias("same")).orderBy("i").collect()
+    assert [r["same"] for r in column] == decided
+
+
+def test_the_blurred_colour_bound_reads_alike_in_the_rules_three_forms(spark) -> None:
+    """The defaults let a pair whose images' sharpness differs by the blurred band's gap (0.2) and
+    whose fit has ``min_blurred_colour_inliers`` (100) reach ``max_blurred_colour_change`` (0.2):
+    a blurred or recompressed copy's colours read a little apart along the edges the blur leaves
+    (issue 14 phase 37). A weaker fit, a smaller gap or a missing one holds to ``max_colour_change``
+    (0.1); so does the framed photo's view, with its own gap and inliers. The three forms agree."""
+    good = {"reason": None, "matches": 300, "inlier_ratio": 0.8, "structure": 0.9, "tile_agreement": 0.9}
+    rows = [{**good, "inliers": inliers, "sharpness_gap": gap, "colour_change": colour}
+            for inliers in (60, 100) for gap in (None, 0.1, 0.3) for colour in (0.08, 0.15, 0.25)]  # fmt: skip
+    framed = {**good, "inliers": 40, "sharpness_gap": 0.0, "colour_change": 0.5, "region_view": "b",
+              **{REGION + k: v for k, v in good.items()}}  # fmt: skip
+    rows += [{**framed, "region_inliers": inliers, "region_sharpness_gap": 0.3, "region_colour_change": 0.15}
+             for inliers in (60, 100)]  # fmt: skip
+    decided = [DEFAULT_RULE.decide(row) for row in rows]
+    held = [True, False, False] * 3  # colour 0.08 passes, 0.15 and 0.25 do not
+    assert decided == [*held, *held[:6], True, True, False, False, True]
+    assert not DEFAULT_RULE.with_thresholds({"max_blurred_colour_change": 0.0}).decide(rows[-4])  # as before
     frame = pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS]).astype({"sharpness_gap": float})
     assert list(DEFAULT_RULE.frame(frame)) == decided
     structs = spark.createDataFrame([(i, row) for i, row in enumerate(rows)],
