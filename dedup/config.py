@@ -156,6 +156,11 @@ DEFAULTS: dict[str, Any] = {
         "min_blurred_inliers": 18,
         "min_structure": 0.8,
         "min_tile_agreement": 0.5,
+        # ... unless the structure reaches min_untiled_structure and the colour change is at most
+        # max_untiled_colour_change: one photograph, whatever the tiles read along the edge of a small
+        # product (a border's, a pad's or the warp's seam; issue 14 phase 37; chosen on the calibration split)
+        "min_untiled_structure": 0.97,
+        "max_untiled_colour_change": 0.02,
         # share of the products' area one global colour map may miss, compared after blurring the
         # sharper image to the other's detail, where the texture agrees; the area whose texture
         # differs (an overlay) counts beyond 10% (photomatch.OVERLAY_SHARE; issue 14 phase 3), texture
@@ -247,10 +252,13 @@ def set_value(cfg: dict[str, Any], assignment: str) -> None:
     cfg[section][name] = _parse_value(raw, cfg[section][name])
 
 
-AS_BEFORE: dict[str, dict[str, Any]] = {"groups": {"bridge_min_side": 0}, "verify": {"max_blurred_colour_change": 0.0}}
+AS_BEFORE: dict[str, dict[str, Any]] = {
+    "groups": {"bridge_min_side": 0},
+    "verify": {"max_blurred_colour_change": 0.0, "max_untiled_colour_change": -1.0},
+}
 """Settings added since runs were first recorded, each with the value that does what a run
 recorded without it did (:func:`job_settings_of`): the bridge guard (issue 14 phase 14) was off, and
-so was the blurred colour bound (phase 37; 0: no pair reaches it)."""
+so were the blurred colour bound and the tiles waived (phase 37; 0 and -1: no pair reaches them)."""
 
 
 def job_settings_of(recorded: dict[str, Any]) -> dict[str, Any]:

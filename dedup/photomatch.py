@@ -1345,6 +1345,10 @@ BLURRED_COLOUR = {"colour_change": "max_blurred_colour_change", "inliers": "min_
 """Score field -> the setting of the colour bound of a pair whose sharpness differs by the blurred
 band's gap and whose fit is strong: the colour change it may reach, the inliers it needs."""
 NO_BLURRED_COLOUR = (0.0, float("inf"))  # (colour change, inliers): no pair reaches it
+UNTILED = {"structure": "min_untiled_structure", "colour_change": "max_untiled_colour_change"}
+"""Score field -> the setting of the bounds under which a pair needs no tile agreement: the same
+structure and all but the same colours are one photograph, whatever the tiles along its edge read."""
+NO_UNTILED = (float("inf"), -1.0)  # (structure, colour change): no pair reaches it
 FRAMED_EVIDENCE = 10  # ratio-test matches of two framed photos at which their fit can contradict their frames'
 # two framed photos' intersection over union, one carried onto the other image by the images' fit,
 # under which they are different parts of one photograph (:func:`framed_placement`): theirs is no
@@ -1362,7 +1366,8 @@ class PhotoRule:
     enough RANSAC inliers at a high enough ratio (or at the lower ``blurred`` ratio, where the
     two images' sharpness differs by its gap: :data:`BLURRED`, :class:`FitGate`), correlated
     structure that agrees over most tiles, and colours one global map explains (or, for two images
-    apart in sharpness with a strong fit, nearly: :data:`BLURRED_COLOUR`). One definition,
+    apart in sharpness with a strong fit, nearly: :data:`BLURRED_COLOUR`; the tiles are not read
+    where the structure and the colours agree all but exactly: :data:`UNTILED`). One definition,
     three forms: :meth:`decide` over one pair's scores, :meth:`column` over a Spark
     :data:`SCORES_SCHEMA` column, :meth:`frame` over a pandas frame of score columns. A pair with
     a ``reason`` (not compared) is no match; a missing score fails an at-least bound and passes no
@@ -1378,6 +1383,8 @@ class PhotoRule:
     # the colour bound of two images apart by the band's gap, in :data:`BLURRED_COLOUR`'s order:
     # (most colour_change, least inliers)
     blurred_colour: tuple[float, float] = NO_BLURRED_COLOUR
+    # the bounds that waive the tiles, in :data:`UNTILED`'s order: (least structure, most colour_change)
+    untiled: tuple[float, float] = NO_UNTILED
 
     @classmethod
     def of(cls, verify_settings: VerifySettings) -> PhotoRule:
@@ -1387,6 +1394,7 @@ class PhotoRule:
             tuple((field, float(getattr(verify_settings, key))) for field, key in AT_MOST.items()),
             tuple(float(getattr(verify_settings, key)) for key in BLURRED.values()),
             tuple(float(getattr(verify_settings, key)) for key in BLURRED_COLOUR.values()),
+            tuple(float(getattr(verify_settings, key)) for key in UNTILED.values()),
         )
 
     def fit_gate(self) -> FitGate:
@@ -1399,7 +1407,7 @@ class PhotoRule:
     def with_thresholds(self, thresholds: Mapping[str, float]) -> PhotoRule:
         """This rule with some bounds changed, each named by its ``verify`` setting (a calibration
         grid's point: ``{"min_inliers": 30, "max_colour_change": 0.1}``); ValueError for another name."""
-        known = {*AT_LEAST.values(), *AT_MOST.values(), *BLURRED.values(), *BLURRED_COLOUR.values()}
+        known = {*AT_LEAST.values(), *AT_MOST.values(), *BLURRED.values(), *BLURRED_COLOUR.values(), *UNTILED.values()}
         unknown = sorted(set(thresholds) - known)
         if unknown:
             raise ValueError(f"not a photo check threshold: {unknown[0]}")
@@ -1412,6 +1420,7 @@ class PhotoRule:
             tuple((field, float(thresholds.get(AT_MOST[field], most))) for field, most in self.at_most),
             band(BLURRED.values(), self.blurred),
             band(BLURRED_COLOUR.values(), self.blurred_colour),
+            band(UNTILED.values(), self.untiled),
         )
 
     def _bounds(self, value: Callable[[str, float], Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -1421,7 +1430,8 @@ class PhotoRule:
         with its lower count too, so that a pair passes with the sharp bounds or with all of the
         band's, and the ratio alone reads as before (a framed fit short of it contradicts its
         frames' pass, :meth:`decide`). The colour's test takes the blurred colour bound where the
-        images are the band's gap apart and the fit has its inliers (:data:`BLURRED_COLOUR`).
+        images are the band's gap apart and the fit has its inliers (:data:`BLURRED_COLOUR`); the
+        tiles' test passes where the structure and the colour reach :data:`UNTILED`'s bounds.
         ``prefix``: :data:`REGION` for the framed-photo view's scores."""
         ratio, gap, inliers = self.blurred
         apart = value(prefix + "sharpness_gap", -1.0) >= gap
@@ -1430,6 +1440,10 @@ class PhotoRule:
         band = {"inlier_ratio": ratio_band, "inliers": ratio_band & (value(prefix + "inliers", 0.0) >= inliers),
                 "colour_change": apart & (value(prefix + "inliers", 0.0) >= strong)
                 & (value(prefix + "colour_change", 1.0) <= colour)}  # fmt: skip
+        structure, same_colours = self.untiled
+        band["tile_agreement"] = (value(prefix + "structure", 0.0) >= structure) & (
+            value(prefix + "colour_change", 1.0) <= same_colours
+        )
         tests = [(field, value(prefix + field, 0.0) >= least) for field, least in self.at_least]
         tests += [(field, value(prefix + field, 1.0) <= most) for field, most in self.at_most]
         return [(field, test | band[field] if field in band else test) for field, test in tests]

@@ -47,14 +47,14 @@ from dedup.config import job_settings_of, load_config
 from dedup.cosine import decode
 from dedup.fetch import Fetcher
 from dedup.outputs import path_exists, read_json
-from dedup.photomatch import AT_LEAST, AT_MOST, BLURRED, BLURRED_COLOUR, REGION
+from dedup.photomatch import AT_LEAST, AT_MOST, BLURRED, BLURRED_COLOUR, REGION, UNTILED
 from dedup.rule import Rule
 from dedup.settings import EmbedSettings, FeaturesSettings, FetchSettings, Settings, VerifySettings, typed
 
 REFUSALS = frozenset({"blocked_scheme", "blocked_address", "invalid_url"})
 SCAN_COLUMNS = ("productId", "image_url", "sha256", "dhash", "dhash_flip", "thumb")
 # the photo settings the answer states
-PHOTO_RULE = (*AT_LEAST.values(), *BLURRED.values(), *AT_MOST.values(), *BLURRED_COLOUR.values())
+PHOTO_RULE = (*AT_LEAST.values(), *BLURRED.values(), *AT_MOST.values(), *BLURRED_COLOUR.values(), *UNTILED.values())
 PHOTO_EVIDENCE = ("reason", "inliers", "matches", "inlier_ratio", "sharpness_gap", "blur_refit", "structure",
                   "tile_agreement", "colour_change")  # fmt: skip
 PHOTO_EVIDENCE += ("region_view", *(REGION + name for name in PHOTO_EVIDENCE))  # a framed photo's view (null: none)

@@ -129,6 +129,12 @@ def check_margins(
         return F.lit(1.0) - value / threshold
 
     def held_to(field: str, least: float) -> float | Column:  # a blurred copy's fit: the blurred bounds
+        if field == "tile_agreement":  # no tiles read where the structure and the colours agree all but exactly
+            structure, same_colours = photo_rule.untiled
+            untiled = F.coalesce(
+                (photo["structure"] >= structure) & (photo["colour_change"] <= same_colours), F.lit(False)
+            )
+            return F.when(untiled, F.lit(0.0)).otherwise(F.lit(least))
         ratio, gap, inliers = photo_rule.blurred
         blurred = {"inlier_ratio": ratio, "inliers": inliers}.get(field, least)
         if blurred >= least:

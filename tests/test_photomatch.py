@@ -31,6 +31,7 @@ from dedup.photomatch import (
     REGION_FIELDS,
     SCORE_FIELDS,
     SCORES_SCHEMA,
+    UNTILED,
     FeatureCache,
     PhotoRule,
     _band,
@@ -291,6 +292,7 @@ def test_job_defaults_are_the_calibrated_rule() -> None:
     assert bounds == {field: DEFAULTS["verify"][key] for field, key in {**AT_LEAST, **AT_MOST}.items()}
     assert DEFAULT_RULE.blurred == tuple(DEFAULTS["verify"][key] for key in BLURRED.values())
     assert DEFAULT_RULE.blurred_colour == tuple(DEFAULTS["verify"][key] for key in BLURRED_COLOUR.values())
+    assert DEFAULT_RULE.untiled == tuple(DEFAULTS["verify"][key] for key in UNTILED.values())
     assert DEFAULT_RULE.fit_gate() == (20, 0.6, 0.4, 0.2, 18)
 
 
@@ -442,6 +444,32 @@ def test_the_blurred_colour_bound_reads_alike_in_the_rules_three_forms(spark) ->
     assert decided == [*held, *held[:6], True, True, False, False, True]
     assert not DEFAULT_RULE.with_thresholds({"max_blurred_colour_change": 0.0}).decide(rows[-4])  # as before
     frame = pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS]).astype({"sharpness_gap": float})
+    assert list(DEFAULT_RULE.frame(frame)) == decided
+    structs = spark.createDataFrame([(i, row) for i, row in enumerate(rows)],
+                                    T.StructType([T.StructField("i", T.IntegerType()),
+                                                  T.StructField("s", SCORES_SCHEMA)]))  # fmt: skip
+    column = structs.select("i", DEFAULT_RULE.column(F.col("s")).alias("same")).orderBy("i").collect()
+    assert [r["same"] for r in column] == decided
+
+
+def test_the_tiles_are_waived_where_structure_and_colours_agree_in_the_rules_three_forms(spark) -> None:
+    """The defaults need no tile agreement where the structure reaches ``min_untiled_structure``
+    (0.97) and the colour change is at most ``max_untiled_colour_change`` (0.02): a small product's
+    tiles read what lies past its edge (a border's, a pad's or the warp's seam; issue 14 phase 37).
+    Under either bound, and for the framed photo's view on its own scores, the tiles hold to
+    ``min_tile_agreement`` (0.5). The three forms agree."""
+    good = {"reason": None, "matches": 200, "inliers": 150, "inlier_ratio": 0.9, "sharpness_gap": 0.0}
+    rows = [{**good, "structure": structure, "colour_change": colour, "tile_agreement": tiles}
+            for structure in (0.9, 0.97) for colour in (0.0, 0.02, 0.05) for tiles in (0.1, 0.6)]  # fmt: skip
+    framed = {**good, "structure": 0.5, "colour_change": 0.0, "tile_agreement": 0.1, "region_view": "b",
+              **{REGION + k: v for k, v in good.items()}, REGION + "colour_change": 0.0,
+              REGION + "tile_agreement": 0.1}  # fmt: skip
+    rows += [{**framed, "region_structure": structure} for structure in (0.9, 0.99)]
+    decided = [DEFAULT_RULE.decide(row) for row in rows]
+    held = [False, True] * 3  # the tiles at 0.1 fail, at 0.6 pass
+    assert decided == [*held, True, True, True, True, False, True, False, True]
+    assert not DEFAULT_RULE.with_thresholds({"max_untiled_colour_change": -1.0}).decide(rows[6])  # as before
+    frame = pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS])
     assert list(DEFAULT_RULE.frame(frame)) == decided
     structs = spark.createDataFrame([(i, row) for i, row in enumerate(rows)],
                                     T.StructType([T.StructField("i", T.IntegerType()),

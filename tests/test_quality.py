@@ -152,12 +152,13 @@ def test_eval_scores_a_real_job_run_and_matches_the_reference(spark, photos, tmp
     looser = calibrate.kept(candidates, looser_rule, verify.min_region_cosine)
     assert looser.sum() >= calibrate.kept(candidates, rule, verify.min_region_cosine).sum() > 0
 
-    # bench/blurred_colour.py lays each bound over the run's rule: at the run's own bound, nothing changes
-    points = _bench_module("blurred_colour").sweep(tmp_path / "out", set_dir)
-    bound = {key: getattr(verify, key) for key in ("max_blurred_colour_change", "min_blurred_colour_inliers")}
-    own = [p for p in points if p["rule"] == bound]
-    assert len(own) == 1 and not any(count for split in own[0]["changed"].values() for count in split.values())
-    assert own[0]["calibration"]["recall"] == pytest.approx(reference_scores["recall"])
+    # bench/rule_bands.py lays each band's points over the run's rule: at the run's own, nothing changes
+    bands = _bench_module("rule_bands")
+    for band, grid in bands.BANDS.items():
+        points = bands.sweep(tmp_path / "out", set_dir, band)
+        own = [p for p in points if p["rule"] == {key: getattr(verify, key) for key in grid}]
+        assert len(own) == 1 and not any(count for split in own[0]["changed"].values() for count in split.values())
+        assert own[0]["calibration"]["recall"] == pytest.approx(reference_scores["recall"])
 
     # bench/photo_replay.py refits and compares again the pairs the job compared: the job's scores
     replay = _bench_module("photo_replay")
