@@ -174,11 +174,12 @@ def _per_map(pm: ModuleType, adjust: Callable[[np.ndarray, Reading, int], np.nda
     on the sampled pixels; its calls from elsewhere are left as they are."""
     reading, robust = pm._change_reading, pm._robust_map_misses
     current: list[Reading] = []  # the reading running, if any
-    sides: list[int] = []  # the maps of it adjusted so far
+    adjusted_maps = [0]  # how many of its two maps were adjusted so far
 
     def change_reading(smooth_a: np.ndarray, smooth_b: np.ndarray, region: np.ndarray, *rest: Any) -> Any:
         pixels = np.flatnonzero(region)
-        current[:], sides[:] = [(smooth_a, smooth_b, region, pixels[:: max(1, len(pixels) // pm.COLOUR_SAMPLES)])], []
+        current[:] = [(smooth_a, smooth_b, region, pixels[:: max(1, len(pixels) // pm.COLOUR_SAMPLES)])]
+        adjusted_maps[0] = 0
         try:
             return reading(smooth_a, smooth_b, region, *rest)
         finally:
@@ -186,10 +187,11 @@ def _per_map(pm: ModuleType, adjust: Callable[[np.ndarray, Reading, int], np.nda
 
     def adjusted(source: np.ndarray, target: np.ndarray, rounds: int = 3) -> np.ndarray:
         distance = robust(source, target, rounds)
-        if not current or len(sides) >= 2:
+        side = adjusted_maps[0]
+        if not current or side >= 2:
             return distance
-        sides.append(len(sides))
-        return adjust(distance, current[0], sides[-1])
+        adjusted_maps[0] += 1
+        return adjust(distance, current[0], side)
 
     pm._change_reading, pm._robust_map_misses = change_reading, adjusted
 
@@ -240,10 +242,13 @@ def _edge_slack(pm: ModuleType) -> None:
         dx, dy = (cv2.Sobel(image, cv2.CV_32F, *order, ksize=3) / 8.0 for order in ((1, 0), (0, 1)))
         return np.sqrt((dx * dx + dy * dy).sum(axis=2)).reshape(-1)
 
+    steepest: list[np.ndarray] = []  # the running reading's gradient, made for its first map, read by both
+
     def forgiving(distance: np.ndarray, reading: Reading, side: int) -> np.ndarray:
         smooth_a, smooth_b, region, sampled = reading
-        steepest = np.maximum(gradient(smooth_a, region.shape), gradient(smooth_b, region.shape))[sampled]
-        return np.maximum(distance - pm.SHIFT_PX * steepest, 0.0)
+        if side == 0:
+            steepest[:] = [np.maximum(gradient(smooth_a, region.shape), gradient(smooth_b, region.shape))]
+        return np.maximum(distance - pm.SHIFT_PX * steepest[0][sampled], 0.0)
 
     _per_map(pm, forgiving)
 

@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for point, guard in zip(points, guards, strict=True):
         if guard is not None:
-            point["guard"] = {"changed": guard["changed"], "calibration": guard["calibration"],
-                              "holdout": guard["holdout"]}  # fmt: skip
+            point["guard"] = {key: value for key, value in guard.items() if key != "rule"}  # the same rule
     eligible = [(gained(p, "copies_gained") + gained(g, "copies_gained"), -i, p)  # ties: the stricter point
                 for i, (p, g) in enumerate(zip(points, guards, strict=True))
                 if gained(p, "others_gained") == 0 and gained(g, "others_gained") == 0]  # fmt: skip

@@ -1359,6 +1359,12 @@ FRAMED_APART = 0.4
 FRAMED_PLACING_INLIERS = 40
 
 
+def column_reader(scores: Column) -> Callable[[str, float], Column]:
+    """How :class:`PhotoRule` reads a score of a :data:`SCORES_SCHEMA` struct column: as a double,
+    ``missing`` where it is null."""
+    return lambda field, missing: F.coalesce(scores[field].cast("double"), F.lit(missing))
+
+
 @dataclass(frozen=True)
 class PhotoRule:
     """The same-photograph thresholds (``verify``'s settings named in :data:`AT_LEAST` and
@@ -1434,19 +1440,27 @@ class PhotoRule:
         tiles' test passes where the structure and the colour reach :data:`UNTILED`'s bounds.
         ``prefix``: :data:`REGION` for the framed-photo view's scores."""
         ratio, gap, inliers = self.blurred
-        apart = value(prefix + "sharpness_gap", -1.0) >= gap
-        ratio_band = (value(prefix + "inlier_ratio", 0.0) >= ratio) & apart
-        colour, strong = self.blurred_colour
+        ratio_band = (value(prefix + "inlier_ratio", 0.0) >= ratio) & (value(prefix + "sharpness_gap", -1.0) >= gap)
+        colour = self.blurred_colour[0]
         band = {"inlier_ratio": ratio_band, "inliers": ratio_band & (value(prefix + "inliers", 0.0) >= inliers),
-                "colour_change": apart & (value(prefix + "inliers", 0.0) >= strong)
-                & (value(prefix + "colour_change", 1.0) <= colour)}  # fmt: skip
-        structure, same_colours = self.untiled
-        band["tile_agreement"] = (value(prefix + "structure", 0.0) >= structure) & (
-            value(prefix + "colour_change", 1.0) <= same_colours
-        )
+                "colour_change": self.colour_band(value, prefix) & (value(prefix + "colour_change", 1.0) <= colour),
+                "tile_agreement": self.tiles_waived(value, prefix)}  # fmt: skip
         tests = [(field, value(prefix + field, 0.0) >= least) for field, least in self.at_least]
         tests += [(field, value(prefix + field, 1.0) <= most) for field, most in self.at_most]
         return [(field, test | band[field] if field in band else test) for field, test in tests]
+
+    def colour_band(self, value: Callable[[str, float], Any], prefix: str = "") -> Any:
+        """Where the colour is held to the blurred colour bound (:data:`BLURRED_COLOUR`): images the
+        blurred band's gap apart, with the bound's inliers; ``value`` and ``prefix`` as
+        :meth:`_bounds` reads them (a missing score: no)."""
+        gap, strong = self.blurred[1], self.blurred_colour[1]
+        return (value(prefix + "sharpness_gap", -1.0) >= gap) & (value(prefix + "inliers", 0.0) >= strong)
+
+    def tiles_waived(self, value: Callable[[str, float], Any], prefix: str = "") -> Any:
+        """Where no tile agreement is needed (:data:`UNTILED`): the structure and the colours agree
+        all but exactly; ``value`` and ``prefix`` as :meth:`_bounds` reads them (a missing score: no)."""
+        structure, same_colours = self.untiled
+        return (value(prefix + "structure", 0.0) >= structure) & (value(prefix + "colour_change", 1.0) <= same_colours)
 
     def failing(self, scores: Mapping[str, Any], prefix: str = "") -> list[str]:
         """The score fields whose bounds one compared pair's scores fail, in the rule's order
@@ -1500,7 +1514,7 @@ class PhotoRule:
 
     def _column_views(self, scores: Column) -> tuple[Column, Column]:
         return self._views(
-            lambda field, missing: F.coalesce(scores[field].cast("double"), F.lit(missing)),
+            column_reader(scores),
             lambda field: scores[field].isNull(),
             F.coalesce(scores["region_view"] == "both", F.lit(False)),
         )

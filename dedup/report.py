@@ -119,6 +119,7 @@ def check_margins(
     photo check (its bounds, in their order); ``max_distance`` and ``max_thumb_distance``: its
     hash rule; ``min_cosine``: its deciding cosine (its manifest's; 0.9 where it recorded none)."""
     photo = F.col("photo")
+    score = photomatch.column_reader(photo)
 
     def above(value: Column, threshold: float | Column, top: float = 1.0) -> Column:
         threshold = threshold if isinstance(threshold, Column) else F.lit(threshold)
@@ -130,11 +131,7 @@ def check_margins(
 
     def held_to(field: str, least: float) -> float | Column:  # a blurred copy's fit: the blurred bounds
         if field == "tile_agreement":  # no tiles read where the structure and the colours agree all but exactly
-            structure, same_colours = photo_rule.untiled
-            untiled = F.coalesce(
-                (photo["structure"] >= structure) & (photo["colour_change"] <= same_colours), F.lit(False)
-            )
-            return F.when(untiled, F.lit(0.0)).otherwise(F.lit(least))
+            return F.when(photo_rule.tiles_waived(score), F.lit(0.0)).otherwise(F.lit(least))
         ratio, gap, inliers = photo_rule.blurred
         blurred = {"inlier_ratio": ratio, "inliers": inliers}.get(field, least)
         if blurred >= least:
@@ -142,12 +139,10 @@ def check_margins(
         return F.when(F.coalesce(photo["sharpness_gap"] >= gap, F.lit(False)), F.lit(blurred)).otherwise(F.lit(least))
 
     def colour_held_to(most: float) -> float | Column:  # a blurred copy's strong fit: the blurred colour bound
-        gap = photo_rule.blurred[1]
-        colour, strong = photo_rule.blurred_colour
+        colour = photo_rule.blurred_colour[0]
         if colour <= most:
             return most
-        band = F.coalesce((photo["sharpness_gap"] >= gap) & (photo["inliers"] >= strong), F.lit(False))
-        return F.when(band, F.lit(colour)).otherwise(F.lit(most))
+        return F.when(photo_rule.colour_band(score), F.lit(colour)).otherwise(F.lit(most))
 
     # an inlier count has no top: 3x its least is as clear as it gets; the other scores are shares
     return {

@@ -406,6 +406,18 @@ def test_a_blurred_look_alike_fitted_again_is_still_refused() -> None:
     assert refitted >= 1
 
 
+def assert_three_forms_agree(spark, rows: list[dict], decided: list[bool]) -> None:
+    """:meth:`PhotoRule.frame` and :meth:`~PhotoRule.column` decide ``rows`` (scores) as
+    :meth:`~PhotoRule.decide` did (``decided``), at the defaults."""
+    frame = pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS]).astype({"sharpness_gap": float})
+    assert list(DEFAULT_RULE.frame(frame)) == decided
+    structs = spark.createDataFrame([(i, row) for i, row in enumerate(rows)],
+                                    T.StructType([T.StructField("i", T.IntegerType()),
+                                                  T.StructField("s", SCORES_SCHEMA)]))  # fmt: skip
+    column = structs.select("i", DEFAULT_RULE.column(F.col("s")).alias("same")).orderBy("i").collect()
+    assert [r["same"] for r in column] == decided
+
+
 def test_the_blurred_bound_reads_alike_in_the_rules_three_forms(spark) -> None:
     """:meth:`PhotoRule.decide`, :meth:`~PhotoRule.frame` and :meth:`~PhotoRule.column` agree on
     the blurred band: a ratio or an inlier count under its bound passes only with a sharpness gap
@@ -417,13 +429,7 @@ def test_the_blurred_bound_reads_alike_in_the_rules_three_forms(spark) -> None:
     decided = [DEFAULT_RULE.decide(row) for row in rows]
     no_band, band = [False, False, False, False], [False, False, True, True]
     assert decided == [False] * 12 + [*no_band, *band, *band] + [*no_band, *band, True, True, True, True]
-    frame = pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS]).astype({"sharpness_gap": float})
-    assert list(DEFAULT_RULE.frame(frame)) == decided
-    structs = spark.createDataFrame([(i, row) for i, row in enumerate(rows)],
-                                    T.StructType([T.StructField("i", T.IntegerType()),
-                                                  T.StructField("s", SCORES_SCHEMA)]))  # fmt: skip
-    column = structs.select("i", DEFAULT_RULE.column(F.col("s")).alias("same")).orderBy("i").collect()
-    assert [r["same"] for r in column] == decided
+    assert_three_forms_agree(spark, rows, decided)
 
 
 def test_the_blurred_colour_bound_reads_alike_in_the_rules_three_forms(spark) -> None:
@@ -443,13 +449,7 @@ def test_the_blurred_colour_bound_reads_alike_in_the_rules_three_forms(spark) ->
     held = [True, False, False] * 3  # colour 0.08 passes, 0.15 and 0.25 do not
     assert decided == [*held, *held[:6], True, True, False, False, True]
     assert not DEFAULT_RULE.with_thresholds({"max_blurred_colour_change": 0.0}).decide(rows[-4])  # as before
-    frame = pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS]).astype({"sharpness_gap": float})
-    assert list(DEFAULT_RULE.frame(frame)) == decided
-    structs = spark.createDataFrame([(i, row) for i, row in enumerate(rows)],
-                                    T.StructType([T.StructField("i", T.IntegerType()),
-                                                  T.StructField("s", SCORES_SCHEMA)]))  # fmt: skip
-    column = structs.select("i", DEFAULT_RULE.column(F.col("s")).alias("same")).orderBy("i").collect()
-    assert [r["same"] for r in column] == decided
+    assert_three_forms_agree(spark, rows, decided)
 
 
 def test_the_tiles_are_waived_where_structure_and_colours_agree_in_the_rules_three_forms(spark) -> None:
@@ -469,13 +469,7 @@ def test_the_tiles_are_waived_where_structure_and_colours_agree_in_the_rules_thr
     held = [False, True] * 3  # the tiles at 0.1 fail, at 0.6 pass
     assert decided == [*held, True, True, True, True, False, True, False, True]
     assert not DEFAULT_RULE.with_thresholds({"max_untiled_colour_change": -1.0}).decide(rows[6])  # as before
-    frame = pd.DataFrame(rows, columns=[name for name, _ in SCORE_FIELDS])
-    assert list(DEFAULT_RULE.frame(frame)) == decided
-    structs = spark.createDataFrame([(i, row) for i, row in enumerate(rows)],
-                                    T.StructType([T.StructField("i", T.IntegerType()),
-                                                  T.StructField("s", SCORES_SCHEMA)]))  # fmt: skip
-    column = structs.select("i", DEFAULT_RULE.column(F.col("s")).alias("same")).orderBy("i").collect()
-    assert [r["same"] for r in column] == decided
+    assert_three_forms_agree(spark, rows, decided)
 
 
 def test_the_framed_view_reads_alike_in_the_rules_three_forms(spark) -> None:
