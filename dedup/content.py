@@ -42,7 +42,12 @@ small copy of the image (``embed.region_side`` px on the longer side), cheaply:
    else (``_PAD_PRODUCT`` of the box: its product). A photo that spans the canvas one way has its
    white ground as its columns' end colour (step 1), so the blocks see only its product; a clutch
    on the catalog's white is a rectangle of straight edges too, but its own edge all round, with
-   no ground (issue 14 phase 32). The photo check leaves this step out
+   no ground (issue 14 phase 32). Where no side of one colour is found, the pad may be a ramp (a
+   banner's gradient with no words on it): a border line that is not one colour but changes
+   smoothly along it (no step of ``_EDGE_STEP`` between neighbours: a product or a word touching
+   the border has one) is trimmed where the next line continues it, and each line after is
+   trimmed while within ``_EDGE_STEP`` of the one outside it, up to the photo's edge, a step from
+   that line; at least one side is trimmed from such a line (issue 14 phase 38). The photo check leaves this step out
    (:func:`dedup.photomatch.box_finder`): a pad lies outside the images' fit.
 
 An ordinary product photo (one garment on a plain background) is one block of irregular shape
@@ -104,10 +109,11 @@ _PAD_GROUND = 0.6  # ... at least this share of it one colour (the photo's groun
 _PAD_PRODUCT = 0.2  # ... and at least this share of the photo another (its product)
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in the image's pixels (x1, y1 exclusive)
-REGION_INPUT_VERSION = 4
+REGION_INPUT_VERSION = 5
 """What a region's embedding is computed on (:func:`square_region`; 1: the crop, squashed; 2: the
-region before bars were cut off; 3: before a photo's straight edges were read): a previous run's
-region embeddings of another version are computed again (``dedup/incremental.py``)."""
+region before bars were cut off; 3: before a photo's straight edges were read; 4: before a pad's
+ramp was read): a previous run's region embeddings of another version are computed again
+(``dedup/incremental.py``)."""
 
 
 def region_on(embed_settings: EmbedSettings) -> bool:
@@ -228,7 +234,8 @@ def _edge_rectangle(small: np.ndarray, max_share: float) -> tuple[int, int, int,
 
 
 def _padded_photo(small: np.ndarray, max_share: float) -> tuple[int, int, int, int] | None:
-    """(x, y, width, height) of a photo on a pad (module doc, step 7), or None.
+    """(x, y, width, height) of a photo on a pad (module doc, step 7), or None: on a pad of one
+    colour, else on a ramp.
 
     >>> pad = np.full((120, 200, 3), (40, 90, 160), np.uint8)  # a blue pad
     >>> pad[10:110, 20:120] = 255  # a white photo on it, touching neither side
@@ -237,12 +244,41 @@ def _padded_photo(small: np.ndarray, max_share: float) -> tuple[int, int, int, i
     array(...)
     >>> _padded_photo(pad, 0.8)
     (20, 10, 100, 100)
+    >>> ramp = np.linspace(230, 10, 120).astype(np.uint8)[:, None, None].repeat(200, 1).repeat(3, 2)
+    >>> ramp[0:110, 60:160] = pad[10:120, 20:120]  # the same photo on a grey ramp, touching its top
+    >>> _padded_photo(ramp, 0.8)
+    (60, 0, 100, 110)
     >>> product = np.full((120, 200, 3), 255, np.uint8)  # a clutch on the catalog's white: itself
     >>> product[40:80, 30:170] = (90, 40, 30)  # a rectangle, one colour to its edges
     >>> _padded_photo(product, 0.8) is None
     True
     """
     colours = small.astype(np.int16)
+    height, width = colours.shape[:2]
+    for ramp in (False, True):
+        box = _trimmed_pad(colours, ramp)
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
+        if (x1 - x0) * (y1 - y0) > max_share * width * height:
+            continue
+        inside = colours[y0:y1, x0:x1]
+        ring = np.concatenate([inside[:_PAD_RING], inside[-_PAD_RING:], inside[:, :_PAD_RING].swapaxes(0, 1),
+                               inside[:, -_PAD_RING:].swapaxes(0, 1)], axis=1).reshape(-1, 3)  # fmt: skip
+        ground = np.median(ring, axis=0)
+        if (_channel_max(np.abs(ring - ground)) <= _TOLERANCE).mean() < _PAD_GROUND:
+            continue  # no ground of one colour around it: a product's own edges (a clutch, a box)
+        if (_channel_max(np.abs(inside - ground)) > _TOLERANCE).mean() < _PAD_PRODUCT:
+            continue  # nothing on that ground
+        return x0, y0, x1 - x0, y1 - y0
+    return None
+
+
+def _trimmed_pad(colours: np.ndarray, ramp: bool) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of ``colours`` (int16 RGB) inside its pad's margins, each side ending at
+    the photo's straight edge or on the canvas's border, or None where no side is trimmed so.
+    ``ramp``: a margin line is trimmed where it continues the line outside it (a gradient), not
+    where it is the side's one colour (module doc, step 7)."""
     height, width = colours.shape[:2]
     box = {"top": 0, "bottom": height, "left": 0, "right": width}
     border = dict(box)
@@ -257,18 +293,33 @@ def _padded_photo(small: np.ndarray, max_share: float) -> tuple[int, int, int, i
             return colours[y0:y1, min(x0 + inward, width - 1)]
         return colours[y0:y1, max(x1 - 1 - inward, 0)]
 
-    margin = {side: np.median(line(side), axis=0) for side in box}
+    def share_within(a: np.ndarray, b: np.ndarray) -> float:
+        return float((_channel_max(np.abs(a - b)) < _EDGE_STEP).mean())
+
+    def margin(side: str) -> np.ndarray:  # what a line of the margin on ``side`` is compared with
+        return line(side, -1) if ramp and box[side] != border[side] else colours_of[side]
+
+    colours_of = {side: np.median(line(side), axis=0) for side in box}
+    # a ramp's border line: not one colour, and no step along it (a product or a word touching it has one)
+    steepest = {side: int(_channel_max(np.abs(np.diff(line(side), axis=0))).max()) for side in box}
+    sloped = {side: share_within(line(side), colours_of[side]) < _PAD_FLAT and steepest[side] < _EDGE_STEP
+              for side in box}  # fmt: skip
+    if ramp and not any(sloped.values()):
+        return None  # no side is a ramp: a pad of one colour is read as such, or not at all
     inward = {"top": 1, "bottom": -1, "left": 1, "right": -1}
     trimming = True
     while trimming and box["right"] - box["left"] > 8 and box["bottom"] - box["top"] > 8:
         trimming = False
         for side in box:
-            if (_channel_max(np.abs(line(side) - margin[side])) < _EDGE_STEP).mean() >= _PAD_FLAT:
+            flat = share_within(line(side), margin(side)) >= _PAD_FLAT
+            if ramp and box[side] == border[side] and not flat and sloped[side]:  # its next line continues it
+                flat = share_within(line(side), line(side, 1)) >= _PAD_FLAT
+            if flat:
                 box[side] += inward[side]
                 trimming = True
 
     def stepped(side: str) -> bool:  # the photo's edge, a pixel in (past a resize's blend), all along it
-        return bool((_channel_max(np.abs(line(side, 1) - margin[side])) >= _EDGE_STEP).mean() >= _PAD_STEP)
+        return 1 - share_within(line(side, 1), margin(side)) >= _PAD_STEP
 
     for _ in range(2):  # a side trimmed into the photo's own ground (it touched the border) is the border
         for side in box:
@@ -276,18 +327,9 @@ def _padded_photo(small: np.ndarray, max_share: float) -> tuple[int, int, int, i
                 box[side] = border[side]
     if box == border or any(box[side] != border[side] and not stepped(side) for side in box):
         return None
-    x0, x1, y0, y1 = box["left"], box["right"], box["top"], box["bottom"]
-    if (x1 - x0) * (y1 - y0) > max_share * width * height:
-        return None
-    inside = colours[y0:y1, x0:x1]
-    ring = np.concatenate([inside[:_PAD_RING], inside[-_PAD_RING:], inside[:, :_PAD_RING].swapaxes(0, 1),
-                           inside[:, -_PAD_RING:].swapaxes(0, 1)], axis=1).reshape(-1, 3)  # fmt: skip
-    ground = np.median(ring, axis=0)
-    if (_channel_max(np.abs(ring - ground)) <= _TOLERANCE).mean() < _PAD_GROUND:
-        return None  # no ground of one colour around it: a product's own edges (a clutch, a box)
-    if (_channel_max(np.abs(inside - ground)) > _TOLERANCE).mean() < _PAD_PRODUCT:
-        return None  # nothing on that ground
-    return x0, y0, x1 - x0, y1 - y0
+    if ramp and not any(box[side] != border[side] and sloped[side] for side in box):
+        return None  # no side trimmed is a ramp
+    return box["left"], box["top"], box["right"], box["bottom"]
 
 
 def _pieces(background: np.ndarray) -> np.ndarray:

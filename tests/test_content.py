@@ -99,6 +99,22 @@ def test_a_photo_padded_on_a_canvas_it_spans_is_trimmed_at_its_edges(seed, size,
     assert box_finder(SETTINGS)(pixels) is None and content.content_box(pixels, SETTINGS, padded=False) is None
 
 
+@pytest.mark.parametrize(("image", "place"), ((photo(3), (120, 0)), (photo(5), (120, 0)), (photo(6), (0, 30))))
+def test_a_photo_on_a_ramp_with_no_words_is_found(image, place):
+    """A banner whose words found no room is a photo on a vertical ramp: no side of the pad is one
+    colour, but each line of it continues the one outside it up to the photo's straight edge
+    (issue 14 phase 38)."""
+    ramp = np.linspace((235, 235, 235), (15, 15, 15), 300).astype(np.uint8)[:, None].repeat(420, 1)
+    canvas = Image.fromarray(ramp)
+    canvas.paste(image, place)
+    pixels = np.asarray(canvas)
+    box = content.content_box(pixels, SETTINGS)
+    assert near(box, (*place, place[0] + 224, place[1] + 224), within=4), box
+    original = unit_vector(np.asarray(image))
+    region, whole = (float(original @ unit_vector(p)) for p in (content.square_region(pixels, box), pixels))
+    assert region >= 0.8 and region >= whole + 0.1, (region, whole)
+
+
 @pytest.mark.parametrize("seed", (0, 2))
 def test_a_photo_in_a_wide_coloured_border_is_found_at_the_defaults(seed):
     """A border copy's photo covers about 0.7 of its canvas: over the old cap of 0.6 (issue 14 phase 17)."""
@@ -173,12 +189,15 @@ def test_a_photo_merging_with_a_shaded_banner_is_found_by_its_straight_edges(see
     """The product alone is no pasted block (not a filled rectangle, too little around it); the
     photo's sides are a faint straight step with the banner beyond them, and the word apart marks a
     frame: the region is the whole photo, which embeds near its original (issue 14 phase 30).
-    Without the word the banner is a plain shaded pad: no region, as for a product alone."""
+    Without the word the banner is a shaded pad: the straight edges find nothing (no frame), and
+    the pad's ramp reading finds the photo (phase 38)."""
     pixels = shaded_banner(seed)
     box = content.content_box(pixels, SETTINGS)
     assert near(box, (300, 2, 524, 226), within=4), box
     assert float(unit_vector(np.asarray(photo(seed))) @ unit_vector(content.square_region(pixels, box))) >= 0.85
-    assert content.content_box(shaded_banner(seed, word=False), SETTINGS) is None
+    pad = shaded_banner(seed, word=False)
+    assert content._edge_rectangle(content._shrunk(pad, content._EDGE_SIDE)[0], 0.8) is None
+    assert near(content.content_box(pad, SETTINGS), (300, 2, 524, 226), within=4)
 
 
 def test_text_alone_or_a_photo_filling_the_canvas_gets_no_region():
