@@ -1,8 +1,9 @@
 """Content regions found by one step of :mod:`dedup.content`: a pasted photo's straight edges
-(issue 14, phase 30: :func:`dedup.content._edge_rectangle`, on the bench set's banner copies) or
-a photo on a pad (phase 32: :func:`dedup.content._padded_photo`, on its pad copies): how often the
-region is the pasted photo, with and without the step; on a folder of ordinary photos, how many
-more get a region, and the search's CPU per image.
+(issue 14, phase 30: :func:`dedup.content._edge_rectangle`, on the bench set's banner copies), a
+photo on a pad (phase 32: :func:`dedup.content._padded_photo`, on its pad copies) or on a ramp
+(phase 38: the pad's ``ramp`` reading in :func:`dedup.content._trimmed_pad`, on its banner and pad
+copies): how often the region is the pasted photo, with and without the step; on a folder of
+ordinary photos, how many more get a region, and the search's CPU per image.
 
 Where the generator pasted the photo is found again by template matching: the original, resized
 to the copy's share of it (a banner's ``photo_share``, a pad's ``1 / canvas_area``; at 11 scales,
@@ -18,6 +19,8 @@ embeddings: whether a region search that found the photo would have made the pai
         --photos ../shared/data/fashion-catalog/images --out bench-out/region-edges.json
     .venv/bin/python bench/region_edges.py --step pad --set bench-out/dev2/set \\
         --photos ../shared/data/fashion-catalog/images --out bench-out/region-pads.json
+    .venv/bin/python bench/region_edges.py --step ramp --set bench-out/dev2/set \\
+        --photos ../shared/data/fashion-catalog/images --out bench-out/region-ramps.json
 """
 
 from __future__ import annotations
@@ -74,7 +77,18 @@ def overlap(a: tuple[int, ...] | None, b: tuple[int, ...]) -> float:
     return 0.0 if a is None else content.box_overlap(a, b) or 0.0
 
 
-STEPS = {"edges": ("_edge_rectangle", "banner"), "pad": ("_padded_photo", "pad")}  # the step, the copies it is for
+STEPS = {  # the step's function, the copies it is for
+    "edges": ("_edge_rectangle", ("banner",)),
+    "pad": ("_padded_photo", ("pad",)),
+    "ramp": ("_trimmed_pad", ("banner", "pad")),
+}
+
+
+def _without(name: str, found: Any) -> Any:
+    """``found`` (the step's function) with the step left out: a ramp's reading alone, or all of it."""
+    if name == "_trimmed_pad":
+        return lambda colours, ramp: None if ramp else found(colours, ramp)
+    return lambda *args: None
 
 
 def boxes(pixels: np.ndarray, step: str = "edges") -> dict[str, Any]:
@@ -82,7 +96,7 @@ def boxes(pixels: np.ndarray, step: str = "edges") -> dict[str, Any]:
     name = STEPS[step][0]
     found = getattr(content, name)
     try:
-        setattr(content, name, lambda small, max_share: None)
+        setattr(content, name, _without(name, found))
         t0 = time.process_time()
         without = content.content_box(pixels, EMBED)
         t1 = time.process_time()
@@ -134,7 +148,7 @@ def copies(bench_set: Path, step: str = "edges") -> dict[str, Any]:
     originals = {r["source"]: r for r in truth if r["transform"] == "original"}
     counts: dict[str, Counter] = {}
     for row in truth:
-        if row["transform"] != STEPS[step][1]:
+        if row["transform"] not in STEPS[step][1]:
             continue
         pixels = decoded(bench_set / "images" / row["image"])
         original = np.asarray(Image.open(bench_set / "images" / originals[row["source"]]["image"]).convert("RGB"))

@@ -324,3 +324,16 @@ def test_region_edges_bench_measures_the_pad_step(tmp_path):
     assert pads["copies"] == 3 and pads["without: none"] == 3
     assert pads["with: photo"] == pads["gained"] == 3 and pads["lost"] == 0
     assert report["photos"] == {**report["photos"], "images": 6, "without": 0, "with": 3}
+
+
+def test_region_edges_bench_measures_the_ramp_step(tmp_path):
+    """bench/region_edges.py --step ramp: a banner copy whose words found no room (the generator's
+    seed 296) is a photo on a ramp; only the pad's ramp reading finds its region, and it is the photo."""
+    set_dir = _copies_set(tmp_path, "banner", (296, 5), "holdout")
+    region_edges = _bench_module("region_edges")
+    assert region_edges.main(["--step", "ramp", "--set", str(set_dir), "--photos", str(set_dir / "images"),
+                              "--out", str(tmp_path / "ramps.json")]) == 0  # fmt: skip
+    report = json.loads((tmp_path / "ramps.json").read_text())
+    banners = report["pads"]["holdout"]
+    assert banners["copies"] == 2 and banners["gained"] == 1 and banners["lost"] == 0, banners
+    assert report["photos"]["images"] == 4 and report["photos"]["with"] == report["photos"]["without"] + 1
