@@ -47,8 +47,8 @@ small copy of the image (``embed.region_side`` px on the longer side), cheaply:
    smoothly along it (no step of ``_EDGE_STEP`` between neighbours: a product or a word touching
    the border has one) is trimmed where the next line continues it, and each line after is
    trimmed while within ``_EDGE_STEP`` of the one outside it, up to the photo's edge, a step from
-   that line; at least one side is trimmed from such a line (issue 14 phase 38). The photo check leaves this step out
-   (:func:`dedup.photomatch.box_finder`): a pad lies outside the images' fit.
+   that line; at least one side is trimmed from such a line (issue 14 phase 38). The photo check
+   leaves this step out (:func:`dedup.photomatch.box_finder`): a pad lies outside the images' fit.
 
 An ordinary product photo (one garment on a plain background) is one block of irregular shape
 with nothing around it, and gets no region: on the shared catalog photos about 5% get one
@@ -277,8 +277,9 @@ def _padded_photo(small: np.ndarray, max_share: float) -> tuple[int, int, int, i
 def _trimmed_pad(colours: np.ndarray, ramp: bool) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) of ``colours`` (int16 RGB) inside its pad's margins, each side ending at
     the photo's straight edge or on the canvas's border, or None where no side is trimmed so.
-    ``ramp``: a margin line is trimmed where it continues the line outside it (a gradient), not
-    where it is the side's one colour (module doc, step 7)."""
+    ``ramp``: only where a border line is a ramp (not one colour, no step along it); a line inside
+    the border is trimmed where it continues the line outside it (a gradient), not where it is its
+    border line's colour, and at least one side must be trimmed from a ramp (module doc, step 7)."""
     height, width = colours.shape[:2]
     box = {"top": 0, "bottom": height, "left": 0, "right": width}
     border = dict(box)
@@ -300,12 +301,12 @@ def _trimmed_pad(colours: np.ndarray, ramp: bool) -> tuple[int, int, int, int] |
         return line(side, -1) if ramp and box[side] != border[side] else colours_of[side]
 
     colours_of = {side: np.median(line(side), axis=0) for side in box}
-    # a ramp's border line: not one colour, and no step along it (a product or a word touching it has one)
-    steepest = {side: int(_channel_max(np.abs(np.diff(line(side), axis=0))).max()) for side in box}
-    sloped = {side: share_within(line(side), colours_of[side]) < _PAD_FLAT and steepest[side] < _EDGE_STEP
-              for side in box}  # fmt: skip
-    if ramp and not any(sloped.values()):
-        return None  # no side is a ramp: a pad of one colour is read as such, or not at all
+    sloped = dict.fromkeys(box, False)  # a ramp's border line: not one colour, and no step along it
+    if ramp:  # (a product or a word touching the border has one)
+        sloped = {side: share_within(line(side), colours_of[side]) < _PAD_FLAT
+                  and _channel_max(np.abs(np.diff(line(side), axis=0))).max() < _EDGE_STEP for side in box}  # fmt: skip
+        if not any(sloped.values()):
+            return None  # no side is a ramp: a pad of one colour is read as such, or not at all
     inward = {"top": 1, "bottom": -1, "left": 1, "right": -1}
     trimming = True
     while trimming and box["right"] - box["left"] > 8 and box["bottom"] - box["top"] > 8:
