@@ -129,7 +129,11 @@ def check_margins(
         threshold = threshold if isinstance(threshold, Column) else F.lit(max(threshold, 1e-9))
         return F.lit(1.0) - value / threshold
 
-    def held_to(field: str, least: float) -> float | Column:  # a blurred copy's fit: the blurred bounds
+    def held_to(field: str, least: float) -> float | Column:
+        """The least ``field`` a pair is held to: the tiles' 0 where the rule waives them, a blurred
+        copy's fit its band's bounds, else ``least``. The band is read on the gap alone: with its
+        ratio under the sharp one (as at the defaults), every kept pair has at least its ratio, so
+        the band's inliers need no test of the ratio as :meth:`PhotoRule._bounds` makes."""
         if field == "tile_agreement":  # no tiles read where the structure and the colours agree all but exactly
             return F.when(photo_rule.tiles_waived(score), F.lit(0.0)).otherwise(F.lit(least))
         ratio, gap, inliers = photo_rule.blurred
