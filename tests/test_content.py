@@ -115,6 +115,25 @@ def test_a_photo_on_a_ramp_with_no_words_is_found(image, place):
     assert region >= 0.8 and region >= whole + 0.1, (region, whole)
 
 
+@pytest.mark.parametrize(("seed", "angle", "fill"), ((0, 7, (0, 0, 0)), (3, 5, (40, 120, 60)), (6, -12, (0, 0, 0))))
+def test_a_photo_turned_in_its_canvas_is_found_inside_its_corners(seed, angle, fill):
+    """A copy turned a few degrees on a canvas grown to hold it: its corners' fill is most of what
+    sets the whole image's embedding apart; the largest upright rectangle inside the photo is the
+    region, for the search only (issue 14 phase 39). Where the fill is the photo's own white, the
+    corners merge with its ground and nothing is read."""
+    original = photo(seed)
+    pixels = np.asarray(original.rotate(angle, Image.Resampling.BICUBIC, expand=True, fillcolor=fill))
+    box = content.content_box(pixels, SETTINGS)
+    size = pixels.shape[0]
+    assert box is not None and 0 < box[0] < 0.2 * size and 0.8 * size < box[2] < size, box
+    vector = unit_vector(np.asarray(original))
+    region, whole = (float(vector @ unit_vector(p)) for p in (content.square_region(pixels, box), pixels))
+    assert region >= whole + 0.1, (region, whole)
+    assert content.content_box(pixels, SETTINGS, padded=False) is None
+    white = np.asarray(original.rotate(angle, Image.Resampling.BICUBIC, expand=True, fillcolor=(255, 255, 255)))
+    assert content.content_box(white, SETTINGS) is None
+
+
 @pytest.mark.parametrize("seed", (0, 2))
 def test_a_photo_in_a_wide_coloured_border_is_found_at_the_defaults(seed):
     """A border copy's photo covers about 0.7 of its canvas: over the old cap of 0.6 (issue 14 phase 17)."""
