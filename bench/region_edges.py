@@ -2,8 +2,10 @@
 (issue 14, phase 30: :func:`dedup.content._edge_rectangle`, on the bench set's banner copies), a
 photo on a pad (phase 32: :func:`dedup.content._padded_photo`, on its pad copies) or on a ramp
 (phase 38: the pad's ``ramp`` reading in :func:`dedup.content._trimmed_pad`, on its banner and pad
-copies): how often the region is the pasted photo, with and without the step; on a folder of
-ordinary photos, how many more get a region, and the search's CPU per image.
+copies) or a photo turned in its canvas (phase 39: :func:`dedup.content._turned_photo`, on its
+rotate copies): how often the region is the pasted photo, with and without the step (a turned
+copy has no pasted photo: how often it gets a region); on a folder of ordinary photos, how many
+more get a region, and the search's CPU per image.
 
 Where the generator pasted the photo is found again by template matching: the original, resized
 to the copy's share of it (a banner's ``photo_share``, a pad's ``1 / canvas_area``; at 11 scales,
@@ -21,6 +23,8 @@ embeddings: whether a region search that found the photo would have made the pai
         --photos ../shared/data/fashion-catalog/images --out bench-out/region-pads.json
     .venv/bin/python bench/region_edges.py --step ramp --set bench-out/dev2/set \\
         --photos ../shared/data/fashion-catalog/images --out bench-out/region-ramps.json
+    .venv/bin/python bench/region_edges.py --step turn --set bench-out/dev2/set \\
+        --photos ../shared/data/fashion-catalog/images --out bench-out/region-turns.json
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ STEPS = {  # the step's function, the copies it is for
     "edges": ("_edge_rectangle", ("banner",)),
     "pad": ("_padded_photo", ("pad",)),
     "ramp": ("_trimmed_pad", ("banner", "pad")),
+    "turn": ("_turned_photo", ("rotate",)),
 }
 
 
@@ -143,7 +148,7 @@ def placed_ranks(bench_set: Path, job: Path) -> list[dict[str, Any]]:
 
 def copies(bench_set: Path, step: str = "edges") -> dict[str, Any]:
     """Per split: the step's copies (:data:`STEPS`) whose region is the pasted photo, something
-    else or none, with and without it."""
+    else or none, with and without it (a copy with no pasted photo, a turned one: a region or none)."""
     truth = read_truth(bench_set / "truth.csv")
     originals = {r["source"]: r for r in truth if r["transform"] == "original"}
     counts: dict[str, Counter] = {}
@@ -153,17 +158,24 @@ def copies(bench_set: Path, step: str = "edges") -> dict[str, Any]:
         pixels = decoded(bench_set / "images" / row["image"])
         original = np.asarray(Image.open(bench_set / "images" / originals[row["source"]]["image"]).convert("RGB"))
         params = json.loads(row["params"])
-        share = params["photo_share"] if "photo_share" in params else 1 / params["canvas_area"]
-        photo = placement(pixels, original, share)
+        share = params.get("photo_share", 1 / params["canvas_area"] if "canvas_area" in params else None)
+        photo = None if share is None else placement(pixels, original, share)
         found = boxes(pixels, step)
         tally = counts.setdefault(row["split"], Counter())
         tally["copies"] += 1
         for mode in ("without", "with"):
-            box = found[mode]
-            tally[f"{mode}: " + ("none" if box is None else "photo" if overlap(box, photo) >= NEAR else "other")] += 1
-        tally["gained"] += overlap(found["without"], photo) < NEAR <= overlap(found["with"], photo)
-        tally["lost"] += overlap(found["with"], photo) < NEAR <= overlap(found["without"], photo)
+            tally[f"{mode}: " + _kind(found[mode], photo)] += 1
+        near = [_kind(found[mode], photo) in ("photo", "region") for mode in ("without", "with")]
+        tally["gained"] += near[1] and not near[0]
+        tally["lost"] += near[0] and not near[1]
     return {split: dict(sorted(c.items())) for split, c in sorted(counts.items())}
+
+
+def _kind(box: tuple[int, ...] | None, photo: tuple[int, int, int, int] | None) -> str:
+    """``none``; ``region`` where the copy has no pasted photo; else ``photo`` or ``other``."""
+    if box is None:
+        return "none"
+    return "region" if photo is None else "photo" if overlap(box, photo) >= NEAR else "other"
 
 
 def photos(folder: Path, step: str = "edges") -> dict[str, Any]:

@@ -298,15 +298,21 @@ def _copies_set(folder: Path, edit: str, seeds: tuple[int, ...], split: str) -> 
     return set_dir
 
 
+def _region_step(folder: Path, step: str, edit: str, seeds: tuple[int, ...], split: str) -> tuple[dict, dict]:
+    """bench/region_edges.py --step ``step`` on a set of ``edit`` copies at ``seeds``, with its
+    images as the ordinary photos: (the report, the split's tally of copies)."""
+    set_dir = _copies_set(folder, edit, seeds, split)
+    region_edges = _bench_module("region_edges")
+    assert region_edges.main(["--step", step, "--set", str(set_dir), "--photos", str(set_dir / "images"),
+                              "--out", str(folder / f"{step}.json")]) == 0  # fmt: skip
+    report = json.loads((folder / f"{step}.json").read_text())
+    return report, report["banners" if step == "edges" else "pads"][split]
+
+
 def test_region_edges_bench_finds_where_the_photo_was_pasted(tmp_path):
     """bench/region_edges.py: banner copies whose photo merges with the banner (the generator's
     seeds 5, 41 and 55) get a region only by the photo's straight edges, and it is the photo."""
-    set_dir = _copies_set(tmp_path, "banner", (5, 41, 55), "holdout")
-    region_edges = _bench_module("region_edges")
-    assert region_edges.main(["--set", str(set_dir), "--photos", str(set_dir / "images"),
-                              "--out", str(tmp_path / "edges.json")]) == 0  # fmt: skip
-    report = json.loads((tmp_path / "edges.json").read_text())
-    banners = report["banners"]["holdout"]
+    report, banners = _region_step(tmp_path, "edges", "banner", (5, 41, 55), "holdout")
     assert banners["copies"] == 3 and banners["without: none"] == 3
     assert banners["with: photo"] == banners["gained"] >= 2 and banners["lost"] == 0
     assert report["photos"]["images"] == 6 and report["photos"]["with"] >= report["photos"]["without"]
@@ -315,12 +321,7 @@ def test_region_edges_bench_finds_where_the_photo_was_pasted(tmp_path):
 def test_region_edges_bench_measures_the_pad_step(tmp_path):
     """bench/region_edges.py --step pad: pad copies whose photo spans the canvas one way (the
     generator's seeds 1, 3 and 7) get a region only as a photo on a pad, and it is the photo."""
-    set_dir = _copies_set(tmp_path, "pad", (1, 3, 7), "calibration")
-    region_edges = _bench_module("region_edges")
-    assert region_edges.main(["--step", "pad", "--set", str(set_dir), "--photos", str(set_dir / "images"),
-                              "--out", str(tmp_path / "pads.json")]) == 0  # fmt: skip
-    report = json.loads((tmp_path / "pads.json").read_text())
-    pads = report["pads"]["calibration"]
+    report, pads = _region_step(tmp_path, "pad", "pad", (1, 3, 7), "calibration")
     assert pads["copies"] == 3 and pads["without: none"] == 3
     assert pads["with: photo"] == pads["gained"] == 3 and pads["lost"] == 0
     assert report["photos"] == {**report["photos"], "images": 6, "without": 0, "with": 3}
@@ -329,11 +330,16 @@ def test_region_edges_bench_measures_the_pad_step(tmp_path):
 def test_region_edges_bench_measures_the_ramp_step(tmp_path):
     """bench/region_edges.py --step ramp: a banner copy whose words found no room (the generator's
     seed 296) is a photo on a ramp; only the pad's ramp reading finds its region, and it is the photo."""
-    set_dir = _copies_set(tmp_path, "banner", (296, 5), "holdout")
-    region_edges = _bench_module("region_edges")
-    assert region_edges.main(["--step", "ramp", "--set", str(set_dir), "--photos", str(set_dir / "images"),
-                              "--out", str(tmp_path / "ramps.json")]) == 0  # fmt: skip
-    report = json.loads((tmp_path / "ramps.json").read_text())
-    banners = report["pads"]["holdout"]
+    report, banners = _region_step(tmp_path, "ramp", "banner", (296, 5), "holdout")
     assert banners["copies"] == 2 and banners["gained"] == 1 and banners["lost"] == 0, banners
     assert report["photos"]["images"] == 4 and report["photos"]["with"] == report["photos"]["without"] + 1
+
+
+def test_region_edges_bench_measures_the_turn_step(tmp_path):
+    """bench/region_edges.py --step turn: rotate copies turned on a grown canvas with a coloured
+    fill (the generator's seeds 0 and 9) get a region only by the turned reading; one on white
+    (seed 2) gets none; no original gets one."""
+    report, turned = _region_step(tmp_path, "turn", "rotate", (0, 9, 2), "holdout")
+    assert turned["copies"] == 3 and turned["gained"] == 2 and turned["lost"] == 0, turned
+    assert turned["with: region"] == 2 and turned["without: none"] == 3, turned
+    assert report["photos"]["images"] == 6 and report["photos"]["with"] == report["photos"]["without"] + 2
