@@ -147,7 +147,7 @@ def content_box(pixels: np.ndarray, settings: EmbedSettings, padded: bool = True
         if found is None and padded:
             found = _padded_photo(small, settings.region_max_share)
         if found is None and padded:
-            small, scale = first, first_scale
+            small, scale = first, first_scale  # the corners are read on the step-1 copy
             found = _turned_photo(small, settings.region_max_share)
     if found is None:
         return None
@@ -319,9 +319,8 @@ def _turned_photo(small: np.ndarray, max_share: float) -> tuple[int, int, int, i
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     part = (labels == largest).astype(np.uint8)
     share = part.mean()
-    spans = stats[largest, cv2.CC_STAT_WIDTH] >= _TURN_SPAN * width and stats[largest, cv2.CC_STAT_HEIGHT] >= (
-        _TURN_SPAN * height
-    )
+    _, _, part_width, part_height, _ = stats[largest]
+    spans = part_width >= _TURN_SPAN * width and part_height >= _TURN_SPAN * height
     if not _TURN_SHARE[0] <= share <= _TURN_SHARE[1] or not spans:
         return None
     outline = max(cv2.findContours(part, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0], key=cv2.contourArea)
