@@ -304,14 +304,14 @@ def _turned_photo(small: np.ndarray, max_share: float) -> tuple[int, int, int, i
     >>> _turned_photo(photo, 0.8) is None  # upright: the corners' fill is the photo's white ground
     True
     """
-    colours = np.ascontiguousarray(small)
+    colours = np.array(small, order="C")  # writable: OpenCV takes the image as an output (it fills the mask only)
     height, width = colours.shape[:2]
     corners = np.zeros((height, width), bool)
     flags = cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (255 << 8)
     for x, y in ((0, 0), (width - 1, 0), (0, height - 1), (width - 1, height - 1)):
         if not corners[y, x]:
             mask = np.zeros((height + 2, width + 2), np.uint8)
-            cv2.floodFill(colours.copy(), mask, (x, y), 0, (_TOLERANCE,) * 3, (_TOLERANCE,) * 3, flags)
+            cv2.floodFill(colours, mask, (x, y), 0, (_TOLERANCE,) * 3, (_TOLERANCE,) * 3, flags)
             corners |= mask[1:-1, 1:-1] > 0
     count, labels, stats, _ = cv2.connectedComponentsWithStats((~corners).astype(np.uint8), connectivity=4)
     if count < 2:
