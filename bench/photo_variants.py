@@ -273,28 +273,28 @@ def _edge_slack(pm: ModuleType) -> None:
 
 def _map_by_colour(pm: ModuleType) -> None:
     """``_compare_one_way`` keeping, among the maps whose structure is within ``pm.STRUCTURE_TIE`` of
-    the best, the one whose colour change is lowest (then the better structure); refined as the
-    module refines it."""
+    the best, the one whose colour change is lowest (then the better structure): the module's own
+    ``_compare_one_way`` given that map alone (so it is refined as the module refines it), its
+    reading under the map taken from the readings already made."""
     pm.STRUCTURE_TIE = STRUCTURE_TIE
+    one_way, compare_under = pm._compare_one_way, pm._compare_under
 
-    def one_way(a: Any, b: Any, maps: Any) -> dict[str, float]:
-        compared = [pm._compare_under(a, b, matrix) for matrix in maps]
+    def by_colour(a: Any, b: Any, maps: Any) -> dict[str, float]:
+        compared = [compare_under(a, b, matrix) for matrix in maps]
         top = max(reading["structure"] for reading in compared)
         tied = [i for i, reading in enumerate(compared) if reading["structure"] >= top - pm.STRUCTURE_TIE]
         best = min(tied, key=lambda i: (compared[i]["colour_change"], -compared[i]["structure"]))
-        scores = compared[best]
-        if (
-            pm.REFINE_FROM
-            and scores["structure"] >= pm.REFINE_FROM
-            and (pm.REFINE_ABOVE < scores["colour_change"] <= pm.REFINE_BELOW)
-        ):
-            refined = pm._refined(a, b, maps[best])
-            again = None if refined is None else pm._compare_under(a, b, refined)
-            if again is not None and again["structure"] >= scores["structure"]:
-                return again if again["colour_change"] <= pm.REFINE_COLOUR else scores
-        return scores
 
-    pm._compare_one_way = one_way
+        def read_once(a_: Any, b_: Any, matrix: np.ndarray) -> dict[str, float]:
+            return compared[best] if matrix is maps[best] else compare_under(a_, b_, matrix)
+
+        pm._compare_under = read_once
+        try:
+            return one_way(a, b, (maps[best],))
+        finally:
+            pm._compare_under = compare_under
+
+    pm._compare_one_way = by_colour
 
 
 def _coarse_smoothing(pm: ModuleType) -> None:

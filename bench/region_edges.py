@@ -163,11 +163,12 @@ def copies(bench_set: Path, step: str = "edges") -> dict[str, Any]:
         found = boxes(pixels, step)
         tally = counts.setdefault(row["split"], Counter())
         tally["copies"] += 1
-        for mode in ("without", "with"):
-            tally[f"{mode}: " + _kind(found[mode], photo)] += 1
-        near = [_kind(found[mode], photo) in ("photo", "region") for mode in ("without", "with")]
-        tally["gained"] += near[1] and not near[0]
-        tally["lost"] += near[0] and not near[1]
+        kinds = {mode: _kind(found[mode], photo) for mode in ("without", "with")}
+        for mode, kind in kinds.items():
+            tally[f"{mode}: {kind}"] += 1
+        near = {mode: kind in ("photo", "region") for mode, kind in kinds.items()}
+        tally["gained"] += near["with"] and not near["without"]
+        tally["lost"] += near["without"] and not near["with"]
     return {split: dict(sorted(c.items())) for split, c in sorted(counts.items())}
 
 
